@@ -1,0 +1,144 @@
+//! Mailroom's PostgreSQL layer: connecting (creating the database when it is missing) and
+//! applying the migrations under `migrations/`, which are compiled into every binary.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+use std::str::FromStr;
+
+/// The schema, embedded at compile time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// A database operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL does not parse.
+    #[error("invalid database URL: {0}")]
+    Url(sqlx::Error),
+    /// The server could not be reached or refused us.
+    #[error("cannot connect to PostgreSQL at {url}: {source}")]
+    Connect {
+        /// Redacted URL.
+        url: String,
+        /// The driver error.
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("database error: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+impl DbError {
+    /// Whether waiting and retrying can help (the server is down or restarting).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Connect { .. } => true,
+            DbError::Query(e) => is_transient(e),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a driver error is worth retrying: I/O, pool exhaustion, or the server shutting down.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+        // 57P01 admin_shutdown, 57P03 cannot_connect_now, 53300 too_many_connections,
+        // 40001 serialization_failure, 40P01 deadlock_detected.
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"))
+        }
+        _ => false,
+    }
+}
+
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "[unparsable URL]".to_owned(),
+    }
+}
+
+/// Creates the database named by `url` if it does not exist, connecting to the server's
+/// `postgres` database to do so.
+pub async fn create_database_if_missing(url: &SecretString) -> Result<(), DbError> {
+    let options = PgConnectOptions::from_str(url.expose_secret()).map_err(DbError::Url)?;
+    let name = options.get_database().unwrap_or("postgres").to_owned();
+    let admin = options.clone().database("postgres");
+    let mut conn = admin
+        .connect()
+        .await
+        .map_err(|source| DbError::Connect { url: redact(url.expose_secret()), source })?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut conn)
+        .await?;
+    if !exists {
+        let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        match sqlx::raw_sql(&sql).execute(&mut conn).await {
+            Ok(_) => tracing::info!(database = %name, "Created database."),
+            // Another process created it between our check and our CREATE.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    conn.close().await?;
+    Ok(())
+}
+
+/// Drops a database (used by tests and the demo to clean up their own databases).
+pub async fn drop_database(url: &SecretString) -> Result<(), DbError> {
+    let options = PgConnectOptions::from_str(url.expose_secret()).map_err(DbError::Url)?;
+    let name = options.get_database().unwrap_or("postgres").to_owned();
+    let mut conn = options
+        .database("postgres")
+        .connect()
+        .await
+        .map_err(|source| DbError::Connect { url: redact(url.expose_secret()), source })?;
+    let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", name.replace('"', "\"\""));
+    sqlx::raw_sql(&sql).execute(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// Connects a pool, creating the database if needed.
+pub async fn connect(url: &SecretString, max_connections: u32) -> Result<PgPool, DbError> {
+    create_database_if_missing(url).await?;
+    let options = PgConnectOptions::from_str(url.expose_secret()).map_err(DbError::Url)?;
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(|source| DbError::Connect { url: redact(url.expose_secret()), source })
+}
+
+/// Applies pending migrations (idempotent; safe when several processes start at once, as sqlx
+/// takes an advisory lock).
+pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Connects, creating the database if needed, and migrates: what every worker does at start.
+pub async fn connect_and_migrate(url: &SecretString, max_connections: u32) -> Result<PgPool, DbError> {
+    let pool = connect(url, max_connections).await?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// The parts of sqlx the binaries use, so they share this crate's version and features.
+pub mod sqlx_reexport {
+    pub use sqlx::{PgPool, query, query_as, query_scalar};
+}

@@ -1,0 +1,76 @@
+//! The `mailroom` operator CLI: apply and verify the broker topology, migrate the database.
+
+pub mod topology_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pipeline_core::Settings;
+
+/// Mailroom's operator tool.
+#[derive(Debug, Parser)]
+#[command(name = "mailroom", version, about = "Operate a Mailroom deployment")]
+pub struct Cli {
+    /// Settings file layered over config/default.toml (env MAILROOM__SECTION__KEY wins over both).
+    #[arg(long, global = true, env = "MAILROOM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Declare or check the broker topology (exchanges, queues, bindings, retry queues).
+    Topology {
+        /// apply or verify.
+        #[command(subcommand)]
+        action: TopologyAction,
+    },
+    /// Create the database if missing and apply pending migrations.
+    Migrate,
+}
+
+/// `mailroom topology …`.
+#[derive(Debug, Subcommand)]
+pub enum TopologyAction {
+    /// Declare everything (idempotent).
+    Apply,
+    /// Compare the live broker with the topology; exit 1 and print the drift if they differ.
+    Verify,
+}
+
+/// Runs a parsed command.
+pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Topology { action: TopologyAction::Apply } => topology_cmd::apply(&settings).await,
+        Command::Topology { action: TopologyAction::Verify } => topology_cmd::verify(&settings).await,
+        Command::Migrate => {
+            let pool = mailroom_db::connect(&settings.database.url, 2).await?;
+            let before = applied_count(&pool).await;
+            mailroom_db::migrate(&pool).await?;
+            let after = applied_count(&pool).await;
+            println!(
+                "Database is up to date ({} migration(s) applied now, {} in total).",
+                after.saturating_sub(before),
+                after
+            );
+            pool.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn applied_count(pool: &sqlx_pool::PgPool) -> i64 {
+    sqlx_pool::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+}
+
+/// Re-export so this crate does not need its own sqlx dependency line for two calls.
+mod sqlx_pool {
+    pub(crate) use mailroom_db::sqlx_reexport::{PgPool, query_scalar};
+}

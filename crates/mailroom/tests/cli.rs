@@ -1,0 +1,162 @@
+//! `mailroom topology apply|verify` and `mailroom migrate` against the real broker and database.
+
+use std::path::Path;
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Connection, ConnectionProperties};
+use mailroom_tests::{TestDb, TestVhost, mgmt, run};
+
+fn mailroom() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_mailroom"))
+}
+
+fn env_for(vhost: &TestVhost) -> Vec<(&'static str, String)> {
+    vec![("MAILROOM__AMQP__URL", vhost.amqp_url()), ("MAILROOM__MANAGEMENT__URL", mailroom_tests::mgmt_url())]
+}
+
+/// The seed's Python declarations, with the argument types pika sends: signed 32-bit integers
+/// and long strings.
+fn seed_arguments(ttl: i32, priority: Option<i32>, dlrk: &str) -> FieldTable {
+    let mut args = FieldTable::default();
+    if let Some(p) = priority {
+        args.insert("x-max-priority".into(), AMQPValue::LongInt(p));
+    }
+    args.insert("x-message-ttl".into(), AMQPValue::LongInt(ttl));
+    args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(LongString::from("dead_letter_exchange")));
+    args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(LongString::from(dlrk)));
+    args
+}
+
+#[tokio::test]
+async fn apply_creates_the_seed_topology_and_verify_detects_drift() {
+    let vhost = TestVhost::create().await;
+    let env = env_for(&vhost);
+
+    let (code, out) = run(mailroom(), &["topology", "verify"], &env).await;
+    assert_eq!(code, 1, "verify on an empty vhost must fail: {out}");
+    assert!(out.contains("queue emails.to_classify: missing"), "{out}");
+
+    let (code, out) = run(mailroom(), &["topology", "apply"], &env).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(mailroom(), &["topology", "verify"], &env).await;
+    assert_eq!(code, 0, "{out}");
+
+    // Exactly the seed's queues with the seed's argument values (plus our retry queues).
+    let client = mgmt();
+    let queues = client.queues(&vhost.name).await.expect("queues");
+    let classify = queues.iter().find(|q| q.name == "emails.to_classify").expect("classify queue");
+    assert!(classify.durable);
+    assert_eq!(classify.arguments["x-max-priority"], 10);
+    assert_eq!(classify.arguments["x-message-ttl"], 3_600_000);
+    assert_eq!(classify.arguments["x-dead-letter-exchange"], "dead_letter_exchange");
+    assert_eq!(classify.arguments["x-dead-letter-routing-key"], "failed_emails");
+    let respond = queues.iter().find(|q| q.name == "emails.to_respond").expect("respond queue");
+    assert_eq!(respond.arguments["x-message-ttl"], 7_200_000);
+    let ingest = queues.iter().find(|q| q.name == "documents.to_ingest").expect("ingest queue");
+    assert_eq!(ingest.arguments["x-message-ttl"], 1_800_000);
+    assert_eq!(ingest.arguments["x-dead-letter-routing-key"], "failed_documents");
+    let dlq = queues.iter().find(|q| q.name == "dead_letter_queue").expect("dlq");
+    assert!(dlq.arguments.is_empty());
+    let mut names: Vec<_> = queues.iter().map(|q| q.name.as_str()).filter(|n| !n.contains(".retry.")).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["dead_letter_queue", "documents.to_ingest", "emails.to_classify", "emails.to_respond", "emails.to_send"]
+    );
+    let exchanges = client.exchanges(&vhost.name).await.expect("exchanges");
+    for name in ["email_exchange", "document_exchange", "dead_letter_exchange"] {
+        let e = exchanges.iter().find(|e| e.name == name).expect("exchange exists");
+        assert_eq!(e.kind, "direct");
+        assert!(e.durable);
+    }
+    let bindings = client.bindings(&vhost.name).await.expect("bindings");
+    for (source, key, dest) in [
+        ("email_exchange", "classify", "emails.to_classify"),
+        ("email_exchange", "respond", "emails.to_respond"),
+        ("email_exchange", "send", "emails.to_send"),
+        ("document_exchange", "ingest", "documents.to_ingest"),
+        ("dead_letter_exchange", "failed_emails", "dead_letter_queue"),
+        ("dead_letter_exchange", "failed_documents", "dead_letter_queue"),
+    ] {
+        assert!(
+            bindings.iter().any(|b| b.source == source && b.routing_key == key && b.destination == dest),
+            "binding {source} -[{key}]-> {dest} missing"
+        );
+    }
+
+    // Applying twice changes nothing.
+    let before = client.queues(&vhost.name).await.expect("queues").len();
+    let (code, out) = run(mailroom(), &["topology", "apply"], &env).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(client.queues(&vhost.name).await.expect("queues").len(), before);
+    let (code, _) = run(mailroom(), &["topology", "verify"], &env).await;
+    assert_eq!(code, 0);
+
+    // A client written from the seed re-declares our queues with pika's argument types.
+    let conn = Connection::connect(&vhost.amqp_url(), ConnectionProperties::default()).await.expect("connect");
+    let channel = conn.create_channel().await.expect("channel");
+    let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+    for (queue, args) in [
+        ("emails.to_classify", seed_arguments(3_600_000, Some(10), "failed_emails")),
+        ("emails.to_respond", seed_arguments(7_200_000, None, "failed_emails")),
+        ("emails.to_send", seed_arguments(3_600_000, None, "failed_emails")),
+        ("documents.to_ingest", seed_arguments(1_800_000, None, "failed_documents")),
+        ("dead_letter_queue", FieldTable::default()),
+    ] {
+        channel.queue_declare(queue.into(), durable, args).await.unwrap_or_else(|e| panic!("re-declare {queue}: {e}"));
+    }
+
+    // Drift: a deleted queue, and a queue re-created with other arguments.
+    client.delete_queue(&vhost.name, "emails.to_send").await.expect("delete");
+    client.delete_queue(&vhost.name, "emails.to_respond").await.expect("delete");
+    let mut other = FieldTable::default();
+    other.insert("x-message-ttl".into(), AMQPValue::LongInt(60_000));
+    channel.queue_declare("emails.to_respond".into(), durable, other).await.expect("re-create with other args");
+    conn.close(200, "bye".into()).await.expect("close");
+
+    let (code, out) = run(mailroom(), &["topology", "verify"], &env).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("queue emails.to_send: missing"), "{out}");
+    assert!(out.contains("queue emails.to_respond: argument x-message-ttl expected 7200000 found 60000"), "{out}");
+    assert!(out.contains("queue emails.to_respond: argument x-dead-letter-exchange"), "{out}");
+}
+
+#[tokio::test]
+async fn verify_reports_an_unreachable_management_api_clearly() {
+    let vhost = TestVhost::create().await;
+    let mut env = env_for(&vhost);
+    env[1].1 = "http://127.0.0.1:9".to_owned();
+    let (code, out) = run(mailroom(), &["topology", "verify"], &env).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("cannot reach the RabbitMQ management API"), "{out}");
+}
+
+#[tokio::test]
+async fn migrate_creates_the_database_and_is_idempotent() {
+    let db = TestDb::create().await;
+    // A database name that does not exist yet: `migrate` must create it.
+    let fresh = format!("{}_fresh", db.name);
+    let url = db.url().replace(&db.name, &fresh);
+    let env = vec![("MAILROOM__DATABASE__URL", url.clone())];
+    let (code, out) = run(mailroom(), &["migrate"], &env).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("applied now"), "{out}");
+    let (code, out) = run(mailroom(), &["migrate"], &env).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 migration(s) applied now"), "{out}");
+
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(&url).await.expect("fresh database exists");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM emails").fetch_one(&mut conn).await.expect("emails table");
+    assert_eq!(n, 0);
+    conn.close().await.expect("close");
+    mailroom_db_drop(&url).await;
+}
+
+async fn mailroom_db_drop(url: &str) {
+    use sqlx::Connection as _;
+    let (server, name) = url.rsplit_once('/').expect("url has a database");
+    let mut conn = sqlx::PgConnection::connect(&format!("{server}/postgres")).await.expect("postgres");
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await.expect("drop");
+}

@@ -1,0 +1,497 @@
+//! The consumer runtime every worker is built on.
+//!
+//! A [`Worker`] connects, declares (or checks) the topology, consumes one work queue with a
+//! configurable prefetch and runs up to `concurrency` handlers at once. For each delivery the
+//! [`Processor`] decodes the body, calls the [`Handler`], publishes its outputs with confirms and
+//! only then acks the input. Failures are typed: a transient one goes to the next delay queue of
+//! the retry ladder (and comes back to the work queue when its TTL expires), a permanent one —
+//! or a transient one past the last step — is wrapped in the seed's dead-letter envelope,
+//! published to `dead_letter_exchange`, and only then acked. If even that publish fails the
+//! delivery is returned to the queue, so nothing is ever dropped.
+//!
+//! Connection loss ends the session; the worker reconnects with backoff and jitter, re-declares
+//! and resumes. On shutdown it stops consuming, lets in-flight handlers finish within the drain
+//! deadline and closes the connection, so whatever did not finish is redelivered.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{FutureExt as _, StreamExt as _};
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection};
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+use tracing::{debug, error, info, warn};
+
+use crate::amqp::{self, Backoff};
+use crate::error::HandlerError;
+use crate::messages::{DeadLetter, FailureInfo};
+use crate::publisher::{Outgoing, Publisher, RETRY_COUNT_HEADER, int_header};
+use crate::settings::{ConsumerSettings, Settings};
+use crate::telemetry::{DeadLetterLabels, QueueLabel, Telemetry};
+use crate::topology::{QueueSpec, RETRY_EXCHANGE, RetryStep, Topology};
+
+/// What a handler learns about a delivery besides its body.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryMeta {
+    /// AMQP `message_id`.
+    pub message_id: Option<String>,
+    /// AMQP `correlation_id` (the id of the email's first message), or the message id.
+    pub correlation_id: Option<String>,
+    /// How many retry steps this message has been through.
+    pub retry_count: u32,
+    /// Whether the broker redelivered it (a previous attempt may have had effects).
+    pub redelivered: bool,
+    /// AMQP priority.
+    pub priority: Option<u8>,
+}
+
+impl DeliveryMeta {
+    /// Reads the meta of a delivery.
+    pub fn of(delivery: &Delivery) -> Self {
+        let props = &delivery.properties;
+        let message_id = props.message_id().as_ref().map(ToString::to_string);
+        let correlation_id = props.correlation_id().as_ref().map(ToString::to_string).or_else(|| message_id.clone());
+        let retry_count = int_header(props.headers().as_ref(), RETRY_COUNT_HEADER)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0);
+        Self { message_id, correlation_id, retry_count, redelivered: delivery.redelivered, priority: *props.priority() }
+    }
+}
+
+/// Handles the messages of one queue.
+pub trait Handler: Send + Sync + 'static {
+    /// The decoded body. A body that does not decode is dead-lettered without calling the handler.
+    type Input: DeserializeOwned + Send + 'static;
+
+    /// Handles one message and returns what to publish for it. The runtime publishes the
+    /// outputs with confirms and acks the input only when all are confirmed.
+    fn handle(
+        &self,
+        input: Self::Input,
+        meta: &DeliveryMeta,
+    ) -> impl Future<Output = Result<Vec<Outgoing>, HandlerError>> + Send;
+}
+
+/// What became of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Handled; outputs confirmed; input acked.
+    Completed {
+        /// Number of outputs published.
+        published: usize,
+    },
+    /// Sent to a retry delay queue.
+    Retried {
+        /// Zero-based ladder step.
+        step: usize,
+    },
+    /// Dead-lettered with this `error_type`.
+    DeadLettered {
+        /// `failure_info.error_type`.
+        error_type: String,
+    },
+    /// Returned to its queue (the broker was unavailable for the retry or dead-letter publish).
+    Requeued,
+    /// The final ack or nack failed (connection lost): the broker will redeliver.
+    Unacknowledged,
+}
+
+/// The single-step part of the runtime: turns one delivery into one [`Disposition`]. Tests can
+/// call [`Processor::process`] with a delivery from `basic_get`, without the consume loop.
+pub struct Processor<H> {
+    handler: Arc<H>,
+    publisher: Publisher,
+    queue: &'static QueueSpec,
+    ladder: Arc<[RetryStep]>,
+    consumer_id: Arc<str>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl<H> Clone for Processor<H> {
+    fn clone(&self) -> Self {
+        Self {
+            handler: self.handler.clone(),
+            publisher: self.publisher.clone(),
+            queue: self.queue,
+            ladder: self.ladder.clone(),
+            consumer_id: self.consumer_id.clone(),
+            telemetry: self.telemetry.clone(),
+        }
+    }
+}
+
+/// Error type of a body that did not decode.
+fn decode_error_type(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Data => "InvalidMessage",
+        _ => "InvalidJson",
+    }
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "handler panicked".to_owned()
+    }
+}
+
+/// Decrements the in-flight gauge however processing ends.
+struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl<H: Handler> Processor<H> {
+    /// A processor for `queue`, publishing through `publisher`.
+    pub fn new(
+        handler: Arc<H>,
+        publisher: Publisher,
+        queue: &'static QueueSpec,
+        ladder: Vec<RetryStep>,
+        consumer_id: impl Into<Arc<str>>,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
+        Self { handler, publisher, queue, ladder: ladder.into(), consumer_id: consumer_id.into(), telemetry }
+    }
+
+    /// Handles one delivery completely: decode, handle, publish, then ack, retry or dead-letter.
+    pub async fn process(&self, delivery: Delivery) -> Disposition {
+        let metrics = &self.telemetry.metrics;
+        let label = QueueLabel { queue: self.queue.name.to_owned() };
+        metrics.consumed.get_or_create(&label).inc();
+        let gauge = metrics.in_flight.get_or_create(&label).clone();
+        gauge.inc();
+        let _in_flight = InFlight(&gauge);
+        let meta = DeliveryMeta::of(&delivery);
+
+        let started = Instant::now();
+        let outcome = self.run_handler(&delivery, &meta).await;
+        metrics.handler_seconds.get_or_create(&label).observe(started.elapsed().as_secs_f64());
+
+        let message_id = meta.message_id.as_deref().unwrap_or("-");
+        match outcome {
+            Ok(published) => {
+                debug!(message_id, queue = self.queue.name, published, "Handled message.");
+                match delivery.acker.ack(BasicAckOptions::default()).await {
+                    Ok(_) => {
+                        metrics.acked.get_or_create(&label).inc();
+                        Disposition::Completed { published }
+                    }
+                    Err(e) => {
+                        warn!(message_id, queue = self.queue.name, error = %e, "Ack failed; the broker will redeliver.");
+                        Disposition::Unacknowledged
+                    }
+                }
+            }
+            Err(e) if e.is_transient() && (meta.retry_count as usize) < self.ladder.len() => {
+                self.retry(delivery, &meta, &e).await
+            }
+            Err(e) => self.dead_letter(delivery, &meta, &e).await,
+        }
+    }
+
+    /// Decodes and handles, then publishes the outputs; panics become permanent failures.
+    async fn run_handler(&self, delivery: &Delivery, meta: &DeliveryMeta) -> Result<usize, HandlerError> {
+        let input: H::Input = serde_json::from_slice(&delivery.data)
+            .map_err(|e| HandlerError::permanent(decode_error_type(&e), e))?;
+        let outputs = AssertUnwindSafe(self.handler.handle(input, meta))
+            .catch_unwind()
+            .await
+            .map_err(|panic| HandlerError::permanent("HandlerPanicked", panic_message(panic)))??;
+        let sends = outputs.into_iter().map(|mut out| {
+            if out.correlation_id.is_none() {
+                out.correlation_id.clone_from(&meta.correlation_id);
+            }
+            async move { self.publisher.send(&out).await }
+        });
+        let results = futures_util::future::join_all(sends).await;
+        let published = results.len();
+        results.into_iter().collect::<Result<Vec<()>, _>>().map_err(|e| HandlerError::transient("PublishFailed", e))?;
+        Ok(published)
+    }
+
+    async fn retry(&self, delivery: Delivery, meta: &DeliveryMeta, error: &HandlerError) -> Disposition {
+        let step = meta.retry_count as usize;
+        let target = &self.ladder[step];
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        headers.insert(RETRY_COUNT_HEADER.into(), AMQPValue::LongInt(i32::try_from(step + 1).unwrap_or(i32::MAX)));
+        let properties = delivery.properties.clone().with_headers(headers);
+        let message_id = meta.message_id.as_deref().unwrap_or("-");
+        match self.publisher.send_raw(RETRY_EXCHANGE, &target.queue, &delivery.data, properties).await {
+            Ok(()) => {
+                warn!(
+                    message_id, queue = self.queue.name, step = step + 1, delay_ms = target.delay.as_millis() as u64,
+                    error = %error, "Transient failure; retrying later."
+                );
+                self.telemetry.metrics.retried.get_or_create(&QueueLabel { queue: self.queue.name.to_owned() }).inc();
+                self.settle(delivery, Disposition::Retried { step }).await
+            }
+            Err(e) => self.requeue(delivery, meta, &e).await,
+        }
+    }
+
+    async fn dead_letter(&self, delivery: Delivery, meta: &DeliveryMeta, error: &HandlerError) -> Disposition {
+        let info = FailureInfo {
+            error_message: error.source.to_string(),
+            error_type: error.error_type.to_string(),
+            retry_count: meta.retry_count,
+            stack_trace: error.chain(),
+            consumer_id: self.consumer_id.to_string(),
+        };
+        let envelope = DeadLetter::new(self.queue.name, &delivery.data, info);
+        let route = self.queue.failure_route();
+        let mut out = match serde_json::to_vec(&envelope) {
+            Ok(body) => Outgoing {
+                route,
+                body,
+                message_id: envelope.message_id.clone(),
+                priority: None,
+                correlation_id: meta.correlation_id.clone(),
+                headers: FieldTable::default(),
+            },
+            Err(e) => return self.requeue(delivery, meta, &e).await,
+        };
+        out.headers.insert("x-original-queue".into(), AMQPValue::LongString(self.queue.name.into()));
+        let message_id = meta.message_id.as_deref().unwrap_or("-");
+        match self.publisher.send(&out).await {
+            Ok(()) => {
+                error!(
+                    message_id, queue = self.queue.name, error_type = %error.error_type,
+                    retry_count = meta.retry_count, error = %error.source, "Dead-lettered message."
+                );
+                let labels =
+                    DeadLetterLabels { queue: self.queue.name.to_owned(), error_type: error.error_type.to_string() };
+                self.telemetry.metrics.dead_lettered.get_or_create(&labels).inc();
+                let error_type = error.error_type.to_string();
+                self.settle(delivery, Disposition::DeadLettered { error_type }).await
+            }
+            Err(e) => self.requeue(delivery, meta, &e).await,
+        }
+    }
+
+    /// Acks after a successful hand-over to a retry or dead-letter queue.
+    async fn settle(&self, delivery: Delivery, disposition: Disposition) -> Disposition {
+        match delivery.acker.ack(BasicAckOptions::default()).await {
+            Ok(_) => disposition,
+            Err(_) => Disposition::Unacknowledged,
+        }
+    }
+
+    /// The hand-over itself failed: give the message back to the broker rather than lose it.
+    async fn requeue(&self, delivery: Delivery, meta: &DeliveryMeta, error: &(dyn std::fmt::Display + Sync)) -> Disposition {
+        let message_id = meta.message_id.as_deref().unwrap_or("-");
+        warn!(message_id, queue = self.queue.name, error = %error, "Could not retry or dead-letter; requeueing.");
+        // A pause keeps a persistent broker-side problem from becoming a hot redelivery loop.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.telemetry.metrics.requeued.get_or_create(&QueueLabel { queue: self.queue.name.to_owned() }).inc();
+        match delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await {
+            Ok(_) => Disposition::Requeued,
+            Err(_) => Disposition::Unacknowledged,
+        }
+    }
+}
+
+/// The worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The retry ladder is empty or the concurrency is zero.
+    #[error("invalid worker configuration: {0}")]
+    Config(String),
+}
+
+/// A consuming worker: reconnecting consume loop around a [`Processor`].
+pub struct Worker<H> {
+    name: String,
+    queue: &'static QueueSpec,
+    handler: Arc<H>,
+    settings: Settings,
+    consumer: ConsumerSettings,
+    topology: Topology,
+    telemetry: Arc<Telemetry>,
+}
+
+enum SessionEnd {
+    Shutdown,
+    Lost(String),
+}
+
+struct Session<H> {
+    connection: Connection,
+    consumer: lapin::Consumer,
+    consume_channel: lapin::Channel,
+    processor: Processor<H>,
+}
+
+impl<H: Handler> Worker<H> {
+    /// A worker named `name` (the binary name: it selects `[workers.<name>]` overrides and names
+    /// the broker connection) consuming `queue`.
+    pub fn new(
+        name: impl Into<String>,
+        queue: &'static QueueSpec,
+        handler: Arc<H>,
+        settings: &Settings,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
+        let name = name.into();
+        let consumer = settings.consumer_for(&name);
+        let topology = Topology::new(&settings.topology.retry_delays_ms);
+        Self { name, queue, handler, settings: settings.clone(), consumer, topology, telemetry }
+    }
+
+    /// Consumes until `shutdown` completes, reconnecting whenever the connection is lost.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), WorkerError> {
+        if self.consumer.concurrency == 0 || self.consumer.prefetch == 0 {
+            return Err(WorkerError::Config("consumer.concurrency and consumer.prefetch must be at least 1".into()));
+        }
+        tokio::pin!(shutdown);
+        let health = &self.telemetry.health;
+        let mut backoff = Backoff::from_settings(&self.settings.amqp);
+        loop {
+            let attempt = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                s = self.open_session() => s,
+            };
+            let reason = match attempt {
+                Ok(session) => {
+                    backoff.reset();
+                    match self.consume(session, &mut shutdown).await {
+                        SessionEnd::Shutdown => return Ok(()),
+                        SessionEnd::Lost(reason) => {
+                            self.telemetry.metrics.reconnects.inc();
+                            reason
+                        }
+                    }
+                }
+                Err(reason) => reason,
+            };
+            health.set_connected(false);
+            health.set_reason(reason.clone());
+            let delay = backoff.next_delay();
+            warn!(worker = %self.name, queue = self.queue.name, delay_ms = delay.as_millis() as u64, %reason,
+                "Broker session unavailable; reconnecting.");
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn open_session(&self) -> Result<Session<H>, String> {
+        let connection = amqp::connect(&self.settings.amqp, &self.consumer.consumer_id)
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", self.settings.amqp.redacted_url()))?;
+        self.telemetry.health.set_connected(true);
+        let setup = connection.create_channel().await.map_err(|e| e.to_string())?;
+        if self.settings.topology.declare {
+            self.topology.declare(&setup).await.map_err(|e| format!("cannot declare topology: {e}"))?;
+        } else {
+            self.topology.check_exists(&setup).await.map_err(|e| {
+                format!("topology missing (run `mailroom topology apply` as the admin role): {e}")
+            })?;
+        }
+        let _ = setup.close(200, "setup done".into()).await;
+        let consume_channel = connection.create_channel().await.map_err(|e| e.to_string())?;
+        consume_channel
+            .basic_qos(self.consumer.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let publisher =
+            Publisher::open(&connection, Some(self.telemetry.clone())).await.map_err(|e| e.to_string())?;
+        let consumer = consume_channel
+            .basic_consume(
+                self.queue.name.into(),
+                self.consumer.consumer_id.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| format!("cannot consume {}: {e}", self.queue.name))?;
+        let processor = Processor::new(
+            self.handler.clone(),
+            publisher,
+            self.queue,
+            self.topology.retry_ladder(self.queue),
+            self.consumer.consumer_id.as_str(),
+            self.telemetry.clone(),
+        );
+        Ok(Session { connection, consumer, consume_channel, processor })
+    }
+
+    async fn consume<F: Future<Output = ()>>(
+        &self,
+        mut session: Session<H>,
+        shutdown: &mut std::pin::Pin<&mut F>,
+    ) -> SessionEnd {
+        let health = &self.telemetry.health;
+        health.set_consuming(true);
+        health.set_reason(String::new());
+        info!(worker = %self.name, queue = self.queue.name, prefetch = self.consumer.prefetch,
+            concurrency = self.consumer.concurrency, "Consuming.");
+        let slots = Arc::new(Semaphore::new(self.consumer.concurrency));
+        let end = loop {
+            let permit = tokio::select! {
+                biased;
+                () = shutdown.as_mut() => break SessionEnd::Shutdown,
+                p = slots.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break SessionEnd::Lost("slots closed".into()),
+                },
+            };
+            let next = tokio::select! {
+                biased;
+                () = shutdown.as_mut() => break SessionEnd::Shutdown,
+                n = session.consumer.next() => n,
+            };
+            match next {
+                Some(Ok(delivery)) => {
+                    let processor = session.processor.clone();
+                    tokio::spawn(async move {
+                        processor.process(delivery).await;
+                        drop(permit);
+                    });
+                }
+                Some(Err(e)) => break SessionEnd::Lost(format!("consumer failed: {e}")),
+                None => break SessionEnd::Lost("consumer cancelled or connection closed".into()),
+            }
+        };
+        health.set_consuming(false);
+        if let SessionEnd::Shutdown = end {
+            self.drain(&session, &slots).await;
+        }
+        let _ = session.connection.close(200, "bye".into()).await;
+        end
+    }
+
+    /// Stops deliveries, then waits for in-flight handlers up to the drain deadline.
+    async fn drain(&self, session: &Session<H>, slots: &Arc<Semaphore>) {
+        let tag = self.consumer.consumer_id.as_str();
+        let _ = session.consume_channel.basic_cancel(tag.into(), BasicCancelOptions::default()).await;
+        let total = u32::try_from(self.consumer.concurrency).unwrap_or(u32::MAX);
+        let in_flight = self.consumer.concurrency - slots.available_permits();
+        info!(worker = %self.name, in_flight, "Draining in-flight messages.");
+        match tokio::time::timeout(self.consumer.drain_timeout(), slots.acquire_many(total)).await {
+            Ok(_) => info!(worker = %self.name, "Drained; stopping."),
+            Err(_) => warn!(
+                worker = %self.name,
+                unfinished = self.consumer.concurrency - slots.available_permits(),
+                "Drain deadline passed; unfinished messages will be redelivered."
+            ),
+        }
+    }
+}
+
+/// Properties for a message republished by an operator tool (replay): persistent JSON.
+pub fn replay_properties(original: &BasicProperties) -> BasicProperties {
+    original.clone().with_delivery_mode(2)
+}

@@ -1,0 +1,21 @@
+//! `pipeline-core`: what every Mailroom process shares — the message schemas, the broker
+//! topology, the confirming publisher, the consumer runtime with its retry ladder and dead-letter
+//! hand-over, settings loading, and telemetry (logs, metrics, health endpoint).
+
+pub mod amqp;
+pub mod consumer;
+pub mod error;
+pub mod http;
+pub mod messages;
+pub mod publisher;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topology;
+
+pub use consumer::{DeliveryMeta, Disposition, Handler, Processor, Worker};
+pub use error::{Fate, HandlerError};
+pub use publisher::{Outgoing, PublishError, Publisher};
+pub use settings::Settings;
+pub use telemetry::Telemetry;
+pub use topology::Topology;

@@ -1,0 +1,328 @@
+//! One settings recipe for every binary: the compiled-in `config/default.toml`, then an optional
+//! file (`--config` or `MAILROOM_CONFIG`), then `MAILROOM__SECTION__KEY` environment variables.
+//! Secrets are `SecretString`s, whose `Debug` prints `[REDACTED]`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The defaults, compiled in so a binary works from any directory.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
+/// Environment variable naming an optional settings file.
+pub const CONFIG_ENV: &str = "MAILROOM_CONFIG";
+
+/// Keys whose environment values are comma-separated lists.
+const LIST_KEYS: &[&str] = &["topology.retry_delays_ms", "llm.providers"];
+
+/// Everything a Mailroom process can be configured with.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// RabbitMQ.
+    pub amqp: AmqpSettings,
+    /// Topology declaration and retry ladder.
+    pub topology: TopologySettings,
+    /// Consumer runtime defaults.
+    pub consumer: ConsumerSettings,
+    /// Per-worker overrides of `consumer`, by binary name.
+    #[serde(default)]
+    pub workers: BTreeMap<String, ConsumerOverride>,
+    /// PostgreSQL.
+    pub database: DatabaseSettings,
+    /// Redis.
+    pub redis: RedisSettings,
+    /// Health and metrics endpoint.
+    pub http: HttpSettings,
+    /// RabbitMQ management API.
+    pub management: ManagementSettings,
+    /// Logging.
+    pub telemetry: TelemetrySettings,
+}
+
+/// `[amqp]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AmqpSettings {
+    /// Broker URL, vhost in the path. Contains credentials.
+    pub url: SecretString,
+    /// First reconnection delay.
+    pub reconnect_initial_ms: u64,
+    /// Longest reconnection delay.
+    pub reconnect_max_ms: u64,
+}
+
+impl AmqpSettings {
+    /// The URL with any password replaced by `***`, for logs.
+    pub fn redacted_url(&self) -> String {
+        redact_url(self.url.expose_secret())
+    }
+
+    /// The vhost named by the URL's path (`/` when the path is empty or `%2f`).
+    pub fn vhost(&self) -> String {
+        vhost_of(self.url.expose_secret())
+    }
+}
+
+/// `[topology]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TopologySettings {
+    /// Declare at start (true) or only check passively (false).
+    pub declare: bool,
+    /// Retry ladder delays.
+    pub retry_delays_ms: Vec<u32>,
+}
+
+/// `[consumer]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsumerSettings {
+    /// AMQP prefetch count.
+    pub prefetch: u16,
+    /// Concurrent handlers per process.
+    pub concurrency: usize,
+    /// Drain deadline at shutdown.
+    pub drain_timeout_secs: u64,
+    /// Worker identity in dead letters; empty means derived.
+    #[serde(default)]
+    pub consumer_id: String,
+}
+
+impl ConsumerSettings {
+    /// The drain deadline as a duration.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+}
+
+/// `[workers.<name>]`: overrides of `[consumer]` for one worker.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ConsumerOverride {
+    /// AMQP prefetch count.
+    pub prefetch: Option<u16>,
+    /// Concurrent handlers per process.
+    pub concurrency: Option<usize>,
+    /// Drain deadline at shutdown.
+    pub drain_timeout_secs: Option<u64>,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// PostgreSQL URL. Contains credentials.
+    pub url: SecretString,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+/// `[redis]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    /// Redis URL. May contain credentials.
+    pub url: SecretString,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    /// Listen address of `/metrics`, `/healthz`, `/readyz`.
+    pub listen: String,
+}
+
+/// `[management]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ManagementSettings {
+    /// Base URL of the management API.
+    pub url: String,
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: SecretString,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    /// Output format.
+    pub format: LogFormat,
+    /// Default filter (`RUST_LOG` wins).
+    pub level: String,
+}
+
+/// Settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid settings: {0}")]
+pub struct SettingsError(#[from] config::ConfigError);
+
+impl Settings {
+    /// Loads the defaults, then `file` (or the file named by `MAILROOM_CONFIG`), then the
+    /// environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        let env_file = std::env::var_os(CONFIG_ENV).map(std::path::PathBuf::from);
+        let file = file.map(Path::to_path_buf).or(env_file);
+        Self::load_from(file.as_deref(), std::env::vars())
+    }
+
+    /// Like [`Settings::load`], with the environment given explicitly (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULT_CONFIG, FileFormat::Toml));
+        if let Some(path) = file {
+            builder = builder.add_source(File::from(path).required(true));
+        }
+        let vars: std::collections::HashMap<String, String> =
+            env.into_iter().filter(|(k, _)| k.starts_with("MAILROOM__")).collect();
+        let mut environment = Environment::with_prefix("MAILROOM")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .source(Some(vars));
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        Ok(builder.add_source(environment).build()?.try_deserialize()?)
+    }
+
+    /// The consumer settings of one worker: `[consumer]` with `[workers.<name>]` applied.
+    pub fn consumer_for(&self, worker: &str) -> ConsumerSettings {
+        let mut merged = self.consumer.clone();
+        if let Some(o) = self.workers.get(worker) {
+            merged.prefetch = o.prefetch.unwrap_or(merged.prefetch);
+            merged.concurrency = o.concurrency.unwrap_or(merged.concurrency);
+            merged.drain_timeout_secs = o.drain_timeout_secs.unwrap_or(merged.drain_timeout_secs);
+        }
+        if merged.consumer_id.is_empty() {
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".to_owned());
+            merged.consumer_id = format!("{worker}-{host}-{}", std::process::id());
+        }
+        merged
+    }
+}
+
+/// Replaces the password of a URL with `***`; anything unparsable is hidden whole.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            url.to_string()
+        }
+        Err(_) => "[unparsable URL]".to_owned(),
+    }
+}
+
+/// The vhost of an AMQP URL.
+pub fn vhost_of(raw: &str) -> String {
+    let path = url::Url::parse(raw).map(|u| u.path().to_owned()).unwrap_or_default();
+    let vhost = path.strip_prefix('/').unwrap_or(&path);
+    if vhost.is_empty() {
+        return "/".to_owned();
+    }
+    percent_decode(vhost)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_load_and_env_overrides_win() {
+        let s = Settings::load_from(None, env(&[])).expect("defaults load");
+        assert_eq!(s.consumer.prefetch, 32);
+        assert_eq!(s.topology.retry_delays_ms, vec![1000, 10000, 60000]);
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("MAILROOM__AMQP__URL", "amqp://u:hunter2@rabbit:5672/prod"),
+                ("MAILROOM__CONSUMER__PREFETCH", "7"),
+                ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "100,200"),
+                ("MAILROOM__WORKERS__CLASSIFIER__CONCURRENCY", "3"),
+            ]),
+        )
+        .expect("env loads");
+        assert_eq!(s.consumer.prefetch, 7);
+        assert_eq!(s.topology.retry_delays_ms, vec![100, 200]);
+        assert_eq!(s.consumer_for("classifier").concurrency, 3);
+        assert_eq!(s.consumer_for("sender").concurrency, 16);
+        assert_eq!(s.amqp.vhost(), "prod");
+        assert_eq!(s.amqp.redacted_url(), "amqp://u:***@rabbit:5672/prod");
+    }
+
+    #[test]
+    fn a_file_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("mailroom-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("local.toml");
+        std::fs::write(&path, "[consumer]\nconcurrency = 2\n[telemetry]\nformat = \"json\"\n").expect("write");
+        let s = Settings::load_from(Some(&path), env(&[])).expect("file loads");
+        assert_eq!(s.consumer.concurrency, 2);
+        assert_eq!(s.telemetry.format, LogFormat::Json);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("MAILROOM__AMQP__URL", "amqp://u:hunter2@rabbit:5672/prod"),
+                ("MAILROOM__MANAGEMENT__PASSWORD", "s3cr3t-mgmt"),
+                ("MAILROOM__DATABASE__URL", "postgres://app:pgpass99@db/mailroom"),
+            ]),
+        )
+        .expect("loads");
+        let debug = format!("{s:?}");
+        for secret in ["hunter2", "s3cr3t-mgmt", "pgpass99"] {
+            assert!(!debug.contains(secret), "{secret} leaked in {debug}");
+        }
+        assert!(debug.contains("REDACTED"));
+    }
+
+    #[test]
+    fn vhost_is_percent_decoded() {
+        assert_eq!(vhost_of("amqp://g:g@h:5672/%2f"), "/");
+        assert_eq!(vhost_of("amqp://g:g@h:5672"), "/");
+        assert_eq!(vhost_of("amqp://g:g@h:5672/test-%2Fa"), "test-/a");
+    }
+}

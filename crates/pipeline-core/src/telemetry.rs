@@ -1,0 +1,188 @@
+//! Logs, metrics and health: `tracing` set up for human or JSON output, the Prometheus
+//! registry every worker shares, and the readiness flags `/readyz` reports.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Metric, Registry};
+use tracing_subscriber::EnvFilter;
+
+use crate::settings::{LogFormat, TelemetrySettings};
+
+/// Installs the global `tracing` subscriber. `RUST_LOG` overrides the configured level.
+/// Calling it twice is harmless (the second call keeps the first subscriber).
+pub fn init_tracing(settings: &TelemetrySettings) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match settings.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+/// Label set of per-queue metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabel {
+    /// Queue name.
+    pub queue: String,
+}
+
+/// Label set of dead-letter metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeadLetterLabels {
+    /// Queue the message was consumed from.
+    pub queue: String,
+    /// `failure_info.error_type`.
+    pub error_type: String,
+}
+
+/// Label set of publish metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Exchange.
+    pub exchange: String,
+    /// Routing key.
+    pub routing_key: String,
+}
+
+/// The consumer runtime's and publisher's metrics, plus a registry other crates can add to.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// Deliveries taken from a queue.
+    pub consumed: Family<QueueLabel, Counter>,
+    /// Deliveries acknowledged after success.
+    pub acked: Family<QueueLabel, Counter>,
+    /// Deliveries sent to a retry delay queue.
+    pub retried: Family<QueueLabel, Counter>,
+    /// Deliveries dead-lettered, by error type.
+    pub dead_lettered: Family<DeadLetterLabels, Counter>,
+    /// Deliveries returned to the queue because even dead-lettering failed.
+    pub requeued: Family<QueueLabel, Counter>,
+    /// Handler latency in seconds.
+    pub handler_seconds: Family<QueueLabel, Histogram>,
+    /// Deliveries being handled now.
+    pub in_flight: Family<QueueLabel, Gauge>,
+    /// Confirmed publishes.
+    pub published: Family<RouteLabels, Counter>,
+    /// Failed publishes (nack, return, connection).
+    pub publish_failures: Family<RouteLabels, Counter>,
+    /// Reconnections to the broker.
+    pub reconnects: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("mailroom");
+        let consumed = Family::default();
+        let acked = Family::default();
+        let retried = Family::default();
+        let dead_lettered = Family::default();
+        let requeued = Family::default();
+        let handler_seconds = Family::<QueueLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let in_flight = Family::default();
+        let published = Family::default();
+        let publish_failures = Family::default();
+        let reconnects = Counter::default();
+        registry.register("messages_consumed", "Deliveries taken from a queue", consumed.clone());
+        registry.register("messages_acked", "Deliveries acknowledged after success", acked.clone());
+        registry.register("messages_retried", "Deliveries sent to a retry delay queue", retried.clone());
+        registry.register("messages_dead_lettered", "Deliveries dead-lettered", dead_lettered.clone());
+        registry.register("messages_requeued", "Deliveries returned to their queue unhandled", requeued.clone());
+        registry.register("handler_duration_seconds", "Handler latency", handler_seconds.clone());
+        registry.register("messages_in_flight", "Deliveries being handled", in_flight.clone());
+        registry.register("messages_published", "Confirmed publishes", published.clone());
+        registry.register("publish_failures", "Publishes nacked, returned or lost", publish_failures.clone());
+        registry.register("amqp_reconnects", "Reconnections to the broker", reconnects.clone());
+        Self {
+            registry: Mutex::new(registry),
+            consumed,
+            acked,
+            retried,
+            dead_lettered,
+            requeued,
+            handler_seconds,
+            in_flight,
+            published,
+            publish_failures,
+            reconnects,
+        }
+    }
+}
+
+impl Metrics {
+    /// Adds a metric of another component (LLM latency, send quota, …) to the same endpoint.
+    pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner()).register(name, help, metric);
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}
+
+/// Liveness and readiness of a worker.
+#[derive(Debug, Default)]
+pub struct Health {
+    connected: AtomicBool,
+    consuming: AtomicBool,
+    reason: Mutex<String>,
+}
+
+impl Health {
+    /// Records whether the broker connection is up.
+    pub fn set_connected(&self, up: bool) {
+        self.connected.store(up, Ordering::SeqCst);
+        if !up {
+            self.consuming.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Records whether the worker is consuming.
+    pub fn set_consuming(&self, on: bool) {
+        self.consuming.store(on, Ordering::SeqCst);
+    }
+
+    /// Records why the worker is not ready (shown by `/readyz`).
+    pub fn set_reason(&self, reason: impl Into<String>) {
+        *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = reason.into();
+    }
+
+    /// Ready only while connected and consuming.
+    pub fn is_ready(&self) -> bool {
+        self.connected.load(Ordering::SeqCst) && self.consuming.load(Ordering::SeqCst)
+    }
+
+    /// Whether the broker connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+
+    /// Why the worker is not ready.
+    pub fn reason(&self) -> String {
+        self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// What a worker's HTTP endpoint shows: its metrics and its health.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Readiness.
+    pub health: Health,
+}

@@ -1,0 +1,198 @@
+//! Test harness shared by every crate's integration tests: a throw-away RabbitMQ vhost and a
+//! throw-away PostgreSQL database per test (both removed afterwards, even when the test fails),
+//! real binaries spawned with the environment pointing at them, and polling with a deadline.
+//!
+//! Defaults match DESIGN.md §7; `MAILROOM_TEST_AMQP_HOST`, `MAILROOM_TEST_MGMT_URL` and
+//! `MAILROOM_TEST_PG_URL` point the tests elsewhere.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use sqlx::{Connection, PgConnection};
+use tokio::process::{Child, Command};
+
+pub use rabbitmq_mgmt;
+
+/// Management API base URL.
+pub fn mgmt_url() -> String {
+    std::env::var("MAILROOM_TEST_MGMT_URL").unwrap_or_else(|_| "http://127.0.0.1:15672".to_owned())
+}
+
+/// A management client with the guest account.
+pub fn mgmt() -> rabbitmq_mgmt::Client {
+    rabbitmq_mgmt::Client::new(&mgmt_url(), "guest", SecretString::from("guest"))
+}
+
+fn amqp_host() -> String {
+    std::env::var("MAILROOM_TEST_AMQP_HOST").unwrap_or_else(|_| "127.0.0.1:5672".to_owned())
+}
+
+fn pg_server_url() -> String {
+    std::env::var("MAILROOM_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+fn short_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// Runs an async cleanup from `Drop`, on a thread of its own (Drop cannot await).
+fn cleanup_blocking<F, Fut>(f: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let _ = std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            rt.block_on(f());
+        }
+    })
+    .join();
+}
+
+/// A fresh vhost with full permissions for guest; deleted on drop.
+#[derive(Debug)]
+pub struct TestVhost {
+    /// The vhost's name.
+    pub name: String,
+}
+
+impl TestVhost {
+    /// Creates `mailroom-test-<random>`.
+    pub async fn create() -> Self {
+        let name = format!("mailroom-test-{}", short_id());
+        let client = mgmt();
+        client.create_vhost(&name).await.expect("create vhost (is rabbitmq_management enabled?)");
+        client.set_permissions(&name, "guest", ".*", ".*", ".*").await.expect("grant guest");
+        Self { name }
+    }
+
+    /// AMQP URL of the vhost, as guest.
+    pub fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@{}/{}", amqp_host(), rabbitmq_mgmt::encode_segment(&self.name))
+    }
+
+    /// Messages in a queue of this vhost (ready, unacked).
+    pub async fn depth(&self, queue: &str) -> (u64, u64) {
+        let q = mgmt().queue(&self.name, queue).await.expect("queue info");
+        (q.messages_ready, q.messages_unacknowledged)
+    }
+}
+
+impl Drop for TestVhost {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        cleanup_blocking(move || async move {
+            let _ = mgmt().delete_vhost(&name).await;
+        });
+    }
+}
+
+/// A fresh, empty database; dropped (with its connections) on drop.
+#[derive(Debug)]
+pub struct TestDb {
+    /// The database's name.
+    pub name: String,
+}
+
+impl TestDb {
+    /// Creates `mailroom_test_<random>`.
+    pub async fn create() -> Self {
+        let name = format!("mailroom_test_{}", short_id());
+        let mut conn = PgConnection::connect(&format!("{}/postgres", pg_server_url())).await.expect("postgres");
+        sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.expect("create database");
+        let _ = conn.close().await;
+        Self { name }
+    }
+
+    /// URL of the database.
+    pub fn url(&self) -> String {
+        format!("{}/{}", pg_server_url(), self.name)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        cleanup_blocking(move || async move {
+            if let Ok(mut conn) = PgConnection::connect(&format!("{}/postgres", pg_server_url())).await {
+                let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await;
+                let _ = conn.close().await;
+            }
+        });
+    }
+}
+
+/// `target/<profile>` of the running test binary.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+/// Path of a workspace binary (`cargo build --workspace --bins` builds it).
+pub fn bin_path(name: &str) -> PathBuf {
+    let path = target_dir().join(name);
+    assert!(path.exists(), "{} is not built; run `cargo build --workspace --bins --examples` first", path.display());
+    path
+}
+
+/// Path of an example binary (`cargo build --workspace --examples` builds it).
+pub fn example_path(name: &str) -> PathBuf {
+    let path = target_dir().join("examples").join(name);
+    assert!(path.exists(), "{} is not built; run `cargo build --workspace --bins --examples` first", path.display());
+    path
+}
+
+/// Spawns a program with `env` added to a clean Mailroom environment (inherited `MAILROOM_*`
+/// variables are removed so the developer's shell cannot leak into a test). Output is captured;
+/// the process is killed when the handle is dropped.
+pub fn spawn(program: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> Child {
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MAILROOM") {
+            cmd.env_remove(key);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()))
+}
+
+/// Runs a program to completion and returns its exit code and stdout+stderr.
+pub async fn run(program: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> (i32, String) {
+    let child = spawn(program, args, env);
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("command finished in time")
+        .expect("command ran");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Sends a signal to a child process (`kill -<signal> <pid>`).
+pub fn signal(child: &Child, signal: &str) {
+    let pid = child.id().expect("child still running");
+    let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().expect("kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
