@@ -495,3 +495,40 @@ impl<H: Handler> Worker<H> {
 pub fn replay_properties(original: &BasicProperties) -> BasicProperties {
     original.clone().with_delivery_mode(2)
 }
+
+/// Runs a consuming worker the way every stage binary does: serves `/metrics`, `/healthz` and
+/// `/readyz` on `http.listen`, consumes until `shutdown`, drains, then stops the endpoint.
+pub async fn serve_worker<H: Handler>(
+    name: &str,
+    queue: &'static QueueSpec,
+    handler: Arc<H>,
+    settings: &Settings,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let telemetry = Arc::new(Telemetry::default());
+    let server = crate::http::HealthServer::bind(&settings.http.listen, telemetry.clone())
+        .await
+        .map_err(|e| ServeError::Http(settings.http.listen.clone(), e))?;
+    let addr = server.local_addr().map_err(|e| ServeError::Http(settings.http.listen.clone(), e))?;
+    info!(worker = name, %addr, amqp = %settings.amqp.redacted_url(), "Serving /metrics, /healthz and /readyz.");
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = server.spawn(async move {
+        let _ = http_stopped.await;
+    });
+    let result = Worker::new(name, queue, handler, settings, telemetry).run(shutdown).await;
+    let _ = stop_http.send(());
+    let _ = http.await;
+    info!(worker = name, "Stopped.");
+    result.map_err(ServeError::Worker)
+}
+
+/// A worker binary could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The health endpoint could not bind.
+    #[error("cannot listen on {0}: {1}")]
+    Http(String, std::io::Error),
+    /// The worker is misconfigured.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+}

@@ -13,7 +13,7 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod topology;
 
-pub use consumer::{DeliveryMeta, Disposition, Handler, Processor, Worker};
+pub use consumer::{DeliveryMeta, Disposition, Handler, Processor, Worker, serve_worker};
 pub use error::{Fate, HandlerError};
 pub use publisher::{Outgoing, PublishError, Publisher};
 pub use settings::Settings;

@@ -35,6 +35,13 @@ pub fn new_message_id() -> String {
     Uuid::new_v4().to_string()
 }
 
+/// Now, at the millisecond precision timestamps are written with (so a message survives a
+/// round trip through JSON unchanged).
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
 /// Timestamps are written as RFC 3339 in UTC with millisecond precision and a `Z` suffix.
 fn serialize_timestamp<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::Millis, true))
@@ -122,7 +129,7 @@ impl EmailToClassify {
     pub fn new(email: IncomingEmail, priority: u8) -> Self {
         Self {
             message_id: new_message_id(),
-            timestamp: Utc::now(),
+            timestamp: now(),
             email_id: email.email_id,
             thread_id: email.thread_id,
             from: email.from,
@@ -197,7 +204,7 @@ impl EmailToRespond {
     pub fn new(source: &EmailToClassify, classification: Classification) -> Self {
         Self {
             message_id: new_message_id(),
-            timestamp: Utc::now(),
+            timestamp: now(),
             original_message_id: source.message_id.clone(),
             email_id: source.email_id.clone(),
             thread_id: source.thread_id.clone(),
@@ -362,7 +369,7 @@ impl DeadLetter {
             };
         Self {
             message_id: new_message_id(),
-            timestamp: Utc::now(),
+            timestamp: now(),
             original_queue: original_queue.to_owned(),
             original_message,
             original_message_base64,

@@ -71,7 +71,41 @@ pub struct TopologySettings {
     /// Declare at start (true) or only check passively (false).
     pub declare: bool,
     /// Retry ladder delays.
+    #[serde(deserialize_with = "list_of_numbers")]
     pub retry_delays_ms: Vec<u32>,
+}
+
+/// Accepts a list, a single number, or a comma-separated string (how one value arrives from the
+/// environment).
+fn list_of_numbers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Item {
+        Number(u32),
+        Text(String),
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<Item>),
+        One(Item),
+    }
+    let items = match Raw::deserialize(d)? {
+        Raw::List(v) => v,
+        Raw::One(i) => vec![i],
+    };
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            Item::Number(n) => out.push(n),
+            Item::Text(t) => {
+                for part in t.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    out.push(part.parse::<u32>().map_err(serde::de::Error::custom)?);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `[consumer]`.
@@ -286,6 +320,8 @@ mod tests {
         assert_eq!(s.consumer_for("classifier").concurrency, 3);
         assert_eq!(s.consumer_for("sender").concurrency, 16);
         assert_eq!(s.amqp.vhost(), "prod");
+        let one = Settings::load_from(None, env(&[("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "250")])).expect("loads");
+        assert_eq!(one.topology.retry_delays_ms, vec![250]);
         assert_eq!(s.amqp.redacted_url(), "amqp://u:***@rabbit:5672/prod");
     }
 
