@@ -118,7 +118,8 @@ impl Drop for TestDb {
         let name = self.name.clone();
         cleanup_blocking(move || async move {
             if let Ok(mut conn) = PgConnection::connect(&format!("{}/postgres", pg_server_url())).await {
-                let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await;
+                let _ =
+                    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await;
                 let _ = conn.close().await;
             }
         });
@@ -177,7 +178,8 @@ pub async fn run(program: &std::path::Path, args: &[&str], env: &[(&str, String)
 /// Sends a signal to a child process (`kill -<signal> <pid>`).
 pub fn signal(child: &Child, signal: &str) {
     let pid = child.id().expect("child still running");
-    let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().expect("kill");
+    let status =
+        std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().expect("kill");
     assert!(status.success(), "kill -{signal} {pid} failed");
 }
 

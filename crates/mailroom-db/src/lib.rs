@@ -76,10 +76,8 @@ pub async fn create_database_if_missing(url: &SecretString) -> Result<(), DbErro
     let options = PgConnectOptions::from_str(url.expose_secret()).map_err(DbError::Url)?;
     let name = options.get_database().unwrap_or("postgres").to_owned();
     let admin = options.clone().database("postgres");
-    let mut conn = admin
-        .connect()
-        .await
-        .map_err(|source| DbError::Connect { url: redact(url.expose_secret()), source })?;
+    let mut conn =
+        admin.connect().await.map_err(|source| DbError::Connect { url: redact(url.expose_secret()), source })?;
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
         .bind(&name)
         .fetch_one(&mut conn)

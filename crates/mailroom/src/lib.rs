@@ -64,10 +64,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
 }
 
 async fn applied_count(pool: &sqlx_pool::PgPool) -> i64 {
-    sqlx_pool::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-        .fetch_one(pool)
-        .await
-        .unwrap_or(0)
+    sqlx_pool::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success").fetch_one(pool).await.unwrap_or(0)
 }
 
 /// Re-export so this crate does not need its own sqlx dependency line for two calls.

@@ -56,9 +56,8 @@ impl DeliveryMeta {
         let props = &delivery.properties;
         let message_id = props.message_id().as_ref().map(ToString::to_string);
         let correlation_id = props.correlation_id().as_ref().map(ToString::to_string).or_else(|| message_id.clone());
-        let retry_count = int_header(props.headers().as_ref(), RETRY_COUNT_HEADER)
-            .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(0);
+        let retry_count =
+            int_header(props.headers().as_ref(), RETRY_COUNT_HEADER).and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
         Self { message_id, correlation_id, retry_count, redelivered: delivery.redelivered, priority: *props.priority() }
     }
 }
@@ -203,8 +202,8 @@ impl<H: Handler> Processor<H> {
 
     /// Decodes and handles, then publishes the outputs; panics become permanent failures.
     async fn run_handler(&self, delivery: &Delivery, meta: &DeliveryMeta) -> Result<usize, HandlerError> {
-        let input: H::Input = serde_json::from_slice(&delivery.data)
-            .map_err(|e| HandlerError::permanent(decode_error_type(&e), e))?;
+        let input: H::Input =
+            serde_json::from_slice(&delivery.data).map_err(|e| HandlerError::permanent(decode_error_type(&e), e))?;
         let outputs = AssertUnwindSafe(self.handler.handle(input, meta))
             .catch_unwind()
             .await
@@ -289,7 +288,12 @@ impl<H: Handler> Processor<H> {
     }
 
     /// The hand-over itself failed: give the message back to the broker rather than lose it.
-    async fn requeue(&self, delivery: Delivery, meta: &DeliveryMeta, error: &(dyn std::fmt::Display + Sync)) -> Disposition {
+    async fn requeue(
+        &self,
+        delivery: Delivery,
+        meta: &DeliveryMeta,
+        error: &(dyn std::fmt::Display + Sync),
+    ) -> Disposition {
         let message_id = meta.message_id.as_deref().unwrap_or("-");
         warn!(message_id, queue = self.queue.name, error = %error, "Could not retry or dead-letter; requeueing.");
         // A pause keeps a persistent broker-side problem from becoming a hot redelivery loop.
@@ -396,9 +400,10 @@ impl<H: Handler> Worker<H> {
         if self.settings.topology.declare {
             self.topology.declare(&setup).await.map_err(|e| format!("cannot declare topology: {e}"))?;
         } else {
-            self.topology.check_exists(&setup).await.map_err(|e| {
-                format!("topology missing (run `mailroom topology apply` as the admin role): {e}")
-            })?;
+            self.topology
+                .check_exists(&setup)
+                .await
+                .map_err(|e| format!("topology missing (run `mailroom topology apply` as the admin role): {e}"))?;
         }
         let _ = setup.close(200, "setup done".into()).await;
         let consume_channel = connection.create_channel().await.map_err(|e| e.to_string())?;
@@ -406,8 +411,7 @@ impl<H: Handler> Worker<H> {
             .basic_qos(self.consumer.prefetch, BasicQosOptions::default())
             .await
             .map_err(|e| e.to_string())?;
-        let publisher =
-            Publisher::open(&connection, Some(self.telemetry.clone())).await.map_err(|e| e.to_string())?;
+        let publisher = Publisher::open(&connection, Some(self.telemetry.clone())).await.map_err(|e| e.to_string())?;
         let consumer = consume_channel
             .basic_consume(
                 self.queue.name.into(),

@@ -25,10 +25,7 @@ pub fn router(telemetry: Arc<Telemetry>) -> Router {
 }
 
 async fn metrics(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        t.metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], t.metrics.encode())
 }
 
 async fn readyz(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {

@@ -356,17 +356,13 @@ impl DeadLetter {
     /// Wraps a raw body: JSON bodies are embedded as JSON, anything else as text or base64.
     pub fn new(original_queue: &str, body: &[u8], failure_info: FailureInfo) -> Self {
         use base64::Engine as _;
-        let (original_message, original_message_base64) =
-            match serde_json::from_slice::<serde_json::Value>(body) {
-                Ok(value) => (value, None),
-                Err(_) => match std::str::from_utf8(body) {
-                    Ok(text) => (serde_json::Value::String(text.to_owned()), None),
-                    Err(_) => (
-                        serde_json::Value::Null,
-                        Some(base64::engine::general_purpose::STANDARD.encode(body)),
-                    ),
-                },
-            };
+        let (original_message, original_message_base64) = match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(value) => (value, None),
+            Err(_) => match std::str::from_utf8(body) {
+                Ok(text) => (serde_json::Value::String(text.to_owned()), None),
+                Err(_) => (serde_json::Value::Null, Some(base64::engine::general_purpose::STANDARD.encode(body))),
+            },
+        };
         Self {
             message_id: new_message_id(),
             timestamp: now(),
@@ -380,10 +376,10 @@ impl DeadLetter {
     /// The original body's bytes, as they were consumed (JSON is re-serialised compactly).
     pub fn original_body(&self) -> Vec<u8> {
         use base64::Engine as _;
-        if let Some(encoded) = &self.original_message_base64 {
-            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(encoded) {
-                return bytes;
-            }
+        if let Some(bytes) =
+            self.original_message_base64.as_ref().and_then(|e| base64::engine::general_purpose::STANDARD.decode(e).ok())
+        {
+            return bytes;
         }
         match &self.original_message {
             serde_json::Value::String(text) => text.clone().into_bytes(),

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::Confirmation;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 
@@ -184,11 +184,8 @@ impl Publisher {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<(), PublishError> {
-        let amqp = |source| PublishError::Amqp {
-            exchange: exchange.to_owned(),
-            routing_key: routing_key.to_owned(),
-            source,
-        };
+        let amqp =
+            |source| PublishError::Amqp { exchange: exchange.to_owned(), routing_key: routing_key.to_owned(), source };
         let options = BasicPublishOptions { mandatory: true, ..Default::default() };
         let confirm = self
             .channel
@@ -202,10 +199,9 @@ impl Publisher {
                 routing_key: routing_key.to_owned(),
                 reply_text: returned.reply_text.to_string(),
             }),
-            Confirmation::Nack(_) | Confirmation::NotRequested => Err(PublishError::Nacked {
-                exchange: exchange.to_owned(),
-                routing_key: routing_key.to_owned(),
-            }),
+            Confirmation::Nack(_) | Confirmation::NotRequested => {
+                Err(PublishError::Nacked { exchange: exchange.to_owned(), routing_key: routing_key.to_owned() })
+            }
         }
     }
 }

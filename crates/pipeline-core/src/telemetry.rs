@@ -88,7 +88,8 @@ impl Default for Metrics {
         let retried = Family::default();
         let dead_lettered = Family::default();
         let requeued = Family::default();
-        let handler_seconds = Family::<QueueLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let handler_seconds =
+            Family::<QueueLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         let in_flight = Family::default();
         let published = Family::default();
         let publish_failures = Family::default();

@@ -43,8 +43,7 @@ pub const INGEST: Route = Route { exchange: DOCUMENT_EXCHANGE, routing_key: "ing
 /// Failed emails, to the dead-letter queue.
 pub const FAILED_EMAILS: Route = Route { exchange: DEAD_LETTER_EXCHANGE, routing_key: "failed_emails" };
 /// Failed documents, to the dead-letter queue.
-pub const FAILED_DOCUMENTS: Route =
-    Route { exchange: DEAD_LETTER_EXCHANGE, routing_key: "failed_documents" };
+pub const FAILED_DOCUMENTS: Route = Route { exchange: DEAD_LETTER_EXCHANGE, routing_key: "failed_documents" };
 
 /// One of the seed's queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,10 +232,7 @@ impl Topology {
             }
             if let Some(dl) = spec.dead_letter {
                 arguments.insert("x-dead-letter-exchange".to_owned(), ArgValue::Str(dl.exchange.to_owned()));
-                arguments.insert(
-                    "x-dead-letter-routing-key".to_owned(),
-                    ArgValue::Str(dl.routing_key.to_owned()),
-                );
+                arguments.insert("x-dead-letter-routing-key".to_owned(), ArgValue::Str(dl.routing_key.to_owned()));
             }
             queues.push(QueueDecl { name: spec.name.to_owned(), arguments });
             for route in spec.bound_from {
@@ -264,9 +260,8 @@ impl Topology {
                 queues.push(QueueDecl { name, arguments });
             }
         }
-        let exchanges = [EMAIL_EXCHANGE, DOCUMENT_EXCHANGE, DEAD_LETTER_EXCHANGE, RETRY_EXCHANGE]
-            .map(str::to_owned)
-            .to_vec();
+        let exchanges =
+            [EMAIL_EXCHANGE, DOCUMENT_EXCHANGE, DEAD_LETTER_EXCHANGE, RETRY_EXCHANGE].map(str::to_owned).to_vec();
         Self { exchanges, queues, bindings, retry_delays_ms: retry_delays_ms.to_vec() }
     }
 

@@ -168,7 +168,10 @@ async fn past_the_ladder_a_message_is_dead_lettered_in_the_seed_envelope() {
     let vhost = TestVhost::create().await;
     let s = settings(
         &vhost,
-        &[("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "100,100,100"), ("MAILROOM__CONSUMER__CONSUMER_ID", "classifier-worker-1")],
+        &[
+            ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "100,100,100"),
+            ("MAILROOM__CONSUMER__CONSUMER_ID", "classifier-worker-1"),
+        ],
     );
     let conn = apply(&vhost, &s).await;
     let handler = Arc::new(Flaky { failures: usize::MAX, attempts: Mutex::default() });
@@ -257,8 +260,7 @@ async fn permanent_errors_panics_and_unparseable_bodies_go_straight_to_the_dead_
         dead.extend(drain_queue(&ch, "dead_letter_queue").await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let envelopes: Vec<DeadLetter> =
-        dead.iter().map(|d| serde_json::from_slice(&d.data).expect("envelope")).collect();
+    let envelopes: Vec<DeadLetter> = dead.iter().map(|d| serde_json::from_slice(&d.data).expect("envelope")).collect();
     let types: HashSet<_> = envelopes.iter().map(|e| e.failure_info.error_type.as_str()).collect();
     assert_eq!(types, HashSet::from(["ValidationError", "HandlerPanicked", "InvalidJson", "InvalidMessage"]));
     assert!(envelopes.iter().all(|e| e.failure_info.retry_count == 0), "permanent failures skip the ladder");
@@ -328,8 +330,11 @@ async fn a_thousand_messages_with_ten_percent_transient_failures_are_neither_los
         ],
     );
     let conn = apply(&vhost, &s).await;
-    let handler =
-        Arc::new(Unreliable { attempts: Mutex::default(), running: AtomicUsize::new(0), max_running: AtomicUsize::new(0) });
+    let handler = Arc::new(Unreliable {
+        attempts: Mutex::default(),
+        running: AtomicUsize::new(0),
+        max_running: AtomicUsize::new(0),
+    });
     let (stop, task, _) = start_worker(&s, handler.clone());
     let publisher = Publisher::open(&conn, None).await.expect("publisher");
     let sent = publish_emails(&publisher, 1000).await;
@@ -383,7 +388,10 @@ async fn a_message_that_outlives_its_ttl_is_dead_lettered_by_the_broker_with_x_d
     let publisher = Publisher::open(&conn, None).await.expect("publisher");
     // The queue's own TTL is an hour; a per-message expiration takes the same dead-letter path.
     let out = Outgoing::message(&email(1)).expect("encodes");
-    publisher.send_raw("email_exchange", "classify", &out.body, out.properties().with_expiration("50".into())).await.expect("publish");
+    publisher
+        .send_raw("email_exchange", "classify", &out.body, out.properties().with_expiration("50".into()))
+        .await
+        .expect("publish");
     let ch = conn.create_channel().await.expect("channel");
     let dead = wait_for(Duration::from_secs(10), "the expired message", || async {
         let msgs = drain_queue(&ch, "dead_letter_queue").await;
@@ -462,7 +470,12 @@ async fn relay_connection(vhost: &TestVhost) -> Option<String> {
 /// Collects outputs from `emails.to_respond` with a consumer, returning distinct ids and the total.
 async fn collect_outputs(ch: &Channel, n: usize) -> (HashSet<String>, usize) {
     let mut consumer = ch
-        .basic_consume("emails.to_respond".into(), "collector".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            "emails.to_respond".into(),
+            "collector".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .expect("consume");
     let mut ids = HashSet::new();
