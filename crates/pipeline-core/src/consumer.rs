@@ -48,6 +48,9 @@ pub struct DeliveryMeta {
     pub redelivered: bool,
     /// AMQP priority.
     pub priority: Option<u8>,
+    /// Length of the retry ladder: a transient failure now is final when
+    /// `retry_count >= max_retries`.
+    pub max_retries: u32,
 }
 
 impl DeliveryMeta {
@@ -58,7 +61,20 @@ impl DeliveryMeta {
         let correlation_id = props.correlation_id().as_ref().map(ToString::to_string).or_else(|| message_id.clone());
         let retry_count =
             int_header(props.headers().as_ref(), RETRY_COUNT_HEADER).and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
-        Self { message_id, correlation_id, retry_count, redelivered: delivery.redelivered, priority: *props.priority() }
+        Self {
+            message_id,
+            correlation_id,
+            retry_count,
+            redelivered: delivery.redelivered,
+            priority: *props.priority(),
+            max_retries: 0,
+        }
+    }
+
+    /// Whether a transient failure of this attempt would be dead-lettered rather than retried
+    /// (handlers use it to record a final state, e.g. a document `failed`).
+    pub fn is_last_attempt(&self) -> bool {
+        self.retry_count >= self.max_retries
     }
 }
 
@@ -172,7 +188,8 @@ impl<H: Handler> Processor<H> {
         let gauge = metrics.in_flight.get_or_create(&label).clone();
         gauge.inc();
         let _in_flight = InFlight(&gauge);
-        let meta = DeliveryMeta::of(&delivery);
+        let mut meta = DeliveryMeta::of(&delivery);
+        meta.max_retries = u32::try_from(self.ladder.len()).unwrap_or(u32::MAX);
 
         let started = Instant::now();
         let outcome = self.run_handler(&delivery, &meta).await;

@@ -40,6 +40,9 @@ pub struct Settings {
     pub management: ManagementSettings,
     /// Logging.
     pub telemetry: TelemetrySettings,
+    /// Every layer merged, for the sections other crates own (`embeddings`, `upload_api`, …).
+    #[serde(skip)]
+    raw: Option<std::sync::Arc<Config>>,
 }
 
 /// `[amqp]`.
@@ -227,7 +230,17 @@ impl Settings {
         for key in LIST_KEYS {
             environment = environment.with_list_parse_key(key);
         }
-        Ok(builder.add_source(environment).build()?.try_deserialize()?)
+        let config = builder.add_source(environment).build()?;
+        let mut settings: Settings = config.clone().try_deserialize()?;
+        settings.raw = Some(std::sync::Arc::new(config));
+        Ok(settings)
+    }
+
+    /// Deserialises a section owned by another crate (its defaults are in `config/default.toml`,
+    /// and the file and environment layers apply to it like to every other key).
+    pub fn section<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, SettingsError> {
+        let raw = self.raw.as_ref().ok_or_else(|| config::ConfigError::NotFound(name.to_owned()))?;
+        Ok(raw.get::<T>(name)?)
     }
 
     /// The consumer settings of one worker: `[consumer]` with `[workers.<name>]` applied.

@@ -600,7 +600,12 @@ async fn metrics_and_readiness_are_served_over_http() {
         (ready(&ch, "emails.to_respond").await == 3).then_some(())
     })
     .await;
-    let (status, text) = get("/metrics").await;
+    // Outputs are confirmed before the input is acked, so the ack count may trail a moment.
+    let (status, text) = wait_for(Duration::from_secs(10), "three acks", || async {
+        let (status, text) = get("/metrics").await;
+        text.contains("mailroom_messages_acked_total{queue=\"emails.to_classify\"} 3").then_some((status, text))
+    })
+    .await;
     assert_eq!(status, 200);
     for line in [
         "mailroom_messages_consumed_total{queue=\"emails.to_classify\"} 3",
