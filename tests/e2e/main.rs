@@ -1,6 +1,8 @@
 //! Cross-crate end-to-end tests with real binaries. This file holds the harness's own checks:
 //! a test must clean up what it created, so the throw-away vhosts and databases really go away.
 
+mod ingestion;
+
 use mailroom_tests::{TestDb, TestVhost, bin_path, mgmt, run};
 
 #[tokio::test]

@@ -198,3 +198,36 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A fresh directory under the system temp dir; removed (with its contents) on drop.
+#[derive(Debug)]
+pub struct TestDir {
+    /// The directory.
+    pub path: PathBuf,
+}
+
+impl TestDir {
+    /// Creates `mailroom-test-<random>`.
+    pub fn create() -> Self {
+        let path = std::env::temp_dir().join(format!("mailroom-test-{}", short_id()));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self { path }
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A TCP port that was free a moment ago (for binaries that need a fixed listen address).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}

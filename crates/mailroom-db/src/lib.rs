@@ -1,6 +1,8 @@
 //! Mailroom's PostgreSQL layer: connecting (creating the database when it is missing) and
 //! applying the migrations under `migrations/`, which are compiled into every binary.
 
+pub mod documents;
+
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};

@@ -1,5 +1,6 @@
 //! The `mailroom` operator CLI: apply and verify the broker topology, migrate the database.
 
+pub mod ingest_cmd;
 pub mod topology_cmd;
 
 use std::path::PathBuf;
@@ -31,6 +32,21 @@ pub enum Command {
     },
     /// Create the database if missing and apply pending migrations.
     Migrate,
+    /// Upload documents through the upload API and follow them until ready or failed.
+    Ingest {
+        /// PDF, text or Markdown files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The support mailbox the documents belong to.
+        #[arg(long)]
+        agent: String,
+        /// Upload API base URL (default: http://<upload_api.listen>).
+        #[arg(long)]
+        url: Option<String>,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+    },
 }
 
 /// `mailroom topology …`.
@@ -47,6 +63,10 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Topology { action: TopologyAction::Apply } => topology_cmd::apply(&settings).await,
         Command::Topology { action: TopologyAction::Verify } => topology_cmd::verify(&settings).await,
+        Command::Ingest { files, agent, url, timeout_secs } => {
+            ingest_cmd::ingest(&settings, &files, &agent, url.as_deref(), std::time::Duration::from_secs(timeout_secs))
+                .await
+        }
         Command::Migrate => {
             let pool = mailroom_db::connect(&settings.database.url, 2).await?;
             let before = applied_count(&pool).await;

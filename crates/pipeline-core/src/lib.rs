@@ -4,9 +4,11 @@
 
 pub mod amqp;
 pub mod consumer;
+pub mod content;
 pub mod error;
 pub mod http;
 pub mod messages;
+pub mod producer;
 pub mod publisher;
 pub mod settings;
 pub mod shutdown;
@@ -15,6 +17,7 @@ pub mod topology;
 
 pub use consumer::{DeliveryMeta, Disposition, Handler, Processor, Worker, serve_worker};
 pub use error::{Fate, HandlerError};
+pub use producer::{Producer, ProducerError};
 pub use publisher::{Outgoing, PublishError, Publisher};
 pub use settings::Settings;
 pub use telemetry::Telemetry;

@@ -40,6 +40,8 @@ pub struct Settings {
     pub management: ManagementSettings,
     /// Logging.
     pub telemetry: TelemetrySettings,
+    /// Where uploaded documents are kept.
+    pub storage: StorageSettings,
     /// Every layer merged, for the sections other crates own (`embeddings`, `upload_api`, …).
     #[serde(skip)]
     raw: Option<std::sync::Arc<Config>>,
@@ -177,6 +179,14 @@ pub struct ManagementSettings {
     pub password: SecretString,
 }
 
+/// `[storage]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StorageSettings {
+    /// Directory of stored uploads (created if missing). The upload API writes there and the
+    /// document ingester only reads files inside it.
+    pub dir: std::path::PathBuf,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -261,6 +271,16 @@ impl Settings {
             merged.consumer_id = format!("{worker}-{host}-{}", std::process::id());
         }
         merged
+    }
+}
+
+/// Parses a worker's command line: nothing, or `--config FILE` (also `--config=FILE`).
+pub fn config_arg(args: &[String]) -> Result<Option<std::path::PathBuf>, String> {
+    match args {
+        [] => Ok(None),
+        [flag, path] if flag == "--config" => Ok(Some(path.into())),
+        [one] if one.starts_with("--config=") => Ok(Some(one["--config=".len()..].into())),
+        _ => Err("usage: [--config FILE]   (settings: config/default.toml, then FILE or $MAILROOM_CONFIG, then MAILROOM__SECTION__KEY)".to_owned()),
     }
 }
 

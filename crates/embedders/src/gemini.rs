@@ -1,0 +1,209 @@
+//! Embeddings from the Gemini API's `models/{model}:batchEmbedContents`.
+//!
+//! The key travels in the `x-goog-api-key` header, never in the `?key=` query parameter the
+//! API also accepts: URLs end up in error messages, proxy logs and traces.
+
+use futures_util::future::BoxFuture;
+use reqwest::header::HeaderValue;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::transport::{self, Dimension, RawResponse};
+use crate::{EmbedError, Embedder, ProviderSettings};
+
+const PROVIDER: &str = "gemini";
+
+/// The API's limit on requests per `batchEmbedContents` call; larger batches are split.
+const MAX_REQUESTS_PER_BATCH: usize = 100;
+
+/// The same embedder serves documents and queries; RETRIEVAL_DOCUMENT keeps both in one space.
+const TASK_TYPE: &str = "RETRIEVAL_DOCUMENT";
+
+/// Embedder for the Gemini API.
+#[derive(Debug)]
+pub struct GeminiEmbedder {
+    client: Result<reqwest::Client, String>,
+    url: String,
+    /// `models/{model}`, as each request in the batch must name it.
+    model_path: String,
+    api_key: SecretString,
+    output_dimensionality: Option<usize>,
+    dimension: Dimension,
+    model_id: String,
+}
+
+impl GeminiEmbedder {
+    /// An embedder for `settings.model` (with or without the `models/` prefix) at
+    /// `settings.base_url` (e.g. `https://generativelanguage.googleapis.com/v1beta`).
+    /// `dimensions` is sent as `outputDimensionality`; without it the model's native size is
+    /// used. `timeout` bounds each request; zero disables it.
+    pub fn new(settings: &ProviderSettings, dimensions: Option<usize>, timeout: std::time::Duration) -> Self {
+        let model = settings.model.strip_prefix("models/").unwrap_or(&settings.model);
+        let native = dimensions.or_else(|| native_dimension(model));
+        let model_id = match native {
+            Some(d) => format!("gemini-{model}-{d}"),
+            None => format!("gemini-{model}-native"),
+        };
+        let url = format!("{}/models/{model}:batchEmbedContents", settings.base_url.trim_end_matches('/'));
+        Self {
+            client: transport::build_client(timeout, &url),
+            url,
+            model_path: format!("models/{model}"),
+            api_key: settings.api_key.clone(),
+            output_dimensionality: dimensions,
+            dimension: Dimension::new(native),
+            model_id,
+        }
+    }
+
+    async fn embed_batch(&self, inputs: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let client = self.client.as_ref().map_err(|e| transport::client_unavailable(PROVIDER, e))?;
+        let key = self.api_key.expose_secret().trim();
+        let body = BatchRequest {
+            requests: inputs
+                .iter()
+                .map(|text| EmbedRequest {
+                    model: &self.model_path,
+                    content: Content { parts: [Part { text }] },
+                    task_type: TASK_TYPE,
+                    output_dimensionality: self.output_dimensionality,
+                })
+                .collect(),
+        };
+        let mut request = client.post(&self.url).json(&body);
+        if !key.is_empty() {
+            let mut value = HeaderValue::from_str(key).map_err(|_| {
+                transport::permanent(
+                    PROVIDER,
+                    None,
+                    "the API key contains characters not allowed in a header".to_owned(),
+                )
+            })?;
+            value.set_sensitive(true);
+            request = request.header("x-goog-api-key", value);
+        }
+        tracing::debug!(provider = PROVIDER, model = %self.model_path, inputs = inputs.len(), "requesting embeddings");
+        let response = transport::send(PROVIDER, request, key).await?;
+        if !(200..300).contains(&response.status) {
+            return Err(error_from_response(&response, key));
+        }
+        let parsed: BatchResponse = serde_json::from_slice(&response.body).map_err(|e| {
+            transport::permanent(
+                PROVIDER,
+                Some(response.status),
+                format!("unexpected response body ({e}): {}", transport::body_excerpt(response.status, &response.body)),
+            )
+        })?;
+        if parsed.embeddings.len() != inputs.len() {
+            return Err(transport::permanent(
+                PROVIDER,
+                None,
+                format!("the server returned {} embeddings for {} inputs", parsed.embeddings.len(), inputs.len()),
+            ));
+        }
+        self.dimension.finish(PROVIDER, parsed.embeddings.into_iter().map(|e| e.values).collect())
+    }
+}
+
+impl Embedder for GeminiEmbedder {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn dimension(&self) -> usize {
+        self.dimension.get()
+    }
+
+    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
+        Box::pin(async move {
+            let sent = transport::non_blank(texts);
+            let mut vectors = Vec::with_capacity(sent.len());
+            for chunk in sent.chunks(MAX_REQUESTS_PER_BATCH) {
+                let inputs: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
+                vectors.extend(self.embed_batch(&inputs).await?);
+            }
+            Ok(transport::assemble(texts.len(), &sent, vectors, self.dimension.get()))
+        })
+    }
+}
+
+/// Native sizes of Google's embedding models, so `dimension()` is right before the first call.
+fn native_dimension(model: &str) -> Option<usize> {
+    match model {
+        "text-embedding-004" | "embedding-001" => Some(768),
+        "gemini-embedding-001" => Some(3072),
+        _ => None,
+    }
+}
+
+#[derive(Serialize)]
+struct BatchRequest<'a> {
+    requests: Vec<EmbedRequest<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EmbedRequest<'a> {
+    model: &'a str,
+    content: Content<'a>,
+    task_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_dimensionality: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct Content<'a> {
+    parts: [Part<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct Part<'a> {
+    text: &'a str,
+}
+
+#[derive(Deserialize)]
+struct BatchResponse {
+    embeddings: Vec<ContentEmbedding>,
+}
+
+#[derive(Deserialize)]
+struct ContentEmbedding {
+    values: Vec<f32>,
+}
+
+/// Classifies a Google RPC style error (`{"error":{"code","message","status","details"}}`; some
+/// front ends wrap it in a one-element array). The retry hint comes from the `RetryInfo` detail,
+/// else from a `retry-after` header.
+fn error_from_response(response: &RawResponse, api_key: &str) -> EmbedError {
+    if let Some(error) = transport::redirect_error(PROVIDER, response, api_key) {
+        return error;
+    }
+    let status = response.status;
+    let body: Option<Value> = serde_json::from_slice(&response.body).ok();
+    let error = body.as_ref().and_then(|b| b.get("error").or_else(|| b.get(0).and_then(|first| first.get("error"))));
+    let field = |name: &str| error.and_then(|e| e.get(name)).and_then(Value::as_str);
+    let mut message =
+        field("message").map(str::to_owned).unwrap_or_else(|| transport::body_excerpt(status, &response.body));
+    if let Some(rpc_status) = field("status") {
+        message = format!("{message} ({rpc_status})");
+    }
+    let transient = transport::is_transient_status(status);
+    let retry_after = if transient {
+        error
+            .and_then(|e| e.get("details"))
+            .and_then(Value::as_array)
+            .and_then(|details| {
+                details.iter().find(|d| {
+                    d.get("@type").and_then(Value::as_str).is_some_and(|t| t.ends_with("google.rpc.RetryInfo"))
+                })
+            })
+            .and_then(|info| info.get("retryDelay"))
+            .and_then(Value::as_str)
+            .and_then(transport::parse_proto_duration)
+            .or_else(|| transport::retry_after(&response.headers))
+    } else {
+        None
+    };
+    transport::status_error(PROVIDER, status, transport::redact(&message, api_key), transient, retry_after)
+}

@@ -1,0 +1,172 @@
+//! The `documents` table: uploaded documents and their ingestion progress.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{FromRow, PgPool};
+use uuid::Uuid;
+
+/// Ingestion states, in order.
+pub mod status {
+    /// Stored and published; waiting for the ingester.
+    pub const QUEUED: &str = "queued";
+    /// Text extraction running.
+    pub const EXTRACTING: &str = "extracting";
+    /// Chunks being embedded and stored.
+    pub const EMBEDDING: &str = "embedding";
+    /// Searchable.
+    pub const READY: &str = "ready";
+    /// Failed for good; `error_type` and `error` say why.
+    pub const FAILED: &str = "failed";
+}
+
+/// A document row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
+pub struct Document {
+    /// Id (also the stored file's name).
+    pub document_id: Uuid,
+    /// Owning support mailbox.
+    pub agent_email: String,
+    /// The user's file name (metadata only).
+    pub filename: String,
+    /// Where the file is stored.
+    #[serde(skip)]
+    pub stored_path: String,
+    /// Detected content type.
+    pub content_type: String,
+    /// Size of the stored file.
+    pub size_bytes: i64,
+    /// `queued`, `extracting`, `embedding`, `ready` or `failed`.
+    pub status: String,
+    /// 0–100.
+    pub progress: i16,
+    /// Pages, once extracted (PDF only).
+    pub page_count: Option<i32>,
+    /// Chunks stored.
+    pub chunk_count: i32,
+    /// Why it failed.
+    pub error_type: Option<String>,
+    /// Human-readable reason.
+    pub error: Option<String>,
+    /// Id of the `documents.to_ingest` message.
+    pub message_id: Option<String>,
+    /// Upload time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What the upload API records for a new document.
+#[derive(Debug, Clone)]
+pub struct NewDocument<'a> {
+    /// Id.
+    pub document_id: Uuid,
+    /// Owning support mailbox.
+    pub agent_email: &'a str,
+    /// The user's file name.
+    pub filename: &'a str,
+    /// Stored file.
+    pub stored_path: &'a str,
+    /// Detected content type.
+    pub content_type: &'a str,
+    /// Size.
+    pub size_bytes: i64,
+    /// Id of the ingest message.
+    pub message_id: &'a str,
+}
+
+const COLUMNS: &str = "document_id, agent_email, filename, stored_path, content_type, size_bytes, status, \
+                       progress, page_count, chunk_count, error_type, error, message_id, created_at, updated_at";
+
+/// Records a new document as `queued`.
+pub async fn insert(pool: &PgPool, doc: &NewDocument<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO documents (document_id, agent_email, filename, stored_path, content_type, size_bytes, message_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(doc.document_id)
+    .bind(doc.agent_email)
+    .bind(doc.filename)
+    .bind(doc.stored_path)
+    .bind(doc.content_type)
+    .bind(doc.size_bytes)
+    .bind(doc.message_id)
+    .execute(pool)
+    .await
+    .map(drop)
+}
+
+/// One document.
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Document>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM documents WHERE document_id = $1")).bind(id).fetch_optional(pool).await
+}
+
+/// An agent's documents, newest first.
+pub async fn list_for_agent(pool: &PgPool, agent_email: &str) -> Result<Vec<Document>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM documents WHERE agent_email = $1 ORDER BY created_at DESC"))
+        .bind(agent_email)
+        .fetch_all(pool)
+        .await
+}
+
+/// Moves a document to `status` with `progress`, clearing any earlier error.
+pub async fn set_progress(pool: &PgPool, id: Uuid, status: &str, progress: i16) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE documents SET status = $2, progress = $3, error_type = NULL, error = NULL, updated_at = now() \
+         WHERE document_id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(progress)
+    .execute(pool)
+    .await
+    .map(drop)
+}
+
+/// Records the page count once extraction is done.
+pub async fn set_page_count(pool: &PgPool, id: Uuid, pages: Option<i32>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE documents SET page_count = $2, updated_at = now() WHERE document_id = $1")
+        .bind(id)
+        .bind(pages)
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
+/// Marks a document searchable.
+pub async fn mark_ready(pool: &PgPool, id: Uuid, chunk_count: i32) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE documents SET status = 'ready', progress = 100, chunk_count = $2, error_type = NULL, error = NULL, \
+         updated_at = now() WHERE document_id = $1",
+    )
+    .bind(id)
+    .bind(chunk_count)
+    .execute(pool)
+    .await
+    .map(drop)
+}
+
+/// Marks a document failed with a reason.
+pub async fn mark_failed(pool: &PgPool, id: Uuid, error_type: &str, error: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE documents SET status = 'failed', error_type = $2, error = $3, updated_at = now() WHERE document_id = $1",
+    )
+    .bind(id)
+    .bind(error_type)
+    .bind(error)
+    .execute(pool)
+    .await
+    .map(drop)
+}
+
+/// Deletes the row; returns it if it existed.
+pub async fn delete(pool: &PgPool, id: Uuid) -> Result<Option<Document>, sqlx::Error> {
+    sqlx::query_as(&format!("DELETE FROM documents WHERE document_id = $1 RETURNING {COLUMNS}"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Document counts by status (for `mailroom status`).
+pub async fn count_by_status(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT status, count(*) FROM documents GROUP BY status ORDER BY status").fetch_all(pool).await
+}

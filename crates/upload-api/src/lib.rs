@@ -1,0 +1,382 @@
+//! `upload-api`: the HTTP API agents upload their knowledge documents through (the seed's "Web
+//! Upload API").
+//!
+//! `POST /documents` (multipart: `file`, `agent_email`) streams the file to the storage
+//! directory under a generated name while enforcing the size limit, recognises PDF, plain text
+//! and Markdown by content, records the document as `queued`, publishes the seed's
+//! `documents.to_ingest` message with a confirm and answers 202. If anything after the file is
+//! written fails, the file and the record are removed again: an upload is whole or absent.
+//! `GET /documents?agent_email=…`, `GET /documents/{id}` and `DELETE /documents/{id}` manage
+//! them. Every route but `/healthz`, `/readyz` and `/metrics` needs the bearer token.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{DefaultBodyLimit, Multipart, Path as UrlPath, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use mailroom_db::documents::{self, Document, NewDocument};
+use pipeline_core::messages::{DocumentMetadata, DocumentToIngest, new_message_id, now};
+use pipeline_core::{Producer, Settings, Telemetry};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::io::AsyncWriteExt as _;
+use tracing::{info, warn};
+use uuid::Uuid;
+use vector_store::VectorStore;
+
+/// How much of an oversized upload is read and discarded before answering 413.
+const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// The binary's name.
+pub const NAME: &str = "upload-api";
+/// The token shipped in `config/default.toml`; the API warns while it is in use.
+pub const DEFAULT_TOKEN: &str = "mailroom-dev-token";
+
+/// `[upload_api]` settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UploadApiSettings {
+    /// Listen address.
+    pub listen: String,
+    /// Bearer token.
+    pub token: SecretString,
+    /// Upload size limit in MiB.
+    pub max_upload_mb: u64,
+}
+
+/// Shared state of the handlers.
+pub struct AppState {
+    /// Database.
+    pub pool: PgPool,
+    /// Confirming publisher.
+    pub producer: Arc<Producer>,
+    /// Where chunks live (to delete them with the document).
+    pub store: Arc<dyn VectorStore>,
+    /// Storage directory.
+    pub storage_dir: PathBuf,
+    /// Bearer token.
+    pub token: SecretString,
+    /// Upload limit in bytes.
+    pub max_bytes: u64,
+}
+
+/// An error answer: a status and a JSON body `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    fn internal(context: &str, e: impl std::fmt::Display) -> Self {
+        warn!(error = %e, context, "Upload API error.");
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, format!("{context}; try again later"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from response times.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(state): State<Arc<AppState>>, headers: HeaderMap, request: Request, next: Next) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(token) if same(token.as_bytes(), state.token.expose_secret().as_bytes()) => next.run(request).await,
+        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid bearer token").into_response(),
+        None => ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token (Authorization: Bearer <token>)")
+            .into_response(),
+    }
+}
+
+/// The application: document routes behind the token, health and metrics open.
+pub fn app(state: Arc<AppState>, telemetry: Arc<Telemetry>) -> Router {
+    let documents = Router::new()
+        .route("/documents", post(upload).get(list))
+        .route("/documents/{id}", get(show).delete(remove))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state);
+    documents.merge(pipeline_core::http::router(telemetry))
+}
+
+/// Removes a partly written or orphaned upload unless disarmed.
+struct Cleanup(Option<PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Keeps only a file name's last component, without control characters: the name is metadata,
+/// never a path.
+pub fn sanitize_filename(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let clean: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
+    let clean = clean.trim().trim_start_matches('.').to_owned();
+    if clean.is_empty() { "upload".to_owned() } else { clean }
+}
+
+fn valid_agent(email: &str) -> bool {
+    let email = email.trim();
+    email.len() <= 254
+        && email.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// What the content is, judged by the bytes (the file name only tells text from Markdown).
+async fn detect(path: &Path, head: &[u8], filename: &str) -> Result<(&'static str, &'static str), ApiError> {
+    if pipeline_core::content::is_pdf(head) {
+        return Ok(("application/pdf", "pdf"));
+    }
+    let bytes = tokio::fs::read(path).await.map_err(|e| ApiError::internal("cannot read the upload back", e))?;
+    if pipeline_core::content::decode_text(&bytes).is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported file type: upload a PDF, plain text or Markdown document",
+        ));
+    }
+    let lower = filename.to_ascii_lowercase();
+    Ok(if lower.ends_with(".md") || lower.ends_with(".markdown") { ("text/markdown", "md") } else { ("text/plain", "txt") })
+}
+
+async fn upload(
+    State(state): State<Arc<AppState>>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
+    let mut multipart = multipart.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("expected a multipart/form-data body with `file` and `agent_email`: {e}"))
+    })?;
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("malformed multipart body: {e}"))
+    };
+    let document_id = Uuid::new_v4();
+    let part = state.storage_dir.join(format!("{document_id}.part"));
+    let mut cleanup = Cleanup(None);
+    let mut agent_email: Option<String> = None;
+    let mut file: Option<(String, u64, Vec<u8>)> = None;
+    while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
+        match field.name() {
+            Some("agent_email") => {
+                let mut value = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                    value.extend_from_slice(&chunk);
+                    if value.len() > 1024 {
+                        return Err(ApiError::new(StatusCode::BAD_REQUEST, "agent_email is too long"));
+                    }
+                }
+                agent_email = Some(String::from_utf8_lossy(&value).trim().to_owned());
+            }
+            Some("file") if file.is_none() => {
+                let filename = sanitize_filename(field.file_name().unwrap_or("upload"));
+                let mut out = tokio::fs::File::create(&part)
+                    .await
+                    .map_err(|e| ApiError::internal("cannot store the upload", e))?;
+                cleanup.0 = Some(part.clone());
+                let mut size = 0u64;
+                let mut head = Vec::with_capacity(1024);
+                while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                    size += chunk.len() as u64;
+                    if size > state.max_bytes {
+                        // Read (and discard) a bounded remainder so the client, still sending,
+                        // receives the 413 instead of a reset connection.
+                        let mut drained = 0u64;
+                        while drained < DRAIN_LIMIT {
+                            match field.chunk().await {
+                                Ok(Some(c)) => drained += c.len() as u64,
+                                _ => break,
+                            }
+                        }
+                        return Err(ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!("file exceeds the upload limit of {} MiB", state.max_bytes / (1024 * 1024)),
+                        ));
+                    }
+                    if head.len() < 1024 {
+                        head.extend_from_slice(&chunk[..chunk.len().min(1024 - head.len())]);
+                    }
+                    out.write_all(&chunk).await.map_err(|e| ApiError::internal("cannot store the upload", e))?;
+                }
+                out.flush().await.map_err(|e| ApiError::internal("cannot store the upload", e))?;
+                file = Some((filename, size, head));
+            }
+            // Unknown fields are ignored, like unknown JSON fields elsewhere.
+            _ => while field.chunk().await.map_err(bad)?.is_some() {},
+        }
+    }
+    let agent_email = agent_email
+        .filter(|a| valid_agent(a))
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "`agent_email` must be the support mailbox's address"))?;
+    let (filename, size, head) =
+        file.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "missing the `file` field"))?;
+    if size == 0 {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "the file is empty"));
+    }
+    let (content_type, extension) = detect(&part, &head, &filename).await?;
+    let stored = state.storage_dir.join(format!("{document_id}.{extension}"));
+    tokio::fs::rename(&part, &stored).await.map_err(|e| ApiError::internal("cannot store the upload", e))?;
+    cleanup.0 = Some(stored.clone());
+    let stored_path = stored.to_string_lossy().into_owned();
+
+    let message = DocumentToIngest {
+        message_id: new_message_id(),
+        timestamp: now(),
+        document_id: document_id.to_string(),
+        filename: filename.clone(),
+        file_path: stored_path.clone(),
+        file_size_bytes: size,
+        uploaded_by: agent_email.clone(),
+        agent_email: agent_email.clone(),
+        metadata: DocumentMetadata { upload_source: Some("upload_api".into()), content_type: Some(content_type.into()) },
+    };
+    let record = NewDocument {
+        document_id,
+        agent_email: &agent_email,
+        filename: &filename,
+        stored_path: &stored_path,
+        content_type,
+        size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
+        message_id: &message.message_id,
+    };
+    documents::insert(&state.pool, &record).await.map_err(|e| ApiError::internal("cannot record the document", e))?;
+    if let Err(e) = state.producer.publish(&message).await {
+        // Undo, so no document stays `queued` forever without a message.
+        let _ = documents::delete(&state.pool, document_id).await;
+        return Err(ApiError::internal("cannot queue the document for ingestion", e));
+    }
+    cleanup.0 = None;
+    info!(%document_id, agent_email, filename, size, content_type, "Accepted upload.");
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({
+            "document_id": document_id,
+            "message_id": message.message_id,
+            "status": documents::status::QUEUED,
+            "filename": filename,
+            "content_type": content_type,
+            "size_bytes": size,
+        })),
+    ))
+}
+
+/// `GET /documents` query.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// Whose documents.
+    pub agent_email: Option<String>,
+}
+
+async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<ListQuery>,
+) -> Result<axum::Json<Vec<Document>>, ApiError> {
+    let agent = query
+        .agent_email
+        .filter(|a| !a.trim().is_empty())
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "the agent_email query parameter is required"))?;
+    let docs = documents::list_for_agent(&state.pool, agent.trim())
+        .await
+        .map_err(|e| ApiError::internal("cannot list documents", e))?;
+    Ok(axum::Json(docs))
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("{raw:?} is not a document id")))
+}
+
+async fn show(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Result<axum::Json<Document>, ApiError> {
+    let id = parse_id(&id)?;
+    documents::get(&state.pool, id)
+        .await
+        .map_err(|e| ApiError::internal("cannot read the document", e))?
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such document"))
+}
+
+async fn remove(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id)?;
+    let doc = documents::get(&state.pool, id)
+        .await
+        .map_err(|e| ApiError::internal("cannot read the document", e))?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such document"))?;
+    // Chunks first: if this fails the document is still listed and the delete can be repeated.
+    state
+        .store
+        .delete_document(&doc.agent_email, &doc.document_id.to_string())
+        .await
+        .map_err(|e| ApiError::internal("cannot delete the document's chunks", e))?;
+    match tokio::fs::remove_file(&doc.stored_path).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ApiError::internal("cannot delete the stored file", e)),
+    }
+    documents::delete(&state.pool, id).await.map_err(|e| ApiError::internal("cannot delete the document", e))?;
+    info!(document_id = %id, agent_email = %doc.agent_email, "Deleted document.");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs the API until `shutdown`.
+pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let api: UploadApiSettings = settings.section("upload_api")?;
+    if api.token.expose_secret() == DEFAULT_TOKEN {
+        warn!("upload_api.token is the shipped default; set MAILROOM__UPLOAD_API__TOKEN for any shared deployment.");
+    }
+    let pool = mailroom_db::connect_and_migrate(&settings.database.url, settings.database.max_connections).await?;
+    let store_settings: vector_store::VectorStoreSettings = settings.section("vector_store")?;
+    let store: Arc<dyn VectorStore> = match store_settings.kind.as_str() {
+        "postgres" => Arc::new(vector_store::PgVectorStore::new(pool.clone())),
+        "pinecone" => Arc::new(vector_store::PineconeStore::new(&store_settings.pinecone)),
+        other => anyhow::bail!("unknown vector_store.kind {other:?} (expected postgres or pinecone)"),
+    };
+    tokio::fs::create_dir_all(&settings.storage.dir).await?;
+    let storage_dir = settings.storage.dir.canonicalize()?;
+    let telemetry = Arc::new(Telemetry::default());
+    let producer = Arc::new(Producer::new(NAME, &settings, telemetry.clone()));
+    if let Err(e) = producer.connect().await {
+        // Uploads will retry the connection; readiness reports the outage meanwhile.
+        warn!(error = %e, "Broker not reachable yet.");
+        telemetry.health.set_reason(e.to_string());
+    }
+    let state = Arc::new(AppState {
+        pool,
+        producer: producer.clone(),
+        store,
+        storage_dir,
+        token: api.token,
+        max_bytes: api.max_upload_mb * 1024 * 1024,
+    });
+    let listener = tokio::net::TcpListener::bind(&api.listen).await?;
+    let addr = listener.local_addr()?;
+    telemetry.health.set_consuming(true);
+    info!(%addr, "Upload API listening.");
+    axum::serve(listener, app(state, telemetry)).with_graceful_shutdown(shutdown).await?;
+    producer.close().await;
+    Ok(())
+}

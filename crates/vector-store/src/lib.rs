@@ -1,0 +1,113 @@
+//! Chunk storage and similarity search behind one trait. `postgres` (the default) keeps chunks
+//! and their embeddings in PostgreSQL and searches exactly (cosine) in Rust over one agent's
+//! chunks; `pinecone` uses Pinecone's data-plane REST API with the agent as namespace. Every
+//! operation is scoped to one `agent_email`: no agent ever retrieves another agent's text.
+
+use futures_util::future::BoxFuture;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+pub mod pinecone;
+pub mod postgres;
+
+pub use pinecone::PineconeStore;
+pub use postgres::PgVectorStore;
+
+/// One chunk of a document, with its embedding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkRecord {
+    /// Document the chunk belongs to.
+    pub document_id: String,
+    /// Position of the chunk in the document (0-based).
+    pub chunk_index: u32,
+    /// The document's file name, cited as the source.
+    pub source: String,
+    /// PDF page the chunk starts on (1-based); `None` for plain text.
+    pub page: Option<u32>,
+    /// The chunk's text.
+    pub text: String,
+    /// L2-normalised embedding.
+    pub embedding: Vec<f32>,
+}
+
+/// A search result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    /// Document the chunk belongs to.
+    pub document_id: String,
+    /// Position of the chunk in the document.
+    pub chunk_index: u32,
+    /// The document's file name.
+    pub source: String,
+    /// PDF page, when known.
+    pub page: Option<u32>,
+    /// The chunk's text.
+    pub text: String,
+    /// Cosine similarity with the query.
+    pub score: f32,
+}
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Worth retrying: database or service unavailable, 429/5xx.
+    #[error("vector store temporarily unavailable: {0}")]
+    Transient(String),
+    /// Will never succeed as sent: bad request, bad key, dimension mismatch.
+    #[error("vector store refused the request: {0}")]
+    Permanent(String),
+}
+
+impl StoreError {
+    /// Whether retrying can help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Transient(_))
+    }
+}
+
+/// Where chunks live and how they are searched.
+pub trait VectorStore: Send + Sync {
+    /// Replaces every chunk of `document_id` with `chunks` (atomic where the backend allows),
+    /// so re-ingesting a document — or a redelivered ingestion — never duplicates chunks.
+    fn replace_document<'a>(
+        &'a self,
+        agent_email: &'a str,
+        document_id: &'a str,
+        chunks: Vec<ChunkRecord>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Removes every chunk of a document.
+    fn delete_document<'a>(&'a self, agent_email: &'a str, document_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The `top_k` chunks of `agent_email` most similar to `query` with a score of at least
+    /// `min_score`, best first.
+    fn search<'a>(
+        &'a self,
+        agent_email: &'a str,
+        query: &'a [f32],
+        top_k: usize,
+        min_score: f32,
+    ) -> BoxFuture<'a, Result<Vec<SearchHit>, StoreError>>;
+}
+
+/// `[vector_store]` settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VectorStoreSettings {
+    /// `postgres` (default) or `pinecone`.
+    pub kind: String,
+    /// Pinecone data plane.
+    pub pinecone: PineconeSettings,
+}
+
+/// `[vector_store.pinecone]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PineconeSettings {
+    /// The index host, e.g. `https://docs-abc123.svc.aped-1234.pinecone.io`.
+    pub index_host: String,
+    /// API key (secret).
+    pub api_key: SecretString,
+    /// Value of the `X-Pinecone-Api-Version` header.
+    pub api_version: String,
+    /// Per-request timeout.
+    pub timeout_secs: u64,
+}

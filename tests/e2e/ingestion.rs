@@ -1,0 +1,353 @@
+//! Document ingestion end to end: the real `upload-api` and `doc-ingester` binaries, the real
+//! broker and database, the sample knowledge base and a corpus of bad and hostile uploads.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use embedders::{Embedder, HashingEmbedder};
+use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, free_port, repo_root, signal, spawn, wait_for};
+use serde_json::Value;
+use tokio::process::Child;
+use vector_store::{PgVectorStore, VectorStore};
+
+const TOKEN: &str = "test-token-5f1c";
+const AGENT_A: &str = "support@northwind.example";
+const AGENT_B: &str = "help@contoso.example";
+
+struct Stack {
+    vhost: TestVhost,
+    db: TestDb,
+    storage: TestDir,
+    base: String,
+    api: Child,
+    ingester: Child,
+    http: reqwest::Client,
+    extra: Vec<(&'static str, String)>,
+}
+
+impl Stack {
+    fn env(&self) -> Vec<(&'static str, String)> {
+        env(&self.vhost, &self.db, &self.storage.path, &self.base, &self.extra)
+    }
+
+    fn spawn_ingester(&self) -> Child {
+        spawn(&bin_path("doc-ingester"), &[], &self.env())
+    }
+
+    async fn upload(&self, agent: &str, filename: &str, bytes: Vec<u8>) -> (u16, Value) {
+        let form = reqwest::multipart::Form::new()
+            .text("agent_email", agent.to_owned())
+            .part("file", reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned()));
+        let r = self
+            .http
+            .post(format!("{}/documents", self.base))
+            .bearer_auth(TOKEN)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload request");
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn upload_file(&self, agent: &str, path: &Path) -> (u16, Value) {
+        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        self.upload(agent, &name, std::fs::read(path).expect("read fixture")).await
+    }
+
+    async fn document(&self, id: &str) -> Value {
+        let r = self.http.get(format!("{}/documents/{id}", self.base)).bearer_auth(TOKEN).send().await.expect("get");
+        assert_eq!(r.status().as_u16(), 200, "GET /documents/{id}");
+        r.json().await.expect("json")
+    }
+
+    /// Waits until the document is `ready` or `failed` and returns it.
+    async fn settled(&self, id: &str) -> Value {
+        wait_for(Duration::from_secs(90), &format!("document {id} to settle"), || async {
+            let doc = self.document(id).await;
+            matches!(doc["status"].as_str(), Some("ready" | "failed")).then_some(doc)
+        })
+        .await
+    }
+
+    async fn pool(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.db.url()).await.expect("pool")
+    }
+}
+
+fn env(vhost: &TestVhost, db: &TestDb, storage: &Path, base: &str, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
+        ("MAILROOM__DATABASE__URL", db.url()),
+        ("MAILROOM__STORAGE__DIR", storage.display().to_string()),
+        ("MAILROOM__UPLOAD_API__LISTEN", base.trim_start_matches("http://").to_owned()),
+        ("MAILROOM__UPLOAD_API__TOKEN", TOKEN.to_owned()),
+        ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "200,400".to_owned()),
+        ("MAILROOM__INGESTER__EXTRACT_TIMEOUT_SECS", "20".to_owned()),
+        ("MAILROOM__INGESTER__EXTRACT_MAX_MEMORY_MB", "384".to_owned()),
+        ("MAILROOM__INGESTER__MAX_PAGES", "2000".to_owned()),
+    ];
+    env.extend(extra.iter().cloned());
+    env
+}
+
+async fn start(extra: Vec<(&'static str, String)>) -> Stack {
+    let vhost = TestVhost::create().await;
+    let db = TestDb::create().await;
+    let storage = TestDir::create();
+    let base = format!("http://127.0.0.1:{}", free_port());
+    let env = env(&vhost, &db, &storage.path, &base, &extra);
+    let api = spawn(&bin_path("upload-api"), &[], &env);
+    let ingester = spawn(&bin_path("doc-ingester"), &[], &env);
+    let http = reqwest::Client::new();
+    wait_for(Duration::from_secs(30), "the upload API to be ready", || {
+        let http = http.clone();
+        let url = format!("{base}/readyz");
+        async move { http.get(url).send().await.ok().filter(|r| r.status().is_success()).map(drop) }
+    })
+    .await;
+    Stack { vhost, db, storage, base, api, ingester, http, extra }
+}
+
+fn knowledge(name: &str) -> PathBuf {
+    repo_root().join("examples/knowledge").join(name)
+}
+
+fn fixture(name: &str) -> PathBuf {
+    repo_root().join("tests/fixtures/documents").join(name)
+}
+
+#[tokio::test]
+async fn three_documents_for_two_agents_become_searchable_only_by_their_agent() {
+    let stack = start(Vec::new()).await;
+    let mut ids = Vec::new();
+    for (agent, file) in
+        [(AGENT_A, "lift-pro-user-manual.pdf"), (AGENT_A, "shipping-faq.md"), (AGENT_B, "warranty-and-returns.pdf")]
+    {
+        let (status, body) = stack.upload_file(agent, &knowledge(file)).await;
+        assert_eq!(status, 202, "{file}: {body}");
+        assert!(body["message_id"].is_string());
+        ids.push((agent, file, body["document_id"].as_str().expect("id").to_owned()));
+    }
+    for (_, file, id) in &ids {
+        let doc = stack.settled(id).await;
+        assert_eq!(doc["status"], "ready", "{file}: {doc}");
+        assert_eq!(doc["progress"], 100);
+        assert!(doc["chunk_count"].as_i64().expect("count") > 0);
+    }
+    let manual = stack.document(&ids[0].2).await;
+    assert_eq!(manual["page_count"], 11);
+    assert_eq!(manual["content_type"], "application/pdf");
+
+    // Retrieval, the way the generator will do it.
+    let store = PgVectorStore::new(stack.pool().await);
+    let embedder = HashingEmbedder::new(384);
+    let query = vec!["Control panel communication error: the control box does not receive signals".to_owned()];
+    let q = embedder.embed(&query).await.expect("embed").remove(0);
+    let hits = store.search(AGENT_A, &q, 5, 0.0).await.expect("search");
+    assert_eq!(hits[0].source, "lift-pro-user-manual.pdf", "{hits:?}");
+    assert!(hits[0].text.contains("E04"), "{}", hits[0].text);
+    assert!(hits[0].page.is_some());
+    let other = store.search(AGENT_B, &q, 50, -1.0).await.expect("search");
+    assert!(!other.is_empty(), "agent B has its own document");
+    assert!(other.iter().all(|h| h.source == "warranty-and-returns.pdf"), "agent B sees only its text: {other:?}");
+
+    // Listing is per agent; deleting removes file, record and chunks.
+    let list: Vec<Value> = stack
+        .http
+        .get(format!("{}/documents?agent_email={AGENT_A}", stack.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list.len(), 2);
+    let stored = stack.storage.path.read_dir().expect("storage").count();
+    let r = stack.http.delete(format!("{}/documents/{}", stack.base, ids[0].2)).bearer_auth(TOKEN).send().await.expect("delete");
+    assert_eq!(r.status().as_u16(), 204);
+    let r = stack.http.get(format!("{}/documents/{}", stack.base, ids[0].2)).bearer_auth(TOKEN).send().await.expect("get");
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(stack.storage.path.read_dir().expect("storage").count(), stored - 1);
+    let hits = store.search(AGENT_A, &q, 5, 0.0).await.expect("search");
+    assert!(hits.iter().all(|h| h.source != "lift-pro-user-manual.pdf"), "{hits:?}");
+}
+
+#[tokio::test]
+async fn bad_and_hostile_uploads_are_refused_or_fail_with_a_reason_and_nothing_crashes() {
+    let mut stack = start(Vec::new()).await;
+    let http = &stack.http;
+    let url = format!("{}/documents", stack.base);
+
+    // Authentication.
+    let r = http.get(format!("{url}?agent_email={AGENT_A}")).send().await.expect("request");
+    assert_eq!(r.status().as_u16(), 401);
+    let r = http.get(format!("{url}?agent_email={AGENT_A}")).bearer_auth("wrong").send().await.expect("request");
+    assert_eq!(r.status().as_u16(), 401);
+    let body: Value = r.json().await.expect("json error body");
+    assert!(body["error"].is_string());
+
+    // Refused at upload.
+    let r = http.post(&url).bearer_auth(TOKEN).send().await.expect("empty body");
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.json::<Value>().await.expect("json")["error"].as_str().expect("msg").contains("multipart"));
+    let (status, body) = stack.upload(AGENT_A, "empty.txt", Vec::new()).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("the file is empty")));
+    let (status, body) = stack.upload(AGENT_A, "huge.txt", vec![b'a'; 30 * 1024 * 1024]).await;
+    assert_eq!(status, 413, "{body}");
+    let (status, body) = stack.upload_file(AGENT_A, &fixture("not-a-pdf.pdf")).await;
+    assert_eq!(status, 415, "{body}");
+    let (status, _) = stack.upload_file(AGENT_A, &fixture("binary-garbage.txt")).await;
+    assert_eq!(status, 415);
+    let (status, _) = stack.upload("not an address", "a.txt", b"hello".to_vec()).await;
+    assert_eq!(status, 400);
+
+    // A path in the file name is only metadata.
+    let (status, body) = stack.upload(AGENT_A, "../../etc/passwd", b"root:x:0:0 is not our business".to_vec()).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["filename"], "passwd");
+    let passwd_id = body["document_id"].as_str().expect("id").to_owned();
+    let stored: Vec<PathBuf> = stack.storage.path.read_dir().expect("dir").map(|e| e.expect("entry").path()).collect();
+    assert!(stored.iter().all(|p| p.starts_with(&stack.storage.path)));
+    assert!(stored.iter().any(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&passwd_id))));
+
+    // Accepted, then failed by the ingester with a reason.
+    let mut expectations = Vec::new();
+    for (file, error_types) in [
+        ("truncated.pdf", &["MalformedPdf"][..]),
+        ("encrypted.pdf", &["EncryptedPdf"]),
+        ("zero-pages.pdf", &["NoExtractableText"]),
+        ("empty-text.pdf", &["NoExtractableText"]),
+        ("many-pages.pdf", &["TooManyPages"]),
+        // The parser reads this page's text without touching the nested object: ready is fine
+        // too, as long as nothing crashes or hangs.
+        ("deep-nesting.pdf", &["ready", "NoExtractableText", "MalformedPdf", "ExtractionCrashed"]),
+        ("decompression-bomb.pdf", &["ExtractionCrashed", "ExtractionTimeout", "ExtractedTextTooLarge"]),
+    ] {
+        let (status, body) = stack.upload_file(AGENT_A, &fixture(file)).await;
+        assert_eq!(status, 202, "{file}: {body}");
+        expectations.push((file, error_types, body["document_id"].as_str().expect("id").to_owned()));
+    }
+    let mut failures = 0;
+    for (file, outcomes, id) in &expectations {
+        let doc = stack.settled(id).await;
+        if doc["status"] == "ready" && outcomes.contains(&"ready") {
+            continue;
+        }
+        assert_eq!(doc["status"], "failed", "{file}: {doc}");
+        let error_type = doc["error_type"].as_str().expect("error_type");
+        assert!(outcomes.contains(&error_type), "{file}: {error_type} ({doc})");
+        assert!(!doc["error"].as_str().expect("reason").is_empty());
+        failures += 1;
+    }
+    assert!(stack.ingester.try_wait().expect("status").is_none(), "the ingester is still running");
+
+    // Good documents afterwards are ingested normally (Latin-1 text included).
+    assert_eq!(stack.settled(&passwd_id).await["status"], "ready");
+    let (_, body) = stack.upload_file(AGENT_A, &fixture("latin1.txt")).await;
+    assert_eq!(stack.settled(body["document_id"].as_str().expect("id")).await["status"], "ready");
+    let (_, body) = stack.upload_file(AGENT_A, &knowledge("app-troubleshooting.txt")).await;
+    let doc = stack.settled(body["document_id"].as_str().expect("id")).await;
+    assert_eq!(doc["status"], "ready", "{doc}");
+
+    // Every failure is also a dead letter naming its reason.
+    let pool = stack.pool().await;
+    let failed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM documents WHERE status = 'failed'").fetch_one(&pool).await.expect("count");
+    assert_eq!(failed, failures);
+    let conn = lapin_connect(&stack.vhost).await;
+    let ch = conn.create_channel().await.expect("channel");
+    let mut dead = Vec::new();
+    while let Some(m) = ch.basic_get("dead_letter_queue".into(), Default::default()).await.expect("get") {
+        dead.push(serde_json::from_slice::<Value>(&m.delivery.data).expect("envelope"));
+    }
+    assert_eq!(dead.len() as i64, failures);
+    assert!(dead.iter().all(|d| d["original_queue"] == "documents.to_ingest" && d["failure_info"]["error_type"].is_string()));
+    let _ = stack.api.kill().await;
+}
+
+async fn lapin_connect(vhost: &TestVhost) -> lapin::Connection {
+    lapin::Connection::connect(&vhost.amqp_url(), lapin::ConnectionProperties::default()).await.expect("connect")
+}
+
+/// An OpenAI-compatible embeddings server that answers slowly, so an ingestion takes long
+/// enough to be killed halfway.
+async fn slow_embeddings_server(delay: Duration, calls: Arc<AtomicU64>) -> String {
+    use axum::{Json, Router, routing::post};
+    let app = Router::new().route(
+        "/v1/embeddings",
+        post(move |Json(body): Json<Value>| {
+            let calls = calls.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                let inputs = body["input"].as_array().cloned().unwrap_or_default();
+                let embedder = HashingEmbedder::new(384);
+                let texts: Vec<String> = inputs.iter().map(|v| v.as_str().unwrap_or_default().to_owned()).collect();
+                let vectors = embedder.embed(&texts).await.expect("hash");
+                let data: Vec<Value> = vectors
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| serde_json::json!({"object": "embedding", "index": i, "embedding": v}))
+                    .collect();
+                Json(serde_json::json!({"object": "list", "data": data, "model": "fake",
+                    "usage": {"prompt_tokens": 1, "total_tokens": 1}}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test]
+async fn an_ingester_killed_mid_document_finishes_it_after_restart_without_duplicate_chunks() {
+    let calls = Arc::new(AtomicU64::new(0));
+    let base_url = slow_embeddings_server(Duration::from_millis(150), calls.clone()).await;
+    let mut stack = start(vec![
+        ("MAILROOM__EMBEDDINGS__PROVIDER", "openai".to_owned()),
+        ("MAILROOM__EMBEDDINGS__OPENAI__BASE_URL", base_url),
+        ("MAILROOM__EMBEDDINGS__BATCH_SIZE", "2".to_owned()),
+    ])
+    .await;
+    let (status, body) = stack.upload_file(AGENT_A, &knowledge("lift-pro-user-manual.pdf")).await;
+    assert_eq!(status, 202);
+    let id = body["document_id"].as_str().expect("id").to_owned();
+    wait_for(Duration::from_secs(60), "embedding to be under way", || async {
+        let doc = stack.document(&id).await;
+        (doc["status"] == "embedding" && doc["progress"].as_i64().unwrap_or(0) > 25).then_some(())
+    })
+    .await;
+    signal(&stack.ingester, "KILL");
+    let _ = stack.ingester.wait().await;
+    let doc = stack.document(&id).await;
+    assert_eq!(doc["status"], "embedding", "killed mid-document: {doc}");
+    let calls_before = calls.load(Ordering::SeqCst);
+
+    stack.ingester = stack.spawn_ingester();
+    let doc = stack.settled(&id).await;
+    assert_eq!(doc["status"], "ready", "{doc}");
+    assert_eq!(doc["progress"], 100);
+    assert!(calls.load(Ordering::SeqCst) > calls_before, "the redelivered message was ingested again");
+    let pool = stack.pool().await;
+    let (rows, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT chunk_index) FROM chunks WHERE document_id = $1")
+            .bind(&id)
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(rows, doc["chunk_count"].as_i64().expect("chunk_count"));
+    assert_eq!(rows, distinct, "no duplicate chunks");
+    let indexes: HashSet<i32> = sqlx::query_scalar("SELECT chunk_index FROM chunks WHERE document_id = $1")
+        .bind(&id)
+        .fetch_all(&pool)
+        .await
+        .expect("indexes")
+        .into_iter()
+        .collect();
+    assert_eq!(indexes, (0..rows as i32).collect::<HashSet<_>>());
+}
