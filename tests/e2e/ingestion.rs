@@ -77,7 +77,13 @@ impl Stack {
     }
 }
 
-fn env(vhost: &TestVhost, db: &TestDb, storage: &Path, base: &str, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+fn env(
+    vhost: &TestVhost,
+    db: &TestDb,
+    storage: &Path,
+    base: &str,
+    extra: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
     let mut env = vec![
         ("MAILROOM__AMQP__URL", vhost.amqp_url()),
         ("MAILROOM__DATABASE__URL", db.url()),
@@ -167,9 +173,16 @@ async fn three_documents_for_two_agents_become_searchable_only_by_their_agent() 
         .expect("json");
     assert_eq!(list.len(), 2);
     let stored = stack.storage.path.read_dir().expect("storage").count();
-    let r = stack.http.delete(format!("{}/documents/{}", stack.base, ids[0].2)).bearer_auth(TOKEN).send().await.expect("delete");
+    let r = stack
+        .http
+        .delete(format!("{}/documents/{}", stack.base, ids[0].2))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(r.status().as_u16(), 204);
-    let r = stack.http.get(format!("{}/documents/{}", stack.base, ids[0].2)).bearer_auth(TOKEN).send().await.expect("get");
+    let r =
+        stack.http.get(format!("{}/documents/{}", stack.base, ids[0].2)).bearer_auth(TOKEN).send().await.expect("get");
     assert_eq!(r.status().as_u16(), 404);
     assert_eq!(stack.storage.path.read_dir().expect("storage").count(), stored - 1);
     let hits = store.search(AGENT_A, &q, 5, 0.0).await.expect("search");
@@ -255,8 +268,10 @@ async fn bad_and_hostile_uploads_are_refused_or_fail_with_a_reason_and_nothing_c
 
     // Every failure is also a dead letter naming its reason.
     let pool = stack.pool().await;
-    let failed: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM documents WHERE status = 'failed'").fetch_one(&pool).await.expect("count");
+    let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM documents WHERE status = 'failed'")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
     assert_eq!(failed, failures);
     let conn = lapin_connect(&stack.vhost).await;
     let ch = conn.create_channel().await.expect("channel");
@@ -265,7 +280,10 @@ async fn bad_and_hostile_uploads_are_refused_or_fail_with_a_reason_and_nothing_c
         dead.push(serde_json::from_slice::<Value>(&m.delivery.data).expect("envelope"));
     }
     assert_eq!(dead.len() as i64, failures);
-    assert!(dead.iter().all(|d| d["original_queue"] == "documents.to_ingest" && d["failure_info"]["error_type"].is_string()));
+    assert!(
+        dead.iter()
+            .all(|d| d["original_queue"] == "documents.to_ingest" && d["failure_info"]["error_type"].is_string())
+    );
     let _ = stack.api.kill().await;
 }
 
@@ -350,4 +368,24 @@ async fn an_ingester_killed_mid_document_finishes_it_after_restart_without_dupli
         .into_iter()
         .collect();
     assert_eq!(indexes, (0..rows as i32).collect::<HashSet<_>>());
+}
+
+#[tokio::test]
+async fn mailroom_ingest_uploads_and_follows_documents_until_settled() {
+    let stack = start(Vec::new()).await;
+    let mailroom = bin_path("mailroom");
+    let files = [knowledge("shipping-faq.md"), knowledge("app-troubleshooting.txt")];
+    let mut args = vec!["ingest"];
+    let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    args.extend(paths.iter().map(String::as_str));
+    args.extend(["--agent", AGENT_B, "--url", &stack.base]);
+    let (code, out) = mailroom_tests::run(&mailroom, &args, &stack.env()).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().filter(|l| l.contains("ready,") && l.contains("chunks")).count(), 2, "{out}");
+
+    let bad = fixture("not-a-pdf.pdf").display().to_string();
+    let (code, out) =
+        mailroom_tests::run(&mailroom, &["ingest", &bad, "--agent", AGENT_B, "--url", &stack.base], &stack.env()).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("rejected (415"), "{out}");
 }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use pipeline_core::content::decode_text;
+use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt as _;
 
 /// The hidden subcommand that runs extraction in the child.
@@ -95,7 +95,12 @@ pub struct Limits {
 }
 
 /// Extracts the pages of a stored document. `content_type` is what the upload API detected.
-pub async fn extract(program: &Path, path: &Path, content_type: &str, limits: &Limits) -> Result<Vec<Page>, ExtractError> {
+pub async fn extract(
+    program: &Path,
+    path: &Path,
+    content_type: &str,
+    limits: &Limits,
+) -> Result<Vec<Page>, ExtractError> {
     if !path.exists() {
         return Err(ExtractError::FileMissing(path.display().to_string()));
     }
@@ -110,7 +115,10 @@ pub async fn extract(program: &Path, path: &Path, content_type: &str, limits: &L
             Ok(pages
                 .into_iter()
                 .enumerate()
-                .map(|(i, t)| Page { number: numbered.then(|| u32::try_from(i + 1).unwrap_or(u32::MAX)), text: t.to_owned() })
+                .map(|(i, t)| Page {
+                    number: numbered.then(|| u32::try_from(i + 1).unwrap_or(u32::MAX)),
+                    text: t.to_owned(),
+                })
                 .collect())
         }
         other => Err(ExtractError::Unsupported(other.to_owned())),
@@ -215,10 +223,10 @@ pub fn pdf_pages(path: &Path, max_pages: usize) -> Result<Vec<Page>, ExtractErro
         let mut text = String::new();
         {
             let mut output = PlainTextOutput::new(&mut text);
-            output_doc_page(&doc, &mut output, number).map_err(|e| ExtractError::Malformed(format!("page {number}: {e}")))?;
+            output_doc_page(&doc, &mut output, number)
+                .map_err(|e| ExtractError::Malformed(format!("page {number}: {e}")))?;
         }
         pages.push(Page { number: Some(number), text });
     }
     Ok(pages)
 }
-

@@ -267,7 +267,11 @@ impl Handler for IngestHandler {
                     let _ = documents::mark_failed(pool, id, e.error_type(), &e.to_string()).await;
                 }
                 let error_type = e.error_type();
-                Err(if transient { HandlerError::transient(error_type, e) } else { HandlerError::permanent(error_type, e) })
+                Err(if transient {
+                    HandlerError::transient(error_type, e)
+                } else {
+                    HandlerError::permanent(error_type, e)
+                })
             }
         }
     }

@@ -47,7 +47,7 @@ impl GeminiEmbedder {
         };
         let url = format!("{}/models/{model}:batchEmbedContents", settings.base_url.trim_end_matches('/'));
         Self {
-            client: transport::build_client(timeout, &url),
+            client: transport::build_client(timeout),
             url,
             model_path: format!("models/{model}"),
             api_key: settings.api_key.clone(),
@@ -92,7 +92,13 @@ impl GeminiEmbedder {
             transport::permanent(
                 PROVIDER,
                 Some(response.status),
-                format!("unexpected response body ({e}): {}", transport::body_excerpt(response.status, &response.body)),
+                transport::redact(
+                    &format!(
+                        "unexpected response body ({e}): {}",
+                        transport::body_excerpt(response.status, &response.body)
+                    ),
+                    key,
+                ),
             )
         })?;
         if parsed.embeddings.len() != inputs.len() {

@@ -30,84 +30,19 @@ const MAX_CHAR_NGRAM_TOKEN_CHARS: usize = 32;
 /// Function words that appear in almost every text and so only add noise to the similarity.
 /// Negations ("not", "no") are deliberately absent: "payment not received" is a different
 /// question than "payment received".
+#[rustfmt::skip]
 fn is_stopword(word: &str) -> bool {
     // A `match` on string literals compiles to a length switch plus a few comparisons, several
-    // times faster than a binary search over a slice; this runs for every token.
+    // times faster than a binary search over a sorted slice; this runs for every token.
     matches!(
         word,
-        "a" | "about"
-            | "am"
-            | "an"
-            | "and"
-            | "any"
-            | "are"
-            | "as"
-            | "at"
-            | "be"
-            | "been"
-            | "being"
-            | "but"
-            | "by"
-            | "can"
-            | "could"
-            | "did"
-            | "do"
-            | "does"
-            | "for"
-            | "from"
-            | "had"
-            | "has"
-            | "have"
-            | "he"
-            | "her"
-            | "here"
-            | "hi"
-            | "his"
-            | "how"
-            | "i"
-            | "if"
-            | "in"
-            | "into"
-            | "is"
-            | "it"
-            | "its"
-            | "just"
-            | "me"
-            | "my"
-            | "of"
-            | "on"
-            | "or"
-            | "our"
-            | "please"
-            | "she"
-            | "should"
-            | "so"
-            | "than"
-            | "that"
-            | "the"
-            | "their"
-            | "them"
-            | "then"
-            | "there"
-            | "these"
-            | "they"
-            | "this"
-            | "those"
-            | "to"
-            | "us"
-            | "was"
-            | "we"
-            | "were"
-            | "what"
-            | "when"
-            | "where"
-            | "which"
-            | "who"
-            | "will"
-            | "with"
-            | "would"
-            | "you"
-            | "your"
+        "a" | "about" | "am" | "an" | "and" | "any" | "are" | "as" | "at" | "be" | "been" | "being"
+        | "but" | "by" | "can" | "could" | "did" | "do" | "does" | "for" | "from" | "had" | "has" | "have"
+        | "he" | "her" | "here" | "hi" | "his" | "how" | "i" | "if" | "in" | "into" | "is" | "it" | "its"
+        | "just" | "me" | "my" | "of" | "on" | "or" | "our" | "please" | "she" | "should" | "so" | "than"
+        | "that" | "the" | "their" | "them" | "then" | "there" | "these" | "they" | "this" | "those" | "to"
+        | "us" | "was" | "we" | "were" | "what" | "when" | "where" | "which" | "who" | "will" | "with"
+        | "would" | "you" | "your"
     )
 }
 
@@ -224,8 +159,8 @@ impl Scratch {
         let mut start = None;
         let mut rest = text;
         while let Some(&byte) = rest.as_bytes().first() {
-            // Support mail is mostly ASCII; handling it bytewise is several times faster than
-            // the general Unicode path.
+            // Support mail is mostly ASCII; handling it bytewise skips UTF-8 decoding and the
+            // Unicode property tables.
             let (content, width) = if byte.is_ascii() {
                 if byte.is_ascii_alphanumeric() {
                     start.get_or_insert(self.lower.len());
@@ -417,6 +352,17 @@ mod tests {
     fn case_and_punctuation_do_not_matter() {
         let embedder = HashingEmbedder::new(128);
         assert_eq!(embedder.embed_one("Reset PASSWORD!!"), embedder.embed_one("reset, password"));
+    }
+
+    #[test]
+    fn unicode_letters_and_digits_are_content() {
+        let embedder = HashingEmbedder::new(128);
+        assert_eq!(embedder.embed_one("GRÖSSE Ärger"), embedder.embed_one("grösse ärger"));
+        for text in ["東京", "Ärger", "48213"] {
+            assert!((norm(&embedder.embed_one(text)) - 1.0).abs() < 1e-5, "{text:?} should have features");
+        }
+        // "é" is a letter, not a separator: "café" must not degrade to "caf".
+        assert_ne!(embedder.embed_one("café"), embedder.embed_one("caf"));
     }
 
     #[test]

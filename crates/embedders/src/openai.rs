@@ -41,7 +41,7 @@ impl OpenAiEmbedder {
         };
         let url = format!("{}/embeddings", settings.base_url.trim_end_matches('/'));
         Self {
-            client: transport::build_client(timeout, &url),
+            client: transport::build_client(timeout),
             url,
             api_key: settings.api_key.clone(),
             model: settings.model.clone(),
@@ -76,7 +76,13 @@ impl OpenAiEmbedder {
             transport::permanent(
                 PROVIDER,
                 Some(response.status),
-                format!("unexpected response body ({e}): {}", transport::body_excerpt(response.status, &response.body)),
+                transport::redact(
+                    &format!(
+                        "unexpected response body ({e}): {}",
+                        transport::body_excerpt(response.status, &response.body)
+                    ),
+                    key,
+                ),
             )
         })?;
         let vectors = in_input_order(parsed.data, inputs.len())?;

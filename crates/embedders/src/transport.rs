@@ -21,24 +21,18 @@ pub(crate) struct RawResponse {
     pub(crate) body: Vec<u8>,
 }
 
-/// Whether the reqwest build has a TLS backend. The workspace declares reqwest with
-/// `default-features = false` and no TLS feature; flip this when one is added there.
-const TLS_SUPPORTED: bool = false;
-
-/// Builds the HTTP client for requests to `url`, or says why there cannot be one.
+/// Builds the HTTP client.
 ///
 /// Redirects are not followed: a redirected POST turns into a GET and loses its body, so a
 /// redirect always means a wrong `base_url`, better reported as such. A zero timeout means no
 /// timeout (rather than failing every request).
-pub(crate) fn build_client(timeout: Duration, url: &str) -> Result<reqwest::Client, String> {
-    // Without a TLS backend reqwest does not refuse https URLs: it opens a plain TCP
-    // connection to port 443 and sends the request, API key included, unencrypted.
-    if !TLS_SUPPORTED && url.get(..6).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https:")) {
-        return Err("this build has no TLS support, so https base URLs cannot be used \
-                    (the API key would travel unencrypted); use an http:// endpoint such as a local proxy"
-            .to_owned());
-    }
-    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+pub(crate) fn build_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        // Besides refusing obsolete TLS, this only compiles while reqwest has a TLS backend.
+        // That matters: a reqwest without one does not reject https URLs but sends the request,
+        // API key included, in plain text to port 443.
+        .min_tls_version(reqwest::tls::Version::TLS_1_2);
     if !timeout.is_zero() {
         builder = builder.timeout(timeout);
     }

@@ -97,7 +97,10 @@ pub async fn insert(pool: &PgPool, doc: &NewDocument<'_>) -> Result<(), sqlx::Er
 
 /// One document.
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Document>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM documents WHERE document_id = $1")).bind(id).fetch_optional(pool).await
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM documents WHERE document_id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
 }
 
 /// An agent's documents, newest first.

@@ -58,7 +58,8 @@ pub async fn ingest(
     let auth = format!("Bearer {}", api.token.expose_secret());
     let mut tracked = Vec::new();
     for path in files {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
+        let name =
+            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
         let bytes = match tokio::fs::read(path).await {
             Ok(b) => b,
             Err(e) => {
@@ -83,7 +84,13 @@ pub async fn ingest(
         } else {
             let body: serde_json::Value = response.json().await.unwrap_or_default();
             let reason = body["error"].as_str().unwrap_or("rejected").to_owned();
-            tracked.push(Tracked { name, id: None, line: format!("rejected ({status}): {reason}"), done: true, failed: true });
+            tracked.push(Tracked {
+                name,
+                id: None,
+                line: format!("rejected ({status}): {reason}"),
+                done: true,
+                failed: true,
+            });
         }
     }
     let tty = std::io::stdout().is_terminal();
@@ -131,7 +138,8 @@ pub async fn ingest(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     if !tty {
-        for t in &tracked {
+        // Rejected uploads never changed state in the loop; report them once at the end.
+        for t in tracked.iter().filter(|t| t.id.is_none()) {
             println!("{:<width$}  {}", t.name, t.line);
         }
     }

@@ -44,7 +44,17 @@ pub struct Settings {
     pub storage: StorageSettings,
     /// Every layer merged, for the sections other crates own (`embeddings`, `upload_api`, …).
     #[serde(skip)]
-    raw: Option<std::sync::Arc<Config>>,
+    raw: Option<RawConfig>,
+}
+
+/// The merged configuration; its `Debug` shows nothing, as it holds every secret in clear.
+#[derive(Clone, Default)]
+struct RawConfig(Option<std::sync::Arc<Config>>);
+
+impl std::fmt::Debug for RawConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RawConfig([REDACTED])")
+    }
 }
 
 /// `[amqp]`.
@@ -242,14 +252,14 @@ impl Settings {
         }
         let config = builder.add_source(environment).build()?;
         let mut settings: Settings = config.clone().try_deserialize()?;
-        settings.raw = Some(std::sync::Arc::new(config));
+        settings.raw = Some(RawConfig(Some(std::sync::Arc::new(config))));
         Ok(settings)
     }
 
     /// Deserialises a section owned by another crate (its defaults are in `config/default.toml`,
     /// and the file and environment layers apply to it like to every other key).
     pub fn section<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, SettingsError> {
-        let raw = self.raw.as_ref().ok_or_else(|| config::ConfigError::NotFound(name.to_owned()))?;
+        let raw = self.raw.as_ref().and_then(|r| r.0.as_ref()).ok_or_else(|| config::ConfigError::NotFound(name.to_owned()))?;
         Ok(raw.get::<T>(name)?)
     }
 
@@ -345,6 +355,7 @@ mod tests {
         let s = Settings::load_from(None, env(&[])).expect("defaults load");
         assert_eq!(s.consumer.prefetch, 32);
         assert_eq!(s.topology.retry_delays_ms, vec![1000, 10000, 60000]);
+        assert_eq!(s.consumer_for("doc-ingester").prefetch, 1, "the ingester takes one document at a time");
         let s = Settings::load_from(
             None,
             env(&[

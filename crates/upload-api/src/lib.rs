@@ -164,7 +164,11 @@ async fn detect(path: &Path, head: &[u8], filename: &str) -> Result<(&'static st
         ));
     }
     let lower = filename.to_ascii_lowercase();
-    Ok(if lower.ends_with(".md") || lower.ends_with(".markdown") { ("text/markdown", "md") } else { ("text/plain", "txt") })
+    Ok(if lower.ends_with(".md") || lower.ends_with(".markdown") {
+        ("text/markdown", "md")
+    } else {
+        ("text/plain", "txt")
+    })
 }
 
 async fn upload(
@@ -172,7 +176,10 @@ async fn upload(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
     let mut multipart = multipart.map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("expected a multipart/form-data body with `file` and `agent_email`: {e}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("expected a multipart/form-data body with `file` and `agent_email`: {e}"),
+        )
     })?;
     let bad = |e: axum::extract::multipart::MultipartError| {
         ApiError::new(StatusCode::BAD_REQUEST, format!("malformed multipart body: {e}"))
@@ -254,7 +261,10 @@ async fn upload(
         file_size_bytes: size,
         uploaded_by: agent_email.clone(),
         agent_email: agent_email.clone(),
-        metadata: DocumentMetadata { upload_source: Some("upload_api".into()), content_type: Some(content_type.into()) },
+        metadata: DocumentMetadata {
+            upload_source: Some("upload_api".into()),
+            content_type: Some(content_type.into()),
+        },
     };
     let record = NewDocument {
         document_id,
@@ -311,7 +321,10 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("{raw:?} is not a document id")))
 }
 
-async fn show(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Result<axum::Json<Document>, ApiError> {
+async fn show(
+    State(state): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<axum::Json<Document>, ApiError> {
     let id = parse_id(&id)?;
     documents::get(&state.pool, id)
         .await
@@ -343,7 +356,10 @@ async fn remove(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>
 }
 
 /// Runs the API until `shutdown`.
-pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let api: UploadApiSettings = settings.section("upload_api")?;
     if api.token.expose_secret() == DEFAULT_TOKEN {
         warn!("upload_api.token is the shipped default; set MAILROOM__UPLOAD_API__TOKEN for any shared deployment.");

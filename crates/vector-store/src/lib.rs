@@ -77,7 +77,11 @@ pub trait VectorStore: Send + Sync {
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Removes every chunk of a document.
-    fn delete_document<'a>(&'a self, agent_email: &'a str, document_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn delete_document<'a>(
+        &'a self,
+        agent_email: &'a str,
+        document_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// The `top_k` chunks of `agent_email` most similar to `query` with a score of at least
     /// `min_score`, best first.
