@@ -20,7 +20,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use tracing::info;
 use uuid::Uuid;
-use vector_store::{ChunkRecord, PgVectorStore, StoreError, VectorStore, VectorStoreSettings};
+use vector_store::{ChunkRecord, StoreError, VectorStore, VectorStoreSettings};
 
 use crate::chunking::Chunker;
 use crate::extract::{ExtractError, Limits};
@@ -142,11 +142,7 @@ impl Ingester {
         let ingester: IngesterSettings = settings.section("ingester")?;
         let embeddings: EmbeddingSettings = settings.section("embeddings")?;
         let store_settings: VectorStoreSettings = settings.section("vector_store")?;
-        let store: Arc<dyn VectorStore> = match store_settings.kind.as_str() {
-            "postgres" => Arc::new(PgVectorStore::new(pool.clone())),
-            "pinecone" => Arc::new(vector_store::PineconeStore::new(&store_settings.pinecone)),
-            other => anyhow::bail!("unknown vector_store.kind {other:?} (expected postgres or pinecone)"),
-        };
+        let store = vector_store::from_settings(&store_settings, pool.clone())?;
         let embedder: Arc<dyn Embedder> = Arc::from(embedders::from_settings(&embeddings)?);
         std::fs::create_dir_all(&settings.storage.dir)?;
         Ok(Self {

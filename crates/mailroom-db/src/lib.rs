@@ -2,6 +2,7 @@
 //! applying the migrations under `migrations/`, which are compiled into every binary.
 
 pub mod documents;
+pub mod pipeline;
 
 use std::time::Duration;
 

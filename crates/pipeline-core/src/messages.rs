@@ -265,6 +265,27 @@ pub struct EmailToSend {
     pub context_used: Vec<ContextUsed>,
     /// The support mailbox sending the reply.
     pub agent_email: String,
+    /// Mailroom addition: the generator could not ground an answer, so the sender must make a
+    /// draft for a human instead of sending.
+    #[serde(default)]
+    pub escalate: bool,
+    /// Mailroom addition: why it was escalated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation_reason: Option<String>,
+}
+
+/// `Re: <subject>`, without stacking prefixes (`Re: Re:`, `RE:`, `Aw:`, `Fwd:` stay single).
+pub fn reply_subject(subject: &str) -> String {
+    let mut rest = subject.trim();
+    loop {
+        let lower = rest.to_ascii_lowercase();
+        let stripped = ["re:", "aw:", "sv:", "antw:", "re :"].iter().find(|p| lower.starts_with(*p));
+        match stripped {
+            Some(p) => rest = rest[p.len()..].trim_start(),
+            None => break,
+        }
+    }
+    if rest.is_empty() { "Re: your message".to_owned() } else { format!("Re: {rest}") }
 }
 
 impl PipelineMessage for EmailToSend {
@@ -458,6 +479,14 @@ mod tests {
         );
         assert_eq!(respond.original_message_id, a.message_id);
         assert_eq!(respond.email_id, "e1");
+    }
+
+    #[test]
+    fn reply_subjects_do_not_stack() {
+        assert_eq!(reply_subject("Where is my order?"), "Re: Where is my order?");
+        assert_eq!(reply_subject("Re: Re: RE: Where is my order?"), "Re: Where is my order?");
+        assert_eq!(reply_subject("AW: Frage"), "Re: Frage");
+        assert_eq!(reply_subject("  "), "Re: your message");
     }
 
     #[test]

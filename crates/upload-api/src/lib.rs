@@ -366,11 +366,7 @@ pub async fn run(
     }
     let pool = mailroom_db::connect_and_migrate(&settings.database.url, settings.database.max_connections).await?;
     let store_settings: vector_store::VectorStoreSettings = settings.section("vector_store")?;
-    let store: Arc<dyn VectorStore> = match store_settings.kind.as_str() {
-        "postgres" => Arc::new(vector_store::PgVectorStore::new(pool.clone())),
-        "pinecone" => Arc::new(vector_store::PineconeStore::new(&store_settings.pinecone)),
-        other => anyhow::bail!("unknown vector_store.kind {other:?} (expected postgres or pinecone)"),
-    };
+    let store = vector_store::from_settings(&store_settings, pool.clone())?;
     tokio::fs::create_dir_all(&settings.storage.dir).await?;
     let storage_dir = settings.storage.dir.canonicalize()?;
     let telemetry = Arc::new(Telemetry::default());

@@ -115,3 +115,20 @@ pub struct PineconeSettings {
     /// Per-request timeout.
     pub timeout_secs: u64,
 }
+
+/// `vector_store.kind` names no known store.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown vector_store.kind {0:?} (expected postgres or pinecone)")]
+pub struct UnknownStore(pub String);
+
+/// Builds the configured store (`postgres` over `pool`, or `pinecone`).
+pub fn from_settings(
+    settings: &VectorStoreSettings,
+    pool: sqlx::PgPool,
+) -> Result<std::sync::Arc<dyn VectorStore>, UnknownStore> {
+    match settings.kind.as_str() {
+        "postgres" => Ok(std::sync::Arc::new(PgVectorStore::new(pool))),
+        "pinecone" => Ok(std::sync::Arc::new(PineconeStore::new(&settings.pinecone))),
+        other => Err(UnknownStore(other.to_owned())),
+    }
+}

@@ -1,0 +1,135 @@
+//! The classifier's and generator's records: one classification and one drafted reply per
+//! email, which make redeliveries idempotent.
+
+use sqlx::{FromRow, PgPool};
+
+/// A stored classification.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct ClassificationRow {
+    /// Support mailbox.
+    pub agent_email: String,
+    /// Mailbox id of the email.
+    pub email_id: String,
+    /// Whether it is a support inquiry.
+    pub is_support_inquiry: bool,
+    /// Category.
+    pub category: String,
+    /// Confidence 0–1.
+    pub confidence: f64,
+    /// Who decided (`rules`, `local`, `gemini`, …).
+    pub llm_provider: String,
+    /// Why, for rule-based decisions.
+    pub reason: Option<String>,
+    /// Id of the `emails.to_respond` message published for it, if any.
+    pub respond_message_id: Option<String>,
+}
+
+/// A classification to record.
+#[derive(Debug, Clone)]
+pub struct NewClassification<'a> {
+    /// Support mailbox.
+    pub agent_email: &'a str,
+    /// Mailbox id of the email.
+    pub email_id: &'a str,
+    /// Id of the `emails.to_classify` message.
+    pub message_id: &'a str,
+    /// Correlation id.
+    pub correlation_id: Option<&'a str>,
+    /// Whether it is a support inquiry.
+    pub is_support_inquiry: bool,
+    /// Category.
+    pub category: &'a str,
+    /// Confidence.
+    pub confidence: f64,
+    /// Who decided.
+    pub llm_provider: &'a str,
+    /// Why, for rule-based decisions.
+    pub reason: Option<&'a str>,
+    /// Id of the `emails.to_respond` message to publish, if any.
+    pub respond_message_id: Option<&'a str>,
+}
+
+/// The stored classification of an email.
+pub async fn get_classification(
+    pool: &PgPool,
+    agent_email: &str,
+    email_id: &str,
+) -> Result<Option<ClassificationRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT agent_email, email_id, is_support_inquiry, category, confidence, llm_provider, reason, \
+         respond_message_id FROM classifications WHERE agent_email = $1 AND email_id = $2",
+    )
+    .bind(agent_email)
+    .bind(email_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Records a classification unless the email already has one; returns the one that is stored
+/// (a concurrent or earlier delivery's, if it won).
+pub async fn record_classification(pool: &PgPool, c: &NewClassification<'_>) -> Result<ClassificationRow, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO classifications (agent_email, email_id, message_id, correlation_id, is_support_inquiry, \
+         category, confidence, llm_provider, reason, respond_message_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (agent_email, email_id) DO NOTHING",
+    )
+    .bind(c.agent_email)
+    .bind(c.email_id)
+    .bind(c.message_id)
+    .bind(c.correlation_id)
+    .bind(c.is_support_inquiry)
+    .bind(c.category)
+    .bind(c.confidence)
+    .bind(c.llm_provider)
+    .bind(c.reason)
+    .bind(c.respond_message_id)
+    .execute(pool)
+    .await?;
+    get_classification(pool, c.agent_email, c.email_id).await?.ok_or(sqlx::Error::RowNotFound)
+}
+
+/// The stored reply (`emails.to_send` body) of an email, if drafted.
+pub async fn get_response(pool: &PgPool, agent_email: &str, email_id: &str) -> Result<Option<serde_json::Value>, sqlx::Error> {
+    sqlx::query_scalar("SELECT send_message FROM responses WHERE agent_email = $1 AND email_id = $2")
+        .bind(agent_email)
+        .bind(email_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// A drafted reply to record.
+#[derive(Debug, Clone)]
+pub struct NewResponse<'a> {
+    /// Support mailbox.
+    pub agent_email: &'a str,
+    /// Mailbox id of the email.
+    pub email_id: &'a str,
+    /// Id of the `emails.to_respond` message answered.
+    pub respond_message_id: &'a str,
+    /// Id of the `emails.to_send` message.
+    pub send_message_id: &'a str,
+    /// The `emails.to_send` body.
+    pub send_message: &'a serde_json::Value,
+    /// Who wrote it.
+    pub llm_provider: &'a str,
+    /// Whether it is for a human to finish.
+    pub escalate: bool,
+}
+
+/// Records a drafted reply unless the email already has one; returns the stored one.
+pub async fn record_response(pool: &PgPool, r: &NewResponse<'_>) -> Result<serde_json::Value, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO responses (agent_email, email_id, respond_message_id, send_message_id, send_message, \
+         llm_provider, escalate) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (agent_email, email_id) DO NOTHING",
+    )
+    .bind(r.agent_email)
+    .bind(r.email_id)
+    .bind(r.respond_message_id)
+    .bind(r.send_message_id)
+    .bind(r.send_message)
+    .bind(r.llm_provider)
+    .bind(r.escalate)
+    .execute(pool)
+    .await?;
+    get_response(pool, r.agent_email, r.email_id).await?.ok_or(sqlx::Error::RowNotFound)
+}
