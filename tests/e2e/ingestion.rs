@@ -2,128 +2,17 @@
 //! broker and database, the sample knowledge base and a corpus of bad and hostile uploads.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use embedders::{Embedder, HashingEmbedder};
-use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, free_port, repo_root, signal, spawn, wait_for};
+use mailroom_tests::{TestVhost, bin_path, signal, wait_for};
 use serde_json::Value;
-use tokio::process::Child;
 use vector_store::{PgVectorStore, VectorStore};
 
-const TOKEN: &str = "test-token-5f1c";
-const AGENT_A: &str = "support@northwind.example";
-const AGENT_B: &str = "help@contoso.example";
-
-struct Stack {
-    vhost: TestVhost,
-    db: TestDb,
-    storage: TestDir,
-    base: String,
-    api: Child,
-    ingester: Child,
-    http: reqwest::Client,
-    extra: Vec<(&'static str, String)>,
-}
-
-impl Stack {
-    fn env(&self) -> Vec<(&'static str, String)> {
-        env(&self.vhost, &self.db, &self.storage.path, &self.base, &self.extra)
-    }
-
-    fn spawn_ingester(&self) -> Child {
-        spawn(&bin_path("doc-ingester"), &[], &self.env())
-    }
-
-    async fn upload(&self, agent: &str, filename: &str, bytes: Vec<u8>) -> (u16, Value) {
-        let form = reqwest::multipart::Form::new()
-            .text("agent_email", agent.to_owned())
-            .part("file", reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned()));
-        let r = self
-            .http
-            .post(format!("{}/documents", self.base))
-            .bearer_auth(TOKEN)
-            .multipart(form)
-            .send()
-            .await
-            .expect("upload request");
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn upload_file(&self, agent: &str, path: &Path) -> (u16, Value) {
-        let name = path.file_name().expect("name").to_string_lossy().into_owned();
-        self.upload(agent, &name, std::fs::read(path).expect("read fixture")).await
-    }
-
-    async fn document(&self, id: &str) -> Value {
-        let r = self.http.get(format!("{}/documents/{id}", self.base)).bearer_auth(TOKEN).send().await.expect("get");
-        assert_eq!(r.status().as_u16(), 200, "GET /documents/{id}");
-        r.json().await.expect("json")
-    }
-
-    /// Waits until the document is `ready` or `failed` and returns it.
-    async fn settled(&self, id: &str) -> Value {
-        wait_for(Duration::from_secs(90), &format!("document {id} to settle"), || async {
-            let doc = self.document(id).await;
-            matches!(doc["status"].as_str(), Some("ready" | "failed")).then_some(doc)
-        })
-        .await
-    }
-
-    async fn pool(&self) -> sqlx::PgPool {
-        sqlx::PgPool::connect(&self.db.url()).await.expect("pool")
-    }
-}
-
-fn env(
-    vhost: &TestVhost,
-    db: &TestDb,
-    storage: &Path,
-    base: &str,
-    extra: &[(&'static str, String)],
-) -> Vec<(&'static str, String)> {
-    let mut env = vec![
-        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
-        ("MAILROOM__DATABASE__URL", db.url()),
-        ("MAILROOM__STORAGE__DIR", storage.display().to_string()),
-        ("MAILROOM__UPLOAD_API__LISTEN", base.trim_start_matches("http://").to_owned()),
-        ("MAILROOM__UPLOAD_API__TOKEN", TOKEN.to_owned()),
-        ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "200,400".to_owned()),
-        ("MAILROOM__INGESTER__EXTRACT_TIMEOUT_SECS", "20".to_owned()),
-        ("MAILROOM__INGESTER__EXTRACT_MAX_MEMORY_MB", "384".to_owned()),
-        ("MAILROOM__INGESTER__MAX_PAGES", "2000".to_owned()),
-    ];
-    env.extend(extra.iter().cloned());
-    env
-}
-
-async fn start(extra: Vec<(&'static str, String)>) -> Stack {
-    let vhost = TestVhost::create().await;
-    let db = TestDb::create().await;
-    let storage = TestDir::create();
-    let base = format!("http://127.0.0.1:{}", free_port());
-    let env = env(&vhost, &db, &storage.path, &base, &extra);
-    let api = spawn(&bin_path("upload-api"), &[], &env);
-    let ingester = spawn(&bin_path("doc-ingester"), &[], &env);
-    let http = reqwest::Client::new();
-    wait_for(Duration::from_secs(30), "the upload API to be ready", || {
-        let http = http.clone();
-        let url = format!("{base}/readyz");
-        async move { http.get(url).send().await.ok().filter(|r| r.status().is_success()).map(drop) }
-    })
-    .await;
-    Stack { vhost, db, storage, base, api, ingester, http, extra }
-}
-
-fn knowledge(name: &str) -> PathBuf {
-    repo_root().join("examples/knowledge").join(name)
-}
-
-fn fixture(name: &str) -> PathBuf {
-    repo_root().join("tests/fixtures/documents").join(name)
-}
+use crate::stack::{AGENT_A, AGENT_B, TOKEN, fixture, knowledge, start};
 
 #[tokio::test]
 async fn three_documents_for_two_agents_become_searchable_only_by_their_agent() {

@@ -2,6 +2,8 @@
 //! a test must clean up what it created, so the throw-away vhosts and databases really go away.
 
 mod ingestion;
+mod pipeline;
+mod stack;
 
 use mailroom_tests::{TestDb, TestVhost, bin_path, mgmt, run};
 

@@ -89,7 +89,11 @@ pub async fn record_classification(pool: &PgPool, c: &NewClassification<'_>) -> 
 }
 
 /// The stored reply (`emails.to_send` body) of an email, if drafted.
-pub async fn get_response(pool: &PgPool, agent_email: &str, email_id: &str) -> Result<Option<serde_json::Value>, sqlx::Error> {
+pub async fn get_response(
+    pool: &PgPool,
+    agent_email: &str,
+    email_id: &str,
+) -> Result<Option<serde_json::Value>, sqlx::Error> {
     sqlx::query_scalar("SELECT send_message FROM responses WHERE agent_email = $1 AND email_id = $2")
         .bind(agent_email)
         .bind(email_id)

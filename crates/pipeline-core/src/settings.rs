@@ -259,7 +259,11 @@ impl Settings {
     /// Deserialises a section owned by another crate (its defaults are in `config/default.toml`,
     /// and the file and environment layers apply to it like to every other key).
     pub fn section<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, SettingsError> {
-        let raw = self.raw.as_ref().and_then(|r| r.0.as_ref()).ok_or_else(|| config::ConfigError::NotFound(name.to_owned()))?;
+        let raw = self
+            .raw
+            .as_ref()
+            .and_then(|r| r.0.as_ref())
+            .ok_or_else(|| config::ConfigError::NotFound(name.to_owned()))?;
         Ok(raw.get::<T>(name)?)
     }
 

@@ -1,0 +1,186 @@
+//! Any OpenAI-compatible `POST {base_url}/chat/completions` endpoint: OpenAI itself, Ollama,
+//! vLLM, llama.cpp's server and the like.
+//!
+//! JSON answers use `response_format: {"type": "json_object"}` (the most widely supported JSON
+//! mode; `json_schema` is not), with the schema in the system message — OpenAI rejects JSON
+//! mode unless the word "JSON" appears in the messages. Error bodies differ between servers
+//! (`{"error":{"message":…}}`, `{"error":"…"}`, a flat `{"message":…}`), so error parsing is
+//! lenient and falls back to quoting the body.
+
+use futures_util::future::BoxFuture;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::transport::{self, ErrorClass, RawResponse};
+use crate::{GenerateRequest, LlmError, LlmProvider, ProviderSettings, json};
+
+/// The name used when none is configured.
+pub const DEFAULT_NAME: &str = "openai";
+
+/// The public endpoint, used when `base_url` is empty.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// Error codes (or types) that mean money, not rate: a 429 `insufficient_quota` will not clear
+/// by waiting.
+const QUOTA_CODES: &[&str] = &["insufficient_quota", "billing_hard_limit_reached", "billing_not_active"];
+
+/// An OpenAI-compatible chat completions server.
+#[derive(Debug)]
+pub struct OpenAiProvider {
+    name: String,
+    client: Result<reqwest::Client, String>,
+    url: String,
+    api_key: SecretString,
+    model: String,
+}
+
+impl OpenAiProvider {
+    /// A provider named `name` (e.g. `ollama`; empty: [`DEFAULT_NAME`]) for `settings.model` at
+    /// `settings.base_url` (empty: [`DEFAULT_BASE_URL`]). An empty key sends no
+    /// `Authorization` header, as local servers expect. `timeout` bounds each request; zero
+    /// disables it.
+    pub fn new(name: &str, settings: &ProviderSettings, timeout: std::time::Duration) -> Self {
+        let name = name.trim();
+        Self {
+            name: if name.is_empty() { DEFAULT_NAME.to_owned() } else { name.to_owned() },
+            client: transport::build_client(timeout),
+            url: transport::endpoint(&settings.base_url, DEFAULT_BASE_URL, "chat/completions"),
+            api_key: settings.api_key.clone(),
+            model: settings.model.trim().to_owned(),
+        }
+    }
+
+    async fn call(&self, request: &GenerateRequest, schema: Option<&Value>) -> Result<String, LlmError> {
+        let provider = self.name.as_str();
+        let client = transport::client(&self.client, provider)?;
+        let key = self.api_key.expose_secret().trim();
+        let system = match schema {
+            Some(schema) => json::system_with_schema(&request.system, schema),
+            None => request.system.clone(),
+        };
+        let mut messages = Vec::with_capacity(2);
+        if !system.is_empty() {
+            messages.push(Message { role: "system", content: &system });
+        }
+        messages.push(Message { role: "user", content: &request.user });
+        let body = Body {
+            model: &self.model,
+            messages,
+            max_tokens: request.max_tokens,
+            temperature: request.temperature,
+            response_format: schema.map(|_| ResponseFormat { kind: "json_object" }),
+        };
+        let mut http = client.post(&self.url).json(&body);
+        // Local servers (Ollama, vLLM) need no key, and some reject an empty bearer token.
+        if !key.is_empty() {
+            let value = transport::secret_header(provider, &format!("Bearer {key}"))?;
+            http = http.header(reqwest::header::AUTHORIZATION, value);
+        }
+        tracing::debug!(provider, model = %self.model, json = schema.is_some(), "calling the LLM");
+        let response = transport::send(provider, http, key).await?;
+        if !response.is_success() {
+            return Err(error_from_response(provider, &response, key));
+        }
+        let body = response.json().ok_or_else(|| transport::unexpected_body(provider, &response, key))?;
+        answer_text(&body).map_err(|message| transport::invalid_output(provider, transport::redact(&message, key)))
+    }
+}
+
+impl LlmProvider for OpenAiProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn generate<'a>(&'a self, request: &'a GenerateRequest) -> BoxFuture<'a, Result<String, LlmError>> {
+        Box::pin(self.call(request, None))
+    }
+
+    fn generate_json<'a>(
+        &'a self,
+        request: &'a GenerateRequest,
+        schema: &'a Value,
+    ) -> BoxFuture<'a, Result<Value, LlmError>> {
+        Box::pin(async move {
+            let text = self.call(request, Some(schema)).await?;
+            let key = self.api_key.expose_secret();
+            json::extract_json(&text).map_err(|e| transport::invalid_output(&self.name, transport::redact(&e, key)))
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    model: &'a str,
+    messages: Vec<Message<'a>>,
+    max_tokens: u32,
+    temperature: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<ResponseFormat>,
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct ResponseFormat {
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// The answer's text: `choices[0].message.content`. A content filter stop, a refusal, or a
+/// missing or empty content is an unusable answer.
+fn answer_text(body: &Value) -> Result<String, String> {
+    let Some(choice) = body.get("choices").and_then(Value::as_array).and_then(|c| c.first()) else {
+        return Err("the response has no choices".to_owned());
+    };
+    let finish_reason = choice.get("finish_reason").and_then(Value::as_str);
+    if finish_reason == Some("content_filter") {
+        return Err("the answer was withheld by the content filter (finish_reason content_filter)".to_owned());
+    }
+    let message = choice.get("message");
+    if let Some(refusal) = message.and_then(|m| m.get("refusal")).and_then(Value::as_str) {
+        return Err(format!("the model refused to answer: {}", transport::excerpt(refusal)));
+    }
+    match message.and_then(|m| m.get("content")).and_then(Value::as_str) {
+        Some(text) if !text.trim().is_empty() => Ok(text.to_owned()),
+        _ => Err(match finish_reason {
+            Some(reason) => format!("the answer has no content (finish_reason {reason})"),
+            None => "the answer has no content".to_owned(),
+        }),
+    }
+}
+
+/// Classifies an error response. A 429 normally means "slow down", but OpenAI also uses it for
+/// an exhausted balance (`insufficient_quota`), which no amount of waiting fixes.
+fn error_from_response(provider: &str, response: &RawResponse, api_key: &str) -> LlmError {
+    if let Some(error) = transport::redirect_error(provider, response, api_key) {
+        return error;
+    }
+    let status = response.status;
+    let body = response.json();
+    let error = body.as_ref().and_then(|b| b.get("error"));
+    let field = |name: &str| error.and_then(|e| e.get(name)).and_then(Value::as_str);
+    let message = field("message")
+        .or_else(|| error.and_then(Value::as_str))
+        .or_else(|| body.as_ref().and_then(|b| b.get("message")).and_then(Value::as_str))
+        .map(str::to_owned)
+        .unwrap_or_else(|| transport::body_excerpt(status, &response.body));
+    let (code, kind) = (field("code"), field("type"));
+    let quota_exhausted = [code, kind].into_iter().flatten().any(|c| QUOTA_CODES.contains(&c));
+    let message = match code.or(kind) {
+        Some(code) => format!("{message} ({code})"),
+        None => message,
+    };
+    let class = if quota_exhausted {
+        ErrorClass::QuotaExhausted
+    } else if transport::is_transient_status(status) {
+        ErrorClass::Transient(transport::retry_after(&response.headers))
+    } else {
+        ErrorClass::Permanent
+    };
+    transport::status_error(provider, response, &message, class, api_key)
+}
