@@ -91,8 +91,11 @@ async fn main() -> anyhow::Result<()> {
         ("MAILROOM__LLM__OPENAI__API_KEY", "sk-bench".into()),
         ("MAILROOM__CONSUMER__PREFETCH", (concurrency * 2).to_string()),
         ("MAILROOM__CONSUMER__CONCURRENCY", concurrency.to_string()),
+        ("MAILROOM__WORKERS__CLASSIFIER__PREFETCH", (concurrency * 2).to_string()),
+        ("MAILROOM__WORKERS__CLASSIFIER__CONCURRENCY", concurrency.to_string()),
         ("MAILROOM__TELEMETRY__LEVEL", "warn".into()),
     ];
+    eprintln!("  ingesting the sample knowledge base…");
     // The knowledge base, through the real ingestion code.
     let settings = pipeline_core::Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())))?;
     let pool = mailroom_db::connect_and_migrate(&settings.database.url, 4).await?;
@@ -133,13 +136,15 @@ async fn main() -> anyhow::Result<()> {
         ingester.ingest(id, &msg, kind).await?;
     }
 
+    eprintln!("  starting the workers (logs in {})…", mailroom_tests::log_dir().display());
     let mut classifier = spawn(&bin_path("classifier"), &[], &env);
     let mut generator = spawn(&bin_path("rag-generator"), &[], &env);
     let conn = lapin::Connection::connect(&vhost.amqp_url(), lapin::ConnectionProperties::default()).await?;
     // Wait until both consume (their queues have a consumer each).
-    let ch = conn.create_channel().await?;
     let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
     loop {
+        // A failed passive declare closes its channel, so each attempt gets a fresh one.
+        let ch = conn.create_channel().await?;
         let a = ch.queue_declare("emails.to_classify".into(), passive, FieldTable::default()).await;
         let b = ch.queue_declare("emails.to_respond".into(), passive, FieldTable::default()).await;
         if let (Ok(a), Ok(b)) = (a, b)

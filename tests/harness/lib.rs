@@ -147,12 +147,29 @@ pub fn example_path(name: &str) -> PathBuf {
     path
 }
 
+/// Where spawned processes write their output (a pipe nobody reads would block a chatty
+/// process once its buffer is full).
+pub fn log_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join("mailroom-test-logs");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
 /// Spawns a program with `env` added to a clean Mailroom environment (inherited `MAILROOM_*`
-/// variables are removed so the developer's shell cannot leak into a test). Output is captured;
-/// the process is killed when the handle is dropped.
+/// variables are removed so the developer's shell cannot leak into a test). Its output goes to
+/// a file under [`log_dir`]; the process is killed when the handle is dropped.
 pub fn spawn(program: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> Child {
+    let name = program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let log = log_dir().join(format!("{name}-{}.log", short_id()));
+    let file = std::fs::File::create(&log).expect("log file");
+    let mut cmd = command(program, args, env);
+    cmd.stdout(file.try_clone().expect("log file")).stderr(file);
+    cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()))
+}
+
+fn command(program: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(program);
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
     for (key, _) in std::env::vars() {
         if key.starts_with("MAILROOM") {
             cmd.env_remove(key);
@@ -161,12 +178,14 @@ pub fn spawn(program: &std::path::Path, args: &[&str], env: &[(&str, String)]) -
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()))
+    cmd
 }
 
 /// Runs a program to completion and returns its exit code and stdout+stderr.
 pub async fn run(program: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> (i32, String) {
-    let child = spawn(program, args, env);
+    let mut cmd = command(program, args, env);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
     let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
         .await
         .expect("command finished in time")
