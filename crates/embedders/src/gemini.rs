@@ -3,14 +3,12 @@
 //! The key travels in the `x-goog-api-key` header, never in the `?key=` query parameter the
 //! API also accepts: URLs end up in error messages, proxy logs and traces.
 
-use futures_util::future::BoxFuture;
-use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::transport::{self, Dimension, RawResponse};
-use crate::{EmbedError, Embedder, ProviderSettings};
+use crate::{EmbedError, ProviderSettings};
 
 const PROVIDER: &str = "gemini";
 
@@ -73,34 +71,10 @@ impl GeminiEmbedder {
         };
         let mut request = client.post(&self.url).json(&body);
         if !key.is_empty() {
-            let mut value = HeaderValue::from_str(key).map_err(|_| {
-                transport::permanent(
-                    PROVIDER,
-                    None,
-                    "the API key contains characters not allowed in a header".to_owned(),
-                )
-            })?;
-            value.set_sensitive(true);
-            request = request.header("x-goog-api-key", value);
+            request = request.header("x-goog-api-key", transport::secret_header(PROVIDER, key)?);
         }
         tracing::debug!(provider = PROVIDER, model = %self.model_path, inputs = inputs.len(), "requesting embeddings");
-        let response = transport::send(PROVIDER, request, key).await?;
-        if !(200..300).contains(&response.status) {
-            return Err(error_from_response(&response, key));
-        }
-        let parsed: BatchResponse = serde_json::from_slice(&response.body).map_err(|e| {
-            transport::permanent(
-                PROVIDER,
-                Some(response.status),
-                transport::redact(
-                    &format!(
-                        "unexpected response body ({e}): {}",
-                        transport::body_excerpt(response.status, &response.body)
-                    ),
-                    key,
-                ),
-            )
-        })?;
+        let parsed: BatchResponse = transport::call(PROVIDER, request, key, error_from_response).await?;
         if parsed.embeddings.len() != inputs.len() {
             return Err(transport::permanent(
                 PROVIDER,
@@ -112,27 +86,7 @@ impl GeminiEmbedder {
     }
 }
 
-impl Embedder for GeminiEmbedder {
-    fn model_id(&self) -> &str {
-        &self.model_id
-    }
-
-    fn dimension(&self) -> usize {
-        self.dimension.get()
-    }
-
-    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
-        Box::pin(async move {
-            let sent = transport::non_blank(texts);
-            let mut vectors = Vec::with_capacity(sent.len());
-            for chunk in sent.chunks(MAX_REQUESTS_PER_BATCH) {
-                let inputs: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
-                vectors.extend(self.embed_batch(&inputs).await?);
-            }
-            Ok(transport::assemble(texts.len(), &sent, vectors, self.dimension.get()))
-        })
-    }
-}
+transport::impl_embedder!(GeminiEmbedder, MAX_REQUESTS_PER_BATCH);
 
 /// Native sizes of Google's embedding models, so `dimension()` is right before the first call.
 fn native_dimension(model: &str) -> Option<usize> {

@@ -4,13 +4,12 @@
 //! Error bodies differ between these servers (`{"error":{"message":…}}`, `{"error":"…"}`,
 //! vLLM's flat `{"message":…}`), so error parsing is lenient and falls back to quoting the body.
 
-use futures_util::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::transport::{self, Dimension, RawResponse};
-use crate::{EmbedError, Embedder, ProviderSettings};
+use crate::{EmbedError, ProviderSettings};
 
 const PROVIDER: &str = "openai";
 
@@ -68,49 +67,13 @@ impl OpenAiEmbedder {
             request = request.bearer_auth(key);
         }
         tracing::debug!(provider = PROVIDER, model = %self.model, inputs = inputs.len(), "requesting embeddings");
-        let response = transport::send(PROVIDER, request, key).await?;
-        if !(200..300).contains(&response.status) {
-            return Err(error_from_response(&response, key));
-        }
-        let parsed: EmbeddingsResponse = serde_json::from_slice(&response.body).map_err(|e| {
-            transport::permanent(
-                PROVIDER,
-                Some(response.status),
-                transport::redact(
-                    &format!(
-                        "unexpected response body ({e}): {}",
-                        transport::body_excerpt(response.status, &response.body)
-                    ),
-                    key,
-                ),
-            )
-        })?;
+        let parsed: EmbeddingsResponse = transport::call(PROVIDER, request, key, error_from_response).await?;
         let vectors = in_input_order(parsed.data, inputs.len())?;
         self.dimension.finish(PROVIDER, vectors)
     }
 }
 
-impl Embedder for OpenAiEmbedder {
-    fn model_id(&self) -> &str {
-        &self.model_id
-    }
-
-    fn dimension(&self) -> usize {
-        self.dimension.get()
-    }
-
-    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
-        Box::pin(async move {
-            let sent = transport::non_blank(texts);
-            let mut vectors = Vec::with_capacity(sent.len());
-            for chunk in sent.chunks(MAX_INPUTS_PER_REQUEST) {
-                let inputs: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
-                vectors.extend(self.embed_batch(&inputs).await?);
-            }
-            Ok(transport::assemble(texts.len(), &sent, vectors, self.dimension.get()))
-        })
-    }
-}
+transport::impl_embedder!(OpenAiEmbedder, MAX_INPUTS_PER_REQUEST);
 
 /// Native sizes of OpenAI's models, so `dimension()` is right before the first call.
 fn native_dimension(model: &str) -> Option<usize> {

@@ -16,9 +16,10 @@ async fn question_embeddings_are_cached_in_redis_with_a_ttl() {
     let (second, cached) = cache.embed(&embedder, &text).await.expect("embed");
     assert!(cached, "second lookup is served by Redis");
     assert_eq!(first, second);
-    assert_eq!(first, embedder.embed(&[text.clone()]).await.expect("embed").remove(0));
+    assert_eq!(first, embedder.embed(std::slice::from_ref(&text)).await.expect("embed").remove(0));
 
-    let mut conn = redis::Client::open(url.as_str()).expect("url").get_multiplexed_async_connection().await.expect("redis");
+    let mut conn =
+        redis::Client::open(url.as_str()).expect("url").get_multiplexed_async_connection().await.expect("redis");
     let k = key(embedder.model_id(), &text);
     assert!(k.starts_with("mailroom:emb:hashing-v1-64:"), "{k}");
     let ttl: i64 = conn.ttl(&k).await.expect("ttl");

@@ -371,11 +371,21 @@ pub async fn run(
     let storage_dir = settings.storage.dir.canonicalize()?;
     let telemetry = Arc::new(Telemetry::default());
     let producer = Arc::new(Producer::new(NAME, &settings, telemetry.clone()));
-    if let Err(e) = producer.connect().await {
-        // Uploads will retry the connection; readiness reports the outage meanwhile.
-        warn!(error = %e, "Broker not reachable yet.");
-        telemetry.health.set_reason(e.to_string());
-    }
+    // Keep the broker connection up in the background, so /readyz recovers after an outage even
+    // when no upload comes in to trigger a reconnect.
+    let keeper = {
+        let (producer, telemetry) = (producer.clone(), telemetry.clone());
+        tokio::spawn(async move {
+            loop {
+                // Cheap while connected: it only checks the connection's state.
+                if let Err(e) = producer.connect().await {
+                    warn!(error = %e, "Broker not reachable; uploads are refused until it is.");
+                    telemetry.health.set_reason(e.to_string());
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+        })
+    };
     let state = Arc::new(AppState {
         pool,
         producer: producer.clone(),
@@ -389,6 +399,7 @@ pub async fn run(
     telemetry.health.set_consuming(true);
     info!(%addr, "Upload API listening.");
     axum::serve(listener, app(state, telemetry)).with_graceful_shutdown(shutdown).await?;
+    keeper.abort();
     producer.close().await;
     Ok(())
 }
