@@ -103,7 +103,7 @@ pub(crate) async fn start(extra: Vec<(&'static str, String)>) -> Stack {
     let api = spawn(&bin_path("upload-api"), &[], &env);
     let ingester = spawn(&bin_path("doc-ingester"), &[], &env);
     let http = reqwest::Client::new();
-    wait_for(Duration::from_secs(30), "the upload API to be ready", || {
+    wait_for(Duration::from_secs(90), "the upload API to be ready", || {
         let http = http.clone();
         let url = format!("{base}/readyz");
         async move { http.get(url).send().await.ok().filter(|r| r.status().is_success()).map(drop) }

@@ -46,10 +46,31 @@ impl Backoff {
     }
 }
 
+/// How long one connection attempt may take: a broker that accepts the TCP connection but does
+/// not complete the handshake (overloaded, or a vhost being deleted) must not stall a worker.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long connecting, declaring the topology and opening channels may take together.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A connection attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The broker refused or dropped the connection.
+    #[error(transparent)]
+    Amqp(#[from] lapin::Error),
+    /// The handshake did not complete in time.
+    #[error("no answer from the broker within {} s", CONNECT_TIMEOUT.as_secs())]
+    Timeout,
+}
+
 /// Opens one connection, named so operators can find it in the management UI.
-pub async fn connect(settings: &AmqpSettings, connection_name: &str) -> Result<Connection, lapin::Error> {
+pub async fn connect(settings: &AmqpSettings, connection_name: &str) -> Result<Connection, ConnectError> {
     let properties = ConnectionProperties::default().with_connection_name(connection_name.into());
-    Connection::connect(settings.url.expose_secret(), properties).await
+    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(settings.url.expose_secret(), properties)).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(ConnectError::Timeout),
+    }
 }
 
 #[cfg(test)]

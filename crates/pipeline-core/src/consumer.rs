@@ -381,7 +381,9 @@ impl<H: Handler> Worker<H> {
         loop {
             let attempt = tokio::select! {
                 () = &mut shutdown => return Ok(()),
-                s = self.open_session() => s,
+                s = tokio::time::timeout(amqp::SESSION_TIMEOUT, self.open_session()) => {
+                    s.unwrap_or_else(|_| Err("the broker did not complete the session setup in time".into()))
+                }
             };
             let reason = match attempt {
                 Ok(session) => {

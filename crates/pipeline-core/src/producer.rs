@@ -86,7 +86,9 @@ impl Producer {
             return Ok(s.publisher.clone());
         }
         self.telemetry.health.set_connected(false);
-        let fresh = self.open().await?;
+        let fresh = tokio::time::timeout(amqp::SESSION_TIMEOUT, self.open()).await.map_err(|_| {
+            ProducerError::Unavailable("the broker did not complete the session setup in time".into())
+        })??;
         let publisher = fresh.publisher.clone();
         *session = Some(fresh);
         self.telemetry.health.set_connected(true);

@@ -145,15 +145,14 @@ pub struct Health {
 }
 
 impl Health {
-    /// Records whether the broker connection is up.
+    /// Records whether the broker connection is up. Readiness needs this and
+    /// [`Health::set_consuming`]; the two are independent, so one component's reconnect cannot
+    /// clear what another reported.
     pub fn set_connected(&self, up: bool) {
         self.connected.store(up, Ordering::SeqCst);
-        if !up {
-            self.consuming.store(false, Ordering::SeqCst);
-        }
     }
 
-    /// Records whether the worker is consuming.
+    /// Records whether the worker is consuming (for the upload API: serving).
     pub fn set_consuming(&self, on: bool) {
         self.consuming.store(on, Ordering::SeqCst);
     }
