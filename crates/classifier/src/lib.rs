@@ -119,13 +119,11 @@ impl ClassifyHandler {
             max_tokens: 200,
             temperature: 0.0,
         };
-        let outcome = self.chain.generate_json(&request, &verdict_schema(), &validate_verdict).await.map_err(|e| {
-            if e.is_transient() {
-                HandlerError::transient(e.error_type(), e)
-            } else {
-                HandlerError::permanent(e.error_type(), e)
-            }
-        })?;
+        let outcome = self
+            .chain
+            .generate_json(&request, &verdict_schema(), &validate_verdict)
+            .await
+            .map_err(|e| HandlerError::classified(e.is_transient(), e.error_type(), e))?;
         Ok(match outcome {
             ChainOutcome::Answered { value, provider } => (
                 Classification {

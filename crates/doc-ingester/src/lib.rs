@@ -262,12 +262,7 @@ impl Handler for IngestHandler {
                     // Best effort: if the database is what failed, the dead letter still says why.
                     let _ = documents::mark_failed(pool, id, e.error_type(), &e.to_string()).await;
                 }
-                let error_type = e.error_type();
-                Err(if transient {
-                    HandlerError::transient(error_type, e)
-                } else {
-                    HandlerError::permanent(error_type, e)
-                })
+                Err(HandlerError::classified(transient, e.error_type(), e))
             }
         }
     }

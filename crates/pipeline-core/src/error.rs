@@ -41,6 +41,17 @@ impl HandlerError {
         Self { fate: Fate::Permanent, error_type: error_type.into(), source: source.into() }
     }
 
+    /// A failure whose fate the source error decided (`transient` from its own
+    /// `is_transient()`).
+    pub fn classified(
+        transient: bool,
+        error_type: impl Into<Cow<'static, str>>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        let fate = if transient { Fate::Transient } else { Fate::Permanent };
+        Self { fate, error_type: error_type.into(), source: source.into() }
+    }
+
     /// Whether the retry ladder applies.
     pub fn is_transient(&self) -> bool {
         self.fate == Fate::Transient

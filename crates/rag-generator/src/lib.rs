@@ -132,14 +132,6 @@ impl std::fmt::Debug for RespondHandler {
     }
 }
 
-fn transient_or_permanent(
-    error_type: &'static str,
-    transient: bool,
-    e: impl std::error::Error + Send + Sync + 'static,
-) -> HandlerError {
-    if transient { HandlerError::transient(error_type, e) } else { HandlerError::permanent(error_type, e) }
-}
-
 impl RespondHandler {
     /// A handler from its parts.
     pub fn new(
@@ -160,12 +152,12 @@ impl RespondHandler {
             .cache
             .embed(self.embedder.as_ref(), &question)
             .await
-            .map_err(|e| transient_or_permanent("EmbeddingFailed", e.is_transient(), e))?;
+            .map_err(|e| HandlerError::classified(e.is_transient(), "EmbeddingFailed", e))?;
         let candidates = self
             .store
             .search(&msg.agent_email, &vector, self.settings.top_k * RERANK_POOL, self.settings.min_similarity)
             .await
-            .map_err(|e| transient_or_permanent("VectorStoreFailed", e.is_transient(), e))?;
+            .map_err(|e| HandlerError::classified(e.is_transient(), "VectorStoreFailed", e))?;
         Ok(rerank(&question, candidates, self.settings.top_k))
     }
 
@@ -212,7 +204,7 @@ impl RespondHandler {
             .chain
             .generate(&request)
             .await
-            .map_err(|e| transient_or_permanent(e.error_type(), e.is_transient(), e))?;
+            .map_err(|e| HandlerError::classified(e.is_transient(), e.error_type(), e))?;
         let provider = match outcome {
             ChainOutcome::Answered { value, provider } => {
                 reply.generated_response = value.trim().to_owned();

@@ -1,0 +1,100 @@
+//! The shared limits against the real Redis; every test uses its own key prefix and removes it.
+
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands as _;
+use redis::aio::ConnectionManager;
+use sender::ratelimit::{Permit, RateLimiter};
+use sender::throttle::ReplyThrottle;
+
+async fn connection() -> ConnectionManager {
+    let url = std::env::var("MAILROOM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    ConnectionManager::new(redis::Client::open(url).expect("url")).await.expect("redis")
+}
+
+fn prefix() -> String {
+    format!("mailroom-test:{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn cleanup(conn: &mut ConnectionManager, prefix: &str) {
+    let keys: Vec<String> = conn.keys(format!("{prefix}:*")).await.expect("keys");
+    for k in keys {
+        let _: () = conn.del(k).await.expect("del");
+    }
+}
+
+#[tokio::test]
+async fn the_bucket_smooths_sends_and_is_shared_by_every_sender() {
+    let p = prefix();
+    // 100 per 10 s, burst 1: one send every 100 ms.
+    let limiters: Vec<RateLimiter> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(RateLimiter::new(connection().await, &p, 100, Duration::from_secs(10), 1));
+        }
+        v
+    };
+    assert_eq!(limiters[0].try_acquire("support@a.example").await.expect("redis"), Permit::Granted);
+    match limiters[1].try_acquire("support@a.example").await.expect("redis") {
+        Permit::Wait(d) => assert!(d > Duration::from_millis(50) && d <= Duration::from_millis(100), "{d:?}"),
+        Permit::Granted => panic!("the second process must see the first one's send"),
+    }
+    // Another mailbox has its own bucket.
+    assert_eq!(limiters[2].try_acquire("help@b.example").await.expect("redis"), Permit::Granted);
+
+    // Three "processes" sending as fast as allowed for about a second get about ten sends
+    // between them (one per 100 ms), not thirty and not a burst of a hundred.
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for limiter in limiters.clone() {
+        tasks.push(tokio::spawn(async move {
+            let mut granted = 0;
+            while started.elapsed() < Duration::from_millis(1000) {
+                match limiter.try_acquire("support@a.example").await.expect("redis") {
+                    Permit::Granted => granted += 1,
+                    Permit::Wait(d) => tokio::time::sleep(d.min(Duration::from_millis(20))).await,
+                }
+            }
+            granted
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("task");
+    }
+    let elapsed_ms = started.elapsed().as_millis() as i64;
+    let expected = elapsed_ms / 100;
+    // Never faster than the rate (the point of the limiter); slower only if this busy machine
+    // kept every poller asleep past a refill, which a burst of 1 cannot make up for.
+    assert!(total as i64 <= expected + 2, "{total} sends in {elapsed_ms} ms, at most about {expected} allowed");
+    assert!(total as i64 >= expected / 2, "{total} sends in {elapsed_ms} ms, expected about {expected}");
+    cleanup(&mut connection().await, &p).await;
+}
+
+#[tokio::test]
+async fn the_sixth_reply_to_one_address_in_the_window_is_refused_and_redeliveries_do_not_count() {
+    let p = prefix();
+    let throttle = ReplyThrottle::new(connection().await, &p, 5, Duration::from_secs(3600));
+    for i in 0..5 {
+        assert!(throttle.allow("support@a.example", "Loop@Example.com", &format!("email-{i}")).await.expect("redis"));
+    }
+    // A redelivered email already counted is still allowed and not counted again.
+    assert!(throttle.allow("support@a.example", "loop@example.com", "email-4").await.expect("redis"));
+    assert!(!throttle.allow("support@a.example", "loop@example.com", "email-5").await.expect("redis"), "sixth");
+    // Other recipients and other mailboxes are unaffected.
+    assert!(throttle.allow("support@a.example", "other@example.com", "email-6").await.expect("redis"));
+    assert!(throttle.allow("help@b.example", "loop@example.com", "email-7").await.expect("redis"));
+    cleanup(&mut connection().await, &p).await;
+}
+
+#[tokio::test]
+async fn the_throttle_window_slides() {
+    let p = prefix();
+    let throttle = ReplyThrottle::new(connection().await, &p, 2, Duration::from_millis(300));
+    assert!(throttle.allow("s@a.example", "c@x.example", "1").await.expect("redis"));
+    assert!(throttle.allow("s@a.example", "c@x.example", "2").await.expect("redis"));
+    assert!(!throttle.allow("s@a.example", "c@x.example", "3").await.expect("redis"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(throttle.allow("s@a.example", "c@x.example", "3").await.expect("redis"), "old replies age out");
+    cleanup(&mut connection().await, &p).await;
+}
