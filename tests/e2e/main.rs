@@ -3,6 +3,7 @@
 
 mod ingestion;
 mod pipeline;
+mod poller;
 mod stack;
 
 use mailroom_tests::{TestDb, TestVhost, bin_path, mgmt, run};

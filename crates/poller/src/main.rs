@@ -1,0 +1,5 @@
+//! `poller`: parse flags, load settings, set up telemetry, run.
+
+fn main() -> std::process::ExitCode {
+    pipeline_core::binary::main("poller", poller::run)
+}

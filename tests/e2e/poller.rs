@@ -1,0 +1,103 @@
+//! The Maildir poller against the real broker and database: a mailbox of real-world-shaped
+//! messages, a SIGKILL halfway, a restart — every parseable message published under exactly one
+//! id, every unparseable one recorded with its reason, urgent mail first.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use lapin::options::BasicGetOptions;
+use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, repo_root, signal, spawn, wait_for};
+use pipeline_core::messages::EmailToClassify;
+
+const AGENT: &str = "support@northwind.example";
+const COPIES: usize = 12;
+
+#[tokio::test]
+async fn every_parseable_message_is_published_under_one_id_across_a_sigkill_and_restart() {
+    let vhost = TestVhost::create().await;
+    let db = TestDb::create().await;
+    let maildir = TestDir::create();
+    for dir in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(maildir.path.join(dir)).expect("maildir");
+    }
+    let fixtures = repo_root().join("crates/mail-mime/tests/fixtures");
+    let mut parseable = HashSet::new();
+    let mut unparseable = 0;
+    for copy in 0..COPIES {
+        for entry in std::fs::read_dir(&fixtures).expect("fixtures") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "eml") {
+                continue;
+            }
+            let raw = std::fs::read(&path).expect("read");
+            let stem = path.file_stem().expect("stem").to_string_lossy().replace(['.', ':'], "-");
+            let id = format!("1700000000.M{copy:03}P1.{stem}");
+            std::fs::write(maildir.path.join("new").join(&id), &raw).expect("write");
+            if mail_mime::parse(&raw).is_ok() {
+                parseable.insert(id);
+            } else {
+                unparseable += 1;
+            }
+        }
+    }
+    let urgent = "From: Pat <pat@example.com>\r\nTo: support@northwind.example\r\nSubject: URGENT: desk stuck at full height\r\nMessage-ID: <urgent@example.com>\r\n\r\nIt will not come down.\r\n";
+    std::fs::write(maildir.path.join("new").join("1700000001.urgent"), urgent).expect("write");
+    parseable.insert("1700000001.urgent".to_owned());
+    assert!(unparseable > 0 && parseable.len() > 100, "{unparseable} / {}", parseable.len());
+
+    let env = vec![
+        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
+        ("MAILROOM__DATABASE__URL", db.url()),
+        ("MAILROOM__MAILBOX__MAILDIR", maildir.path.display().to_string()),
+        ("MAILROOM__MAILBOX__AGENT_EMAIL", AGENT.to_owned()),
+        ("MAILROOM__MAILBOX__POLL_INTERVAL_MS", "100".to_owned()),
+        ("MAILROOM__MAILBOX__CLAIM_TIMEOUT_SECS", "2".to_owned()),
+    ];
+    let total = parseable.len() + unparseable;
+    let cur_count = || std::fs::read_dir(maildir.path.join("cur")).map(|d| d.count()).unwrap_or(0);
+    let mut poller = spawn(&bin_path("poller"), &[], &env);
+    wait_for(Duration::from_secs(60), "the poller to get going", || async { (cur_count() >= 20).then_some(()) }).await;
+    signal(&poller, "KILL");
+    let _ = poller.wait().await;
+    let done_before_kill = cur_count();
+    let _poller = spawn(&bin_path("poller"), &[], &env);
+    wait_for(Duration::from_secs(90), "new/ to be empty", || async {
+        let left = std::fs::read_dir(maildir.path.join("new")).map(|d| d.count()).unwrap_or(1);
+        (left == 0).then_some(())
+    })
+    .await;
+    assert_eq!(cur_count(), total, "every message moved to cur/ ({done_before_kill} before the kill)");
+
+    let conn =
+        lapin::Connection::connect(&vhost.amqp_url(), lapin::ConnectionProperties::default()).await.expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    let mut published: Vec<EmailToClassify> = Vec::new();
+    while let Some(m) = ch.basic_get("emails.to_classify".into(), BasicGetOptions { no_ack: true }).await.expect("get")
+    {
+        published.push(serde_json::from_slice(&m.delivery.data).expect("emails.to_classify body"));
+    }
+    // Urgent subjects get priority 8, and the priority queue hands the backlog out most urgent
+    // first.
+    let urgent_msg = published.iter().find(|m| m.email_id == "1700000001.urgent").expect("urgent published");
+    assert_eq!(urgent_msg.priority, 8);
+    assert_eq!(published[0].priority, 8);
+    assert!(published.windows(2).all(|w| w[0].priority >= w[1].priority), "delivered in priority order");
+    assert!(published.iter().any(|m| m.priority == 5), "ordinary mail keeps the default priority");
+    let mut ids: HashMap<String, HashSet<String>> = HashMap::new();
+    for m in &published {
+        assert_eq!(m.agent_email, AGENT);
+        ids.entry(m.email_id.clone()).or_default().insert(m.message_id.clone());
+    }
+    let seen: HashSet<String> = ids.keys().cloned().collect();
+    assert_eq!(seen, parseable, "every parseable message published, nothing else");
+    assert!(ids.values().all(|set| set.len() == 1), "never published under a second id");
+
+    let pool = sqlx::PgPool::connect(&db.url()).await.expect("pool");
+    let rows: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT state, reason FROM mailbox_messages").fetch_all(&pool).await.expect("ledger");
+    assert_eq!(rows.len(), total);
+    let bad: Vec<_> = rows.iter().filter(|(s, _)| s == "unparseable").collect();
+    assert_eq!(bad.len(), unparseable);
+    assert!(bad.iter().all(|(_, reason)| reason.as_deref().is_some_and(|r| !r.is_empty())));
+    assert_eq!(rows.iter().filter(|(s, _)| s == "published").count(), parseable.len());
+}
