@@ -64,12 +64,7 @@ impl AnthropicProvider {
             http = http.header("x-api-key", transport::secret_header(PROVIDER, key)?);
         }
         tracing::debug!(provider = PROVIDER, model = %self.model, "calling the LLM");
-        let response = transport::send(PROVIDER, http, key).await?;
-        if !response.is_success() {
-            return Err(error_from_response(&response, key));
-        }
-        let body = response.json().ok_or_else(|| transport::unexpected_body(PROVIDER, &response, key))?;
-        answer_text(&body).map_err(|message| transport::invalid_output(PROVIDER, transport::redact(&message, key)))
+        transport::exchange(PROVIDER, http, key, |response| error_from_response(response, key), answer_text).await
     }
 }
 
@@ -90,8 +85,7 @@ impl LlmProvider for AnthropicProvider {
         Box::pin(async move {
             let system = json::system_with_schema(&request.system, schema);
             let text = self.call(request, &system).await?;
-            let key = self.api_key.expose_secret();
-            json::extract_json(&text).map_err(|e| transport::invalid_output(PROVIDER, transport::redact(&e, key)))
+            transport::parse_json(PROVIDER, &text, self.api_key.expose_secret())
         })
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::transport::{self, ErrorClass, RawResponse};
-use crate::{GenerateRequest, LlmError, LlmProvider, ProviderSettings, json};
+use crate::{GenerateRequest, LlmError, LlmProvider, ProviderSettings};
 
 const PROVIDER: &str = "gemini";
 
@@ -75,12 +75,7 @@ impl GeminiProvider {
             http = http.header("x-goog-api-key", transport::secret_header(PROVIDER, key)?);
         }
         tracing::debug!(provider = PROVIDER, url = %self.url, json = schema.is_some(), "calling the LLM");
-        let response = transport::send(PROVIDER, http, key).await?;
-        if !response.is_success() {
-            return Err(error_from_response(&response, key));
-        }
-        let body = response.json().ok_or_else(|| transport::unexpected_body(PROVIDER, &response, key))?;
-        answer_text(&body).map_err(|message| transport::invalid_output(PROVIDER, transport::redact(&message, key)))
+        transport::exchange(PROVIDER, http, key, |response| error_from_response(response, key), answer_text).await
     }
 }
 
@@ -100,8 +95,7 @@ impl LlmProvider for GeminiProvider {
     ) -> BoxFuture<'a, Result<Value, LlmError>> {
         Box::pin(async move {
             let text = self.call(request, Some(schema)).await?;
-            let key = self.api_key.expose_secret();
-            json::extract_json(&text).map_err(|e| transport::invalid_output(PROVIDER, transport::redact(&e, key)))
+            transport::parse_json(PROVIDER, &text, self.api_key.expose_secret())
         })
     }
 }

@@ -78,12 +78,8 @@ impl OpenAiProvider {
             http = http.header(reqwest::header::AUTHORIZATION, value);
         }
         tracing::debug!(provider, model = %self.model, json = schema.is_some(), "calling the LLM");
-        let response = transport::send(provider, http, key).await?;
-        if !response.is_success() {
-            return Err(error_from_response(provider, &response, key));
-        }
-        let body = response.json().ok_or_else(|| transport::unexpected_body(provider, &response, key))?;
-        answer_text(&body).map_err(|message| transport::invalid_output(provider, transport::redact(&message, key)))
+        transport::exchange(provider, http, key, |response| error_from_response(provider, response, key), answer_text)
+            .await
     }
 }
 
@@ -103,8 +99,7 @@ impl LlmProvider for OpenAiProvider {
     ) -> BoxFuture<'a, Result<Value, LlmError>> {
         Box::pin(async move {
             let text = self.call(request, Some(schema)).await?;
-            let key = self.api_key.expose_secret();
-            json::extract_json(&text).map_err(|e| transport::invalid_output(&self.name, transport::redact(&e, key)))
+            transport::parse_json(&self.name, &text, self.api_key.expose_secret())
         })
     }
 }

@@ -40,6 +40,30 @@ pub(crate) async fn send(
     })
 }
 
+/// One call: send, classify a non-success answer with `on_error`, and take the answer's text
+/// from a success with `answer` (an error there is unusable output). The key is redacted from
+/// every message.
+pub(crate) async fn exchange(
+    provider: &str,
+    request: reqwest::RequestBuilder,
+    api_key: &str,
+    on_error: impl FnOnce(&RawResponse) -> LlmError,
+    answer: impl FnOnce(&serde_json::Value) -> Result<String, String>,
+) -> Result<String, LlmError> {
+    let response = send(provider, request, api_key).await?;
+    if !response.is_success() {
+        return Err(on_error(&response));
+    }
+    let body = response.json().ok_or_else(|| unexpected_body(provider, &response, api_key))?;
+    answer(&body).map_err(|message| invalid_output(provider, redact(&message, api_key)))
+}
+
+/// The JSON value in a model's text answer ([`crate::json::extract_json`]); text that holds
+/// none is unusable output of that provider.
+pub(crate) fn parse_json(provider: &str, text: &str, api_key: &str) -> Result<serde_json::Value, LlmError> {
+    crate::json::extract_json(text).map_err(|e| invalid_output(provider, redact(&e, api_key)))
+}
+
 /// The error for a redirect (see [`provider_http::redirect_message`]); `None` for any other
 /// status.
 pub(crate) fn redirect_error(provider: &str, response: &RawResponse, api_key: &str) -> Option<LlmError> {
