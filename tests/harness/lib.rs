@@ -14,6 +14,8 @@ use secrecy::SecretString;
 use sqlx::{Connection, PgConnection};
 use tokio::process::{Child, Command};
 
+pub mod fake_http;
+
 pub use rabbitmq_mgmt;
 
 /// Management API base URL.

@@ -1,115 +1,18 @@
 //! The HTTP embedders against local fake servers that reproduce the documented OpenAI and
 //! Gemini wire formats, recording every request so the tests check exactly what was sent.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::Method;
 use embedders::{
     EmbedError, Embedder, EmbeddingSettings, GeminiEmbedder, OpenAiEmbedder, ProviderSettings, from_settings,
 };
+use mailroom_tests::fake_http::{FakeServer, Recorded, Reply};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
 const KEY: &str = "sk-test-0123456789abcdef";
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One request as the fake server saw it.
-#[derive(Debug, Clone)]
-struct Recorded {
-    method: Method,
-    path: String,
-    query: Option<String>,
-    headers: HashMap<String, String>,
-    body: Value,
-}
-
-/// What the fake server answers.
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: String,
-    delay: Duration,
-}
-
-impl Reply {
-    fn json(status: u16, body: Value) -> Self {
-        Self {
-            status,
-            headers: vec![("content-type", "application/json".to_owned())],
-            body: body.to_string(),
-            delay: Duration::ZERO,
-        }
-    }
-
-    fn header(mut self, name: &'static str, value: &str) -> Self {
-        self.headers.push((name, value.to_owned()));
-        self
-    }
-}
-
-type Responder = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
-
-#[derive(Clone)]
-struct FakeState {
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    responder: Responder,
-}
-
-struct FakeServer {
-    base: String,
-    requests: Arc<Mutex<Vec<Recorded>>>,
-}
-
-impl FakeServer {
-    async fn start(responder: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a local port");
-        let addr = listener.local_addr().expect("bound socket has an address");
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let state = FakeState { requests: requests.clone(), responder: Arc::new(responder) };
-        let app = Router::new().fallback(handle).with_state(state);
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("fake server runs") });
-        Self { base: format!("http://{addr}"), requests }
-    }
-
-    fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().expect("request log not poisoned").clone()
-    }
-
-    fn only_request(&self) -> Recorded {
-        let requests = self.requests();
-        assert_eq!(requests.len(), 1, "expected exactly one request, got {requests:#?}");
-        requests.into_iter().next().expect("one request")
-    }
-}
-
-async fn handle(State(state): State<FakeState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let recorded = Recorded {
-        method,
-        path: uri.path().to_owned(),
-        query: uri.query().map(str::to_owned),
-        headers: headers
-            .iter()
-            .map(|(name, value)| (name.as_str().to_owned(), value.to_str().expect("ASCII header").to_owned()))
-            .collect(),
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-    };
-    let reply = (state.responder)(&recorded);
-    state.requests.lock().expect("request log not poisoned").push(recorded);
-    if !reply.delay.is_zero() {
-        tokio::time::sleep(reply.delay).await;
-    }
-    let mut response = (StatusCode::from_u16(reply.status).expect("valid status"), reply.body).into_response();
-    for (name, value) in reply.headers {
-        response.headers_mut().insert(name, value.parse().expect("valid header value"));
-    }
-    response
-}
 
 fn provider(base_url: &str, key: &str, model: &str) -> ProviderSettings {
     ProviderSettings {
