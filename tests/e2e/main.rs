@@ -1,9 +1,12 @@
 //! Cross-crate end-to-end tests with real binaries. This file holds the harness's own checks:
 //! a test must clean up what it created, so the throw-away vhosts and databases really go away.
 
+mod broker_security;
+mod deploy;
 mod ingestion;
 mod pipeline;
 mod poller;
+mod sender;
 mod stack;
 
 use mailroom_tests::{TestDb, TestVhost, bin_path, mgmt, run};

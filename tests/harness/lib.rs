@@ -252,3 +252,27 @@ pub fn free_port() -> u16 {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
 }
+
+/// AMQP URL of `vhost` as another user than guest (the role users of
+/// `deploy/rabbitmq/definitions.json`). Contains the password: never log it.
+pub fn amqp_url_as(vhost: &str, user: &str, password: &str) -> String {
+    format!(
+        "amqp://{}:{}@{}/{}",
+        rabbitmq_mgmt::encode_segment(user),
+        rabbitmq_mgmt::encode_segment(password),
+        amqp_host(),
+        rabbitmq_mgmt::encode_segment(vhost)
+    )
+}
+
+/// Like [`spawn`], and also returns the path of the process's log file, for tests that check
+/// what a process logged (a readiness reason, or that a secret never appears).
+pub fn spawn_logged(program: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> (Child, PathBuf) {
+    let name = program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let log = log_dir().join(format!("{name}-{}.log", short_id()));
+    let file = std::fs::File::create(&log).expect("log file");
+    let mut cmd = command(program, args, env);
+    cmd.stdout(file.try_clone().expect("log file")).stderr(file);
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
+    (child, log)
+}

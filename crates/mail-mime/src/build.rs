@@ -35,6 +35,10 @@ pub struct ReplySpec {
     pub references: Vec<String>,
     /// Further headers (`Reply-To`, `X-…`); the headers this builder sets itself are refused.
     pub extra_headers: Vec<(String, String)>,
+    /// The reply's own `Message-ID` (without angle brackets). `None` makes a fresh
+    /// `uuid@agent-domain`; a stable id lets a sender find a reply it may already have
+    /// delivered before a crash.
+    pub message_id: Option<String>,
 }
 
 /// A built reply, ready for SMTP `DATA` or an API's raw-message upload.
@@ -123,7 +127,10 @@ pub fn build_reply_at(spec: ReplySpec, date: DateTime<Utc>) -> Result<BuiltReply
     let from = validate_address("from", &spec.from)?;
     let to = validate_address("to", &spec.to)?;
     let domain = from.rsplit_once('@').map_or(from.as_str(), |(_, d)| d).to_ascii_lowercase();
-    let message_id = format!("{}@{domain}", uuid::Uuid::new_v4());
+    let message_id = match &spec.message_id {
+        Some(id) => validate_id("message_id", id)?,
+        None => format!("{}@{domain}", uuid::Uuid::new_v4()),
+    };
 
     let in_reply_to = spec.in_reply_to.as_deref().map(|id| validate_id("in_reply_to", id)).transpose()?;
     let mut references = Vec::with_capacity(spec.references.len() + 1);

@@ -385,7 +385,19 @@ fn spec() -> ReplySpec {
         in_reply_to: Some("<CAJ8k2vX9aQ+Lm1p3dS0xYt7uQ@mail.gmail.com>".to_owned()),
         references: Vec::new(),
         extra_headers: Vec::new(),
+        message_id: None,
     }
+}
+
+#[test]
+fn a_given_message_id_is_used_and_validated() {
+    let reply = build_reply(ReplySpec { message_id: Some("<mailroom-1a2b@mailroom.example>".into()), ..spec() })
+        .expect("builds");
+    assert_eq!(reply.message_id, "mailroom-1a2b@mailroom.example");
+    assert!(String::from_utf8_lossy(&reply.raw).contains("Message-ID: <mailroom-1a2b@mailroom.example>\r\n"));
+    let err = build_reply(ReplySpec { message_id: Some("x\r\nBcc: v@evil.example".into()), ..spec() })
+        .expect_err("an id with a line break is refused");
+    assert!(matches!(err, BuildError::InvalidMessageId { field: "message_id", .. }), "{err}");
 }
 
 /// Checks the wire format every reply must have: CRLF only, no over-long lines, header block first.
@@ -471,6 +483,7 @@ fn reply_to_a_parsed_fixture_threads_correctly() {
             in_reply_to: original.message_id.clone(),
             references: original.references.clone(),
             extra_headers: vec![("Reply-To".to_owned(), "support@mailroom.example".to_owned())],
+            message_id: None,
         },
         Utc.with_ymd_and_hms(2024, 5, 14, 11, 0, 0).single().expect("date"),
     )

@@ -1,6 +1,8 @@
 //! The `mailroom` operator CLI: apply and verify the broker topology, migrate the database.
 
+pub mod dlq_cmd;
 pub mod ingest_cmd;
+pub mod status_cmd;
 pub mod topology_cmd;
 
 use std::path::PathBuf;
@@ -47,6 +49,18 @@ pub enum Command {
         #[arg(long, default_value_t = 600)]
         timeout_secs: u64,
     },
+    /// Queue depths and rates, dead letters by error type, documents and emails by state.
+    Status {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect, replay or purge dead letters.
+    Dlq {
+        /// list, show, replay or purge.
+        #[command(subcommand)]
+        action: dlq_cmd::DlqAction,
+    },
 }
 
 /// `mailroom topology …`.
@@ -63,6 +77,8 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Topology { action: TopologyAction::Apply } => topology_cmd::apply(&settings).await,
         Command::Topology { action: TopologyAction::Verify } => topology_cmd::verify(&settings).await,
+        Command::Status { json } => status_cmd::status(&settings, json).await,
+        Command::Dlq { action } => dlq_cmd::run(&settings, action).await,
         Command::Ingest { files, agent, url, timeout_secs } => {
             ingest_cmd::ingest(&settings, &files, &agent, url.as_deref(), std::time::Duration::from_secs(timeout_secs))
                 .await

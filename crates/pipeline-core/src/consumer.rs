@@ -28,7 +28,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, error, info, warn};
 
 use crate::amqp::{self, Backoff};
-use crate::error::HandlerError;
+use crate::error::{Fate, HandlerError};
 use crate::messages::{DeadLetter, FailureInfo};
 use crate::publisher::{Outgoing, Publisher, RETRY_COUNT_HEADER, int_header};
 use crate::settings::{ConsumerSettings, Settings};
@@ -99,6 +99,11 @@ pub enum Disposition {
     Completed {
         /// Number of outputs published.
         published: usize,
+    },
+    /// Parked in a delay queue without spending a retry (the handler asked to wait).
+    Deferred {
+        /// The delay queue's delay.
+        delay_ms: u64,
     },
     /// Sent to a retry delay queue.
     Retried {
@@ -210,6 +215,7 @@ impl<H: Handler> Processor<H> {
                     }
                 }
             }
+            Err(HandlerError { fate: Fate::Defer(wait), .. }) => self.defer(delivery, &meta, wait).await,
             Err(e) if e.is_transient() && (meta.retry_count as usize) < self.ladder.len() => {
                 self.retry(delivery, &meta, &e).await
             }
@@ -252,6 +258,31 @@ impl<H: Handler> Processor<H> {
                 );
                 self.telemetry.metrics.retried.get_or_create(&QueueLabel { queue: self.queue.name.to_owned() }).inc();
                 self.settle(delivery, Disposition::Retried { step }).await
+            }
+            Err(e) => self.requeue(delivery, meta, &e).await,
+        }
+    }
+
+    /// Parks the message in the delay queue closest to `wait` (the longest one not longer, or the
+    /// shortest), keeping its retry count: waiting for a quota is not a failure.
+    async fn defer(&self, delivery: Delivery, meta: &DeliveryMeta, wait: Duration) -> Disposition {
+        let Some(target) = self.ladder.iter().rev().find(|s| s.delay <= wait).or_else(|| self.ladder.first()) else {
+            return self.requeue(delivery, meta, &"no delay queue to defer to").await;
+        };
+        let message_id = meta.message_id.as_deref().unwrap_or("-");
+        match self.publisher.send_raw(RETRY_EXCHANGE, &target.queue, &delivery.data, delivery.properties.clone()).await
+        {
+            Ok(()) => {
+                let delay_ms = target.delay.as_millis() as u64;
+                debug!(
+                    message_id,
+                    queue = self.queue.name,
+                    delay_ms,
+                    wait_ms = wait.as_millis() as u64,
+                    "Deferred message."
+                );
+                self.telemetry.metrics.deferred.get_or_create(&QueueLabel { queue: self.queue.name.to_owned() }).inc();
+                self.settle(delivery, Disposition::Deferred { delay_ms }).await
             }
             Err(e) => self.requeue(delivery, meta, &e).await,
         }
@@ -528,7 +559,18 @@ pub async fn serve_worker<H: Handler>(
     settings: &Settings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let telemetry = Arc::new(Telemetry::default());
+    serve_worker_with(name, queue, handler, settings, Arc::new(Telemetry::default()), shutdown).await
+}
+
+/// [`serve_worker`] with a telemetry the handler has already registered its own metrics in.
+pub async fn serve_worker_with<H: Handler>(
+    name: &str,
+    queue: &'static QueueSpec,
+    handler: Arc<H>,
+    settings: &Settings,
+    telemetry: Arc<Telemetry>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
     let server = crate::http::HealthServer::bind(&settings.http.listen, telemetry.clone())
         .await
         .map_err(|e| ServeError::Http(settings.http.listen.clone(), e))?;

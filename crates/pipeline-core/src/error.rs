@@ -11,6 +11,9 @@ pub enum Fate {
     Transient,
     /// Bad input, a 4xx that will never succeed: dead-letter now.
     Permanent,
+    /// Not a failure: the message cannot be handled yet (a send quota, a claim another worker
+    /// holds). It waits about this long in a delay queue without spending a retry.
+    Defer(std::time::Duration),
 }
 
 /// A failed handling of one message.
@@ -50,6 +53,16 @@ impl HandlerError {
     ) -> Self {
         let fate = if transient { Fate::Transient } else { Fate::Permanent };
         Self { fate, error_type: error_type.into(), source: source.into() }
+    }
+
+    /// The message must wait about `wait` before it can be handled; no retry is spent, so a
+    /// message may be deferred any number of times.
+    pub fn defer(
+        wait: std::time::Duration,
+        error_type: impl Into<Cow<'static, str>>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Self { fate: Fate::Defer(wait), error_type: error_type.into(), source: source.into() }
     }
 
     /// Whether the retry ladder applies.

@@ -16,7 +16,7 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod topology;
 
-pub use consumer::{DeliveryMeta, Disposition, Handler, Processor, Worker, serve_worker};
+pub use consumer::{DeliveryMeta, Disposition, Handler, Processor, Worker, serve_worker, serve_worker_with};
 pub use error::{Fate, HandlerError};
 pub use producer::{Producer, ProducerError};
 pub use publisher::{Outgoing, PublishError, Publisher};

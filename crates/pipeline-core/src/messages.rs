@@ -125,6 +125,11 @@ pub struct IncomingEmail {
 }
 
 impl EmailToClassify {
+    /// An original header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
     /// Builds the message with a fresh id and timestamp; the priority is clamped to 1–10.
     pub fn new(email: IncomingEmail, priority: u8) -> Self {
         Self {
@@ -197,6 +202,12 @@ pub struct EmailToRespond {
     pub classification: Classification,
     /// The support mailbox whose documents answer the email.
     pub agent_email: String,
+    /// Mailroom addition: the customer message's `Message-ID`, for the reply's `In-Reply-To`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_reply_to: Option<String>,
+    /// Mailroom addition: the customer message's `References`, for the reply's `References`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
 }
 
 impl EmailToRespond {
@@ -214,8 +225,29 @@ impl EmailToRespond {
             body: source.body.clone(),
             classification,
             agent_email: source.agent_email.clone(),
+            in_reply_to: source.header("Message-ID").and_then(|v| split_message_ids(v).into_iter().next()),
+            references: source.header("References").map(split_message_ids).unwrap_or_default(),
         }
     }
+}
+
+/// The message ids in a `Message-ID`/`References` header value (`<a@b> <c@d>`), without angle
+/// brackets; a bare id without brackets is taken whole.
+pub fn split_message_ids(value: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut rest = value;
+    while let Some(start) = rest.find('<') {
+        let Some(len) = rest[start..].find('>') else { break };
+        let id = rest[start + 1..start + len].trim();
+        if !id.is_empty() {
+            ids.push(id.to_owned());
+        }
+        rest = &rest[start + len + 1..];
+    }
+    if ids.is_empty() {
+        ids.extend(value.split_whitespace().filter(|v| v.contains('@')).map(str::to_owned));
+    }
+    ids
 }
 
 impl PipelineMessage for EmailToRespond {
@@ -272,6 +304,15 @@ pub struct EmailToSend {
     /// Mailroom addition: why it was escalated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalation_reason: Option<String>,
+    /// Mailroom addition: `Message-ID` of the email being answered (the reply's `In-Reply-To`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_reply_to: Option<String>,
+    /// Mailroom addition: `References` of the email being answered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
+    /// Mailroom addition: the customer's subject as written (`subject` is already `Re: …`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_subject: Option<String>,
 }
 
 /// `Re: <subject>`, without stacking prefixes (`Re: Re:`, `RE:`, `Aw:`, `Fwd:` stay single).

@@ -3,7 +3,7 @@
 //! Secrets are `SecretString`s, whose `Debug` prints `[REDACTED]`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
@@ -66,6 +66,40 @@ pub struct AmqpSettings {
     pub reconnect_initial_ms: u64,
     /// Longest reconnection delay.
     pub reconnect_max_ms: u64,
+    /// TLS files for `amqps://` URLs (`[amqp.tls]`).
+    #[serde(default)]
+    pub tls: AmqpTlsSettings,
+}
+
+/// `[amqp.tls]`: the files an `amqps://` connection uses. File paths are not secret and may be
+/// logged; the key's contents are never read into anything that is.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AmqpTlsSettings {
+    /// PEM file of the CA certificate(s) that signed the broker's certificate, trusted in
+    /// addition to the bundled public roots. Empty: public roots only.
+    #[serde(default, deserialize_with = "optional_path")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate (chain) for mutual TLS. Needs `key_file`.
+    #[serde(default, deserialize_with = "optional_path")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1). Needs
+    /// `cert_file`.
+    #[serde(default, deserialize_with = "optional_path")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl AmqpTlsSettings {
+    /// Whether any TLS file is configured.
+    pub fn is_configured(&self) -> bool {
+        self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
+    }
+}
+
+/// An empty string means "not set": TOML has no null, and `config/default.toml` documents the
+/// keys with empty values; the environment can also clear a key that a file set.
+fn optional_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    let raw = Option::<String>::deserialize(d)?;
+    Ok(raw.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).map(PathBuf::from))
 }
 
 impl AmqpSettings {
@@ -77,6 +111,28 @@ impl AmqpSettings {
     /// The vhost named by the URL's path (`/` when the path is empty or `%2f`).
     pub fn vhost(&self) -> String {
         vhost_of(self.url.expose_secret())
+    }
+
+    /// Whether the URL asks for TLS (`amqps://`).
+    pub fn uses_tls(&self) -> bool {
+        url::Url::parse(self.url.expose_secret()).is_ok_and(|u| u.scheme() == "amqps")
+    }
+
+    /// Rejects TLS settings that could not mean what the operator intended: a client certificate
+    /// without its key (or the reverse), or TLS files with a plain `amqp://` URL — which would
+    /// otherwise connect unencrypted while the configuration suggests otherwise.
+    pub fn validate(&self) -> Result<(), String> {
+        let tls = &self.tls;
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return Err("amqp.tls.cert_file and amqp.tls.key_file must be set together".to_owned());
+        }
+        if tls.is_configured() && !self.uses_tls() {
+            return Err(format!(
+                "amqp.tls.* is set but amqp.url ({}) is not amqps://; use amqps:// or clear the TLS keys",
+                self.redacted_url()
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -252,6 +308,7 @@ impl Settings {
         }
         let config = builder.add_source(environment).build()?;
         let mut settings: Settings = config.clone().try_deserialize()?;
+        settings.amqp.validate().map_err(config::ConfigError::Message)?;
         settings.raw = Some(RawConfig(Some(std::sync::Arc::new(config))));
         Ok(settings)
     }
@@ -408,6 +465,41 @@ mod tests {
             assert!(!debug.contains(secret), "{secret} leaked in {debug}");
         }
         assert!(debug.contains("REDACTED"));
+    }
+
+    #[test]
+    fn tls_files_are_optional_and_must_match_the_url() {
+        let s = Settings::load_from(None, env(&[])).expect("defaults load");
+        assert!(!s.amqp.tls.is_configured(), "the documented empty defaults mean unset");
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("MAILROOM__AMQP__URL", "amqps://u:p@rabbit/prod"),
+                ("MAILROOM__AMQP__TLS__CA_FILE", "/etc/mailroom/ca.pem"),
+            ]),
+        )
+        .expect("amqps with a CA loads");
+        assert!(s.amqp.uses_tls());
+        assert_eq!(s.amqp.tls.ca_file.as_deref(), Some(Path::new("/etc/mailroom/ca.pem")));
+        assert_eq!(s.amqp.tls.cert_file, None);
+
+        let plain = Settings::load_from(
+            None,
+            env(&[
+                ("MAILROOM__AMQP__URL", "amqp://u:hunter2@rabbit/prod"),
+                ("MAILROOM__AMQP__TLS__CA_FILE", "/ca.pem"),
+            ]),
+        )
+        .expect_err("TLS files with amqp:// are refused")
+        .to_string();
+        assert!(plain.contains("amqps://") && !plain.contains("hunter2"), "{plain}");
+        let half = Settings::load_from(
+            None,
+            env(&[("MAILROOM__AMQP__URL", "amqps://u:p@rabbit/prod"), ("MAILROOM__AMQP__TLS__KEY_FILE", "/key.pem")]),
+        )
+        .expect_err("a key without its certificate is refused")
+        .to_string();
+        assert!(half.contains("cert_file"), "{half}");
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub acked: Family<QueueLabel, Counter>,
     /// Deliveries sent to a retry delay queue.
     pub retried: Family<QueueLabel, Counter>,
+    /// Deliveries parked in a delay queue without spending a retry (quota waits).
+    pub deferred: Family<QueueLabel, Counter>,
     /// Deliveries dead-lettered, by error type.
     pub dead_lettered: Family<DeadLetterLabels, Counter>,
     /// Deliveries returned to the queue because even dead-lettering failed.
@@ -86,6 +88,7 @@ impl Default for Metrics {
         let consumed = Family::default();
         let acked = Family::default();
         let retried = Family::default();
+        let deferred = Family::default();
         let dead_lettered = Family::default();
         let requeued = Family::default();
         let handler_seconds =
@@ -97,6 +100,7 @@ impl Default for Metrics {
         registry.register("messages_consumed", "Deliveries taken from a queue", consumed.clone());
         registry.register("messages_acked", "Deliveries acknowledged after success", acked.clone());
         registry.register("messages_retried", "Deliveries sent to a retry delay queue", retried.clone());
+        registry.register("messages_deferred", "Deliveries parked in a delay queue to wait", deferred.clone());
         registry.register("messages_dead_lettered", "Deliveries dead-lettered", dead_lettered.clone());
         registry.register("messages_requeued", "Deliveries returned to their queue unhandled", requeued.clone());
         registry.register("handler_duration_seconds", "Handler latency", handler_seconds.clone());
@@ -109,6 +113,7 @@ impl Default for Metrics {
             consumed,
             acked,
             retried,
+            deferred,
             dead_lettered,
             requeued,
             handler_seconds,

@@ -646,3 +646,67 @@ async fn mandatory_publish_with_confirms_reports_nothing_lost_on_a_busy_channel(
     assert_eq!(failed, 10, "exactly the unroutable ones fail");
     assert_eq!(ready(&ch, "emails.to_classify").await, 490);
 }
+
+/// Asks to wait `waits` times (as a sender does while the send quota is spent), then succeeds.
+struct Waiting {
+    waits: usize,
+    seen: Mutex<Vec<u32>>,
+}
+
+impl Handler for Waiting {
+    type Input = EmailToClassify;
+
+    async fn handle(&self, email: EmailToClassify, meta: &DeliveryMeta) -> Result<Vec<Outgoing>, HandlerError> {
+        let n = {
+            let mut seen = self.seen.lock().expect("lock");
+            seen.push(meta.retry_count);
+            seen.len()
+        };
+        if n <= self.waits {
+            return Err(HandlerError::defer(Duration::from_millis(450), "RateLimited", "send quota spent"));
+        }
+        respond_to(&email)
+    }
+}
+
+#[tokio::test]
+async fn a_deferred_message_waits_in_a_delay_queue_without_spending_retries() {
+    let vhost = TestVhost::create().await;
+    let delays = [100, 400, 5000];
+    let s = settings(&vhost, &[("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "100,400,5000")]);
+    let conn = apply(&vhost, &s).await;
+    let telemetry = Arc::new(Telemetry::default());
+    let publisher = Publisher::open(&conn, Some(telemetry.clone())).await.expect("publisher");
+    // More waits than the ladder has steps: a retry would have dead-lettered it by now.
+    let handler = Arc::new(Waiting { waits: 5, seen: Mutex::default() });
+    let processor = pipeline_core::Processor::new(
+        handler.clone(),
+        publisher.clone(),
+        &EMAILS_TO_CLASSIFY,
+        Topology::new(&delays).retry_ladder(&EMAILS_TO_CLASSIFY),
+        "defer-test",
+        telemetry.clone(),
+    );
+    publish_emails(&publisher, 1).await;
+    let ch = conn.create_channel().await.expect("channel");
+    for _ in 0..5 {
+        let delivery = wait_for(Duration::from_secs(5), "a message", || {
+            let ch = ch.clone();
+            async move { ch.basic_get("emails.to_classify".into(), BasicGetOptions::default()).await.expect("get") }
+        })
+        .await
+        .delivery;
+        // 450 ms of wait goes to the 400 ms queue: the longest not longer than the wait.
+        assert_eq!(processor.process(delivery).await, Disposition::Deferred { delay_ms: 400 });
+    }
+    let delivery = wait_for(Duration::from_secs(5), "a message", || {
+        let ch = ch.clone();
+        async move { ch.basic_get("emails.to_classify".into(), BasicGetOptions::default()).await.expect("get") }
+    })
+    .await
+    .delivery;
+    assert_eq!(processor.process(delivery).await, Disposition::Completed { published: 1 });
+    assert_eq!(*handler.seen.lock().expect("lock"), vec![0; 6], "no retry was spent on waiting");
+    assert_eq!(drain_queue(&ch, "dead_letter_queue").await.len(), 0);
+    assert!(telemetry.metrics.encode().contains("mailroom_messages_deferred_total{queue=\"emails.to_classify\"} 5"));
+}

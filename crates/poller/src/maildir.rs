@@ -1,7 +1,11 @@
 //! Maildir, as mail clients and MTAs use it: new messages appear in `new/`; a reader moves each
 //! to `cur/` with an info suffix (`:2,S` = seen). The unique name before `:` is the mailbox id.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+use crate::ledger::{Claim, Fetched, Ledger};
+use crate::{ScanReport, Source, SourceError};
 
 /// A message waiting in `new/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,5 +51,75 @@ pub fn mark_seen(root: &Path, entry: &Entry) -> std::io::Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// The Maildir as a [`Source`]: each pass takes everything in `new/`, and a message leaves
+/// `new/` (to `cur/`, seen) only once the ledger says it is published or unparseable, so the
+/// directory itself is the cursor.
+#[derive(Debug, Clone)]
+pub struct MaildirSource {
+    root: PathBuf,
+}
+
+impl MaildirSource {
+    /// The source for the Maildir at `root`, creating its directories if missing.
+    pub fn new(root: &Path) -> std::io::Result<Self> {
+        ensure(root)?;
+        Ok(Self { root: root.to_path_buf() })
+    }
+}
+
+impl Source for MaildirSource {
+    fn kind(&self) -> &'static str {
+        "maildir"
+    }
+
+    async fn sync_once(&mut self, ledger: &Ledger) -> Result<ScanReport, SourceError> {
+        let mut report = ScanReport::default();
+        let mut ready = Vec::new();
+        let mut entries = HashMap::new();
+        for entry in new_messages(&self.root)? {
+            match ledger.claim(&entry.id).await? {
+                Claim::Busy => report.skipped += 1,
+                Claim::AlreadyPublished | Claim::Unparseable => mark_seen(&self.root, &entry)?,
+                Claim::Publish(message_id) => {
+                    let raw = match std::fs::read(&entry.path) {
+                        Ok(raw) => raw,
+                        // Another poller moved it after our listing.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => {
+                            ledger.release(&entry.id, &message_id).await?;
+                            ledger.release_all(&ready).await?;
+                            return Err(e.into());
+                        }
+                    };
+                    let labels = vec!["INBOX".to_owned(), "UNREAD".to_owned()];
+                    let fetched = Fetched { mailbox_id: entry.id.clone(), raw, thread_id: None, labels };
+                    match ledger.prepare(fetched, message_id).await? {
+                        Some(message) => {
+                            ready.push(message);
+                            entries.insert(entry.id.clone(), entry);
+                        }
+                        None => {
+                            mark_seen(&self.root, &entry)?;
+                            report.unparseable += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let published = ledger.publish(ready).await?;
+        for id in &published.mailbox_ids {
+            if let Some(entry) = entries.get(id) {
+                mark_seen(&self.root, entry)?;
+            }
+        }
+        report.published += published.mailbox_ids.len();
+        match published.error {
+            // What was not published stays in new/ for the next pass.
+            Some(e) => Err(e.into()),
+            None => Ok(report),
+        }
     }
 }

@@ -62,6 +62,28 @@ pub struct QueueInfo {
     pub message_stats: Option<serde_json::Value>,
 }
 
+impl QueueInfo {
+    /// Messages published into the queue per second, as last sampled by the broker; `None`
+    /// until the broker has collected statistics for the queue (new or idle queues).
+    pub fn publish_rate(&self) -> Option<f64> {
+        self.rate("publish_details")
+    }
+
+    /// Messages handed to consumers or fetched with `basic.get` per second (acked or not).
+    pub fn deliver_rate(&self) -> Option<f64> {
+        self.rate("deliver_get_details")
+    }
+
+    /// Acknowledgements per second.
+    pub fn ack_rate(&self) -> Option<f64> {
+        self.rate("ack_details")
+    }
+
+    fn rate(&self, details: &str) -> Option<f64> {
+        self.message_stats.as_ref()?.get(details)?.get("rate")?.as_f64()
+    }
+}
+
 /// An exchange as the API reports it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ExchangeInfo {
@@ -249,5 +271,32 @@ impl Client {
     /// Closes a client connection from the broker side.
     pub async fn close_connection(&self, name: &str) -> Result<(), MgmtError> {
         self.call(reqwest::Method::DELETE, &format!("connections/{}", encode_segment(name)), None).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_read_from_message_stats_and_absent_without_them() {
+        let json = serde_json::json!({
+            "name": "emails.to_classify", "messages_ready": 3, "messages_unacknowledged": 1, "consumers": 2,
+            "message_stats": {"publish": 10, "publish_details": {"rate": 2.5},
+                              "deliver_get_details": {"rate": 1.0}}
+        });
+        let q: QueueInfo = serde_json::from_value(json).expect("decodes");
+        assert_eq!((q.messages_ready, q.messages_unacknowledged, q.consumers), (3, 1, 2));
+        assert_eq!(q.publish_rate(), Some(2.5));
+        assert_eq!(q.deliver_rate(), Some(1.0));
+        assert_eq!(q.ack_rate(), None);
+        let idle: QueueInfo = serde_json::from_value(serde_json::json!({"name": "q"})).expect("decodes");
+        assert_eq!(idle.publish_rate(), None);
+    }
+
+    #[test]
+    fn vhost_names_are_percent_encoded() {
+        assert_eq!(encode_segment("/"), "%2F");
+        assert_eq!(encode_segment("mailroom-test.a_b~"), "mailroom-test.a_b~");
     }
 }

@@ -185,6 +185,9 @@ impl RespondHandler {
             agent_email: msg.agent_email.clone(),
             escalate: false,
             escalation_reason: None,
+            in_reply_to: msg.in_reply_to.clone(),
+            references: msg.references.clone(),
+            original_subject: Some(msg.subject.clone()),
         };
         if hits.is_empty() {
             reply.generated_response = extractive::holding_reply(&self.settings.signature);

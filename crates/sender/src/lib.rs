@@ -1,11 +1,455 @@
-//! The sender stage. So far: the limits every sender process shares through Redis — the
-//! per-mailbox send rate ([`ratelimit`]) and the per-recipient reply throttle ([`throttle`]).
-//! The worker itself (sinks, send log, reply building) is still to come.
+//! `sender`, the seed's Email Sender Consumer: consumes `emails.to_send` and delivers each reply
+//! exactly once in effect, under the agent mailbox's sending quota.
+//!
+//! For each message the [`SendHandler`]:
+//! 1. builds the reply (`In-Reply-To`, `References`, `Re:` without stacking, a `Message-ID`
+//!    derived from the answered email, `Auto-Submitted: auto-replied`) — a reply that cannot be
+//!    built is dead-lettered, it will never build;
+//! 2. claims the email in the send log ([`sendlog`]); an email already answered is acked and
+//!    nothing is sent, one another sender is delivering waits;
+//! 3. decides send or draft: escalations, `sender.mode = "draft"` and recipients past the reply
+//!    throttle ([`throttle`]) get a draft for a human;
+//! 4. takes a token from the mailbox's bucket ([`ratelimit`]) for a send; when there is none the
+//!    message waits in a delay queue (no retry spent, nothing lost, other mailboxes unaffected);
+//! 5. delivers through the sink ([`sink`]) and completes the send log with the provider's id.
+//!
+//! A sender that dies between delivering and completing leaves a claim; after the lease another
+//! sender takes it over and first asks the sink whether the reply with that `Message-ID` exists
+//! (Maildir and Gmail can tell; SMTP cannot, so such a reply becomes an `in_doubt` draft for a
+//! human rather than a possible second send).
 
 pub mod ratelimit;
+pub mod sendlog;
+pub mod settings;
+pub mod sink;
 pub mod throttle;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mail_mime::ReplySpec;
+use pipeline_core::messages::EmailToSend;
+use pipeline_core::topology::EMAILS_TO_SEND;
+use pipeline_core::{DeliveryMeta, Handler, HandlerError, Outgoing, Settings, Telemetry};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use secrecy::ExposeSecret as _;
+use sha2::{Digest as _, Sha256};
+use sqlx::PgPool;
+use tracing::{info, warn};
+
+use crate::ratelimit::{Permit, RateLimiter};
+use crate::sendlog::{ClaimOutcome, Final, NewClaim};
+use crate::settings::{Mode, OutboxSettings, SenderSettings};
+use crate::sink::{AnySink, Kind, Lookup, OutgoingReply, Sink, SinkError};
+use crate::throttle::ReplyThrottle;
+
+/// The binary's name.
+pub const NAME: &str = "sender";
 
 /// Redis could not be used.
 #[derive(Debug, thiserror::Error)]
 #[error("Redis unavailable: {0}")]
 pub struct LimitError(#[from] pub redis::RedisError);
+
+/// How one `emails.to_send` message ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered; the provider's id.
+    Sent(String),
+    /// Left as a draft for a human; the provider's id and why.
+    Drafted {
+        /// Provider id of the draft.
+        id: String,
+        /// Why it is a draft.
+        reason: String,
+    },
+    /// Dry-run: everything but the delivery; what it would have been.
+    DryRun(Kind),
+    /// This email was already answered (state of its send log row); nothing was done.
+    Duplicate(String),
+    /// A taken-over delivery that may have happened: drafted for a human to check.
+    InDoubt(String),
+}
+
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Sent(_) => "sent",
+            Self::Drafted { .. } => "drafted",
+            Self::DryRun(_) => "dry_run",
+            Self::Duplicate(_) => "duplicate",
+            Self::InDoubt(_) => "in_doubt",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+/// The sender's own metrics, on the worker's `/metrics`.
+#[derive(Debug, Clone, Default)]
+struct SenderMetrics {
+    replies: Family<OutcomeLabel, Counter>,
+    deferred: Family<ReasonLabel, Counter>,
+}
+
+impl SenderMetrics {
+    fn register(telemetry: &Telemetry) -> Self {
+        let m = Self::default();
+        telemetry.metrics.register(
+            "replies",
+            "Replies by outcome (sent, drafted, dry_run, duplicate, in_doubt)",
+            m.replies.clone(),
+        );
+        telemetry.metrics.register(
+            "send_deferred",
+            "Replies that had to wait (rate_limit, claimed_elsewhere, provider_quota)",
+            m.deferred.clone(),
+        );
+        m
+    }
+
+    fn defer(&self, reason: &str) {
+        self.deferred.get_or_create(&ReasonLabel { reason: reason.to_owned() }).inc();
+    }
+}
+
+/// The reply's `Message-ID`, derived from the answered email so every attempt (and a sender
+/// taking over after a crash) writes the same one.
+pub fn reply_message_id(agent_email: &str, email_id: &str) -> String {
+    let digest = Sha256::digest(format!("{}\n{email_id}", agent_email.to_ascii_lowercase()).as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let domain = agent_email.rsplit_once('@').map_or("mailroom.invalid", |(_, d)| d).to_ascii_lowercase();
+    format!("mailroom.{hex}@{domain}")
+}
+
+fn db_error(e: sqlx::Error) -> HandlerError {
+    HandlerError::classified(mailroom_db::is_transient(&e), "DatabaseError", e)
+}
+
+fn limit_error(e: LimitError) -> HandlerError {
+    HandlerError::transient("RedisUnavailable", e)
+}
+
+/// Handles `emails.to_send`.
+pub struct SendHandler<S> {
+    pool: PgPool,
+    sink: S,
+    limiter: RateLimiter,
+    throttle: ReplyThrottle,
+    settings: SenderSettings,
+    claimed_by: String,
+    metrics: SenderMetrics,
+}
+
+impl<S: Sink> SendHandler<S> {
+    /// A handler delivering through `sink`, with the quota and throttle in `redis`.
+    pub fn new(
+        pool: PgPool,
+        sink: S,
+        redis: redis::aio::ConnectionManager,
+        settings: SenderSettings,
+        claimed_by: impl Into<String>,
+        telemetry: &Telemetry,
+    ) -> Self {
+        let limiter = RateLimiter::new(
+            redis.clone(),
+            &format!("{}:quota", settings.redis_prefix),
+            settings.rate_limit,
+            settings.rate_window(),
+            settings.rate_burst,
+        );
+        let throttle = ReplyThrottle::new(
+            redis,
+            &format!("{}:throttle", settings.redis_prefix),
+            settings.throttle_max_replies,
+            settings.throttle_window(),
+        );
+        Self {
+            pool,
+            sink,
+            limiter,
+            throttle,
+            settings,
+            claimed_by: claimed_by.into(),
+            metrics: SenderMetrics::register(telemetry),
+        }
+    }
+
+    /// The sink in use.
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    /// Builds the reply for `msg` under `message_id`.
+    pub fn build(&self, msg: &EmailToSend, message_id: &str) -> Result<OutgoingReply, HandlerError> {
+        let spec = ReplySpec {
+            from: msg.agent_email.clone(),
+            from_name: Some(self.settings.from_name.clone()).filter(|n| !n.trim().is_empty()),
+            to: msg.to.clone(),
+            subject: msg.original_subject.clone().unwrap_or_else(|| msg.subject.clone()),
+            body: msg.generated_response.clone(),
+            in_reply_to: msg.in_reply_to.clone(),
+            references: msg.references.clone(),
+            extra_headers: Vec::new(),
+            message_id: Some(message_id.to_owned()),
+        };
+        let built = mail_mime::build_reply(spec).map_err(|e| HandlerError::permanent("InvalidReply", e))?;
+        Ok(OutgoingReply {
+            message_id: built.message_id,
+            raw: built.raw,
+            from: msg.agent_email.clone(),
+            to: msg.to.clone(),
+            thread_id: msg.thread_id.clone(),
+        })
+    }
+
+    /// Send or draft, and why a draft. Asking the throttle counts the reply against the
+    /// recipient (once per email, however often asked).
+    async fn decide(&self, msg: &EmailToSend) -> Result<(Kind, Option<String>), HandlerError> {
+        if msg.escalate {
+            let why = msg.escalation_reason.clone().unwrap_or_else(|| "escalated by the generator".into());
+            return Ok((Kind::Draft, Some(format!("escalated: {why}"))));
+        }
+        if self.settings.mode == Mode::Draft {
+            return Ok((Kind::Draft, Some("sender.mode = \"draft\"".into())));
+        }
+        let allowed = self.throttle.allow(&msg.agent_email, &msg.to, &msg.email_id).await.map_err(limit_error)?;
+        if !allowed {
+            return Ok((
+                Kind::Draft,
+                Some(format!(
+                    "reply throttle: more than {} automatic replies to {} within {} s",
+                    self.settings.throttle_max_replies, msg.to, self.settings.throttle_window_secs
+                )),
+            ));
+        }
+        Ok((Kind::Send, None))
+    }
+
+    /// Handles one message completely (the single step tests call without the consume loop).
+    pub async fn send_one(&self, msg: &EmailToSend) -> Result<Outcome, HandlerError> {
+        let outcome = self.send_inner(msg).await?;
+        self.metrics.replies.get_or_create(&OutcomeLabel { outcome: outcome.label().to_owned() }).inc();
+        Ok(outcome)
+    }
+
+    async fn send_inner(&self, msg: &EmailToSend) -> Result<Outcome, HandlerError> {
+        let (agent, email_id, message_id) = (msg.agent_email.as_str(), msg.email_id.as_str(), msg.message_id.as_str());
+        // Built before claiming: a reply that can never be built must not leave a claim behind.
+        let reply = self.build(msg, &reply_message_id(agent, email_id))?;
+        let claim = NewClaim {
+            agent_email: agent,
+            email_id,
+            message_id,
+            sink: self.sink.name(),
+            recipient: &msg.to,
+            subject: &msg.subject,
+            reply_message_id: &reply.message_id,
+            claimed_by: &self.claimed_by,
+        };
+        let (token, takeover) =
+            match sendlog::claim(&self.pool, &claim, self.settings.claim_lease()).await.map_err(db_error)? {
+                ClaimOutcome::Done(state) => {
+                    info!(message_id, email_id, state, "Email already answered; nothing sent.");
+                    return Ok(Outcome::Duplicate(state));
+                }
+                ClaimOutcome::Busy(remaining) => {
+                    self.metrics.defer("claimed_elsewhere");
+                    return Err(HandlerError::defer(
+                        remaining.max(Duration::from_millis(100)),
+                        "ClaimedElsewhere",
+                        format!("another sender is delivering the reply to {email_id}"),
+                    ));
+                }
+                ClaimOutcome::Claimed { token, takeover, .. } => (token, takeover),
+            };
+        let (kind, reason) = match self.decide(msg).await {
+            Ok(d) => d,
+            Err(e) => {
+                self.release(agent, email_id, token).await;
+                return Err(e);
+            }
+        };
+        if takeover {
+            match self.sink.find(&reply, kind).await {
+                Ok(Lookup::Delivered(id)) => {
+                    info!(message_id, email_id, provider_id = %id, "Found the reply a crashed sender delivered.");
+                    let state = if kind == Kind::Send { Final::Sent } else { Final::Drafted };
+                    self.complete(msg, token, state, Some(&id), reason.as_deref()).await?;
+                    return Ok(match kind {
+                        Kind::Send => Outcome::Sent(id),
+                        Kind::Draft => Outcome::Drafted { id, reason: reason.unwrap_or_default() },
+                    });
+                }
+                Ok(Lookup::Absent) => {}
+                Ok(Lookup::Unknown) if self.settings.mode == Mode::DryRun => {}
+                Ok(Lookup::Unknown) => return self.in_doubt(msg, &reply, token).await,
+                Err(e) => {
+                    self.release(agent, email_id, token).await;
+                    return Err(HandlerError::classified(e.is_transient(), e.error_type(), e));
+                }
+            }
+        }
+        if kind == Kind::Send {
+            match self.limiter.try_acquire(agent).await {
+                Ok(Permit::Granted) => {}
+                Ok(Permit::Wait(wait)) => {
+                    self.release(agent, email_id, token).await;
+                    self.metrics.defer("rate_limit");
+                    return Err(HandlerError::defer(
+                        wait,
+                        "RateLimited",
+                        format!("send quota of {agent} spent; next send in {} ms", wait.as_millis()),
+                    ));
+                }
+                Err(e) => {
+                    self.release(agent, email_id, token).await;
+                    return Err(limit_error(LimitError(e.0)));
+                }
+            }
+        }
+        if self.settings.mode == Mode::DryRun {
+            self.complete(msg, token, Final::DryRun, None, reason.as_deref()).await?;
+            info!(message_id, email_id, would = kind.as_str(), to = %msg.to, "Dry run: reply logged, not delivered.");
+            return Ok(Outcome::DryRun(kind));
+        }
+        match self.sink.deliver(&reply, kind).await {
+            Ok(id) => {
+                let state = if kind == Kind::Send { Final::Sent } else { Final::Drafted };
+                self.complete(msg, token, state, Some(&id), reason.as_deref()).await?;
+                match kind {
+                    Kind::Send => {
+                        info!(message_id, email_id, sink = self.sink.name(), provider_id = %id, "Sent reply.");
+                        Ok(Outcome::Sent(id))
+                    }
+                    Kind::Draft => {
+                        let reason = reason.unwrap_or_default();
+                        info!(message_id, email_id, sink = self.sink.name(), provider_id = %id, %reason, "Saved reply as a draft.");
+                        Ok(Outcome::Drafted { id, reason })
+                    }
+                }
+            }
+            Err(e) => {
+                self.release(agent, email_id, token).await;
+                Err(self.sink_error(e))
+            }
+        }
+    }
+
+    /// A sink failure's fate: provider quota waits without spending retries, the rest by kind.
+    fn sink_error(&self, e: SinkError) -> HandlerError {
+        match e.retry_after() {
+            Some(wait) if e.is_transient() => {
+                self.metrics.defer("provider_quota");
+                HandlerError::defer(wait, e.error_type(), e)
+            }
+            _ => HandlerError::classified(e.is_transient(), e.error_type(), e),
+        }
+    }
+
+    /// The previous holder may have delivered and the sink cannot say: a draft for a human.
+    async fn in_doubt(
+        &self,
+        msg: &EmailToSend,
+        reply: &OutgoingReply,
+        token: uuid::Uuid,
+    ) -> Result<Outcome, HandlerError> {
+        let reason = "delivery in doubt: a sender stopped mid-delivery and the sink cannot tell whether the reply went out; \
+                      check the sent mail before sending this draft";
+        warn!(message_id = %msg.message_id, email_id = %msg.email_id, "Delivery in doubt; saving a draft instead of sending twice.");
+        match self.sink.deliver(reply, Kind::Draft).await {
+            Ok(id) => {
+                self.complete(msg, token, Final::InDoubt, Some(&id), Some(reason)).await?;
+                Ok(Outcome::InDoubt(id))
+            }
+            Err(e) => {
+                self.release(&msg.agent_email, &msg.email_id, token).await;
+                Err(self.sink_error(e))
+            }
+        }
+    }
+
+    async fn complete(
+        &self,
+        msg: &EmailToSend,
+        token: uuid::Uuid,
+        state: Final,
+        provider_id: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<(), HandlerError> {
+        let ours = sendlog::complete(&self.pool, &msg.agent_email, &msg.email_id, token, state, provider_id, reason)
+            .await
+            .map_err(db_error)?;
+        if !ours {
+            warn!(message_id = %msg.message_id, email_id = %msg.email_id,
+                "Claim was taken over while delivering (lease too short for this sink?).");
+        }
+        Ok(())
+    }
+
+    /// Best effort: a claim that cannot be released expires after the lease.
+    async fn release(&self, agent: &str, email_id: &str, token: uuid::Uuid) {
+        if let Err(e) = sendlog::release(&self.pool, agent, email_id, token).await {
+            warn!(email_id, error = %e, "Could not release the claim; it expires after the lease.");
+        }
+    }
+}
+
+impl<S: Sink> Handler for SendHandler<S> {
+    type Input = EmailToSend;
+
+    async fn handle(&self, msg: EmailToSend, _meta: &DeliveryMeta) -> Result<Vec<Outgoing>, HandlerError> {
+        self.send_one(&msg).await.map(|_| Vec::new())
+    }
+}
+
+/// Connects to Redis, retrying until it answers or `shutdown` fires.
+async fn connect_redis(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match redis::aio::ConnectionManager::new(client.clone()).await {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                warn!(error = %e, delay_ms = delay.as_millis() as u64, "Redis unavailable; retrying.");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Runs the sender until `shutdown`.
+pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let sender: SenderSettings = settings.section("sender")?;
+    let outbox: OutboxSettings = settings.section("outbox")?;
+    let sink = AnySink::from_settings(&outbox)?;
+    let pool = mailroom_db::connect_and_migrate(&settings.database.url, settings.database.max_connections).await?;
+    tokio::pin!(shutdown);
+    let redis = tokio::select! {
+        r = connect_redis(settings.redis.url.expose_secret()) => r?,
+        () = &mut shutdown => return Ok(()),
+    };
+    let telemetry = Arc::new(Telemetry::default());
+    let claimed_by = settings.consumer_for(NAME).consumer_id;
+    info!(
+        mode = sender.mode.as_str(),
+        sink = sink.name(),
+        rate_limit = sender.rate_limit,
+        rate_window_secs = sender.rate_window_secs,
+        "Sender starting."
+    );
+    let handler = Arc::new(SendHandler::new(pool, sink, redis, sender, claimed_by, &telemetry));
+    pipeline_core::serve_worker_with(NAME, &EMAILS_TO_SEND, handler, &settings, telemetry, shutdown).await?;
+    Ok(())
+}

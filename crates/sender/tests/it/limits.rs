@@ -2,26 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use redis::AsyncCommands as _;
-use redis::aio::ConnectionManager;
 use sender::ratelimit::{Permit, RateLimiter};
 use sender::throttle::ReplyThrottle;
 
-async fn connection() -> ConnectionManager {
-    let url = std::env::var("MAILROOM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    ConnectionManager::new(redis::Client::open(url).expect("url")).await.expect("redis")
-}
-
-fn prefix() -> String {
-    format!("mailroom-test:{}", uuid::Uuid::new_v4().simple())
-}
-
-async fn cleanup(conn: &mut ConnectionManager, prefix: &str) {
-    let keys: Vec<String> = conn.keys(format!("{prefix}:*")).await.expect("keys");
-    for k in keys {
-        let _: () = conn.del(k).await.expect("del");
-    }
-}
+use crate::{cleanup, connection, prefix};
 
 #[tokio::test]
 async fn the_bucket_smooths_sends_and_is_shared_by_every_sender() {

@@ -1,0 +1,287 @@
+//! `mailroom status`: one look at the whole deployment — queue depths, consumers and rates
+//! (management API), dead letters by error type (read over AMQP and returned untouched),
+//! documents by ingestion status and emails by stage (PostgreSQL).
+//!
+//! The three sources are asked concurrently and independently: when one is unreachable the
+//! report still shows the others and says which one failed and at which address, and the
+//! command exits 1 so that scripts notice.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use pipeline_core::Settings;
+use pipeline_core::settings::redact_url;
+use pipeline_core::topology::{DEAD_LETTER_QUEUE, Topology, WORK_QUEUES};
+use secrecy::ExposeSecret as _;
+use serde::Serialize;
+
+use crate::dlq_cmd::{self, DeadLetterSummary};
+use crate::topology_cmd::management;
+
+/// At most this many dead letters are read to count them by type: each one read is held
+/// unacked for the duration, so an enormous backlog is sampled rather than walked.
+pub const DEAD_LETTER_SAMPLE: usize = 10_000;
+
+/// How long connecting to PostgreSQL may take before the report says it did not answer.
+pub const DATABASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// One queue of the topology as the broker reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueRow {
+    /// Queue name.
+    pub name: String,
+    /// Whether the queue exists in the vhost.
+    pub exists: bool,
+    /// Messages ready for delivery.
+    pub ready: u64,
+    /// Messages delivered and not yet acknowledged.
+    pub unacked: u64,
+    /// Consumers attached.
+    pub consumers: u64,
+    /// Publishes per second (`None` until the broker has sampled the queue).
+    pub publish_rate: Option<f64>,
+    /// Deliveries per second (`None` until the broker has sampled the queue).
+    pub deliver_rate: Option<f64>,
+}
+
+/// The broker part of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokerStatus {
+    /// Management API base URL that was asked.
+    pub management_url: String,
+    /// Vhost.
+    pub vhost: String,
+    /// Why it could not be read, if it could not.
+    pub error: Option<String>,
+    /// The topology's queues, in topology order.
+    pub queues: Vec<QueueRow>,
+}
+
+/// The dead-letter part of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetterStatus {
+    /// AMQP URL that was used (password redacted).
+    pub amqp_url: String,
+    /// Why it could not be read, if it could not.
+    pub error: Option<String>,
+    /// The counts, when read.
+    #[serde(flatten)]
+    pub summary: Option<DeadLetterSummary>,
+}
+
+/// The database part of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseStatus {
+    /// Database URL that was used (password redacted).
+    pub url: String,
+    /// Why it could not be read, if it could not.
+    pub error: Option<String>,
+    /// Documents by status (`None`: no `documents` table).
+    pub documents: Option<BTreeMap<String, i64>>,
+    /// Emails by stage and state.
+    pub emails: Vec<mailroom_db::status::StateCounts>,
+}
+
+/// The whole report, as `--json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Queues.
+    pub broker: BrokerStatus,
+    /// Dead letters.
+    pub dead_letters: DeadLetterStatus,
+    /// Documents and emails.
+    pub database: DatabaseStatus,
+}
+
+impl Status {
+    /// Whether every source answered.
+    pub fn complete(&self) -> bool {
+        self.broker.error.is_none() && self.dead_letters.error.is_none() && self.database.error.is_none()
+    }
+}
+
+async fn broker(settings: &Settings) -> BrokerStatus {
+    let client = management(settings);
+    let vhost = settings.amqp.vhost();
+    let mut status = BrokerStatus {
+        management_url: client.base_url().to_owned(),
+        vhost: vhost.clone(),
+        error: None,
+        queues: vec![],
+    };
+    let live = match client.queues(&vhost).await {
+        Ok(queues) => queues,
+        Err(e) => {
+            status.error = Some(e.to_string());
+            return status;
+        }
+    };
+    let topology = Topology::new(&settings.topology.retry_delays_ms);
+    status.queues = topology
+        .queues
+        .iter()
+        .map(|decl| match live.iter().find(|q| q.name == decl.name) {
+            Some(q) => QueueRow {
+                name: decl.name.clone(),
+                exists: true,
+                ready: q.messages_ready,
+                unacked: q.messages_unacknowledged,
+                consumers: q.consumers,
+                publish_rate: q.publish_rate(),
+                deliver_rate: q.deliver_rate(),
+            },
+            None => QueueRow {
+                name: decl.name.clone(),
+                exists: false,
+                ready: 0,
+                unacked: 0,
+                consumers: 0,
+                publish_rate: None,
+                deliver_rate: None,
+            },
+        })
+        .collect();
+    status
+}
+
+async fn dead_letters(settings: &Settings) -> DeadLetterStatus {
+    let amqp_url = settings.amqp.redacted_url();
+    match dlq_cmd::summarize(settings, DEAD_LETTER_SAMPLE).await {
+        Ok(summary) => DeadLetterStatus { amqp_url, error: None, summary: Some(summary) },
+        Err(e) => DeadLetterStatus { amqp_url, error: Some(e.to_string()), summary: None },
+    }
+}
+
+async fn database(settings: &Settings) -> DatabaseStatus {
+    let url = redact_url(settings.database.url.expose_secret());
+    let mut status = DatabaseStatus { url, error: None, documents: None, emails: Vec::new() };
+    // A server that accepts the TCP connection and never answers must not hang the report.
+    let connect = tokio::time::timeout(DATABASE_TIMEOUT, mailroom_db::status::connect_existing(&settings.database.url));
+    let pool = match connect.await {
+        Ok(Ok(pool)) => pool,
+        Ok(Err(e)) => {
+            status.error = Some(e.to_string());
+            return status;
+        }
+        Err(_) => {
+            status.error =
+                Some(format!("no answer from PostgreSQL at {} within {} s", status.url, DATABASE_TIMEOUT.as_secs()));
+            return status;
+        }
+    };
+    let documents = mailroom_db::status::document_counts(&pool).await;
+    let emails = mailroom_db::status::email_counts(&pool).await;
+    pool.close().await;
+    match (documents, emails) {
+        (Ok(documents), Ok(emails)) => {
+            status.documents = documents;
+            status.emails = emails;
+        }
+        (Err(e), _) | (_, Err(e)) => status.error = Some(format!("query failed: {e}")),
+    }
+    status
+}
+
+/// Gathers the report from all three sources at once.
+pub async fn gather(settings: &Settings) -> Status {
+    let (broker, dead_letters, database) = tokio::join!(broker(settings), dead_letters(settings), database(settings));
+    Status { broker, dead_letters, database }
+}
+
+fn rate(r: Option<f64>) -> String {
+    r.map_or_else(|| "-".to_owned(), |r| format!("{r:.1}"))
+}
+
+fn counts(list: &BTreeMap<String, i64>) -> String {
+    if list.is_empty() {
+        return "none".to_owned();
+    }
+    list.iter().map(|(state, n)| format!("{state} {n}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Prints the human-readable report.
+pub fn print(status: &Status) {
+    let b = &status.broker;
+    println!("RabbitMQ vhost {:?} (management API {})", b.vhost, b.management_url);
+    match &b.error {
+        Some(e) => println!("  unreachable: {e}"),
+        None => {
+            let width = b.queues.iter().map(|q| q.name.len()).max().unwrap_or(5).max(5);
+            println!(
+                "  {:<width$}  {:>8}  {:>8}  {:>9}  {:>9}  {:>9}",
+                "QUEUE", "READY", "UNACKED", "CONSUMERS", "PUBLISH/s", "DELIVER/s"
+            );
+            // Retry delay queues are listed only when they hold something (or are missing):
+            // twelve rows of zeros would hide the queues that matter.
+            let is_retry = |q: &QueueRow| !WORK_QUEUES.iter().chain([&&DEAD_LETTER_QUEUE]).any(|w| w.name == q.name);
+            let idle_retry = b.queues.iter().filter(|q| is_retry(q) && q.exists && q.ready + q.unacked == 0).count();
+            for q in b.queues.iter().filter(|q| !(is_retry(q) && q.exists && q.ready + q.unacked == 0)) {
+                if q.exists {
+                    println!(
+                        "  {:<width$}  {:>8}  {:>8}  {:>9}  {:>9}  {:>9}",
+                        q.name,
+                        q.ready,
+                        q.unacked,
+                        q.consumers,
+                        rate(q.publish_rate),
+                        rate(q.deliver_rate)
+                    );
+                } else {
+                    println!("  {:<width$}  missing (run `mailroom topology apply`)", q.name);
+                }
+            }
+            if idle_retry > 0 {
+                println!("  ({idle_retry} retry delay queues empty)");
+            }
+        }
+    }
+    let d = &status.dead_letters;
+    println!();
+    match (&d.error, &d.summary) {
+        (Some(e), _) => println!("Dead letters ({}): unreachable: {e}", d.amqp_url),
+        (None, Some(s)) => {
+            let sampled = if s.examined < s.total { format!(", first {} examined", s.examined) } else { String::new() };
+            println!("Dead letters: {} in {} ({}{sampled})", s.total, DEAD_LETTER_QUEUE.name, d.amqp_url);
+            if !s.by_error_type.is_empty() {
+                let qw = s.by_error_type.iter().map(|c| c.original_queue.len()).max().unwrap_or(5).max(14);
+                let tw = s.by_error_type.iter().map(|c| c.error_type.len()).max().unwrap_or(5).max(10);
+                println!("  {:<qw$}  {:<tw$}  {:>7}", "ORIGINAL QUEUE", "ERROR TYPE", "COUNT");
+                for c in &s.by_error_type {
+                    println!("  {:<qw$}  {:<tw$}  {:>7}", c.original_queue, c.error_type, c.count);
+                }
+                println!("  (`mailroom dlq list` for details, `mailroom dlq replay` once the cause is fixed)");
+            }
+        }
+        (None, None) => {}
+    }
+    let db = &status.database;
+    println!();
+    println!("PostgreSQL {}", db.url);
+    if let Some(e) = &db.error {
+        println!("  unavailable: {e}");
+        return;
+    }
+    match &db.documents {
+        Some(list) => println!("  documents: {}", counts(list)),
+        None => println!("  documents: no documents table (run `mailroom migrate`)"),
+    }
+    println!("  emails:");
+    for stage in &db.emails {
+        let text = match &stage.counts {
+            Some(list) => counts(list),
+            None => format!("no {} table in this database", stage.table),
+        };
+        println!("    {:<11} {text}", stage.stage);
+    }
+}
+
+/// `mailroom status [--json]`: exit 0 when every source answered, 1 otherwise.
+pub async fn status(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
+    let status = gather(settings).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print(&status);
+    }
+    Ok(if status.complete() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

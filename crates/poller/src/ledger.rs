@@ -1,0 +1,244 @@
+//! The ledger every source goes through (`mailbox_messages`): a message is claimed, keyed by
+//! mailbox and the mailbox's own id, with the message id it will be published under, before
+//! anything is published; it is marked `published` only after the broker confirmed it, or
+//! `unparseable` with the reason. Sources differ in how they list, fetch and acknowledge mail;
+//! the claim → publish → published order, and so "never twice, never skipped", is here once.
+
+use std::cmp::Reverse;
+
+use mail_mime::ParsedEmail;
+use pipeline_core::messages::{EmailToClassify, new_message_id};
+use pipeline_core::{Producer, ProducerError};
+use sqlx::PgPool;
+use tracing::{info, warn};
+
+use crate::{MailboxSettings, priority, to_message};
+
+/// What a claim attempt found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Ours to publish, under this message id.
+    Publish(String),
+    /// Already published (a crash came between publish and the acknowledgement at the
+    /// mailbox): only acknowledge it.
+    AlreadyPublished,
+    /// Another poller holds a fresh claim: leave it.
+    Busy,
+    /// Recorded as unparseable earlier: only acknowledge it.
+    Unparseable,
+}
+
+/// Claims a mailbox message in the ledger.
+pub async fn claim(
+    pool: &PgPool,
+    agent_email: &str,
+    mailbox_id: &str,
+    claim_timeout_secs: u64,
+) -> Result<Claim, sqlx::Error> {
+    let fresh = new_message_id();
+    let inserted: Option<String> = sqlx::query_scalar(
+        "INSERT INTO mailbox_messages (agent_email, mailbox_id, message_id, state) VALUES ($1, $2, $3, 'claimed') \
+         ON CONFLICT (agent_email, mailbox_id) DO NOTHING RETURNING message_id",
+    )
+    .bind(agent_email)
+    .bind(mailbox_id)
+    .bind(&fresh)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(id) = inserted {
+        return Ok(Claim::Publish(id));
+    }
+    let taken_over: Option<String> = sqlx::query_scalar(
+        "UPDATE mailbox_messages SET updated_at = now() WHERE agent_email = $1 AND mailbox_id = $2 \
+         AND state = 'claimed' AND updated_at < now() - make_interval(secs => $3) RETURNING message_id",
+    )
+    .bind(agent_email)
+    .bind(mailbox_id)
+    .bind(claim_timeout_secs as f64)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(id) = taken_over {
+        return Ok(Claim::Publish(id));
+    }
+    let state: String =
+        sqlx::query_scalar("SELECT state FROM mailbox_messages WHERE agent_email = $1 AND mailbox_id = $2")
+            .bind(agent_email)
+            .bind(mailbox_id)
+            .fetch_one(pool)
+            .await?;
+    Ok(match state.as_str() {
+        "published" => Claim::AlreadyPublished,
+        "unparseable" => Claim::Unparseable,
+        _ => Claim::Busy,
+    })
+}
+
+/// A raw message a source fetched, with what the mailbox knows about it beyond the RFC 822
+/// text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The mailbox's id for the message (the ledger key and the published `email_id`).
+    pub mailbox_id: String,
+    /// The RFC 822 message.
+    pub raw: Vec<u8>,
+    /// The mailbox's conversation id (Gmail's `threadId`); `None` derives one from the
+    /// `References`/`Message-ID` headers.
+    pub thread_id: Option<String>,
+    /// Labels or flags as the mailbox has them (Gmail's `IMPORTANT` raises the priority).
+    pub labels: Vec<String>,
+}
+
+/// What became of a batch handed to [`Ledger::publish`].
+#[derive(Debug)]
+pub struct Published {
+    /// Mailbox ids published and marked `published`, in publishing order.
+    pub mailbox_ids: Vec<String>,
+    /// The failure that stopped the batch; the claims of everything not published were
+    /// released, so the next pass takes them at once.
+    pub error: Option<ProducerError>,
+}
+
+/// The ledger and the publisher, for one support mailbox.
+#[derive(Debug)]
+pub struct Ledger {
+    pool: PgPool,
+    producer: Producer,
+    settings: MailboxSettings,
+}
+
+impl Ledger {
+    /// A ledger for `settings.agent_email`'s mailbox (the pool must be migrated).
+    pub fn new(pool: PgPool, producer: Producer, settings: MailboxSettings) -> Self {
+        Self { pool, producer, settings }
+    }
+
+    /// The database (sources keep their cursors there too).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The `[mailbox]` settings.
+    pub fn settings(&self) -> &MailboxSettings {
+        &self.settings
+    }
+
+    /// The publisher.
+    pub fn producer(&self) -> &Producer {
+        &self.producer
+    }
+
+    /// Claims a message (see [`claim`]).
+    pub async fn claim(&self, mailbox_id: &str) -> Result<Claim, sqlx::Error> {
+        claim(&self.pool, &self.settings.agent_email, mailbox_id, self.settings.claim_timeout_secs).await
+    }
+
+    /// Gives up our claim without publishing, keeping its message id: the next claim takes it
+    /// over at once instead of after the claim timeout, under the same id (a publish whose
+    /// confirm was lost may still have reached the queue, so the id must not change).
+    pub async fn release(&self, mailbox_id: &str, message_id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE mailbox_messages SET updated_at = '-infinity' \
+             WHERE agent_email = $1 AND mailbox_id = $2 AND message_id = $3 AND state = 'claimed'",
+        )
+        .bind(&self.settings.agent_email)
+        .bind(mailbox_id)
+        .bind(message_id)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    /// Drops our claim of a message that vanished from the mailbox before it could be
+    /// fetched: nothing was published, and a claim nobody will ever finish would only mislead.
+    pub async fn forget(&self, mailbox_id: &str, message_id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "DELETE FROM mailbox_messages \
+             WHERE agent_email = $1 AND mailbox_id = $2 AND message_id = $3 AND state = 'claimed'",
+        )
+        .bind(&self.settings.agent_email)
+        .bind(mailbox_id)
+        .bind(message_id)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    /// Turns a claimed, fetched message into what is published under `message_id`, or, when it
+    /// cannot be parsed, records it as `unparseable` with the reason and returns `None`.
+    pub async fn prepare(&self, fetched: Fetched, message_id: String) -> Result<Option<EmailToClassify>, sqlx::Error> {
+        let parsed: ParsedEmail = match mail_mime::parse(&fetched.raw) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                let reason = e.to_string();
+                warn!(mailbox_id = %fetched.mailbox_id, error = %reason, "Unparseable message; recorded and set aside.");
+                self.set_state(&fetched.mailbox_id, "unparseable", None, Some(&reason)).await?;
+                return Ok(None);
+            }
+        };
+        let p = priority(&self.settings, &parsed, &fetched.labels);
+        let mut message = to_message(&self.settings.agent_email, &fetched.mailbox_id, parsed, p);
+        message.message_id = message_id;
+        if let Some(thread_id) = fetched.thread_id {
+            message.thread_id = Some(thread_id);
+        }
+        message.labels = fetched.labels;
+        Ok(Some(message))
+    }
+
+    /// Publishes a batch most urgent first (the queue orders by priority too, but only what it
+    /// already holds), marking each `published` once the broker confirmed it. Ties keep the
+    /// order given. Stops at the first failure and releases the claims of the rest.
+    pub async fn publish(&self, mut batch: Vec<EmailToClassify>) -> Result<Published, sqlx::Error> {
+        batch.sort_by_key(|m| Reverse(m.priority));
+        let mut mailbox_ids = Vec::with_capacity(batch.len());
+        let mut pending = batch.into_iter();
+        while let Some(message) = pending.next() {
+            if let Err(e) = self.producer.publish(&message).await {
+                warn!(mailbox_id = %message.email_id, error = %e, "Publish failed; the message is retried next pass.");
+                for unpublished in std::iter::once(message).chain(pending) {
+                    self.release(&unpublished.email_id, &unpublished.message_id).await?;
+                }
+                return Ok(Published { mailbox_ids, error: Some(e) });
+            }
+            self.set_state(&message.email_id, "published", Some(message.priority), None).await?;
+            info!(
+                message_id = %message.message_id,
+                mailbox_id = %message.email_id,
+                thread_id = message.thread_id.as_deref().unwrap_or_default(),
+                priority = message.priority,
+                "Published email."
+            );
+            mailbox_ids.push(message.email_id);
+        }
+        Ok(Published { mailbox_ids, error: None })
+    }
+
+    /// Releases the claims of prepared messages a failed pass will not publish.
+    pub async fn release_all(&self, batch: &[EmailToClassify]) -> Result<(), sqlx::Error> {
+        for message in batch {
+            self.release(&message.email_id, &message.message_id).await?;
+        }
+        Ok(())
+    }
+
+    async fn set_state(
+        &self,
+        mailbox_id: &str,
+        state: &str,
+        priority: Option<u8>,
+        reason: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE mailbox_messages SET state = $3, priority = $4, reason = $5, updated_at = now() \
+             WHERE agent_email = $1 AND mailbox_id = $2",
+        )
+        .bind(&self.settings.agent_email)
+        .bind(mailbox_id)
+        .bind(state)
+        .bind(priority.map(i16::from))
+        .bind(reason)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+}

@@ -1,0 +1,110 @@
+//! The sender's tests against the real PostgreSQL and Redis (and, for SMTP, a real SMTP server
+//! process; for Gmail, a local fake of the Gmail API). Each test has its own database, outbox
+//! directory and Redis key prefix, and removes them.
+
+mod gmail;
+mod handler;
+mod limits;
+mod smtp;
+
+use std::path::Path;
+
+use pipeline_core::Telemetry;
+use pipeline_core::messages::{EmailToSend, new_message_id, now};
+use redis::AsyncCommands as _;
+use redis::aio::ConnectionManager;
+use sender::SendHandler;
+use sender::settings::{Mode, SenderSettings};
+use sender::sink::Sink;
+use sqlx::PgPool;
+
+pub(crate) const AGENT: &str = "support@northwind.example";
+
+pub(crate) async fn connection() -> ConnectionManager {
+    let url = std::env::var("MAILROOM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    ConnectionManager::new(redis::Client::open(url).expect("url")).await.expect("redis")
+}
+
+pub(crate) fn prefix() -> String {
+    format!("mailroom-test:{}", uuid::Uuid::new_v4().simple())
+}
+
+pub(crate) async fn cleanup(conn: &mut ConnectionManager, prefix: &str) {
+    let keys: Vec<String> = conn.keys(format!("{prefix}:*")).await.expect("keys");
+    for k in keys {
+        let _: () = conn.del(k).await.expect("del");
+    }
+}
+
+/// Sender settings for tests: a generous quota unless a test narrows it.
+pub(crate) fn settings(prefix: &str) -> SenderSettings {
+    SenderSettings {
+        mode: Mode::Send,
+        from_name: "Northwind Support".into(),
+        rate_limit: 10_000,
+        rate_window_secs: 60,
+        rate_burst: 10_000,
+        throttle_max_replies: 5,
+        throttle_window_secs: 86_400,
+        claim_lease_secs: 60,
+        redis_prefix: prefix.to_owned(),
+    }
+}
+
+/// A migrated pool on a fresh database.
+pub(crate) async fn pool(db: &mailroom_tests::TestDb) -> PgPool {
+    mailroom_db::connect_and_migrate(&secrecy::SecretString::from(db.url()), 5).await.expect("database")
+}
+
+pub(crate) async fn handler<S: Sink>(pool: PgPool, sink: S, settings: SenderSettings) -> SendHandler<S> {
+    SendHandler::new(pool, sink, connection().await, settings, "sender-test", &Telemetry::default())
+}
+
+/// An `emails.to_send` message answering email `n` from `to`.
+pub(crate) fn reply(n: usize, to: &str) -> EmailToSend {
+    EmailToSend {
+        message_id: new_message_id(),
+        timestamp: now(),
+        original_message_id: new_message_id(),
+        email_id: format!("email-{n}"),
+        thread_id: Some(format!("18c2f{n:05}")),
+        to: to.to_owned(),
+        reply_to: AGENT.into(),
+        subject: "Re: Re: Lift Pro won't pair".into(),
+        generated_response: format!("Hello,\n\nhold the pairing button for 5 seconds (answer {n}).\n\nNorthwind"),
+        context_used: Vec::new(),
+        agent_email: AGENT.into(),
+        escalate: false,
+        escalation_reason: None,
+        in_reply_to: Some(format!("CAKx{n}@mail.gmail.com")),
+        references: vec![format!("root{n}@mail.example"), format!("CAKx{n}@mail.gmail.com")],
+        original_subject: Some("RE: Lift Pro won't pair".into()),
+    }
+}
+
+/// Files in a Maildir folder's `new/` and `cur/`.
+pub(crate) fn maildir_files(folder: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        if let Ok(entries) = std::fs::read_dir(folder.join(sub)) {
+            out.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Asserts the reply headers every delivered reply must carry, for email `n`.
+pub(crate) fn assert_reply_headers(raw: &str, n: usize) {
+    let parsed = mail_mime::parse(raw.as_bytes()).expect("the reply parses");
+    assert_eq!(parsed.subject, "Re: Lift Pro won't pair", "Re: without stacking");
+    assert_eq!(parsed.in_reply_to.as_deref(), Some(format!("CAKx{n}@mail.gmail.com").as_str()), "{raw}");
+    assert_eq!(
+        parsed.references,
+        vec![format!("root{n}@mail.example"), format!("CAKx{n}@mail.gmail.com")],
+        "References keep the thread"
+    );
+    assert_eq!(parsed.message_id.as_deref(), Some(sender::reply_message_id(AGENT, &format!("email-{n}")).as_str()));
+    assert!(raw.contains("\r\nAuto-Submitted: auto-replied\r\n"), "{raw}");
+    assert!(parsed.body.contains(&format!("answer {n}")), "{}", parsed.body);
+}

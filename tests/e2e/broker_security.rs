@@ -1,0 +1,931 @@
+//! Broker security end to end, against the real RabbitMQ (never a fake):
+//!
+//! - the role users of `deploy/rabbitmq/definitions.json`, loaded through the management API into
+//!   a throw-away vhost under throw-away names, can do exactly what their process needs and are
+//!   refused — `403 ACCESS_REFUSED` — everything else;
+//! - what each AMQP operation needs is established on the broker itself, with users holding a
+//!   single permission, because the regexes in the file are only as tight as that knowledge;
+//! - a worker that may not declare (`topology.declare = false`) reports not-ready, saying why,
+//!   until the admin applies the topology, then becomes ready without a restart;
+//! - every binary's connection code speaks `amqps://`: a worker verifies the broker against
+//!   `amqp.tls.ca_file`, processes a message over TLS, presents a client certificate when
+//!   configured, and refuses a broker signed by another CA.
+//!
+//! The TLS tests need the listener `tests/tls/setup.sh` adds (`.ci/run` runs it); without it
+//! they fail and say so — a silent skip would hide a broken TLS path.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::options::{
+    BasicConsumeOptions, BasicGetOptions, BasicQosOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use mailroom_tests::{
+    TestDb, TestVhost, amqp_url_as, bin_path, free_port, mgmt_url, repo_root, run, spawn_logged, wait_for,
+};
+use pipeline_core::messages::{DocumentMetadata, DocumentToIngest, EmailToClassify, EmailToRespond, IncomingEmail};
+use pipeline_core::topology::{
+    self, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DOCUMENT_EXCHANGE, DOCUMENTS_TO_INGEST, EMAIL_EXCHANGE,
+    EMAILS_TO_CLASSIFY, EMAILS_TO_RESPOND, EMAILS_TO_SEND, QueueSpec, RETRY_EXCHANGE, Route,
+};
+use pipeline_core::{
+    DeliveryMeta, Handler, HandlerError, Outgoing, Producer, Publisher, Settings, Telemetry, Topology,
+};
+use serde_json::{Value, json};
+
+/// The file under test, relative to the repository root.
+const DEFINITIONS: &str = "deploy/rabbitmq/definitions.json";
+/// The vhost the file defines.
+const FILE_VHOST: &str = "mailroom";
+/// Every role user the file must define, as `mailroom-<role>`.
+const ROLES: [&str; 7] = ["admin", "poller", "classifier", "rag-generator", "sender", "doc-ingester", "upload-api"];
+/// How long one AMQP operation may take before the test calls it hung.
+const OP_TIMEOUT: Duration = Duration::from_secs(15);
+
+// ---------------------------------------------------------------------------------------------
+// Management API and the throw-away copy of definitions.json
+// ---------------------------------------------------------------------------------------------
+
+/// guest's management API, for what `rabbitmq_mgmt::Client` does not cover (definitions, users).
+#[derive(Clone)]
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new() -> Self {
+        Self { http: reqwest::Client::new(), base: mgmt_url() }
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value, String> {
+        let mut request =
+            self.http.request(method.clone(), format!("{}/api/{path}", self.base)).basic_auth("guest", Some("guest"));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| format!("{method} {path}: {e}"))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(format!("{method} {path}: {status} {text}"));
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Creates (or replaces) a user with a password and tags.
+    async fn put_user(&self, name: &str, password: &str, tags: &str) {
+        let path = format!("users/{}", rabbitmq_mgmt::encode_segment(name));
+        self.send(reqwest::Method::PUT, &path, Some(&json!({ "password": password, "tags": tags })))
+            .await
+            .unwrap_or_else(|e| panic!("set the password of {name}: {e}"));
+    }
+
+    /// The vhost's client connections, as the broker reports them (TLS details included).
+    async fn connections(&self, vhost: &str) -> Vec<Value> {
+        let path = format!("vhosts/{}/connections", rabbitmq_mgmt::encode_segment(vhost));
+        match self.send(reqwest::Method::GET, &path, None).await {
+            Ok(Value::Array(list)) => list,
+            other => panic!("list connections of {vhost}: {other:?}"),
+        }
+    }
+}
+
+/// Runs an async cleanup from `Drop`, on a thread of its own (Drop cannot await, and the test's
+/// runtime may be the one panicking).
+fn cleanup_blocking<F, Fut>(f: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let _ = std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            rt.block_on(f());
+        }
+    })
+    .join();
+}
+
+/// Users and the vhost this test created; deleted on drop, also when the test panics, so the
+/// shared broker keeps no throw-away accounts. Only names created here are ever deleted.
+struct BrokerAccounts {
+    /// A vhost this test created (`None` when the vhost belongs to a `TestVhost`).
+    vhost: Option<String>,
+    users: Vec<String>,
+}
+
+impl Drop for BrokerAccounts {
+    fn drop(&mut self) {
+        let (vhost, users) = (self.vhost.clone(), std::mem::take(&mut self.users));
+        cleanup_blocking(move || async move {
+            let api = Api::new();
+            for user in users {
+                let _ = api
+                    .send(reqwest::Method::DELETE, &format!("users/{}", rabbitmq_mgmt::encode_segment(&user)), None)
+                    .await;
+            }
+            if let Some(vhost) = vhost {
+                let _ = mailroom_tests::mgmt().delete_vhost(&vhost).await;
+            }
+        });
+    }
+}
+
+/// One role user of the loaded copy.
+#[derive(Debug, Clone)]
+struct Account {
+    name: String,
+    password: String,
+}
+
+/// `definitions.json` loaded under throw-away names: vhost `mailroom-sec-<id>`, users
+/// `mailroom-sec-<id>-<role>`, so parallel tests (and a real `mailroom` vhost on the same broker)
+/// never collide. Passwords are set the way README.md tells operators to, after the import.
+struct RoleVhost {
+    accounts: BTreeMap<String, Account>,
+    guard: BrokerAccounts,
+}
+
+fn read_definitions() -> Value {
+    let path = repo_root().join(DEFINITIONS);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+fn role_of(user: &str) -> &str {
+    user.strip_prefix("mailroom-").unwrap_or_else(|| panic!("user {user} of {DEFINITIONS} is not mailroom-<role>"))
+}
+
+impl RoleVhost {
+    async fn load() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let vhost = format!("mailroom-sec-{id}");
+        let rename = |user: &str| format!("mailroom-sec-{id}-{}", role_of(user));
+        let mut defs = read_definitions();
+
+        let mut accounts = BTreeMap::new();
+        for user in defs["users"].as_array_mut().expect("users") {
+            let original = user["name"].as_str().expect("user name").to_owned();
+            let name = rename(&original);
+            user["name"] = json!(name);
+            let password = uuid::Uuid::new_v4().simple().to_string();
+            accounts.insert(role_of(&original).to_owned(), Account { name, password });
+        }
+        // The guard exists before anything is created, so a failed import still cleans up.
+        let guard =
+            BrokerAccounts { vhost: Some(vhost.clone()), users: accounts.values().map(|a| a.name.clone()).collect() };
+        for entry in defs["vhosts"].as_array_mut().expect("vhosts") {
+            assert_eq!(entry["name"], FILE_VHOST, "{DEFINITIONS} defines only the {FILE_VHOST} vhost");
+            entry["name"] = json!(vhost);
+        }
+        // Everything vhost-scoped must belong to the mailroom vhost: loading the file must never
+        // touch another vhost of the broker.
+        for section in ["permissions", "topic_permissions", "queues", "exchanges", "bindings", "policies", "parameters"]
+        {
+            for item in defs[section].as_array_mut().into_iter().flatten() {
+                assert_eq!(item["vhost"], FILE_VHOST, "{section} entry of {DEFINITIONS} outside {FILE_VHOST}: {item}");
+                item["vhost"] = json!(vhost);
+                if let Some(user) = item["user"].as_str() {
+                    item["user"] = json!(rename(user));
+                }
+            }
+        }
+        let api = Api::new();
+        api.send(reqwest::Method::POST, "definitions", Some(&defs)).await.expect("import definitions.json");
+        let tags: BTreeMap<String, String> = defs["users"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .map(|u| {
+                (u["name"].as_str().unwrap_or_default().to_owned(), u["tags"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect();
+        for account in accounts.values() {
+            api.put_user(&account.name, &account.password, &tags[&account.name]).await;
+        }
+        Self { accounts, guard }
+    }
+
+    fn vhost(&self) -> &str {
+        self.guard.vhost.as_deref().unwrap_or_default()
+    }
+
+    fn account(&self, role: &str) -> &Account {
+        self.accounts.get(role).unwrap_or_else(|| panic!("{DEFINITIONS} has no mailroom-{role} user"))
+    }
+
+    /// AMQP URL of the vhost as a role's user.
+    fn url(&self, role: &str) -> String {
+        let account = self.account(role);
+        amqp_url_as(self.vhost(), &account.name, &account.password)
+    }
+
+    /// Applies the topology with the operator CLI as the admin role, as a deployment would.
+    async fn apply_topology(&self) {
+        let admin = self.account("admin");
+        let env = vec![
+            ("MAILROOM__AMQP__URL", self.url("admin")),
+            ("MAILROOM__MANAGEMENT__URL", mgmt_url()),
+            ("MAILROOM__MANAGEMENT__USERNAME", admin.name.clone()),
+            ("MAILROOM__MANAGEMENT__PASSWORD", admin.password.clone()),
+        ];
+        // `verify` reads the management API as the admin: its `management` tag is enough.
+        for args in [&["topology", "apply"][..], &["topology", "verify"]] {
+            let (code, out) = run(&bin_path("mailroom"), args, &env).await;
+            assert_eq!(code, 0, "mailroom {args:?} as mailroom-admin: {out}");
+            assert!(!out.contains(&admin.password), "mailroom {args:?} logged the admin password: {out}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AMQP probes: one operation each, on a fresh channel (a refusal closes the channel)
+// ---------------------------------------------------------------------------------------------
+
+/// The broker's refusal: `403 ACCESS_REFUSED`, on the channel.
+fn is_access_refused(e: &lapin::Error) -> bool {
+    matches!(e.kind(), lapin::ErrorKind::ProtocolError(amqp)
+        if amqp.get_id() == 403 && amqp.get_message().as_str().starts_with("ACCESS_REFUSED"))
+}
+
+async fn timed<T>(
+    what: &str,
+    f: impl std::future::Future<Output = Result<T, lapin::Error>>,
+) -> Result<T, lapin::Error> {
+    tokio::time::timeout(OP_TIMEOUT, f).await.unwrap_or_else(|_| panic!("{what}: no answer within {OP_TIMEOUT:?}"))
+}
+
+async fn connect(url: &str) -> Connection {
+    Connection::connect(url, ConnectionProperties::default()).await.expect("the role user connects")
+}
+
+/// Publishes with confirms and `mandatory`, exactly as the runtime's publisher does.
+async fn publish(conn: &Connection, exchange: &str, routing_key: &str) -> Result<(), lapin::Error> {
+    let publisher = timed("confirm.select", Publisher::open(conn, None)).await?;
+    let props = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into());
+    match tokio::time::timeout(OP_TIMEOUT, publisher.send_raw(exchange, routing_key, b"{}", props)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(pipeline_core::PublishError::Amqp { source, .. })) => Err(source),
+        Ok(Err(other)) => panic!("publish to {exchange}/{routing_key}: unexpected outcome {other}"),
+        Err(_) => panic!("publish to {exchange}/{routing_key}: no confirm within {OP_TIMEOUT:?}"),
+    }
+}
+
+/// Starts a consumer the way a worker does (qos, then basic.consume).
+async fn consume(conn: &Connection, queue: &str) -> Result<(), lapin::Error> {
+    let channel = timed("channel.open", conn.create_channel()).await?;
+    timed("basic.qos", channel.basic_qos(1, BasicQosOptions::default())).await?;
+    timed(
+        "basic.consume",
+        channel.basic_consume(queue.into(), "probe".into(), BasicConsumeOptions::default(), FieldTable::default()),
+    )
+    .await?;
+    let _ = channel.close(200, "probe done".into()).await;
+    Ok(())
+}
+
+/// The passive checks a worker with `topology.declare = false` makes.
+async fn check_topology(conn: &Connection, topology: &Topology) -> Result<(), lapin::Error> {
+    let channel = timed("channel.open", conn.create_channel()).await?;
+    timed("passive declares", topology.check_exists(&channel)).await
+}
+
+async fn declare_queue(conn: &Connection, name: &str) -> Result<(), lapin::Error> {
+    let channel = timed("channel.open", conn.create_channel()).await?;
+    let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+    timed("queue.declare", channel.queue_declare(name.into(), durable, FieldTable::default())).await.map(drop)
+}
+
+async fn declare_exchange(conn: &Connection, name: &str) -> Result<(), lapin::Error> {
+    let channel = timed("channel.open", conn.create_channel()).await?;
+    let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    timed(
+        "exchange.declare",
+        channel.exchange_declare(name.into(), ExchangeKind::Direct, durable, FieldTable::default()),
+    )
+    .await
+}
+
+async fn bind(conn: &Connection, queue: &str, exchange: &str) -> Result<(), lapin::Error> {
+    let channel = timed("channel.open", conn.create_channel()).await?;
+    timed(
+        "queue.bind",
+        channel.queue_bind(
+            queue.into(),
+            exchange.into(),
+            "probe".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+}
+
+async fn delete_queue(conn: &Connection, queue: &str) -> Result<(), lapin::Error> {
+    let channel = timed("channel.open", conn.create_channel()).await?;
+    timed("queue.delete", channel.queue_delete(queue.into(), QueueDeleteOptions::default())).await.map(drop)
+}
+
+#[track_caller]
+fn allowed(role: &str, what: &str, result: Result<(), lapin::Error>) {
+    if let Err(e) = result {
+        panic!("{role} must be allowed to {what}, but: {e}");
+    }
+}
+
+#[track_caller]
+fn refused(role: &str, what: &str, result: Result<(), lapin::Error>) {
+    match result {
+        Ok(()) => panic!("{role} must NOT be allowed to {what}, but the broker allowed it"),
+        Err(e) => assert!(is_access_refused(&e), "{role} {what}: expected 403 ACCESS_REFUSED, got {e}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What each role needs, from the topology's own constants
+// ---------------------------------------------------------------------------------------------
+
+/// What one role's process does on the broker.
+struct Role {
+    name: &'static str,
+    /// The work queue it consumes, if it is a consumer.
+    consumes: Option<&'static QueueSpec>,
+    /// Every (exchange, routing key) it publishes to: next stage, retry ladder, dead letters.
+    publishes: Vec<(&'static str, String)>,
+}
+
+impl Role {
+    fn exchanges(&self) -> BTreeSet<&'static str> {
+        self.publishes.iter().map(|(e, _)| *e).collect()
+    }
+}
+
+fn route(r: Route) -> (&'static str, String) {
+    (r.exchange, r.routing_key.to_owned())
+}
+
+/// The role table of the design: each consumer publishes its next stage (if any), its retry
+/// ladder and its dead letters; the producers publish their one route.
+fn roles(topology: &Topology) -> Vec<Role> {
+    let retry = |q: &QueueSpec| (RETRY_EXCHANGE, topology.retry_ladder(q)[0].queue.clone());
+    let consumer = |name, q: &'static QueueSpec, next: Option<Route>| {
+        let mut publishes: Vec<_> = next.into_iter().map(route).collect();
+        publishes.push(retry(q));
+        publishes.push(route(q.failure_route()));
+        Role { name, consumes: Some(q), publishes }
+    };
+    vec![
+        Role { name: "poller", consumes: None, publishes: vec![route(topology::CLASSIFY)] },
+        consumer("classifier", &EMAILS_TO_CLASSIFY, Some(topology::RESPOND)),
+        consumer("rag-generator", &EMAILS_TO_RESPOND, Some(topology::SEND)),
+        consumer("sender", &EMAILS_TO_SEND, None),
+        consumer("doc-ingester", &DOCUMENTS_TO_INGEST, None),
+        Role { name: "upload-api", consumes: None, publishes: vec![route(topology::INGEST)] },
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file itself
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn definitions_define_every_role_with_anchored_regexes_and_placeholder_passwords() {
+    let defs = read_definitions();
+    let users: BTreeSet<String> = defs["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .map(|u| role_of(u["name"].as_str().expect("name")).to_owned())
+        .collect();
+    assert_eq!(users, ROLES.iter().map(|r| (*r).to_owned()).collect(), "one user per role, no others");
+    for user in defs["users"].as_array().expect("users") {
+        // An empty hash matches no password: nobody logs in until an operator sets one.
+        assert_eq!(user["password_hash"], "", "{}: passwords in the file are placeholders", user["name"]);
+        let tags = user["tags"].as_str().expect("tags");
+        let expected = if user["name"] == "mailroom-admin" { "management" } else { "" };
+        assert_eq!(tags, expected, "{}: no more management access than needed", user["name"]);
+    }
+    let vhosts: Vec<&str> =
+        defs["vhosts"].as_array().expect("vhosts").iter().filter_map(|v| v["name"].as_str()).collect();
+    assert_eq!(vhosts, [FILE_VHOST]);
+    let permissions = defs["permissions"].as_array().expect("permissions");
+    assert_eq!(permissions.len(), ROLES.len(), "one permission entry per role");
+    for p in permissions {
+        for kind in ["configure", "write", "read"] {
+            let regex = p[kind].as_str().expect("regex");
+            // Unanchored, `email_exchange` would also match `email_exchange_v2`, and `.` any char.
+            assert!(
+                regex.starts_with('^') && regex.ends_with('$'),
+                "{} {kind} regex {regex:?} is not anchored",
+                p["user"]
+            );
+        }
+        if p["user"] != "mailroom-admin" {
+            assert_eq!(p["configure"], "^$", "{}: only the admin configures", p["user"]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What each operation needs, found out on the broker
+// ---------------------------------------------------------------------------------------------
+
+/// A user with exactly one set of permissions on a test vhost; deleted on drop.
+async fn user_with(vhost: &str, tag: &str, configure: &str, write: &str, read: &str) -> (String, BrokerAccounts) {
+    let name = format!("mailroom-perm-{}-{tag}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    // The vhost belongs to TestVhost; this guard only removes the user.
+    let guard = BrokerAccounts { vhost: None, users: vec![name.clone()] };
+    let api = Api::new();
+    api.put_user(&name, "probe-password", "").await;
+    mailroom_tests::mgmt().set_permissions(vhost, &name, configure, write, read).await.expect("set permissions");
+    (amqp_url_as(vhost, &name, "probe-password"), guard)
+}
+
+#[tokio::test]
+async fn each_operation_needs_exactly_the_permission_the_definitions_grant_for_it() {
+    let vhost = TestVhost::create().await;
+    let topology = Topology::new(&topology::DEFAULT_RETRY_DELAYS_MS);
+    let guest = connect(&vhost.amqp_url()).await;
+    let setup = guest.create_channel().await.expect("channel");
+    topology.declare(&setup).await.expect("declare as guest");
+
+    // No permission at all (the "^$" a worker has for configure): the passive declares of a
+    // worker with `topology.declare = false`, qos and confirm.select all pass — RabbitMQ up to
+    // 4.2.5 checks no permission for them — while publishing and consuming are refused. (4.2.6
+    // and 4.3.0 demand configure for passive declares, later releases any permission on the
+    // resource: rabbitmq-server#16085, #16272. If this fails after a broker upgrade, that is why;
+    // README.md, Security, says what changes then.)
+    let (url, _nobody) = user_with(&vhost.name, "none", "^$", "^$", "^$").await;
+    let conn = connect(&url).await;
+    allowed("a user without permissions", "check the topology passively", check_topology(&conn, &topology).await);
+    refused(
+        "a user without permissions",
+        "publish to email_exchange",
+        publish(&conn, EMAIL_EXCHANGE, "classify").await,
+    );
+    refused("a user without permissions", "consume emails.to_classify", consume(&conn, EMAILS_TO_CLASSIFY.name).await);
+    // "^$" matches the empty name, but the broker checks the default exchange as `amq.default`.
+    refused(
+        "a user without permissions",
+        "publish to the default exchange",
+        publish(&conn, "", EMAILS_TO_CLASSIFY.name).await,
+    );
+
+    // Write on the exchange alone is enough for a confirmed, mandatory publish: `mandatory`
+    // needs no read on the queue it routes to, confirms need nothing.
+    let (url, _writer) = user_with(&vhost.name, "write", "^$", "^(email_exchange)$", "^$").await;
+    let conn = connect(&url).await;
+    allowed(
+        "write on email_exchange",
+        "publish to it with confirms and mandatory",
+        publish(&conn, EMAIL_EXCHANGE, "classify").await,
+    );
+    refused(
+        "write on email_exchange",
+        "publish to document_exchange",
+        publish(&conn, DOCUMENT_EXCHANGE, "ingest").await,
+    );
+    refused("write on email_exchange", "consume the queue it routes to", consume(&conn, EMAILS_TO_CLASSIFY.name).await);
+
+    // Read on the queue alone is enough to consume it (after qos, like the runtime). The dot is
+    // escaped, as in the file: unescaped it would also match `emails_to_classify`.
+    let (url, _reader) = user_with(&vhost.name, "read", "^$", "^$", r"^(emails\.to_classify)$").await;
+    let conn = connect(&url).await;
+    allowed("read on emails.to_classify", "consume it", consume(&conn, EMAILS_TO_CLASSIFY.name).await);
+    refused("read on emails.to_classify", "consume emails.to_respond", consume(&conn, EMAILS_TO_RESPOND.name).await);
+    refused("read on emails.to_classify", "publish anywhere", publish(&conn, EMAIL_EXCHANGE, "respond").await);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The roles of definitions.json
+// ---------------------------------------------------------------------------------------------
+
+/// A handler that does nothing: the runtime's broker operations are what is under test.
+struct Idle;
+
+impl Handler for Idle {
+    type Input = Value;
+
+    async fn handle(&self, _input: Value, _meta: &DeliveryMeta) -> Result<Vec<Outgoing>, HandlerError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Settings of a process running as `url`'s user, checking the topology instead of declaring it.
+fn settings_for(url: &str) -> Settings {
+    Settings::load_from(
+        None,
+        [
+            ("MAILROOM__AMQP__URL".to_owned(), url.to_owned()),
+            ("MAILROOM__TOPOLOGY__DECLARE".to_owned(), "false".to_owned()),
+            ("MAILROOM__AMQP__RECONNECT_INITIAL_MS".to_owned(), "100".to_owned()),
+            ("MAILROOM__AMQP__RECONNECT_MAX_MS".to_owned(), "500".to_owned()),
+        ],
+    )
+    .expect("settings")
+}
+
+/// Runs the real consumer runtime as `role` until it reports ready (or fails the test).
+async fn worker_becomes_ready(role: &str, queue: &'static QueueSpec, url: &str) {
+    let telemetry = Arc::new(Telemetry::default());
+    let worker = pipeline_core::Worker::new(role, queue, Arc::new(Idle), &settings_for(url), telemetry.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+    let ready = tokio::time::timeout(Duration::from_secs(20), async {
+        while !telemetry.health.is_ready() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let reason = telemetry.health.reason();
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(40), running).await;
+    assert!(ready.is_ok(), "the {role} runtime did not become ready as mailroom-{role}: {reason}");
+}
+
+#[tokio::test]
+async fn each_role_can_do_exactly_what_it_needs_and_is_refused_the_rest() {
+    let roles_vhost = RoleVhost::load().await;
+    roles_vhost.apply_topology().await;
+    let topology = Topology::new(&topology::DEFAULT_RETRY_DELAYS_MS);
+    // Every exchange a role could try: ours, the default one, and a built-in.
+    let exchanges: Vec<&str> = topology.exchanges.iter().map(String::as_str).chain(["", "amq.direct"]).collect();
+
+    for role in roles(&topology) {
+        let name = role.name;
+        let conn = connect(&roles_vhost.url(name)).await;
+        allowed(name, "check the topology passively", check_topology(&conn, &topology).await);
+
+        for (exchange, routing_key) in &role.publishes {
+            allowed(name, &format!("publish to {exchange}/{routing_key}"), publish(&conn, exchange, routing_key).await);
+        }
+        let own = role.exchanges();
+        for exchange in exchanges.iter().filter(|e| !own.contains(*e)) {
+            // The routing key would route if the publish were allowed (the default exchange
+            // routes by queue name), so a 403 is the permission and not a missing route.
+            let routing_key = role.consumes.map_or(EMAILS_TO_CLASSIFY.name, |q| q.name);
+            refused(name, &format!("publish to exchange {exchange:?}"), publish(&conn, exchange, routing_key).await);
+        }
+
+        if let Some(queue) = role.consumes {
+            allowed(name, &format!("consume {}", queue.name), consume(&conn, queue.name).await);
+        }
+        for queue in topology.queues.iter().map(|q| q.name.as_str()) {
+            if Some(queue) != role.consumes.map(|q| q.name) {
+                refused(name, &format!("consume {queue}"), consume(&conn, queue).await);
+            }
+        }
+
+        // Nothing to configure: no declaring, binding (write on the queue, read on the exchange)
+        // or deleting — not even its own queue.
+        let own_queue = role.consumes.unwrap_or(&DEAD_LETTER_QUEUE).name;
+        refused(name, "declare a queue", declare_queue(&conn, &format!("probe.{name}")).await);
+        refused(name, "declare an exchange", declare_exchange(&conn, &format!("probe.{name}")).await);
+        refused(name, &format!("bind {own_queue} to {EMAIL_EXCHANGE}"), bind(&conn, own_queue, EMAIL_EXCHANGE).await);
+        refused(name, &format!("delete {own_queue}"), delete_queue(&conn, own_queue).await);
+        refused(name, "re-declare the topology", {
+            let channel = conn.create_channel().await.expect("channel");
+            timed("declare", topology.declare(&channel)).await
+        });
+        let _ = conn.close(200, "done".into()).await;
+
+        // And the real runtime, as this role, with `topology.declare = false`.
+        let url = roles_vhost.url(name);
+        match role.consumes {
+            Some(queue) => worker_becomes_ready(name, queue, &url).await,
+            None => {
+                let producer = Producer::new(name, &settings_for(&url), Arc::new(Telemetry::default()));
+                producer.connect().await.unwrap_or_else(|e| panic!("{name} producer as mailroom-{name}: {e}"));
+                let published = if name == "poller" {
+                    producer.publish(&support_email("role-probe")).await
+                } else {
+                    producer.publish(&document("role-probe")).await
+                };
+                published.unwrap_or_else(|e| panic!("{name} producer publishes as mailroom-{name}: {e}"));
+                producer.close().await;
+            }
+        }
+    }
+
+    // The admin configures, writes and reads everything in the vhost.
+    let admin = connect(&roles_vhost.url("admin")).await;
+    for (exchange, routing_key) in [
+        route(topology::CLASSIFY),
+        route(topology::INGEST),
+        route(topology::FAILED_EMAILS),
+        (RETRY_EXCHANGE, topology.retry_ladder(&EMAILS_TO_SEND)[0].queue.clone()),
+    ] {
+        allowed(
+            "admin",
+            &format!("publish to {exchange}/{routing_key}"),
+            publish(&admin, exchange, &routing_key).await,
+        );
+    }
+    for queue in [&EMAILS_TO_CLASSIFY, &EMAILS_TO_RESPOND, &EMAILS_TO_SEND, &DOCUMENTS_TO_INGEST, &DEAD_LETTER_QUEUE] {
+        allowed("admin", &format!("consume {}", queue.name), consume(&admin, queue.name).await);
+    }
+    allowed("admin", "declare a queue", declare_queue(&admin, "probe.admin").await);
+    allowed("admin", "bind it", bind(&admin, "probe.admin", DEAD_LETTER_EXCHANGE).await);
+    allowed("admin", "delete it", delete_queue(&admin, "probe.admin").await);
+    let _ = admin.close(200, "done".into()).await;
+
+    // Role users cannot run the operator's `topology apply` either.
+    let (code, out) =
+        run(&bin_path("mailroom"), &["topology", "apply"], &[("MAILROOM__AMQP__URL", roles_vhost.url("classifier"))])
+            .await;
+    assert_ne!(code, 0, "mailroom-classifier must not be able to apply the topology: {out}");
+    assert!(out.contains("ACCESS_REFUSED") || out.contains("403"), "{out}");
+    assert!(!out.contains(&roles_vhost.account("classifier").password), "the password was logged: {out}");
+}
+
+fn support_email(id: &str) -> EmailToClassify {
+    EmailToClassify::new(
+        IncomingEmail {
+            email_id: id.into(),
+            thread_id: Some(format!("thread-{id}")),
+            from: "jane.doe@example.com".into(),
+            to: "support@northwind.example".into(),
+            subject: "Desk shows E04".into(),
+            body: "Hi, my Lift Pro desk suddenly shows E04 on the control panel and won't move. \
+                   What does that mean and how do I fix it?"
+                .into(),
+            agent_email: "support@northwind.example".into(),
+            ..Default::default()
+        },
+        5,
+    )
+}
+
+fn document(id: &str) -> DocumentToIngest {
+    DocumentToIngest {
+        message_id: pipeline_core::messages::new_message_id(),
+        timestamp: pipeline_core::messages::now(),
+        document_id: id.into(),
+        filename: "probe.txt".into(),
+        file_path: "/nonexistent/probe.txt".into(),
+        file_size_bytes: 0,
+        uploaded_by: "probe".into(),
+        agent_email: "support@northwind.example".into(),
+        metadata: DocumentMetadata { upload_source: None, content_type: None },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A worker that may not declare waits for the admin
+// ---------------------------------------------------------------------------------------------
+
+async fn readyz(http: &reqwest::Client, base: &str) -> Option<(u16, String)> {
+    let response = http.get(format!("{base}/readyz")).send().await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.unwrap_or_default()))
+}
+
+#[tokio::test]
+async fn a_worker_without_configure_permission_is_not_ready_until_the_admin_applies_the_topology() {
+    let roles_vhost = RoleVhost::load().await;
+    let db = TestDb::create().await;
+    let base = format!("127.0.0.1:{}", free_port());
+    let env = vec![
+        ("MAILROOM__AMQP__URL", roles_vhost.url("classifier")),
+        ("MAILROOM__TOPOLOGY__DECLARE", "false".to_owned()),
+        ("MAILROOM__AMQP__RECONNECT_INITIAL_MS", "100".to_owned()),
+        ("MAILROOM__AMQP__RECONNECT_MAX_MS", "500".to_owned()),
+        ("MAILROOM__DATABASE__URL", db.url()),
+        ("MAILROOM__HTTP__LISTEN", base.clone()),
+    ];
+    let (_classifier, log) = spawn_logged(&bin_path("classifier"), &[], &env);
+    let http = reqwest::Client::new();
+    let base = format!("http://{base}");
+
+    let (status, body) = wait_for(Duration::from_secs(60), "the classifier to report why it is not ready", || async {
+        readyz(&http, &base).await.filter(|(_, body)| body.contains("topology missing"))
+    })
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("mailroom topology apply"), "the reason says what to do: {body}");
+    assert!(body.contains("NOT_FOUND"), "the reason says what is missing: {body}");
+    let alive = http.get(format!("{base}/healthz")).send().await.expect("healthz");
+    assert_eq!(alive.status().as_u16(), 200, "not ready is not dead: the process stays up and keeps checking");
+    let logged = wait_for(Duration::from_secs(10), "the reason in the log", || async {
+        std::fs::read_to_string(&log).ok().filter(|text| text.contains("topology missing"))
+    })
+    .await;
+    assert!(logged.contains("mailroom topology apply"), "{logged}");
+
+    roles_vhost.apply_topology().await;
+    wait_for(Duration::from_secs(30), "the classifier to become ready after `topology apply`", || async {
+        readyz(&http, &base).await.filter(|(status, _)| *status == 200)
+    })
+    .await;
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(logged.contains("Consuming."), "{logged}");
+    assert!(!logged.contains(&roles_vhost.account("classifier").password), "the broker password was logged: {logged}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------------------------
+
+/// The files and listener `tests/tls/setup.sh` provides.
+struct Tls {
+    dir: PathBuf,
+    host: String,
+}
+
+impl Tls {
+    /// Fails the test, pointing at the setup script, when the listener or a file is missing.
+    fn require() -> Self {
+        let dir =
+            PathBuf::from(std::env::var("MAILROOM_TLS_DIR").unwrap_or_else(|_| "/var/tmp/mailroom-tls".to_owned()));
+        let host = std::env::var("MAILROOM_TEST_AMQPS_HOST").unwrap_or_else(|_| "127.0.0.1:5671".to_owned());
+        let setup = repo_root().join("tests/tls/setup.sh");
+        for file in
+            ["ca.pem", "client.pem", "client-key.pem", "wrong-ca.pem", "wrong-client.pem", "wrong-client-key.pem"]
+        {
+            assert!(
+                dir.join(file).is_file(),
+                "TLS test files missing: {} not found. Run {} (as root; .ci/run does) to generate the test \
+                 certificates and give RabbitMQ its TLS listener.",
+                dir.join(file).display(),
+                setup.display()
+            );
+        }
+        let addr: std::net::SocketAddr = host.parse().expect("MAILROOM_TEST_AMQPS_HOST is ip:port");
+        assert!(
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).is_ok(),
+            "no RabbitMQ TLS listener on {host}. Run {} (as root; .ci/run does) to add it.",
+            setup.display()
+        );
+        Self { dir, host }
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    /// `amqps://` URL of a test vhost, as guest (allowed: the TLS listener is on loopback).
+    fn url(&self, vhost: &TestVhost) -> String {
+        format!("amqps://guest:guest@{}/{}", self.host, rabbitmq_mgmt::encode_segment(&vhost.name))
+    }
+}
+
+/// Settings connecting to `url` with the given `[amqp.tls]` keys.
+fn tls_settings(url: &str, tls: &[(&str, String)]) -> Result<Settings, pipeline_core::settings::SettingsError> {
+    let mut env = vec![("MAILROOM__AMQP__URL".to_owned(), url.to_owned())];
+    env.extend(tls.iter().map(|(k, v)| (format!("MAILROOM__AMQP__TLS__{k}"), v.clone())));
+    Settings::load_from(None, env)
+}
+
+async fn tls_connect(url: &str, tls: &[(&str, String)]) -> Result<Connection, pipeline_core::amqp::ConnectError> {
+    let settings = tls_settings(url, tls).expect("settings");
+    pipeline_core::amqp::connect(&settings.amqp, "mailroom-tls-probe").await
+}
+
+/// The broker's view of a vhost's connections: (TLS?, client certificate subject).
+async fn tls_connections(vhost: &str) -> Vec<(bool, String)> {
+    Api::new()
+        .connections(vhost)
+        .await
+        .iter()
+        .map(|c| (c["ssl"].as_bool().unwrap_or(false), c["peer_cert_subject"].as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn connections_verify_the_broker_certificate_and_present_a_client_certificate() {
+    let tls = Tls::require();
+    let vhost = TestVhost::create().await;
+    let url = tls.url(&vhost);
+
+    // The test CA: connected, and really over TLS (the broker says so).
+    let conn = tls_connect(&url, &[("CA_FILE", tls.file("ca.pem"))]).await.expect("amqps with the test CA");
+    let channel = conn.create_channel().await.expect("channel over TLS");
+    Topology::new(&[200]).declare(&channel).await.expect("declare over TLS");
+    let seen = wait_for(Duration::from_secs(10), "the broker to list the TLS connection", || async {
+        Some(tls_connections(&vhost.name).await).filter(|c| !c.is_empty())
+    })
+    .await;
+    assert_eq!(seen, [(true, String::new())], "one TLS connection, without a client certificate");
+    conn.close(200, "done".into()).await.expect("close");
+
+    // Mutual TLS: the broker sees the client certificate.
+    let client = [
+        ("CA_FILE", tls.file("ca.pem")),
+        ("CERT_FILE", tls.file("client.pem")),
+        ("KEY_FILE", tls.file("client-key.pem")),
+    ];
+    let conn = tls_connect(&url, &client).await.expect("amqps with a client certificate");
+    let seen = wait_for(Duration::from_secs(10), "the broker to list the mutual-TLS connection", || async {
+        Some(tls_connections(&vhost.name).await).filter(|c| c.iter().any(|(_, subject)| !subject.is_empty()))
+    })
+    .await;
+    assert!(seen.iter().any(|(ssl, subject)| *ssl && subject.contains("mailroom-test-client")), "{seen:?}");
+    conn.close(200, "done".into()).await.expect("close");
+
+    // A broker certificate from a CA we do not trust is refused, and the error says why.
+    let err = tls_connect(&url, &[("CA_FILE", tls.file("wrong-ca.pem"))]).await.expect_err("the wrong CA is refused");
+    assert!(err.to_string().to_lowercase().contains("certificate"), "the error mentions the certificate: {err}");
+    // Without the CA at all (public roots only) the private CA is not trusted either.
+    let err = tls_connect(&url, &[]).await.expect_err("the private CA is not a public root");
+    assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
+
+    // A client certificate the broker does not trust is refused by the broker.
+    let wrong_client = [
+        ("CA_FILE", tls.file("ca.pem")),
+        ("CERT_FILE", tls.file("wrong-client.pem")),
+        ("KEY_FILE", tls.file("wrong-client-key.pem")),
+    ];
+    let err = tls_connect(&url, &wrong_client).await.expect_err("a client certificate of another CA is refused");
+    // With TLS 1.3 the client finishes its side of the handshake before the broker checks the
+    // client certificate, so the refusal arrives as an alert or a reset, depending on timing.
+    let text = err.to_string();
+    assert!(!text.contains("invalid peer certificate"), "the broker refused, not the client: {text}");
+
+    // Files that cannot be used are reported by key and path, before any connection attempt.
+    let err = tls_connect(&url, &[("CA_FILE", tls.file("missing.pem"))]).await.expect_err("a missing CA file");
+    assert!(err.to_string().contains("amqp.tls.ca_file") && err.to_string().contains("missing.pem"), "{err}");
+    let err = tls_connect(&url, &[("CA_FILE", tls.file("ca-key.pem"))]).await.expect_err("a key is not a certificate");
+    assert!(err.to_string().contains("no PEM CERTIFICATE"), "{err}");
+
+    // TLS files with a plain URL, or half a client identity, are configuration errors.
+    let err = tls_settings(&vhost.amqp_url(), &[("CA_FILE", tls.file("ca.pem"))]).expect_err("TLS keys with amqp://");
+    assert!(err.to_string().contains("amqps://"), "{err}");
+    assert!(!err.to_string().contains("guest:guest"), "the password is redacted: {err}");
+    let err = tls_settings(&url, &[("CERT_FILE", tls.file("client.pem"))]).expect_err("a certificate without its key");
+    assert!(err.to_string().contains("key_file"), "{err}");
+}
+
+#[tokio::test]
+async fn a_worker_processes_messages_over_tls_and_refuses_an_untrusted_broker() {
+    let tls = Tls::require();
+    let vhost = TestVhost::create().await;
+    let db = TestDb::create().await;
+    // Declared over plain AMQP by the test, so the message below is routed whatever the worker's
+    // timing; the worker re-declares the same topology over TLS.
+    let plain = connect(&vhost.amqp_url()).await;
+    let channel = plain.create_channel().await.expect("channel");
+    Topology::new(&topology::DEFAULT_RETRY_DELAYS_MS).declare(&channel).await.expect("declare");
+
+    let worker_env = |ca: &str, listen: &str| {
+        vec![
+            ("MAILROOM__AMQP__URL", tls.url(&vhost)),
+            ("MAILROOM__AMQP__TLS__CA_FILE", tls.file(ca)),
+            ("MAILROOM__AMQP__RECONNECT_INITIAL_MS", "100".to_owned()),
+            ("MAILROOM__AMQP__RECONNECT_MAX_MS", "500".to_owned()),
+            ("MAILROOM__DATABASE__URL", db.url()),
+            ("MAILROOM__HTTP__LISTEN", listen.to_owned()),
+        ]
+    };
+    let http = reqwest::Client::new();
+
+    // An untrusted broker: the worker stays up, not ready, and says it is the certificate.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (untrusting, untrusting_log) = spawn_logged(&bin_path("classifier"), &[], &worker_env("wrong-ca.pem", &listen));
+    let base = format!("http://{listen}");
+    let (status, body) = wait_for(Duration::from_secs(60), "the wrong-CA classifier to report why", || async {
+        readyz(&http, &base).await.filter(|(_, body)| body.contains("cannot connect"))
+    })
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.to_lowercase().contains("certificate"), "the reason mentions the certificate: {body}");
+    assert!(body.contains("amqps://guest:***@"), "the URL is shown with its password masked: {body}");
+    drop(untrusting);
+
+    // The right CA: ready, and a support inquiry goes through to emails.to_respond.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (_classifier, log) = spawn_logged(&bin_path("classifier"), &[], &worker_env("ca.pem", &listen));
+    let base = format!("http://{listen}");
+    wait_for(Duration::from_secs(60), "the classifier to be ready over TLS", || async {
+        readyz(&http, &base).await.filter(|(status, _)| *status == 200)
+    })
+    .await;
+    let publisher = Publisher::open(&plain, None).await.expect("publisher");
+    publisher.publish(&support_email("tls-e04")).await.expect("publish");
+    let out = wait_for(Duration::from_secs(60), "the classified email in emails.to_respond", || async {
+        let got = channel
+            .basic_get(EMAILS_TO_RESPOND.name.into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get");
+        got.map(|m| serde_json::from_slice::<EmailToRespond>(&m.delivery.data).expect("EmailToRespond"))
+    })
+    .await;
+    assert_eq!(out.email_id, "tls-e04");
+    assert!(out.classification.is_support_inquiry);
+    // The management API's connection list lags by a statistics interval.
+    wait_for(Duration::from_secs(30), "the broker to list the classifier's TLS connection", || async {
+        tls_connections(&vhost.name).await.iter().any(|(ssl, _)| *ssl).then_some(())
+    })
+    .await;
+
+    for path in [log, untrusting_log] {
+        let logged = std::fs::read_to_string(&path).expect("log");
+        assert!(!logged.contains("guest:guest"), "a broker password was logged in {}: {logged}", path.display());
+    }
+}

@@ -1,0 +1,209 @@
+//! The sender as real processes: the shared send quota across three senders with one killed
+//! mid-run (no email answered twice, none lost), the reply throttle, and the mail-loop guard —
+//! our own reply fed back into the poller's mailbox never produces another reply.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, run, signal, spawn, wait_for};
+use pipeline_core::Publisher;
+use pipeline_core::messages::{EmailToSend, new_message_id, now};
+use sqlx::PgPool;
+
+const AGENT: &str = "support@northwind.example";
+
+fn files(folder: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        if let Ok(entries) = std::fs::read_dir(folder.join(sub)) {
+            out.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+        }
+    }
+    out
+}
+
+fn to_send(n: usize, to: &str) -> EmailToSend {
+    EmailToSend {
+        message_id: new_message_id(),
+        timestamp: now(),
+        original_message_id: new_message_id(),
+        email_id: format!("email-{n:04}"),
+        thread_id: None,
+        to: to.to_owned(),
+        reply_to: AGENT.into(),
+        subject: format!("Re: Question {n}"),
+        generated_response: format!("Answer {n}."),
+        context_used: Vec::new(),
+        agent_email: AGENT.into(),
+        escalate: false,
+        escalation_reason: None,
+        in_reply_to: Some(format!("q{n}@customer.example")),
+        references: Vec::new(),
+        original_subject: Some(format!("Question {n}")),
+    }
+}
+
+async fn counts(pool: &PgPool) -> (i64, i64, i64) {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE state = 'sent'), count(*) FILTER (WHERE state = 'drafted'), \
+         count(*) FILTER (WHERE state = 'claimed') FROM replies",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap_or((0, 0, 0))
+}
+
+#[tokio::test]
+async fn three_senders_share_the_quota_and_a_killed_one_neither_loses_nor_repeats_a_reply() {
+    let (vhost, db, outbox) = (TestVhost::create().await, TestDb::create().await, TestDir::create());
+    let prefix = format!("mailroom-test:{}", uuid::Uuid::new_v4().simple());
+    let env = vec![
+        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
+        ("MAILROOM__DATABASE__URL", db.url()),
+        ("MAILROOM__HTTP__LISTEN", "127.0.0.1:0".to_owned()),
+        ("MAILROOM__OUTBOX__MAILDIR", outbox.path.display().to_string()),
+        // 100 per 5-second window stands in for 100 per hour.
+        ("MAILROOM__SENDER__RATE_LIMIT", "100".to_owned()),
+        ("MAILROOM__SENDER__RATE_WINDOW_SECS", "5".to_owned()),
+        ("MAILROOM__SENDER__RATE_BURST", "1".to_owned()),
+        ("MAILROOM__SENDER__CLAIM_LEASE_SECS", "2".to_owned()),
+        ("MAILROOM__SENDER__REDIS_PREFIX", prefix.clone()),
+        ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "250,1000,5000".to_owned()),
+    ];
+    let (code, out) = run(&bin_path("mailroom"), &["topology", "apply"], &env).await;
+    assert_eq!(code, 0, "{out}");
+    let mut senders: Vec<_> = (0..3).map(|_| spawn(&bin_path("sender"), &[], &env)).collect();
+    let conn =
+        lapin::Connection::connect(&vhost.amqp_url(), lapin::ConnectionProperties::default()).await.expect("amqp");
+    let publisher = Publisher::open(&conn, None).await.expect("publisher");
+    // 494 customers once each, and one address that writes six times (a reply storm).
+    for n in 0..500 {
+        let to = if n % 90 == 0 { "storm@example.com".to_owned() } else { format!("customer{n}@example.com") };
+        publisher.publish(&to_send(n, &to)).await.expect("publish");
+    }
+    let pool = PgPool::connect(&db.url()).await.expect("pool");
+
+    // Kill one sender with SIGKILL once the run is well under way, and start it again.
+    wait_for(Duration::from_secs(60), "150 replies", || async { (counts(&pool).await.0 >= 150).then_some(()) }).await;
+    signal(&senders[0], "KILL");
+    let _ = senders[0].wait().await;
+    senders[0] = spawn(&bin_path("sender"), &[], &env);
+
+    wait_for(Duration::from_secs(120), "every email answered", || async {
+        let (sent, drafted, _) = counts(&pool).await;
+        (sent + drafted == 500).then_some(())
+    })
+    .await;
+    let (sent, drafted, claimed) = counts(&pool).await;
+    assert_eq!((sent, drafted, claimed), (499, 1, 0));
+    let storm: Vec<(String,)> =
+        sqlx::query_as("SELECT state FROM replies WHERE recipient = 'storm@example.com' ORDER BY state")
+            .fetch_all(&pool)
+            .await
+            .expect("storm");
+    assert_eq!(storm.iter().filter(|(s,)| s == "drafted").count(), 1, "the sixth reply to one address is a draft");
+
+    // Exactly one file per answered email: none twice, none lost.
+    let sent_files = files(&outbox.path);
+    let keys: HashSet<String> = sent_files
+        .iter()
+        .map(|p| p.file_name().expect("name").to_string_lossy().split('.').next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!((sent_files.len(), keys.len()), (499, 499), "one sent file per email");
+    assert_eq!(files(&outbox.path.join(".Drafts")).len(), 1);
+
+    // The quota: at most burst + limit in any window, and the whole run paced by it.
+    let times: Vec<(DateTime<Utc>,)> =
+        sqlx::query_as("SELECT completed_at FROM replies WHERE state = 'sent' ORDER BY completed_at")
+            .fetch_all(&pool)
+            .await
+            .expect("times");
+    let first = times[0].0;
+    let in_first_window = times.iter().filter(|(t,)| *t < first + chrono::Duration::seconds(5)).count();
+    assert!((80..=102).contains(&in_first_window), "sent in the first window: {in_first_window}");
+    let span = times[times.len() - 1].0 - first;
+    assert!(span >= chrono::Duration::seconds(23), "499 sends at 20/s take about 25 s, took {span}");
+    let most_in_any_window = (0..times.len())
+        .map(|i| times[i..].iter().take_while(|(t,)| *t < times[i].0 + chrono::Duration::seconds(5)).count())
+        .max()
+        .unwrap_or(0);
+    assert!(most_in_any_window <= 102, "at most ~101 sends in any 5 s window, saw {most_in_any_window}");
+
+    // Nothing left behind in the queues.
+    wait_for(Duration::from_secs(15), "queues to drain", || async {
+        let work = vhost.depth("emails.to_send").await;
+        let dead = vhost.depth("dead_letter_queue").await;
+        (work == (0, 0) && dead == (0, 0)).then_some(())
+    })
+    .await;
+    for s in &senders {
+        signal(s, "TERM");
+    }
+    for mut s in senders {
+        let _ = tokio::time::timeout(Duration::from_secs(30), s.wait()).await;
+    }
+    let mut redis = redis::aio::ConnectionManager::new(redis::Client::open("redis://127.0.0.1:6379").expect("url"))
+        .await
+        .expect("redis");
+    let keys: Vec<String> = redis::AsyncCommands::keys(&mut redis, format!("{prefix}:*")).await.expect("keys");
+    for k in keys {
+        let _: () = redis::AsyncCommands::del(&mut redis, k).await.expect("del");
+    }
+}
+
+#[tokio::test]
+async fn our_own_reply_fed_back_into_the_mailbox_is_never_answered() {
+    let (vhost, db, dir) = (TestVhost::create().await, TestDb::create().await, TestDir::create());
+    let (maildir, outbox) = (dir.path.join("inbox"), dir.path.join("outbox"));
+    let prefix = format!("mailroom-test:{}", uuid::Uuid::new_v4().simple());
+    let env = vec![
+        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
+        ("MAILROOM__DATABASE__URL", db.url()),
+        ("MAILROOM__HTTP__LISTEN", "127.0.0.1:0".to_owned()),
+        ("MAILROOM__MAILBOX__MAILDIR", maildir.display().to_string()),
+        ("MAILROOM__MAILBOX__AGENT_EMAIL", AGENT.to_owned()),
+        ("MAILROOM__MAILBOX__POLL_INTERVAL_MS", "200".to_owned()),
+        ("MAILROOM__OUTBOX__MAILDIR", outbox.display().to_string()),
+        // No documents: the generator sends a holding reply rather than drafting, so there is a
+        // real sent reply to feed back.
+        ("MAILROOM__RAG__NO_CONTEXT", "holding_reply".to_owned()),
+        ("MAILROOM__SENDER__REDIS_PREFIX", prefix.clone()),
+        ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "200,400".to_owned()),
+    ];
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
+    }
+    let (code, out) = run(&bin_path("mailroom"), &["topology", "apply"], &env).await;
+    assert_eq!(code, 0, "{out}");
+    let _workers: Vec<_> =
+        ["poller", "classifier", "rag-generator", "sender"].iter().map(|b| spawn(&bin_path(b), &[], &env)).collect();
+    let question = "From: Anna Schmidt <anna@customer.example>\r\nTo: support@northwind.example\r\n\
+        Subject: How do I reset my Lift Pro?\r\nMessage-ID: <q1@customer.example>\r\n\
+        Date: Thu, 26 Nov 2026 10:00:00 +0000\r\n\r\nHello, my Lift Pro does not respond. How do I reset it? Anna\r\n";
+    std::fs::write(maildir.join("new/1764150000.q1.host"), question).expect("write");
+    let reply =
+        wait_for(Duration::from_secs(60), "our reply in the outbox", || async { files(&outbox).into_iter().next() })
+            .await;
+    // The reply comes back: a bounce, a CC to ourselves, or a customer's auto-forward.
+    std::fs::copy(&reply, maildir.join("new/1764150100.loop.host")).expect("feed back");
+    let pool = PgPool::connect(&db.url()).await.expect("pool");
+    let verdicts: Vec<(String, bool, String)> = wait_for(Duration::from_secs(60), "both verdicts", || async {
+        let rows: Vec<(String, bool, String)> =
+            sqlx::query_as("SELECT email_id, is_support_inquiry, category FROM classifications ORDER BY created_at")
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_default();
+        (rows.len() == 2).then_some(rows)
+    })
+    .await;
+    assert!(verdicts[0].1, "the customer's question is support: {verdicts:?}");
+    assert!(!verdicts[1].1, "our own auto-reply is not: {verdicts:?}");
+    // Give the pipeline time to do the wrong thing before checking it did not.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let replies: i64 = sqlx::query_scalar("SELECT count(*) FROM replies").fetch_one(&pool).await.expect("count");
+    assert_eq!(replies, 1, "exactly one reply: to the customer");
+    assert_eq!(files(&outbox).len(), 1);
+    assert_eq!(vhost.depth("emails.to_send").await, (0, 0));
+}
