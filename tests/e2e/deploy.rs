@@ -104,10 +104,11 @@ fn crate_sources(bin: &str) -> String {
 }
 
 /// Whether a worker serves `/metrics`, `/healthz` and `/readyz`: it runs through the consumer
-/// runtime's `serve_worker*` or merges `pipeline_core::http::router` into its own app.
+/// runtime's `serve_worker*`, binds pipeline-core's `HealthServer` (the poller) or merges
+/// `pipeline_core::http::router` into its own app. Every worker must (DESIGN.md §6).
 fn serves_health(bin: &str) -> bool {
     let src = crate_sources(bin);
-    src.contains("serve_worker") || src.contains("http::router")
+    src.contains("serve_worker") || src.contains("HealthServer::bind") || src.contains("http::router")
 }
 
 /// Whether a worker consumes a queue through the consumer runtime (and so drains on SIGTERM for
@@ -447,6 +448,8 @@ fn every_binary_is_in_the_image_and_every_worker_is_deployed() {
             services.get(worker).unwrap_or_else(|| panic!("docker-compose.workers.yml has no {worker} service"));
         let command = first_value(block, "command").unwrap_or_default();
         assert_eq!(command, format!("[\"{worker}\"]"), "compose service {worker} runs its binary");
+        // Every worker serves /readyz, so none opts out of the healthcheck it inherits.
+        assert!(!block.contains("disable: true"), "compose service {worker} disables its healthcheck");
     }
     let setup = services.get("setup").expect("the compose setup service");
     assert!(setup.contains("mailroom topology apply && mailroom migrate"), "{setup}");
@@ -586,8 +589,9 @@ fn dashboards_and_alerts_use_metrics_that_exist() {
         assert!(text.contains("metrics_path: /metrics/detailed"), "the detailed endpoint is scraped");
         assert!(text.contains("alerts.yml"), "the alert rules are loaded");
     }
-    // Every worker with a metrics endpoint is scraped under compose.
-    for worker in workers().iter().filter(|w| serves_health(w)) {
+    // Every worker has a metrics endpoint, and it is scraped under compose.
+    for worker in &workers() {
+        assert!(serves_health(worker), "{worker} serves no /metrics (every worker must, DESIGN.md §6)");
         assert!(scrape.contains(worker.as_str()), "prometheus.yml does not scrape {worker}");
     }
 }
@@ -670,21 +674,17 @@ fn pods_probe_the_health_endpoints_and_drain_before_they_are_killed() {
             );
         }
 
+        // Every worker serves the endpoints (DESIGN.md §6), so every pod is probed and scraped;
+        // a probe of a port nobody listens on would restart the pod forever, hence the check.
         let port = if worker == "upload-api" { api_port } else { worker_port };
-        if serves_health(&worker) {
-            assert_eq!(doc.value("containerPort"), Some(port.to_string()), "{worker} exposes its health port");
-            assert_eq!(doc.value("prometheus.io/port"), Some(port.to_string()), "{worker} is scraped on it");
-            let probe = |kind: &str| doc.lines().skip_while(|l| *l != format!("{kind}:")).nth(2).and_then(yaml_value);
-            assert_eq!(probe("livenessProbe").as_deref(), Some("/healthz"), "{worker}: liveness on /healthz");
-            assert_eq!(probe("startupProbe").as_deref(), Some("/healthz"), "{worker}: startup on /healthz");
-            assert_eq!(probe("readinessProbe").as_deref(), Some("/readyz"), "{worker}: readiness on /readyz");
-        } else {
-            // Probing a port nobody listens on would restart the pod forever.
-            assert!(
-                !doc.text.contains("Probe:") && !doc.text.contains("prometheus.io/scrape"),
-                "{worker} serves no health endpoint: no probes, no scraping (add them when it does)"
-            );
-        }
+        assert!(serves_health(&worker), "{worker} serves no /healthz and /readyz, so it cannot be probed");
+        assert_eq!(doc.value("containerPort"), Some(port.to_string()), "{worker} exposes its health port");
+        assert_eq!(doc.value("prometheus.io/scrape").as_deref(), Some("true"), "{worker} is scraped");
+        assert_eq!(doc.value("prometheus.io/port"), Some(port.to_string()), "{worker} is scraped on it");
+        let probe = |kind: &str| doc.lines().skip_while(|l| *l != format!("{kind}:")).nth(2).and_then(yaml_value);
+        assert_eq!(probe("livenessProbe").as_deref(), Some("/healthz"), "{worker}: liveness on /healthz");
+        assert_eq!(probe("startupProbe").as_deref(), Some("/healthz"), "{worker}: startup on /healthz");
+        assert_eq!(probe("readinessProbe").as_deref(), Some("/readyz"), "{worker}: readiness on /readyz");
     }
 }
 

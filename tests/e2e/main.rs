@@ -2,12 +2,14 @@
 //! a test must clean up what it created, so the throw-away vhosts and databases really go away.
 
 mod broker_security;
+mod demo;
 mod deploy;
 mod ingestion;
 mod pipeline;
 mod poller;
 mod sender;
 mod stack;
+mod up;
 
 use mailroom_tests::{TestDb, TestVhost, bin_path, mgmt, run};
 

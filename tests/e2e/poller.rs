@@ -101,3 +101,63 @@ async fn every_parseable_message_is_published_under_one_id_across_a_sigkill_and_
     assert!(bad.iter().all(|(_, reason)| reason.as_deref().is_some_and(|r| !r.is_empty())));
     assert_eq!(rows.iter().filter(|(s, _)| s == "published").count(), parseable.len());
 }
+
+#[tokio::test]
+async fn a_sample_rate_routes_only_that_share_of_new_mail_and_leaves_the_rest_untouched() {
+    let (vhost, db, maildir) = (TestVhost::create().await, TestDb::create().await, TestDir::create());
+    for dir in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(maildir.path.join(dir)).expect("maildir");
+    }
+    let mut sampled = HashSet::new();
+    let mut left = HashSet::new();
+    for i in 0..120 {
+        let id = format!("1764150000.M{i:03}P7.host");
+        let raw = format!(
+            "From: c{i}@example.com\r\nTo: {AGENT}\r\nSubject: Question {i}\r\nMessage-ID: <q{i}@example.com>\r\n\r\nHello?\r\n"
+        );
+        std::fs::write(maildir.path.join("new").join(&id), raw).expect("write");
+        if poller::in_sample(0.25, &id) {
+            sampled.insert(id)
+        } else {
+            left.insert(id)
+        };
+    }
+    assert!(!sampled.is_empty() && left.len() > sampled.len());
+    let env = vec![
+        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
+        ("MAILROOM__DATABASE__URL", db.url()),
+        ("MAILROOM__MAILBOX__MAILDIR", maildir.path.display().to_string()),
+        ("MAILROOM__MAILBOX__AGENT_EMAIL", AGENT.to_owned()),
+        ("MAILROOM__MAILBOX__POLL_INTERVAL_MS", "100".to_owned()),
+        ("MAILROOM__MAILBOX__SAMPLE_RATE", "0.25".to_owned()),
+    ];
+    // The queue must exist before the test reads it (a get on a missing queue closes the channel).
+    let (code, out) = mailroom_tests::run(&bin_path("mailroom"), &["topology", "apply"], &env).await;
+    assert_eq!(code, 0, "{out}");
+    let _poller = spawn(&bin_path("poller"), &[], &env);
+    let conn =
+        lapin::Connection::connect(&vhost.amqp_url(), lapin::ConnectionProperties::default()).await.expect("amqp");
+    let ch = conn.create_channel().await.expect("channel");
+    let mut published = HashSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while published.len() < sampled.len() {
+        assert!(std::time::Instant::now() < deadline, "only {} of {} sampled messages", published.len(), sampled.len());
+        while let Ok(Some(m)) = ch.basic_get("emails.to_classify".into(), BasicGetOptions { no_ack: true }).await {
+            let email: EmailToClassify = serde_json::from_slice(&m.delivery.data).expect("json");
+            published.insert(email.email_id);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A few more passes: nothing outside the sample is ever taken.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    while let Ok(Some(m)) = ch.basic_get("emails.to_classify".into(), BasicGetOptions { no_ack: true }).await {
+        let email: EmailToClassify = serde_json::from_slice(&m.delivery.data).expect("json");
+        published.insert(email.email_id);
+    }
+    assert_eq!(published, sampled);
+    let still_new: HashSet<String> = std::fs::read_dir(maildir.path.join("new"))
+        .expect("new")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(still_new, left, "mail outside the sample stays unread in new/");
+}

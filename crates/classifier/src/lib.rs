@@ -14,11 +14,12 @@ pub mod rules;
 
 use std::sync::Arc;
 
-use llm::{ChainOutcome, GenerateRequest, ProviderChain};
+use llm::metrics::SharedMetric;
+use llm::{ChainOutcome, GenerateRequest, LlmMetrics, ProviderChain};
 use mailroom_db::pipeline::{self, NewClassification};
 use pipeline_core::messages::{Classification, EmailToClassify, EmailToRespond, new_message_id};
 use pipeline_core::topology::EMAILS_TO_CLASSIFY;
-use pipeline_core::{DeliveryMeta, Handler, HandlerError, Outgoing, Settings};
+use pipeline_core::{DeliveryMeta, Handler, HandlerError, Outgoing, Settings, Telemetry};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tracing::info;
@@ -210,9 +211,14 @@ impl Handler for ClassifyHandler {
 pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
     let pool = mailroom_db::connect_and_migrate(&settings.database.url, settings.database.max_connections).await?;
     let llm_settings: llm::LlmSettings = settings.section("llm")?;
-    let chain = ProviderChain::from_settings(&llm_settings)?;
+    // The chain's metrics go to the worker's /metrics with the runtime's own.
+    let telemetry = Arc::new(Telemetry::default());
+    let llm_metrics = LlmMetrics::default();
+    llm_metrics
+        .register(&|name: &str, help: &str, metric: SharedMetric| telemetry.metrics.register(name, help, metric));
+    let chain = ProviderChain::from_settings(&llm_settings)?.with_metrics(&llm_metrics, "classify");
     info!(providers = ?chain.names(), "Classifier starting.");
     let handler = Arc::new(ClassifyHandler::new(pool, chain));
-    pipeline_core::serve_worker(WORKER_NAME, &EMAILS_TO_CLASSIFY, handler, &settings, shutdown).await?;
+    pipeline_core::serve_worker_with(WORKER_NAME, &EMAILS_TO_CLASSIFY, handler, &settings, telemetry, shutdown).await?;
     Ok(())
 }

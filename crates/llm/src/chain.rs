@@ -9,6 +9,9 @@
 //! When nothing answered, the outcome is transient (`QuotaExceededError`: the message goes
 //! back through the retry ladder) unless every provider rejected the request itself, which no
 //! retry will fix.
+//!
+//! With [`ProviderChain::with_metrics`] the walk also records each request's outcome and
+//! latency, each skip and each failover in [`LlmMetrics`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,6 +25,7 @@ use tokio::time::Instant;
 
 use crate::anthropic::AnthropicProvider;
 use crate::gemini::GeminiProvider;
+use crate::metrics::{self, FailoverLabels, LlmMetrics, NO_PROVIDER_LEFT, ProviderLabels, RequestLabels};
 use crate::openai::{self, OpenAiProvider};
 use crate::{GenerateRequest, LlmError, LlmProvider, LlmSettings};
 
@@ -186,11 +190,34 @@ impl Slot {
     }
 }
 
+/// The metrics a chain records, and the `operation` label of its requests.
+struct Recorder {
+    metrics: LlmMetrics,
+    operation: String,
+}
+
+impl Recorder {
+    fn provider(&self, name: &str) -> ProviderLabels {
+        ProviderLabels { provider: name.to_owned(), operation: self.operation.clone() }
+    }
+
+    fn request(&self, name: &str, outcome: &'static str, seconds: f64) {
+        self.metrics.request_seconds.get_or_create(&self.provider(name)).observe(seconds);
+        let labels = RequestLabels { provider: name.to_owned(), operation: self.operation.clone(), outcome };
+        self.metrics.requests.get_or_create(&labels).inc();
+    }
+
+    fn failover(&self, from: &str, to: &str) {
+        self.metrics.failovers.get_or_create(&FailoverLabels { from: from.to_owned(), to: to.to_owned() }).inc();
+    }
+}
+
 /// The ordered failover list. Cool-downs and counters belong to the instance and are safe to
 /// share between concurrent calls.
 pub struct ProviderChain {
     slots: Vec<Slot>,
     cooldown: Duration,
+    recorder: Option<Recorder>,
 }
 
 impl fmt::Debug for ProviderChain {
@@ -214,7 +241,14 @@ impl ProviderChain {
                 skipped: AtomicU64::new(0),
             })
             .collect();
-        Self { slots, cooldown }
+        Self { slots, cooldown, recorder: None }
+    }
+
+    /// Records this chain's requests in `metrics`, labelled with `operation` (what the chain is
+    /// used for: `classify`, `generate`). Several chains may share one [`LlmMetrics`].
+    pub fn with_metrics(mut self, metrics: &LlmMetrics, operation: impl Into<String>) -> Self {
+        self.recorder = Some(Recorder { metrics: metrics.clone(), operation: operation.into() });
+        self
     }
 
     /// The chain of `[llm]` settings: `providers` lists `gemini`, `anthropic`, `openai` and
@@ -292,9 +326,15 @@ impl ProviderChain {
         F: Fn(&'a dyn LlmProvider) -> BoxFuture<'a, Result<T, LlmError>>,
     {
         let mut errors = Vec::new();
+        // The provider whose request failed last: the next entry the walk uses is where it
+        // failed over to.
+        let mut failed_from: Option<&str> = None;
         for slot in &self.slots {
             let provider = match &slot.entry {
                 Entry::Local => {
+                    if let (Some(recorder), Some(from)) = (&self.recorder, failed_from) {
+                        recorder.failover(from, LOCAL);
+                    }
                     slot.answered.fetch_add(1, Ordering::Relaxed);
                     if !errors.is_empty() {
                         tracing::info!(failed = errors.len(), "remote LLM providers failed; using the local model");
@@ -306,6 +346,9 @@ impl ProviderChain {
             let name = slot.name.as_str();
             if let Some(remaining) = slot.cooling_for(Instant::now()) {
                 slot.skipped.fetch_add(1, Ordering::Relaxed);
+                if let Some(recorder) = &self.recorder {
+                    recorder.metrics.skipped.get_or_create(&recorder.provider(name)).inc();
+                }
                 tracing::debug!(
                     provider = name,
                     remaining_secs = remaining.as_secs_f64(),
@@ -322,13 +365,23 @@ impl ProviderChain {
                 });
                 continue;
             }
-            match call(provider).await {
+            if let (Some(recorder), Some(from)) = (&self.recorder, failed_from.take()) {
+                recorder.failover(from, name);
+            }
+            let started = Instant::now();
+            let result = call(provider).await;
+            if let Some(recorder) = &self.recorder {
+                let outcome = result.as_ref().map_or_else(metrics::outcome, |_| "ok");
+                recorder.request(name, outcome, started.elapsed().as_secs_f64());
+            }
+            match result {
                 Ok(value) => {
                     slot.answered.fetch_add(1, Ordering::Relaxed);
                     return Ok(ChainOutcome::Answered { value, provider: slot.name.clone() });
                 }
                 Err(error) => {
                     slot.failures.fetch_add(1, Ordering::Relaxed);
+                    failed_from = Some(name);
                     let cooldown = self.cooldown_after(&error);
                     if let Some(cooldown) = cooldown {
                         slot.cool_down(cooldown);
@@ -343,6 +396,9 @@ impl ProviderChain {
                     errors.push(error);
                 }
             }
+        }
+        if let (Some(recorder), Some(from)) = (&self.recorder, failed_from) {
+            recorder.failover(from, NO_PROVIDER_LEFT);
         }
         if !errors.is_empty() && errors.iter().all(is_request_rejection) {
             Err(ChainError::Rejected { errors })

@@ -17,12 +17,14 @@ pub mod anthropic;
 pub mod chain;
 pub mod gemini;
 pub mod json;
+pub mod metrics;
 pub mod openai;
 mod transport;
 
 pub use anthropic::AnthropicProvider;
 pub use chain::{ChainError, ChainOutcome, ChainStats, Entry, ProviderChain, UnknownProvider};
 pub use gemini::GeminiProvider;
+pub use metrics::LlmMetrics;
 pub use openai::OpenAiProvider;
 
 /// One generation request. Untrusted text (a customer's email) belongs in `user`, framed as

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use axum::http::Method;
 use llm::chain::{Entry, UnknownProvider};
+use llm::metrics::SharedMetric;
 use llm::{
-    AnthropicProvider, ChainError, ChainOutcome, GeminiProvider, GenerateRequest, LlmError, LlmProvider, LlmSettings,
-    OpenAiProvider, ProviderChain, ProviderSettings,
+    AnthropicProvider, ChainError, ChainOutcome, GeminiProvider, GenerateRequest, LlmError, LlmMetrics, LlmProvider,
+    LlmSettings, OpenAiProvider, ProviderChain, ProviderSettings,
 };
 use mailroom_tests::fake_http::{FakeServer, Reply};
 use secrecy::SecretString;
@@ -974,6 +975,78 @@ fn chain_from_settings() {
 
     let error = ProviderChain::from_settings(&llm_settings(&[])).expect_err("empty list");
     assert_eq!(error, UnknownProvider::Empty);
+}
+
+#[tokio::test]
+async fn chain_metrics_count_outcomes_skips_and_failovers_in_the_worker_registry() {
+    // Registered the way the classifier and the RAG generator do: in the worker's telemetry, so
+    // the lines below are what their /metrics shows.
+    let telemetry = pipeline_core::Telemetry::default();
+    let metrics = LlmMetrics::default();
+    metrics.register(&|name: &str, help: &str, metric: SharedMetric| telemetry.metrics.register(name, help, metric));
+
+    // Gemini is rate limited (and then cools down); Anthropic answers twice, then is overloaded.
+    let gemini_server =
+        FakeServer::start(|_| Reply::json(429, gemini_429("GenerateRequestsPerMinutePerProjectPerModel-FreeTier")))
+            .await;
+    let anthropic_server = FakeServer::sequence(|n| {
+        if n < 2 {
+            Reply::json(200, anthropic_text("from anthropic"))
+        } else {
+            Reply::json(529, anthropic_error("overloaded_error", "Overloaded"))
+        }
+    })
+    .await;
+    let chain = ProviderChain::new(
+        vec![
+            Entry::Remote(Box::new(gemini(&gemini_server))),
+            Entry::Remote(Box::new(anthropic(&anthropic_server))),
+            Entry::Local,
+        ],
+        Duration::from_secs(60),
+    )
+    .with_metrics(&metrics, "generate");
+    let answered = ChainOutcome::Answered { value: "from anthropic".to_owned(), provider: "anthropic".to_owned() };
+    assert_eq!(chain.generate(&request()).await.expect("anthropic answers"), answered);
+    assert_eq!(chain.generate(&request()).await.expect("anthropic answers again"), answered);
+    assert_eq!(chain.generate(&request()).await.expect("local takes over"), ChainOutcome::UseLocal);
+    assert_eq!((gemini_server.count(), anthropic_server.count()), (1, 3));
+
+    // A second chain on the same metrics, for another operation, where nobody is left.
+    let openai_server = FakeServer::start(|_| {
+        Reply::json(400, openai_error("Invalid 'max_tokens'.", "invalid_request_error", Some("invalid_value")))
+    })
+    .await;
+    let classify = ProviderChain::new(vec![Entry::Remote(Box::new(openai(&openai_server)))], Duration::from_secs(60))
+        .with_metrics(&metrics, "classify");
+    let error = classify.generate_json(&request(), &schema(), &accept_all).await.expect_err("rejected");
+    assert!(matches!(error, ChainError::Rejected { .. }), "{error:?}");
+
+    let text = telemetry.metrics.encode();
+    let lines: Vec<&str> = text.lines().collect();
+    for expected in [
+        "# TYPE mailroom_llm_requests counter",
+        r#"mailroom_llm_requests_total{provider="gemini",operation="generate",outcome="rate_limited"} 1"#,
+        r#"mailroom_llm_requests_total{provider="anthropic",operation="generate",outcome="ok"} 2"#,
+        r#"mailroom_llm_requests_total{provider="anthropic",operation="generate",outcome="unavailable"} 1"#,
+        r#"mailroom_llm_requests_total{provider="openai",operation="classify",outcome="rejected"} 1"#,
+        "# TYPE mailroom_llm_request_duration_seconds histogram",
+        r#"mailroom_llm_request_duration_seconds_count{provider="gemini",operation="generate"} 1"#,
+        r#"mailroom_llm_request_duration_seconds_count{provider="anthropic",operation="generate"} 3"#,
+        r#"mailroom_llm_request_duration_seconds_count{provider="openai",operation="classify"} 1"#,
+        // Cooling down after the 429, Gemini was not asked by the second and third walks.
+        r#"mailroom_llm_skipped_total{provider="gemini",operation="generate"} 2"#,
+        "# TYPE mailroom_llm_failovers counter",
+        r#"mailroom_llm_failovers_total{from="gemini",to="anthropic"} 1"#,
+        r#"mailroom_llm_failovers_total{from="anthropic",to="local"} 1"#,
+        r#"mailroom_llm_failovers_total{from="openai",to="none"} 1"#,
+    ] {
+        assert!(lines.contains(&expected), "missing {expected:?} in:\n{text}");
+    }
+    // A walk that went straight to a healthy provider (the second one) is no failover, and the
+    // runtime's own metrics are still there beside the chain's.
+    assert_eq!(lines.iter().filter(|l| l.starts_with("mailroom_llm_failovers_total{")).count(), 3, "{text}");
+    assert!(text.contains("# TYPE mailroom_amqp_reconnects counter"), "{text}");
 }
 
 #[tokio::test]

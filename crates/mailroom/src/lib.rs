@@ -1,9 +1,14 @@
-//! The `mailroom` operator CLI: apply and verify the broker topology, migrate the database.
+//! The `mailroom` operator CLI: the one-command demo, running the workers locally, applying and
+//! verifying the broker topology, migrating the database, ingesting documents, status, and dead
+//! letters.
 
+pub mod demo_cmd;
 pub mod dlq_cmd;
 pub mod ingest_cmd;
+pub mod procs;
 pub mod status_cmd;
 pub mod topology_cmd;
+pub mod up_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +31,11 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the whole pipeline on the offline defaults over the bundled examples (own vhost and
+    /// database), then print what became of each email.
+    Demo(demo_cmd::DemoArgs),
+    /// Run every worker as a child process (counts from --scale or [up]); Ctrl-C stops them.
+    Up(up_cmd::UpArgs),
     /// Declare or check the broker topology (exchanges, queues, bindings, retry queues).
     Topology {
         /// apply or verify.
@@ -75,6 +85,8 @@ pub enum TopologyAction {
 /// Runs a parsed command.
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Demo(args) => demo_cmd::demo(&settings, args).await,
+        Command::Up(args) => up_cmd::up(&settings, args).await,
         Command::Topology { action: TopologyAction::Apply } => topology_cmd::apply(&settings).await,
         Command::Topology { action: TopologyAction::Verify } => topology_cmd::verify(&settings).await,
         Command::Status { json } => status_cmd::status(&settings, json).await,

@@ -16,7 +16,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    pipeline_core::telemetry::init_tracing(&settings.telemetry);
+    // The demo talks to the user itself; only problems from the libraries belong beside it.
+    let mut telemetry = settings.telemetry.clone();
+    if matches!(cli.command, mailroom::Command::Demo(_)) {
+        telemetry.level = "warn".into();
+    }
+    pipeline_core::telemetry::init_tracing(&telemetry);
     match mailroom::run(cli, settings).await {
         Ok(code) => code,
         Err(e) => {

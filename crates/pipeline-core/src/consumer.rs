@@ -12,7 +12,13 @@
 //! Connection loss ends the session; the worker reconnects with backoff and jitter, re-declares
 //! and resumes. On shutdown it stops consuming, lets in-flight handlers finish within the drain
 //! deadline and closes the connection, so whatever did not finish is redelivered.
+//!
+//! A worker that may not declare (`topology.declare = false`, running as its role's broker user)
+//! checks passively only what it uses ([`UsedTopology`]): its own queue and the exchanges it
+//! publishes to. Checking the whole topology would need a permission on every queue and
+//! exchange from RabbitMQ 4.2.6 on, which a least-privilege role does not have.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -21,8 +27,9 @@ use std::time::{Duration, Instant};
 use futures_util::{FutureExt as _, StreamExt as _};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Connection};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use tracing::{debug, error, info, warn};
@@ -33,7 +40,9 @@ use crate::messages::{DeadLetter, FailureInfo};
 use crate::publisher::{Outgoing, Publisher, RETRY_COUNT_HEADER, int_header};
 use crate::settings::{ConsumerSettings, Settings};
 use crate::telemetry::{DeadLetterLabels, QueueLabel, Telemetry};
-use crate::topology::{QueueSpec, RETRY_EXCHANGE, RetryStep, Topology};
+use crate::topology::{
+    self, EMAILS_TO_CLASSIFY, EMAILS_TO_RESPOND, QueueSpec, RETRY_EXCHANGE, RetryStep, Route, Topology,
+};
 
 /// What a handler learns about a delivery besides its body.
 #[derive(Debug, Clone, Default)]
@@ -362,6 +371,70 @@ pub enum WorkerError {
     Config(String),
 }
 
+/// The part of the topology one process uses: the queues it consumes and the exchanges it
+/// publishes to. A process that may not declare checks that these exist, and only these:
+/// RabbitMQ 4.2.6 and later check permissions on passive declares too (4.2.6 and 4.3.0 demand
+/// configure, later releases any permission on the resource), and a role user has read on its
+/// own queue and write on its exchanges, nothing on the rest.
+///
+/// Not checked: the retry delay queues behind `retry_exchange` and the queues behind the other
+/// exchanges, on which the role has no permission. Every publish is mandatory and confirmed, so
+/// a missing one still shows up, as a returned publish that the runtime retries or requeues.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsedTopology {
+    /// Exchanges published to.
+    pub exchanges: BTreeSet<&'static str>,
+    /// Queues consumed.
+    pub queues: BTreeSet<&'static str>,
+}
+
+impl UsedTopology {
+    /// What a consumer of `queue` uses: the queue, `retry_exchange` (its retry ladder), the
+    /// exchange its failures are dead-lettered through, and the exchanges of `publishes` (the
+    /// routes its handler sends results to).
+    pub fn consumer(queue: &'static QueueSpec, publishes: &[Route]) -> Self {
+        let mut used = Self::producer(publishes);
+        used.queues.insert(queue.name);
+        used.exchanges.insert(RETRY_EXCHANGE);
+        used.exchanges.insert(queue.failure_route().exchange);
+        used
+    }
+
+    /// What a producer publishing to `routes` uses: their exchanges.
+    pub fn producer(routes: &[Route]) -> Self {
+        Self { exchanges: routes.iter().map(|r| r.exchange).collect(), queues: BTreeSet::new() }
+    }
+
+    /// Checks, without creating anything, that each exchange and queue exists (passive
+    /// declares). Fails with the broker's `NOT_FOUND` (or, on a broker that wants more
+    /// permission than the role has, `ACCESS_REFUSED`) for the first one that does not.
+    pub async fn check_exists(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        let passive = ExchangeDeclareOptions { passive: true, ..Default::default() };
+        for exchange in &self.exchanges {
+            channel.exchange_declare((*exchange).into(), ExchangeKind::Direct, passive, FieldTable::default()).await?;
+        }
+        let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+        for queue in &self.queues {
+            channel.queue_declare((*queue).into(), passive, FieldTable::default()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the stage consuming `queue` sends its results, by the pipeline's order: the
+/// classifier (`emails.to_classify`) to `respond`, the RAG generator (`emails.to_respond`) to
+/// `send`; the sender and the document ingester publish no results. The default of
+/// [`Worker::publishing_to`].
+pub fn next_stage_routes(queue: &QueueSpec) -> &'static [Route] {
+    if *queue == EMAILS_TO_CLASSIFY {
+        &[topology::RESPOND]
+    } else if *queue == EMAILS_TO_RESPOND {
+        &[topology::SEND]
+    } else {
+        &[]
+    }
+}
+
 /// A consuming worker: reconnecting consume loop around a [`Processor`].
 pub struct Worker<H> {
     name: String,
@@ -370,6 +443,7 @@ pub struct Worker<H> {
     settings: Settings,
     consumer: ConsumerSettings,
     topology: Topology,
+    publishes: Vec<Route>,
     telemetry: Arc<Telemetry>,
 }
 
@@ -398,7 +472,21 @@ impl<H: Handler> Worker<H> {
         let name = name.into();
         let consumer = settings.consumer_for(&name);
         let topology = Topology::new(&settings.topology.retry_delays_ms);
-        Self { name, queue, handler, settings: settings.clone(), consumer, topology, telemetry }
+        let publishes = next_stage_routes(queue).to_vec();
+        Self { name, queue, handler, settings: settings.clone(), consumer, topology, publishes, telemetry }
+    }
+
+    /// Sets the routes the handler publishes its results to (default: [`next_stage_routes`] of
+    /// the queue). Only used to check, when the worker may not declare, that their exchanges
+    /// exist before it reports ready; publishing elsewhere still works.
+    pub fn publishing_to(mut self, routes: &[Route]) -> Self {
+        self.publishes = routes.to_vec();
+        self
+    }
+
+    /// What this worker uses of the topology, and so checks when it may not declare.
+    pub fn used_topology(&self) -> UsedTopology {
+        UsedTopology::consumer(self.queue, &self.publishes)
     }
 
     /// Consumes until `shutdown` completes, reconnecting whenever the connection is lost.
@@ -450,7 +538,8 @@ impl<H: Handler> Worker<H> {
         if self.settings.topology.declare {
             self.topology.declare(&setup).await.map_err(|e| format!("cannot declare topology: {e}"))?;
         } else {
-            self.topology
+            // Only what this worker uses: a role user may not even look at the rest.
+            self.used_topology()
                 .check_exists(&setup)
                 .await
                 .map_err(|e| format!("topology missing (run `mailroom topology apply` as the admin role): {e}"))?;
@@ -596,4 +685,30 @@ pub enum ServeError {
     /// The worker is misconfigured.
     #[error(transparent)]
     Worker(#[from] WorkerError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::{DOCUMENTS_TO_INGEST, EMAILS_TO_SEND};
+
+    #[test]
+    fn a_stage_uses_its_queue_its_retry_and_dead_letter_exchanges_and_its_next_stage() {
+        let classifier = UsedTopology::consumer(&EMAILS_TO_CLASSIFY, next_stage_routes(&EMAILS_TO_CLASSIFY));
+        assert_eq!(classifier.queues, BTreeSet::from(["emails.to_classify"]));
+        assert_eq!(classifier.exchanges, BTreeSet::from(["dead_letter_exchange", "email_exchange", "retry_exchange"]));
+
+        let sender = UsedTopology::consumer(&EMAILS_TO_SEND, next_stage_routes(&EMAILS_TO_SEND));
+        assert_eq!(sender.queues, BTreeSet::from(["emails.to_send"]));
+        assert_eq!(sender.exchanges, BTreeSet::from(["dead_letter_exchange", "retry_exchange"]));
+
+        let ingester = UsedTopology::consumer(&DOCUMENTS_TO_INGEST, next_stage_routes(&DOCUMENTS_TO_INGEST));
+        assert_eq!(ingester.queues, BTreeSet::from(["documents.to_ingest"]));
+        assert_eq!(ingester.exchanges, BTreeSet::from(["dead_letter_exchange", "retry_exchange"]));
+
+        assert_eq!(next_stage_routes(&EMAILS_TO_RESPOND), [topology::SEND]);
+        let poller = UsedTopology::producer(&[topology::CLASSIFY]);
+        assert_eq!(poller.exchanges, BTreeSet::from(["email_exchange"]));
+        assert!(poller.queues.is_empty(), "a producer consumes nothing");
+    }
 }

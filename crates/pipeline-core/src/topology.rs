@@ -44,6 +44,9 @@ pub const INGEST: Route = Route { exchange: DOCUMENT_EXCHANGE, routing_key: "ing
 pub const FAILED_EMAILS: Route = Route { exchange: DEAD_LETTER_EXCHANGE, routing_key: "failed_emails" };
 /// Failed documents, to the dead-letter queue.
 pub const FAILED_DOCUMENTS: Route = Route { exchange: DEAD_LETTER_EXCHANGE, routing_key: "failed_documents" };
+/// Mail the poller cannot parse, to the dead-letter queue. It goes through `email_exchange`
+/// because that is the only exchange the poller may publish to (least privilege).
+pub const UNPARSEABLE_EMAILS: Route = Route { exchange: EMAIL_EXCHANGE, routing_key: "unparseable" };
 
 /// One of the seed's queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +118,7 @@ pub const DEAD_LETTER_QUEUE: QueueSpec = QueueSpec {
     max_priority: None,
     message_ttl_ms: None,
     dead_letter: None,
-    bound_from: &[FAILED_EMAILS, FAILED_DOCUMENTS],
+    bound_from: &[FAILED_EMAILS, FAILED_DOCUMENTS, UNPARSEABLE_EMAILS],
 };
 
 /// The queues workers consume from.

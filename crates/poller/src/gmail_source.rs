@@ -311,6 +311,8 @@ impl GmailSource {
                     complete = false;
                     report.skipped += 1;
                 }
+                // Not ours to handle: no label, still unread; the cursor may move past it.
+                Claim::OutOfSample => {}
                 // A crash or failure came between publish and label: label it now.
                 Claim::AlreadyPublished => to_label.push((message.id, true)),
                 Claim::Unparseable => to_label.push((message.id, false)),

@@ -395,6 +395,10 @@ impl ImapSource {
             }
             match ledger.claim(&key).await? {
                 Claim::Busy => report.skipped += 1,
+                // Not ours to handle: left unread, and the cursor moves past it.
+                Claim::OutOfSample => {
+                    done.insert(*uid, None);
+                }
                 Claim::AlreadyPublished => to_mark.push(key),
                 // Left unread for a person; the cursor moves past it all the same.
                 Claim::Unparseable => {

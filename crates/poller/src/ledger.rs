@@ -26,6 +26,8 @@ pub enum Claim {
     Busy,
     /// Recorded as unparseable earlier: only acknowledge it.
     Unparseable,
+    /// Outside `mailbox.sample_rate`: leave it untouched (not recorded, not acknowledged).
+    OutOfSample,
 }
 
 /// Claims a mailbox message in the ledger.
@@ -129,6 +131,9 @@ impl Ledger {
 
     /// Claims a message (see [`claim`]).
     pub async fn claim(&self, mailbox_id: &str) -> Result<Claim, sqlx::Error> {
+        if !crate::in_sample(self.settings.sample_rate, mailbox_id) {
+            return Ok(Claim::OutOfSample);
+        }
         claim(&self.pool, &self.settings.agent_email, mailbox_id, self.settings.claim_timeout_secs).await
     }
 
@@ -170,7 +175,15 @@ impl Ledger {
             Ok(parsed) => parsed,
             Err(e) => {
                 let reason = e.to_string();
-                warn!(mailbox_id = %fetched.mailbox_id, error = %reason, "Unparseable message; recorded and set aside.");
+                // The dead letter goes out first: if it cannot, the claim is released and the
+                // message is tried again, so it is never set aside without a trace.
+                let envelope = Unparseable::new(&fetched.mailbox_id, &message_id, &fetched.raw, &reason);
+                if let Err(e) = self.producer.publish(&envelope).await {
+                    warn!(mailbox_id = %fetched.mailbox_id, error = %e, "Cannot dead-letter an unparseable message yet; retrying next pass.");
+                    self.release(&fetched.mailbox_id, &message_id).await?;
+                    return Ok(None);
+                }
+                warn!(mailbox_id = %fetched.mailbox_id, error = %reason, "Unparseable message; dead-lettered and set aside.");
                 self.set_state(&fetched.mailbox_id, "unparseable", None, Some(&reason)).await?;
                 return Ok(None);
             }
@@ -240,5 +253,37 @@ impl Ledger {
         .execute(&self.pool)
         .await
         .map(drop)
+    }
+}
+
+/// The dead letter of a mailbox message that is not an email: the seed's envelope around the raw
+/// bytes (as text, or base64 when they are not UTF-8), with the ledger's message id as its id so
+/// operators can match it to `mailbox_messages`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Unparseable(pub pipeline_core::messages::DeadLetter);
+
+impl Unparseable {
+    /// The envelope for `raw`, which failed to parse for `reason`.
+    pub fn new(mailbox_id: &str, message_id: &str, raw: &[u8], reason: &str) -> Self {
+        let info = pipeline_core::messages::FailureInfo {
+            error_message: format!("{reason} (mailbox id {mailbox_id})"),
+            error_type: "UnparseableEmail".into(),
+            retry_count: 0,
+            stack_trace: format!("UnparseableEmail: {reason}"),
+            consumer_id: crate::NAME.into(),
+        };
+        let mut envelope =
+            pipeline_core::messages::DeadLetter::new(pipeline_core::topology::EMAILS_TO_CLASSIFY.name, raw, info);
+        envelope.message_id = message_id.to_owned();
+        Self(envelope)
+    }
+}
+
+impl pipeline_core::messages::PipelineMessage for Unparseable {
+    const ROUTE: pipeline_core::topology::Route = pipeline_core::topology::UNPARSEABLE_EMAILS;
+
+    fn message_id(&self) -> &str {
+        &self.0.message_id
     }
 }

@@ -18,6 +18,11 @@
 //! ([`cursor`]). A [`Poller`] runs one source pass by pass and owns the waiting between passes:
 //! the poll interval, exponential backoff after failures, the mailbox's own "retry after", and
 //! a full stop when only an operator can help.
+//!
+//! Like every worker, the poller serves `/metrics`, `/healthz` and `/readyz` on `http.listen`.
+//! It is ready while it is connected to the broker and its last mailbox pass succeeded;
+//! otherwise `/readyz` says why ("mailbox unreachable: …", "mailbox needs re-authorisation:
+//! …", "broker unavailable: …"). Its metrics ([`PollerMetrics`]) count what the passes did.
 
 pub mod cursor;
 pub mod error;
@@ -29,11 +34,19 @@ pub mod maildir;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use anyhow::Context as _;
 use mail_mime::ParsedEmail;
+use pipeline_core::http::HealthServer;
 use pipeline_core::messages::{EmailMetadata, EmailToClassify, IncomingEmail};
-use pipeline_core::{Producer, Settings, Telemetry};
+use pipeline_core::telemetry::RouteLabels;
+use pipeline_core::topology::CLASSIFY;
+use pipeline_core::{Producer, ProducerError, Settings, Telemetry};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
 use tracing::{error, info, warn};
 
@@ -70,10 +83,34 @@ pub struct MailboxSettings {
     /// after" can be longer, and is honoured).
     #[serde(default = "default_max_backoff_secs")]
     pub max_backoff_secs: u64,
+    /// Rollout control: the fraction (0.0–1.0) of new mail routed through the pipeline; the
+    /// rest is left untouched in the mailbox for the team's current process.
+    #[serde(default = "default_sample_rate")]
+    pub sample_rate: f64,
 }
 
 fn default_max_backoff_secs() -> u64 {
     300
+}
+
+fn default_sample_rate() -> f64 {
+    1.0
+}
+
+/// Whether a mailbox message belongs to the configured sample. The decision hashes the
+/// mailbox's own id, so it is the same on every pass, after a restart and on every poller, and
+/// raising the rate only adds messages (10% ⊂ 50% ⊂ 100%).
+pub fn in_sample(sample_rate: f64, mailbox_id: &str) -> bool {
+    use sha2::Digest as _;
+    if sample_rate >= 1.0 {
+        return true;
+    }
+    if sample_rate <= 0.0 {
+        return false;
+    }
+    let digest = sha2::Sha256::digest(mailbox_id.as_bytes());
+    let bucket = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    f64::from(bucket) / f64::from(u32::MAX) < sample_rate
 }
 
 /// The seed's priority 1–10: 5, +3 for an urgent word in the subject, +2 for a listed sender
@@ -306,24 +343,204 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send) 
     }
 }
 
-/// Connects the ledger (database and broker) and polls `source`.
+/// Label of a failed pass: what failed.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// `mailbox` (the mailbox could not be read or updated), `database` (the ledger),
+    /// `publish` (the broker) or `needs_operator` (polling stopped).
+    pub kind: &'static str,
+}
+
+/// The poller's metrics, on its `/metrics` beside the publisher's own
+/// (`mailroom_messages_published_total{exchange="email_exchange",routing_key="classify"}` …).
+#[derive(Debug, Clone, Default)]
+pub struct PollerMetrics {
+    /// Messages published to `emails.to_classify` and confirmed by the broker, also by passes
+    /// that failed later on.
+    pub published: Counter,
+    /// Messages recorded as unparseable and set aside, counted when their pass completes.
+    pub unparseable: Counter,
+    /// Passes run, completed or failed (a pass skipped while backing off is none).
+    pub passes: Counter,
+    /// Passes that failed, by what failed.
+    pub pass_failures: Family<FailureLabels, Counter>,
+    /// New messages the last completed pass found: published, unparseable, or left to another
+    /// poller. Above zero pass after pass, mail arrives faster than it is published.
+    pub backlog: Gauge,
+    /// Unix time of the last completed pass, for alerting on a poller that stopped getting
+    /// through (a stale value while `up` is 1).
+    pub last_success: Gauge,
+}
+
+impl PollerMetrics {
+    /// Adds the metrics to the worker's registry (which prefixes `mailroom_`).
+    pub fn register(&self, telemetry: &Telemetry) {
+        let registry = &telemetry.metrics;
+        registry.register("poller_published", "Messages published to emails.to_classify", self.published.clone());
+        registry.register("poller_unparseable", "Messages recorded as unparseable", self.unparseable.clone());
+        registry.register("poller_passes", "Mailbox passes run, completed or failed", self.passes.clone());
+        registry.register("poller_pass_failures", "Mailbox passes that failed, by kind", self.pass_failures.clone());
+        registry.register("poller_backlog", "New messages the last completed pass found", self.backlog.clone());
+        registry.register(
+            "poller_last_success_timestamp_seconds",
+            "Unix time of the last completed mailbox pass",
+            self.last_success.clone(),
+        );
+    }
+}
+
+/// The not-ready reason and failure kind of a failed pass.
+fn failure(error: &SourceError) -> (&'static str, String) {
+    match error {
+        SourceError::Publish(e) => ("publish", format!("cannot publish: {e}")),
+        SourceError::Database(_) => ("database", format!("ledger unavailable: {error}")),
+        _ => ("mailbox", format!("mailbox unreachable: {error}")),
+    }
+}
+
+/// Turns what the broker connection and each step did into metrics and readiness. Ready means
+/// connected to the broker (the producer keeps that flag) and the last pass succeeded.
+struct Observer {
+    telemetry: Arc<Telemetry>,
+    metrics: PollerMetrics,
+    /// The publisher's confirmed publishes already added to `metrics.published`.
+    confirmed: u64,
+    /// Why the broker could not be reached at the last check.
+    broker_error: Option<String>,
+    /// Why the mailbox is not being polled successfully; `None` after a completed pass.
+    mailbox_error: Option<String>,
+}
+
+impl Observer {
+    fn new(telemetry: Arc<Telemetry>, metrics: PollerMetrics) -> Self {
+        let observer = Self {
+            telemetry,
+            metrics,
+            confirmed: 0,
+            broker_error: None,
+            mailbox_error: Some("starting: the first mailbox pass has not completed yet".to_owned()),
+        };
+        observer.report();
+        observer
+    }
+
+    /// Records the result of connecting to the broker; logs only changes, as it runs every pass.
+    fn broker(&mut self, result: Result<(), ProducerError>) {
+        match (result, self.broker_error.is_some()) {
+            (Ok(()), true) => {
+                info!("Connected to the broker again.");
+                self.broker_error = None;
+            }
+            (Ok(()), false) => {}
+            (Err(e), was_down) => {
+                if !was_down {
+                    warn!(error = %e, "Broker unavailable; mail is published once it is back.");
+                }
+                self.broker_error = Some(e.to_string());
+            }
+        }
+        self.report();
+    }
+
+    fn step(&mut self, step: &Step) {
+        // The ledger publishes only through the producer, whose confirms are counted per route:
+        // following that count also counts what a pass published before it failed.
+        let route =
+            RouteLabels { exchange: CLASSIFY.exchange.to_owned(), routing_key: CLASSIFY.routing_key.to_owned() };
+        let confirmed = self.telemetry.metrics.published.get_or_create(&route).get();
+        self.metrics.published.inc_by(confirmed.saturating_sub(self.confirmed));
+        self.confirmed = confirmed;
+        match step {
+            Step::Synced(report) => {
+                self.metrics.passes.inc();
+                self.metrics.unparseable.inc_by(report.unparseable as u64);
+                let found = report.published + report.unparseable + report.skipped;
+                self.metrics.backlog.set(i64::try_from(found).unwrap_or(i64::MAX));
+                let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+                self.metrics.last_success.set(i64::try_from(now.as_secs()).unwrap_or(i64::MAX));
+                self.mailbox_error = None;
+            }
+            Step::Failed { error, .. } => {
+                let (kind, reason) = failure(error);
+                self.metrics.passes.inc();
+                self.metrics.pass_failures.get_or_create(&FailureLabels { kind }).inc();
+                self.mailbox_error = Some(reason);
+            }
+            // Seen once: after it the poller only waits for shutdown.
+            Step::Stopped { reason } => {
+                self.metrics.passes.inc();
+                self.metrics.pass_failures.get_or_create(&FailureLabels { kind: "needs_operator" }).inc();
+                self.mailbox_error = Some(reason.clone());
+            }
+            // Nothing was asked of the mailbox: what the last pass said still holds.
+            Step::BackingOff { .. } => {}
+        }
+        self.report();
+    }
+
+    /// Publishes readiness: the broker's reason first, as nothing can be published without it.
+    fn report(&self) {
+        let health = &self.telemetry.health;
+        health.set_consuming(self.mailbox_error.is_none());
+        health.set_reason(self.broker_error.clone().or_else(|| self.mailbox_error.clone()).unwrap_or_default());
+    }
+}
+
+/// Serves the health endpoint, connects the ledger (database and broker) and polls `source`;
+/// the endpoint is up first, so a slow database shows as not ready rather than as nothing.
 async fn serve<S: Source>(
     source: S,
     settings: &Settings,
     mailbox: MailboxSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let pool = mailroom_db::connect_and_migrate(&settings.database.url, settings.database.max_connections).await?;
-    let producer = Producer::new(NAME, settings, Arc::new(Telemetry::default()));
-    poll(Poller::new(source, Ledger::new(pool, producer, mailbox)), shutdown).await
+    let telemetry = Arc::new(Telemetry::default());
+    let metrics = PollerMetrics::default();
+    metrics.register(&telemetry);
+    let observer = Observer::new(telemetry.clone(), metrics);
+    let listen = &settings.http.listen;
+    let server =
+        HealthServer::bind(listen, telemetry.clone()).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = server.local_addr().with_context(|| format!("cannot listen on {listen}"))?;
+    info!(worker = NAME, %addr, amqp = %settings.amqp.redacted_url(), "Serving /metrics, /healthz and /readyz.");
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = server.spawn(async move {
+        let _ = http_stopped.await;
+    });
+    let result = async {
+        let pool = mailroom_db::connect_and_migrate(&settings.database.url, settings.database.max_connections).await?;
+        // Naming the route lets connecting check its exchange (with `topology.declare = false`),
+        // so readiness covers it before the first message.
+        let producer = Producer::new(NAME, settings, telemetry.clone()).publishing_to(&[CLASSIFY]);
+        poll(Poller::new(source, Ledger::new(pool, producer, mailbox)), observer, shutdown).await
+    }
+    .await;
+    let _ = stop_http.send(());
+    let _ = http.await;
+    info!(worker = NAME, "Stopped.");
+    result
 }
 
 /// Steps the poller until `shutdown`; after a stop it only waits for `shutdown`, so a
 /// supervisor does not restart it into the same error over and over.
-async fn poll<S: Source>(mut poller: Poller<S>, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+async fn poll<S: Source>(
+    mut poller: Poller<S>,
+    mut observer: Observer,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
     loop {
-        let backoff = match poller.step().await {
+        // Cheap while connected (it only looks at the connection); otherwise it reconnects, so
+        // readiness follows the broker even while there is nothing to publish. It is refreshed
+        // once per pass: a long wait between passes (IMAP IDLE, a backoff) delays it.
+        let connected = tokio::select! {
+            () = &mut shutdown => break,
+            result = poller.ledger().producer().connect() => result,
+        };
+        observer.broker(connected);
+        let step = poller.step().await;
+        observer.step(&step);
+        let backoff = match step {
             Step::Synced(r) => {
                 if r.published + r.unparseable > 0 {
                     info!(published = r.published, unparseable = r.unparseable, skipped = r.skipped, "Synced mailbox.");
@@ -347,4 +564,24 @@ async fn poll<S: Source>(mut poller: Poller<S>, shutdown: impl Future<Output = (
     }
     poller.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod sample_tests {
+    use super::in_sample;
+
+    #[test]
+    fn the_sample_is_stable_nested_and_about_the_configured_fraction() {
+        let ids: Vec<String> = (0..10_000).map(|i| format!("1764150000.M{i}.host")).collect();
+        let count = |rate: f64| ids.iter().filter(|id| in_sample(rate, id)).count();
+        assert_eq!(count(1.0), 10_000);
+        assert_eq!(count(0.0), 0);
+        let tenth = count(0.1);
+        assert!((850..=1150).contains(&tenth), "{tenth}");
+        let half = count(0.5);
+        assert!((4700..=5300).contains(&half), "{half}");
+        // Raising the rate only adds messages; the same id always gets the same answer.
+        assert!(ids.iter().all(|id| !in_sample(0.1, id) || in_sample(0.5, id)));
+        assert!(ids.iter().all(|id| in_sample(0.3, id) == in_sample(0.3, id)));
+    }
 }

@@ -81,7 +81,8 @@ impl Source for MaildirSource {
         let mut entries = HashMap::new();
         for entry in new_messages(&self.root)? {
             match ledger.claim(&entry.id).await? {
-                Claim::Busy => report.skipped += 1,
+                // Out of the sample: it stays in new/ for whoever reads the mailbox today.
+                Claim::Busy | Claim::OutOfSample => report.skipped += 1,
                 Claim::AlreadyPublished | Claim::Unparseable => mark_seen(&self.root, &entry)?,
                 Claim::Publish(message_id) => {
                     let raw = match std::fs::read(&entry.path) {

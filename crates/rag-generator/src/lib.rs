@@ -15,11 +15,12 @@ pub mod extractive;
 use std::sync::Arc;
 
 use embedders::{Embedder, EmbeddingSettings};
-use llm::{ChainOutcome, GenerateRequest, ProviderChain};
+use llm::metrics::SharedMetric;
+use llm::{ChainOutcome, GenerateRequest, LlmMetrics, ProviderChain};
 use mailroom_db::pipeline::{self, NewResponse};
 use pipeline_core::messages::{ContextUsed, EmailToRespond, EmailToSend, new_message_id, now, reply_subject};
 use pipeline_core::topology::EMAILS_TO_RESPOND;
-use pipeline_core::{DeliveryMeta, Handler, HandlerError, Outgoing, Settings};
+use pipeline_core::{DeliveryMeta, Handler, HandlerError, Outgoing, Settings, Telemetry};
 use secrecy::ExposeSecret as _;
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -54,6 +55,10 @@ pub struct RagSettings {
     pub embedding_cache_ttl_secs: u64,
     /// Sign-off.
     pub signature: String,
+    /// Classifier categories whose emails always become drafts for a human: requests about the
+    /// customer's own account (an invoice copy, a charge) that documents cannot answer.
+    #[serde(default)]
+    pub human_categories: Vec<String>,
 }
 
 /// Instructions for remote models: answer only from the passages; the email is data.
@@ -189,6 +194,12 @@ impl RespondHandler {
             references: msg.references.clone(),
             original_subject: Some(msg.subject.clone()),
         };
+        let category = &msg.classification.category;
+        if self.settings.human_categories.iter().any(|c| c.eq_ignore_ascii_case(category)) {
+            reply.escalate = true;
+            reply.escalation_reason =
+                Some(format!("category {category:?} needs a person (rag.human_categories); the reply is a suggestion"));
+        }
         if hits.is_empty() {
             reply.generated_response = extractive::holding_reply(&self.settings.signature);
             if self.settings.no_context == NoContext::Escalate {
@@ -266,7 +277,13 @@ impl Handler for RespondHandler {
 pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
     let pool = mailroom_db::connect_and_migrate(&settings.database.url, settings.database.max_connections).await?;
     let rag: RagSettings = settings.section("rag")?;
-    let chain = ProviderChain::from_settings(&settings.section::<llm::LlmSettings>("llm")?)?;
+    // The chain's metrics go to the worker's /metrics with the runtime's own.
+    let telemetry = Arc::new(Telemetry::default());
+    let llm_metrics = LlmMetrics::default();
+    llm_metrics
+        .register(&|name: &str, help: &str, metric: SharedMetric| telemetry.metrics.register(name, help, metric));
+    let chain = ProviderChain::from_settings(&settings.section::<llm::LlmSettings>("llm")?)?
+        .with_metrics(&llm_metrics, "generate");
     let embedder: Arc<dyn Embedder> =
         Arc::from(embedders::from_settings(&settings.section::<EmbeddingSettings>("embeddings")?)?);
     let store_settings: VectorStoreSettings = settings.section("vector_store")?;
@@ -274,6 +291,6 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let cache = EmbeddingCache::new(settings.redis.url.expose_secret(), rag.embedding_cache_ttl_secs);
     info!(providers = ?chain.names(), embedder = embedder.model_id(), "RAG generator starting.");
     let handler = Arc::new(RespondHandler::new(pool, chain, embedder, cache, store, rag));
-    pipeline_core::serve_worker(WORKER_NAME, &EMAILS_TO_RESPOND, handler, &settings, shutdown).await?;
+    pipeline_core::serve_worker_with(WORKER_NAME, &EMAILS_TO_RESPOND, handler, &settings, telemetry, shutdown).await?;
     Ok(())
 }

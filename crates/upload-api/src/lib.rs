@@ -370,7 +370,10 @@ pub async fn run(
     tokio::fs::create_dir_all(&settings.storage.dir).await?;
     let storage_dir = settings.storage.dir.canonicalize()?;
     let telemetry = Arc::new(Telemetry::default());
-    let producer = Arc::new(Producer::new(NAME, &settings, telemetry.clone()));
+    // Naming the route makes the background connect check its exchange, so a missing topology
+    // shows on /readyz before the first upload.
+    let producer =
+        Arc::new(Producer::new(NAME, &settings, telemetry.clone()).publishing_to(&[pipeline_core::topology::INGEST]));
     // Keep the broker connection up in the background, so /readyz recovers after an outage even
     // when no upload comes in to trigger a reconnect.
     let keeper = {

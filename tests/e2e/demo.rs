@@ -1,0 +1,98 @@
+//! `mailroom demo`, the README's first command, end to end: it must exit 0 with every email of
+//! the bundled mailbox in the terminal state `examples/mailbox/expected.json` gives — questions
+//! answered from the right document, the unanswerable one drafted for a human, automated mail not
+//! answered, the malformed one dead-lettered — and say clearly when a service is missing.
+
+use std::collections::BTreeMap;
+
+use mailroom_tests::{TestDir, bin_path, mgmt, repo_root, run};
+use serde_json::Value;
+
+#[tokio::test]
+async fn the_demo_answers_drafts_skips_and_dead_letters_the_bundled_mailbox() {
+    let dir = TestDir::create();
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let (vhost, database) = (format!("mailroom-test-demo-{suffix}"), format!("mailroom_test_demo_{suffix}"));
+    let args = [
+        "demo",
+        "--json",
+        "--dir",
+        &dir.path.display().to_string(),
+        "--vhost",
+        &vhost,
+        "--database",
+        &database,
+        "--timeout-secs",
+        "240",
+    ];
+    let (code, out) = run(&bin_path("mailroom"), &args, &[]).await;
+    // The demo leaves its vhost and database for inspection; the test removes them.
+    let _ = mgmt().delete_vhost(&vhost).await;
+    let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))
+        .execute(
+            &mut <sqlx::PgConnection as sqlx::Connection>::connect("postgres://postgres@127.0.0.1:5432/postgres")
+                .await
+                .expect("pg"),
+        )
+        .await;
+    assert_eq!(code, 0, "{out}");
+    let json_start = out.find("{\n").unwrap_or_else(|| panic!("no JSON summary in: {out}"));
+    // stdout (the JSON) comes first in `out`, the progress on stderr after it.
+    let summary: Value = serde_json::Deserializer::from_str(&out[json_start..])
+        .into_iter::<Value>()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("no JSON summary in: {out}"));
+    assert_eq!(summary["complete"], true);
+
+    let expected: BTreeMap<String, Value> = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("examples/mailbox/expected.json")).expect("expected.json"),
+    )
+    .expect("json");
+    let emails = summary["emails"].as_array().expect("emails");
+    assert_eq!(emails.len(), expected.len(), "every bundled email is in the summary");
+    assert!(emails.len() >= 20);
+    for email in emails {
+        let file = email["file"].as_str().expect("file");
+        let want = &expected[file];
+        assert_eq!(email["outcome"], want["outcome"], "{file}: {email}");
+        if let Some(source) = want["source"].as_str() {
+            assert_eq!(email["sources"][0], source, "{file} cites the right document first: {email}");
+        }
+        if want["outcome"] == "not_answered" {
+            assert_eq!(email["is_support"], false, "{file}");
+        }
+    }
+    let answered = emails.iter().filter(|e| e["outcome"] == "answered").count();
+    let drafted = emails.iter().filter(|e| e["outcome"] == "drafted").count();
+    assert_eq!(summary["sent_files"].as_u64(), Some(answered as u64), "one outbox file per answer");
+    assert_eq!(summary["draft_files"].as_u64(), Some(drafted as u64));
+    // The prompt injection got an answer from the agent's own documents only.
+    let injection = emails.iter().find(|e| e["file"] == "16-prompt-injection.eml").expect("injection");
+    let own = ["lift-pro-user-manual.pdf", "warranty-and-returns.pdf", "shipping-faq.md", "app-troubleshooting.txt"];
+    assert!(injection["sources"].as_array().expect("sources").iter().all(|s| own.contains(&s.as_str().unwrap_or(""))));
+}
+
+#[tokio::test]
+async fn the_demo_says_which_service_is_missing_and_how_to_start_it() {
+    let dir = TestDir::create();
+    let closed = mailroom_tests::free_port();
+    let env = [
+        ("MAILROOM__REDIS__URL", format!("redis://127.0.0.1:{closed}")),
+        ("MAILROOM__DATABASE__URL", format!("postgres://postgres@127.0.0.1:{closed}/mailroom")),
+    ];
+    let args =
+        ["demo", "--dir", &dir.path.display().to_string(), "--vhost", "mailroom-test-never", "--database", "never"];
+    let (code, out) = run(&bin_path("mailroom"), &args, &env).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("PostgreSQL is not reachable at postgres://postgres@127.0.0.1:{closed}/mailroom")),
+        "{out}"
+    );
+    assert!(out.contains("pg_ctlcluster"), "{out}");
+    assert!(out.contains(&format!("Redis is not reachable at redis://127.0.0.1:{closed}")), "{out}");
+    assert!(out.contains("redis-server --daemonize yes"), "{out}");
+    assert!(out.contains("docker compose -f docker-compose.rabbitmq.yml up -d"), "{out}");
+    assert!(!out.contains("RabbitMQ (AMQP) is not reachable"), "the broker is up: {out}");
+    assert!(!out.contains("panicked") && !out.contains("stack backtrace"), "{out}");
+}
