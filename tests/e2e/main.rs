@@ -1,12 +1,14 @@
 //! Cross-crate end-to-end tests with real binaries. This file holds the harness's own checks:
 //! a test must clean up what it created, so the throw-away vhosts and databases really go away.
 
+mod bad_input;
 mod broker_security;
 mod demo;
 mod deploy;
 mod ingestion;
 mod pipeline;
 mod poller;
+mod secrets;
 mod sender;
 mod stack;
 mod up;

@@ -211,6 +211,13 @@ fn extract_fields(message: &Message<'_>, max_body_chars: usize) -> Result<Parsed
         tracing::debug!(max_body_chars, "email body truncated");
     }
 
+    // Decoded text never carries NUL (an encoded word or QP `=00` can produce one): nothing
+    // downstream — PostgreSQL text and jsonb among it — can store it, and it has no meaning.
+    let body = strip_nul(body);
+    let mut headers = collect_headers(message);
+    for value in headers.values_mut() {
+        *value = strip_nul(std::mem::take(value));
+    }
     Ok(ParsedEmail {
         message_id: message.message_id().and_then(clean_id),
         in_reply_to: ids(message.in_reply_to()).into_iter().next(),
@@ -218,14 +225,18 @@ fn extract_fields(message: &Message<'_>, max_body_chars: usize) -> Result<Parsed
         from,
         from_name,
         to,
-        subject: message.subject().map(str::trim).unwrap_or_default().to_owned(),
+        subject: strip_nul(message.subject().map(str::trim).unwrap_or_default().to_owned()),
         date,
         body,
         body_source,
         body_truncated,
         has_attachments: message.attachment_count() > 0,
-        headers: collect_headers(message),
+        headers,
     })
+}
+
+fn strip_nul(text: String) -> String {
+    if text.contains('\0') { text.replace('\0', "") } else { text }
 }
 
 /// A multipart whose boundary never occurs leaves mail-parser with one opaque blob: the text is

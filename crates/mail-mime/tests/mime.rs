@@ -597,3 +597,13 @@ fn non_ascii_extra_header_values_are_encoded() {
     let email = parse(&reply.raw).expect("parses");
     assert_eq!(header(&email, "X-Ticket-Title"), "Rückerstattung für Bestellung 5531");
 }
+
+#[test]
+fn nul_characters_decoded_from_encoded_words_or_qp_are_dropped() {
+    let raw = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: =?utf-8?q?Desk=00question?=\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nHello=00 there\r\n";
+    let email = mail_mime::parse(raw).expect("parses");
+    assert_eq!(email.subject, "Deskquestion");
+    assert!(!email.body.contains('\0') && email.body.contains("Hello there"), "{:?}", email.body);
+    assert!(email.headers.values().all(|v| !v.contains('\0')));
+}

@@ -83,8 +83,17 @@ pub fn question_text(subject: &str, body: &str) -> String {
         }
         lines.push(trimmed);
     }
-    format!("{}\n{}", subject.trim(), lines.join("\n")).trim().to_owned()
+    let text = format!("{}\n{}", subject.trim(), lines.join("\n")).trim().to_owned();
+    // Retrieval needs the gist, not a 10 MiB paste: re-ranking compares every question word with
+    // every passage, so a huge email would cost seconds for nothing.
+    match text.char_indices().nth(QUESTION_MAX_CHARS) {
+        Some((cut, _)) => text[..cut].to_owned(),
+        None => text,
+    }
 }
+
+/// Longest question text used for retrieval and re-ranking.
+pub const QUESTION_MAX_CHARS: usize = 4000;
 
 /// Builds the user message: the passages with their sources, then the email, each inside
 /// delimiters the email cannot close.
@@ -238,7 +247,11 @@ impl Handler for RespondHandler {
     type Input = EmailToRespond;
 
     async fn handle(&self, msg: EmailToRespond, _meta: &DeliveryMeta) -> Result<Vec<Outgoing>, HandlerError> {
-        let db = |e: sqlx::Error| HandlerError::transient("DatabaseUnavailable", e);
+        // An outage retries; a row the database refuses (a value it cannot store) never will.
+        let db = |e: sqlx::Error| {
+            let transient = mailroom_db::is_transient(&e);
+            HandlerError::classified(transient, if transient { "DatabaseUnavailable" } else { "DatabaseError" }, e)
+        };
         let stored = match pipeline::get_response(&self.pool, &msg.agent_email, &msg.email_id).await.map_err(db)? {
             Some(stored) => stored,
             None => {
@@ -293,4 +306,17 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let handler = Arc::new(RespondHandler::new(pool, chain, embedder, cache, store, rag));
     pipeline_core::serve_worker_with(WORKER_NAME, &EMAILS_TO_RESPOND, handler, &settings, telemetry, shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod question_tests {
+    use super::{QUESTION_MAX_CHARS, question_text};
+
+    #[test]
+    fn the_question_drops_quoted_history_and_is_capped() {
+        let q = question_text("Desk shows E04", "Hi,\nit beeps.\n> old quoted text\nOn Mon, Bob wrote:\nolder");
+        assert_eq!(q, "Desk shows E04\nHi,\nit beeps.");
+        let huge = "é".repeat(3 * QUESTION_MAX_CHARS);
+        assert_eq!(question_text("s", &huge).chars().count(), QUESTION_MAX_CHARS);
+    }
 }

@@ -203,7 +203,19 @@ impl<S: Sink> SendHandler<S> {
             extra_headers: Vec::new(),
             message_id: Some(message_id.to_owned()),
         };
-        let built = mail_mime::build_reply(spec).map_err(|e| HandlerError::permanent("InvalidReply", e))?;
+        let built = match mail_mime::build_reply(spec.clone()) {
+            Ok(built) => built,
+            // An id the builder refuses (obsolete syntax, not an injection: those fail on the
+            // addresses too) costs the threading headers, not the reply.
+            Err(e @ mail_mime::BuildError::InvalidMessageId { field: "in_reply_to" | "references", .. })
+                if !msg.in_reply_to.iter().chain(&msg.references).any(|id| id.contains(['\r', '\n', '\0'])) =>
+            {
+                warn!(message_id = %msg.message_id, error = %e, "Unusable message id; replying without threading headers.");
+                mail_mime::build_reply(ReplySpec { in_reply_to: None, references: Vec::new(), ..spec })
+                    .map_err(|e| HandlerError::permanent("InvalidReply", e))?
+            }
+            Err(e) => return Err(HandlerError::permanent("InvalidReply", e)),
+        };
         Ok(OutgoingReply {
             message_id: built.message_id,
             raw: built.raw,

@@ -256,3 +256,21 @@ async fn a_reply_that_cannot_be_built_is_a_permanent_failure_and_leaves_no_claim
     assert!(maildir_files(&dir.path).is_empty());
     cleanup(&mut connection().await, &p).await;
 }
+
+#[tokio::test]
+async fn a_message_id_the_builder_cannot_use_costs_the_threading_headers_not_the_reply() {
+    let (db, dir, p) = (TestDb::create().await, TestDir::create(), prefix());
+    let pool = pool(&db).await;
+    let h = handler(pool.clone(), MaildirSink::new(&dir.path).expect("outbox"), settings(&p)).await;
+    let mut msg = reply(1, "anna@example.com");
+    msg.in_reply_to = Some("\"odd id with spaces\"@example.com".into());
+    assert!(matches!(h.send_one(&msg).await.expect("sent"), Outcome::Sent(_)));
+    let files = maildir_files(&dir.path);
+    let raw = std::fs::read_to_string(&files[0]).expect("read");
+    assert!(!raw.contains("In-Reply-To:"), "{raw}");
+    // An injection attempt is still refused outright.
+    let mut bad = reply(2, "anna@example.com");
+    bad.in_reply_to = Some("q@example.com>\r\nBcc: victim@evil.example".into());
+    assert_eq!(h.send_one(&bad).await.expect_err("refused").error_type, "InvalidReply");
+    cleanup(&mut connection().await, &p).await;
+}
