@@ -66,12 +66,15 @@ pub async fn get_classification(
 }
 
 /// Records a classification unless the email already has one; returns the one that is stored
-/// (a concurrent or earlier delivery's, if it won).
+/// (a concurrent or earlier delivery's, if it won). The insert returns the new row, so only a
+/// lost race costs a second query.
 pub async fn record_classification(pool: &PgPool, c: &NewClassification<'_>) -> Result<ClassificationRow, sqlx::Error> {
-    sqlx::query(
+    let inserted: Option<ClassificationRow> = sqlx::query_as(
         "INSERT INTO classifications (agent_email, email_id, message_id, correlation_id, is_support_inquiry, \
          category, confidence, llm_provider, reason, respond_message_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (agent_email, email_id) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (agent_email, email_id) DO NOTHING \
+         RETURNING agent_email, email_id, is_support_inquiry, category, confidence, llm_provider, reason, \
+         respond_message_id",
     )
     .bind(c.agent_email)
     .bind(c.email_id)
@@ -83,9 +86,12 @@ pub async fn record_classification(pool: &PgPool, c: &NewClassification<'_>) -> 
     .bind(c.llm_provider)
     .bind(c.reason)
     .bind(c.respond_message_id)
-    .execute(pool)
+    .fetch_optional(pool)
     .await?;
-    get_classification(pool, c.agent_email, c.email_id).await?.ok_or(sqlx::Error::RowNotFound)
+    match inserted {
+        Some(row) => Ok(row),
+        None => get_classification(pool, c.agent_email, c.email_id).await?.ok_or(sqlx::Error::RowNotFound),
+    }
 }
 
 /// The stored reply (`emails.to_send` body) of an email, if drafted.
@@ -120,11 +126,13 @@ pub struct NewResponse<'a> {
     pub escalate: bool,
 }
 
-/// Records a drafted reply unless the email already has one; returns the stored one.
+/// Records a drafted reply unless the email already has one; returns the stored one (only a
+/// lost race reads it back).
 pub async fn record_response(pool: &PgPool, r: &NewResponse<'_>) -> Result<serde_json::Value, sqlx::Error> {
-    sqlx::query(
+    let inserted: Option<i32> = sqlx::query_scalar(
         "INSERT INTO responses (agent_email, email_id, respond_message_id, send_message_id, send_message, \
-         llm_provider, escalate) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (agent_email, email_id) DO NOTHING",
+         llm_provider, escalate) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (agent_email, email_id) DO NOTHING \
+         RETURNING 1",
     )
     .bind(r.agent_email)
     .bind(r.email_id)
@@ -133,7 +141,11 @@ pub async fn record_response(pool: &PgPool, r: &NewResponse<'_>) -> Result<serde
     .bind(r.send_message)
     .bind(r.llm_provider)
     .bind(r.escalate)
-    .execute(pool)
+    .fetch_optional(pool)
     .await?;
+    // Ours is what is stored: the value we sent, without reading it back.
+    if inserted.is_some() {
+        return Ok(r.send_message.clone());
+    }
     get_response(pool, r.agent_email, r.email_id).await?.ok_or(sqlx::Error::RowNotFound)
 }

@@ -1,7 +1,8 @@
 //! The `mailroom` operator CLI: the one-command demo, running the workers locally, applying and
 //! verifying the broker topology, migrating the database, ingesting documents, status, and dead
-//! letters.
+//! letters, and the performance bench.
 
+pub mod bench_cmd;
 pub mod demo_cmd;
 pub mod dlq_cmd;
 pub mod ingest_cmd;
@@ -34,6 +35,9 @@ pub enum Command {
     /// Run the whole pipeline on the offline defaults over the bundled examples (own vhost and
     /// database), then print what became of each email.
     Demo(demo_cmd::DemoArgs),
+    /// Measure the pipeline on this machine (broker limit, offline and slow-LLM throughput,
+    /// latency at half load, peak RSS per worker) in its own vhost and database.
+    Bench(bench_cmd::BenchArgs),
     /// Run every worker as a child process (counts from --scale or [up]); Ctrl-C stops them.
     Up(up_cmd::UpArgs),
     /// Declare or check the broker topology (exchanges, queues, bindings, retry queues).
@@ -86,6 +90,7 @@ pub enum TopologyAction {
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => demo_cmd::demo(&settings, args).await,
+        Command::Bench(args) => bench_cmd::bench(&settings, args).await,
         Command::Up(args) => up_cmd::up(&settings, args).await,
         Command::Topology { action: TopologyAction::Apply } => topology_cmd::apply(&settings).await,
         Command::Topology { action: TopologyAction::Verify } => topology_cmd::verify(&settings).await,

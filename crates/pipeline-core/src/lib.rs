@@ -11,6 +11,7 @@ pub mod http;
 pub mod messages;
 pub mod producer;
 pub mod publisher;
+pub mod relay_bench;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

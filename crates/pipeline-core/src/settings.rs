@@ -15,8 +15,16 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
 /// Environment variable naming an optional settings file.
 pub const CONFIG_ENV: &str = "MAILROOM_CONFIG";
 
-/// Keys whose environment values are comma-separated lists.
-const LIST_KEYS: &[&str] = &["topology.retry_delays_ms", "llm.providers"];
+/// Keys whose environment values are comma-separated lists (every list in
+/// `config/default.toml`; a list key missing here cannot be set from the environment at all).
+const LIST_KEYS: &[&str] = &[
+    "topology.retry_delays_ms",
+    "llm.providers",
+    "rag.human_categories",
+    "mailbox.urgent_words",
+    "mailbox.vip_senders",
+    "mailbox.vip_domains",
+];
 
 /// Everything a Mailroom process can be configured with.
 #[derive(Debug, Clone, Deserialize)]
@@ -435,6 +443,31 @@ mod tests {
         let one = Settings::load_from(None, env(&[("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "250")])).expect("loads");
         assert_eq!(one.topology.retry_delays_ms, vec![250]);
         assert_eq!(s.amqp.redacted_url(), "amqp://u:***@rabbit:5672/prod");
+    }
+
+    #[test]
+    fn every_list_of_the_defaults_can_be_set_from_the_environment() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("MAILROOM__MAILBOX__VIP_DOMAINS", "vip.example"),
+                ("MAILROOM__MAILBOX__VIP_SENDERS", "ceo@example.com,cfo@example.com"),
+                ("MAILROOM__MAILBOX__URGENT_WORDS", "urgent,asap"),
+                ("MAILROOM__RAG__HUMAN_CATEGORIES", "billing,legal"),
+            ]),
+        )
+        .expect("env loads");
+        let list = |key: &str| s.section::<Vec<String>>(key).expect(key);
+        assert_eq!(list("mailbox.vip_domains"), ["vip.example"]);
+        assert_eq!(list("mailbox.vip_senders"), ["ceo@example.com", "cfo@example.com"]);
+        assert_eq!(list("mailbox.urgent_words"), ["urgent", "asap"]);
+        assert_eq!(list("rag.human_categories"), ["billing", "legal"]);
+        // Every list of the defaults is a list key: one the list misses fails to load from the
+        // environment ("expected a sequence").
+        for line in DEFAULT_CONFIG.lines().filter(|l| l.contains("= [")) {
+            let key = line.split('=').next().unwrap_or_default().trim();
+            assert!(LIST_KEYS.iter().any(|k| k.ends_with(&format!(".{key}"))), "{key} is not in LIST_KEYS");
+        }
     }
 
     #[test]

@@ -79,8 +79,12 @@ impl Source for MaildirSource {
         let mut report = ScanReport::default();
         let mut ready = Vec::new();
         let mut entries = HashMap::new();
-        for entry in new_messages(&self.root)? {
-            match ledger.claim(&entry.id).await? {
+        let listed = new_messages(&self.root)?;
+        let ids: Vec<String> = listed.iter().map(|e| e.id.clone()).collect();
+        let claims = ledger.claim_many(&ids).await?;
+        let mut pairs = listed.into_iter().zip(claims);
+        while let Some((entry, claim)) = pairs.next() {
+            match claim {
                 // Out of the sample: it stays in new/ for whoever reads the mailbox today.
                 Claim::Busy | Claim::OutOfSample => report.skipped += 1,
                 Claim::AlreadyPublished | Claim::Unparseable => mark_seen(&self.root, &entry)?,
@@ -92,6 +96,13 @@ impl Source for MaildirSource {
                         Err(e) => {
                             ledger.release(&entry.id, &message_id).await?;
                             ledger.release_all(&ready).await?;
+                            // Claimed together with this one: released too, so the next pass
+                            // takes them at once rather than after the claim timeout.
+                            for (rest, claim) in pairs.by_ref() {
+                                if let Claim::Publish(rest_id) = claim {
+                                    ledger.release(&rest.id, &rest_id).await?;
+                                }
+                            }
                             return Err(e.into());
                         }
                     };

@@ -19,20 +19,22 @@ const STOPWORDS: &[&str] = &[
     "with", "would", "you", "your", "thanks", "thank", "regards", "dear", "get", "got", "just",
 ];
 
+/// A word lowercased and lightly stemmed, so "returns" matches "return" and "desks" "desk".
+fn normalise(word: &str) -> String {
+    let w = word.to_lowercase();
+    match w.strip_suffix('s') {
+        Some(stem) if stem.len() > 3 => stem.to_owned(),
+        _ => w,
+    }
+}
+
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty())
+}
+
 /// Content words of a text, lowercased and lightly stemmed.
 pub fn terms(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| {
-            let w = w.to_lowercase();
-            // A light stem, so "returns" matches "return" and "desks" matches "desk".
-            match w.strip_suffix('s') {
-                Some(stem) if stem.len() > 3 => stem.to_owned(),
-                _ => w,
-            }
-        })
-        .filter(|w| !STOPWORDS.contains(&w.as_str()))
-        .collect()
+    words(text).map(normalise).filter(|w| !STOPWORDS.contains(&w.as_str())).collect()
 }
 
 fn sentences(text: &str) -> Vec<String> {
@@ -68,8 +70,36 @@ pub fn term_weight(term: &str) -> usize {
 
 /// Lexical relevance of a passage to the question terms.
 pub fn overlap(question_terms: &[String], passage: &str) -> usize {
-    let t = terms(passage);
-    question_terms.iter().filter(|q| t.contains(q)).map(|q| term_weight(q)).sum()
+    // Runs for every candidate passage and every sentence quoted, so it was the generator's
+    // hottest code: each passage word is compared with the (few) question terms in a reused
+    // buffer, without building the passage's term list or scanning the stopword list per word.
+    // A stopword is never a question term, so it never counts either way.
+    let mut found = vec![false; question_terms.len()];
+    let mut buf = String::new();
+    for word in words(passage) {
+        if word.is_ascii() {
+            buf.clear();
+            buf.push_str(word);
+            buf.make_ascii_lowercase();
+        } else {
+            buf = word.to_lowercase();
+        }
+        let term = match buf.strip_suffix('s') {
+            Some(stem) if stem.len() > 3 => stem,
+            _ => buf.as_str(),
+        };
+        for (i, q) in question_terms.iter().enumerate() {
+            if !found[i] && q == term {
+                found[i] = true;
+            }
+        }
+    }
+    question_terms
+        .iter()
+        .zip(found)
+        .filter(|(q, found)| *found && !STOPWORDS.contains(&q.as_str()))
+        .map(|(q, _)| term_weight(q))
+        .sum()
 }
 
 /// The sentences of `passage` most relevant to the question, in their original order.

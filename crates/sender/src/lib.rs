@@ -425,12 +425,27 @@ impl<S: Sink> Handler for SendHandler<S> {
     }
 }
 
+/// How the sender's Redis connection reconnects. redis-rs 0.32 hands its `factor` to backon
+/// as the delay *multiplier* (from a 1 s minimum, capped at 60 s), so its defaults wait 1 s, then
+/// 60 s, between reconnection attempts: one Redis restart of more than a second left every send
+/// blocked for a minute or more (found by the fault-injection suite). Delays are capped at 2 s
+/// here, and a dead connection or an unanswered command fails within seconds, so the handler
+/// gets a transient error (retry ladder) instead of hanging.
+pub fn redis_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_factor(2)
+        .set_max_delay(2_000)
+        .set_number_of_retries(5)
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(Duration::from_secs(5))
+}
+
 /// Connects to Redis, retrying until it answers or `shutdown` fires.
 async fn connect_redis(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
     let client = redis::Client::open(url)?;
     let mut delay = Duration::from_millis(200);
     loop {
-        match redis::aio::ConnectionManager::new(client.clone()).await {
+        match redis::aio::ConnectionManager::new_with_config(client.clone(), redis_config()).await {
             Ok(c) => return Ok(c),
             Err(e) => {
                 warn!(error = %e, delay_ms = delay.as_millis() as u64, "Redis unavailable; retrying.");
