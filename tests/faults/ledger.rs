@@ -286,9 +286,8 @@ pub(crate) fn check(fed: &[Fed], snap: &Snapshot) -> Report {
         // message (at least once: a database outage in between publishes it again), under the
         // ledger's message id; copies with one envelope id are one dead letter. A worker's dead
         // letters get a fresh id each, so a message dead-lettered twice still counts twice.
-        let dead = dead_by_email
-            .get(id)
-            .map_or(0, |d| d.iter().map(|d| d.message_id.as_str()).collect::<HashSet<_>>().len());
+        let dead =
+            dead_by_email.get(id).map_or(0, |d| d.iter().map(|d| d.message_id.as_str()).collect::<HashSet<_>>().len());
         states.extend(std::iter::repeat_n(Terminal::DeadLettered, dead));
         let classification = snap.classifications.get(id);
         match classification {
