@@ -36,10 +36,10 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use pipeline_core::Settings;
 use pipeline_core::topology::Topology;
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
 
-use crate::procs::{self, Output, Worker};
+use crate::procs::{self, Output, Worker, amqp_user, database_url, vhost_url};
 
 /// The pipeline's stages, in start order (consumers before the poller, so nothing waits).
 const PIPELINE: [&str; 4] = ["classifier", "rag-generator", "sender", "poller"];
@@ -120,37 +120,6 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 
 fn say(line: impl AsRef<str>) {
     eprintln!("{}", line.as_ref());
-}
-
-/// `url` with its path (the database) replaced by `name`.
-fn database_url(url: &SecretString, name: &str) -> SecretString {
-    match url::Url::parse(url.expose_secret()) {
-        Ok(mut u) => {
-            u.set_path(&format!("/{name}"));
-            SecretString::from(u.to_string())
-        }
-        Err(_) => url.clone(),
-    }
-}
-
-/// `url` with its path (the vhost) replaced by `vhost`.
-fn vhost_url(url: &SecretString, vhost: &str) -> String {
-    match url::Url::parse(url.expose_secret()) {
-        Ok(mut u) => {
-            u.set_path(&format!("/{}", rabbitmq_mgmt::encode_segment(vhost)));
-            u.to_string()
-        }
-        Err(_) => url.expose_secret().to_owned(),
-    }
-}
-
-/// The user the workers connect as, who gets permissions on the bench's vhosts.
-fn amqp_user(url: &SecretString) -> String {
-    url::Url::parse(url.expose_secret())
-        .ok()
-        .map(|u| u.username().to_owned())
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "guest".into())
 }
 
 fn free_port() -> std::io::Result<u16> {

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use pipeline_core::Settings;
 use pipeline_core::topology::Topology;
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::ExposeSecret as _;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::dlq_cmd::{DlqReader, Shape};
-use crate::procs::{self, Output, WORKERS};
+use crate::procs::{self, Output, WORKERS, amqp_user, database_url, vhost_url};
 
 /// `mailroom demo` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -141,36 +141,6 @@ async fn preflight(settings: &Settings) -> Vec<Unreachable> {
         }),
     }
     problems
-}
-
-/// `url` with its database (path) replaced by `name`.
-fn database_url(url: &SecretString, name: &str) -> SecretString {
-    let mut parsed = match url::Url::parse(url.expose_secret()) {
-        Ok(u) => u,
-        Err(_) => return url.clone(),
-    };
-    parsed.set_path(&format!("/{name}"));
-    SecretString::from(parsed.to_string())
-}
-
-/// `url` with its vhost (path) replaced by `vhost`.
-fn vhost_url(url: &SecretString, vhost: &str) -> String {
-    match url::Url::parse(url.expose_secret()) {
-        Ok(mut u) => {
-            u.set_path(&format!("/{}", rabbitmq_mgmt::encode_segment(vhost)));
-            u.to_string()
-        }
-        Err(_) => url.expose_secret().to_owned(),
-    }
-}
-
-/// The user the workers connect as (permissions on the demo vhost are granted to it).
-fn amqp_user(url: &SecretString) -> String {
-    url::Url::parse(url.expose_secret())
-        .ok()
-        .map(|u| u.username().to_owned())
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "guest".into())
 }
 
 fn say(line: impl AsRef<str>) {

@@ -1,10 +1,13 @@
 //! Worker processes for `mailroom demo` and `mailroom up`: finding the worker binaries next to
 //! `mailroom`, starting them with an environment, restarting one that dies, and stopping them
-//! gracefully (SIGTERM, then a kill after a deadline) so in-flight messages are drained.
+//! gracefully (SIGTERM, then a kill after a deadline) so in-flight messages are drained; and the
+//! URLs of the throw-away vhost and database `demo` and `bench` run them in.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
+
+use secrecy::{ExposeSecret as _, SecretString};
 
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
@@ -138,4 +141,34 @@ pub async fn stop_all(workers: &mut [Worker], deadline: Duration) -> Vec<String>
         }
     }
     killed
+}
+
+/// `url` with its database (path) replaced by `name`.
+pub fn database_url(url: &SecretString, name: &str) -> SecretString {
+    let mut parsed = match url::Url::parse(url.expose_secret()) {
+        Ok(u) => u,
+        Err(_) => return url.clone(),
+    };
+    parsed.set_path(&format!("/{name}"));
+    SecretString::from(parsed.to_string())
+}
+
+/// `url` with its vhost (path) replaced by `vhost`.
+pub fn vhost_url(url: &SecretString, vhost: &str) -> String {
+    match url::Url::parse(url.expose_secret()) {
+        Ok(mut u) => {
+            u.set_path(&format!("/{}", rabbitmq_mgmt::encode_segment(vhost)));
+            u.to_string()
+        }
+        Err(_) => url.expose_secret().to_owned(),
+    }
+}
+
+/// The user the workers connect as (permissions on the demo vhost are granted to it).
+pub fn amqp_user(url: &SecretString) -> String {
+    url::Url::parse(url.expose_secret())
+        .ok()
+        .map(|u| u.username().to_owned())
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "guest".into())
 }
