@@ -14,6 +14,9 @@ set -euo pipefail
 list=${1:?usage: fetch-debian-docs.sh LIST [CACHE_DIR]}
 cache=${2:-${MAILROOM_DOCS_CACHE:-$HOME/.cache/mailroom/debian-docs}}
 mkdir -p "$cache/debs" "$cache/root"
+# Tests running in parallel may fetch at once: one at a time per cache.
+exec 9>"$cache/.lock"
+flock 9
 
 mapfile -t wanted < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$list" | grep -v '^$' | sort -u)
 missing=()
