@@ -260,6 +260,41 @@ async fn an_ingester_killed_mid_document_finishes_it_after_restart_without_dupli
 }
 
 #[tokio::test]
+async fn agent_addresses_match_case_insensitively_from_upload_to_retrieval() {
+    let stack = start(Vec::new()).await;
+    let (status, body) = stack.upload_file("  Support@NorthWind.Example ", &knowledge("shipping-faq.md")).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["document_id"].as_str().expect("id").to_owned();
+    let doc = stack.settled(&id).await;
+    assert_eq!(doc["status"], "ready", "{doc}");
+    assert_eq!(doc["agent_email"], AGENT_A, "stored in its canonical (lower-case) form");
+    let list: Vec<Value> = stack
+        .http
+        .get(format!("{}/documents?agent_email=SUPPORT@northwind.EXAMPLE", stack.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list.len(), 1, "listed whatever the case of the query: {list:?}");
+    // Mail to `support@…` finds what was uploaded for `Support@…`: the generator searches with
+    // the message's agent, which every message body canonicalises.
+    let msg: pipeline_core::messages::DocumentToIngest = serde_json::from_value(serde_json::json!({
+        "message_id": "m", "timestamp": "2025-12-06T17:00:00Z", "document_id": id, "filename": "f",
+        "file_path": "/x", "file_size_bytes": 1, "uploaded_by": "u", "agent_email": "SUPPORT@Northwind.example",
+        "metadata": {}
+    }))
+    .expect("message");
+    let store = PgVectorStore::new(stack.pool().await);
+    let q =
+        HashingEmbedder::new(384).embed(&["How long does shipping take?".to_owned()]).await.expect("embed").remove(0);
+    let hits = store.search(&msg.agent_email, &q, 3, 0.0).await.expect("search");
+    assert!(!hits.is_empty() && hits.iter().all(|h| h.source == "shipping-faq.md"), "{hits:?}");
+}
+
+#[tokio::test]
 async fn mailroom_ingest_uploads_and_follows_documents_until_settled() {
     let stack = start(Vec::new()).await;
     let mailroom = bin_path("mailroom");

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod broker_security;
+mod deletion;
 mod demo;
 mod deploy;
 mod ingestion;

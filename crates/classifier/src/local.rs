@@ -50,6 +50,8 @@
 
 use std::collections::HashMap;
 
+use mail_mime::quoting::{own_lines, starts_with_ignore_ascii_case};
+
 /// The local classifier's decision for one email.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LocalVerdict {
@@ -821,84 +823,6 @@ fn strip_subject_prefixes(subject: &str) -> (&str, bool) {
         rest = rest[colon + 1..].trim_start();
     }
     (rest, is_reply)
-}
-
-/// The lines of `body` the sender wrote: quoted text, earlier messages and the signature removed.
-fn own_lines(body: &str) -> Vec<&str> {
-    let lines: Vec<&str> = body.lines().collect();
-    let mut kept: Vec<&str> = Vec::with_capacity(lines.len());
-    let mut i = 0;
-    while i < lines.len() {
-        let line = lines[i].trim();
-        if line.starts_with('>') {
-            i += 1;
-            continue;
-        }
-        let next = lines.get(i + 1).map_or("", |l| l.trim());
-        if let Some(span) = attribution_span(line, next) {
-            if kept.iter().any(|l| !l.trim().is_empty()) {
-                // Top-posted reply: everything below is the earlier conversation.
-                break;
-            }
-            // Bottom-posted reply: skip the attribution, the `>` lines are skipped above.
-            i += span;
-            continue;
-        }
-        if lines[i] == "-- " || line == "--" || is_earlier_message_separator(line, next) {
-            break;
-        }
-        kept.push(lines[i]);
-        i += 1;
-    }
-    kept
-}
-
-/// How many lines an `On … wrote:` style attribution spans (clients wrap long ones), if any.
-fn attribution_span(line: &str, next: &str) -> Option<usize> {
-    const OPENERS: [&str; 4] = ["on ", "am ", "le ", "el "];
-    let is_end = |s: &str| {
-        (s.ends_with(':') || s.ends_with(": "))
-            && (contains_ignore_ascii_case(s, "wrote")
-                || s.contains("schrieb")
-                || s.contains("écrit")
-                || s.contains("ecrit")
-                || s.contains("escribió")
-                || s.contains("escribio"))
-    };
-    let opens = OPENERS.iter().any(|o| starts_with_ignore_ascii_case(line, o));
-    if is_end(line) && (opens || line.contains('@')) {
-        Some(1)
-    } else if opens && line.len() < 200 && is_end(next) {
-        Some(2)
-    } else {
-        None
-    }
-}
-
-/// Outlook-style separators before an earlier message.
-fn is_earlier_message_separator(line: &str, next: &str) -> bool {
-    const ORIGINAL: [&str; 4] =
-        ["original message", "ursprüngliche nachricht", "message d'origine", "mensaje original"];
-    if line.starts_with("---") && ORIGINAL.iter().any(|o| contains_ignore_ascii_case(line, o)) {
-        return true;
-    }
-    if line.len() >= 10 && line.bytes().all(|b| b == b'_') {
-        return true;
-    }
-    // `From:` followed by `Sent:` is Outlook's quoted header block; a forward (`From:` then
-    // `Date:` or `Subject:`) is kept on purpose.
-    const FROM: [&str; 3] = ["from:", "von:", "de :"];
-    const SENT: [&str; 3] = ["sent:", "gesendet:", "envoyé :"];
-    FROM.iter().any(|f| starts_with_ignore_ascii_case(line, f))
-        && SENT.iter().any(|s| starts_with_ignore_ascii_case(next, s))
-}
-
-fn starts_with_ignore_ascii_case(s: &str, prefix: &str) -> bool {
-    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
-}
-
-fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
-    haystack.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// Appends the normalised form of `text` to `out`, tokens separated by single spaces.

@@ -22,6 +22,7 @@
 //! Header names are compared case-insensitively and values are trimmed, because the map holds
 //! whatever the mailbox API returned (`auto-submitted`, `AUTO-SUBMITTED`, `Auto-Submitted`).
 
+use mail_mime::quoting::starts_with_ignore_ascii_case;
 use pipeline_core::messages::EmailToClassify;
 
 /// Returns why `email` must be treated as automated mail (classified `OTHER`, never answered), or
@@ -185,10 +186,6 @@ fn is_automated_local_part(local: &str) -> bool {
         let suffix_form = local.get(..cut).zip(local.get(cut..));
         suffix_form.is_some_and(|(head, tail)| tail.eq_ignore_ascii_case(name) && head.ends_with(is_sep))
     })
-}
-
-fn starts_with_ignore_ascii_case(s: &str, prefix: &str) -> bool {
-    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
 #[cfg(test)]

@@ -100,6 +100,9 @@ pub enum IngestError {
     /// The database failed.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// The document was deleted while it was being ingested: nothing to store.
+    #[error("the document was deleted during ingestion")]
+    DocumentDeleted,
 }
 
 impl IngestError {
@@ -113,6 +116,7 @@ impl IngestError {
             IngestError::Embed(_) => "EmbeddingFailed",
             IngestError::Store(_) => "VectorStoreFailed",
             IngestError::Db(_) => "DatabaseUnavailable",
+            IngestError::DocumentDeleted => "DocumentDeleted",
         }
     }
 
@@ -216,7 +220,11 @@ impl Ingester {
             documents::set_progress(&self.pool, id, status::EMBEDDING, 20 + i16::try_from(done).unwrap_or(70)).await?;
         }
         let count = records.len();
+        // Hold the document row while its chunks are written: a delete waits for the write, and
+        // a document deleted meanwhile gets no chunks (see `documents::lock_for_chunk_write`).
+        let write = documents::lock_for_chunk_write(&self.pool, id).await?.ok_or(IngestError::DocumentDeleted)?;
         self.store.replace_document(&msg.agent_email, &msg.document_id, records).await?;
+        write.finish().await?;
         documents::mark_ready(&self.pool, id, i32::try_from(count).unwrap_or(i32::MAX)).await?;
         Ok(Ingested { pages: pages.len(), chunks: count })
     }
@@ -251,9 +259,18 @@ impl Handler for IngestHandler {
             info!(%document_id, "Document was deleted before ingestion; skipping.");
             return Ok(Vec::new());
         };
+        // The row, not the message, says whose document this is: nothing on a queue decides
+        // which agent's knowledge a text joins.
+        let msg = DocumentToIngest { agent_email: row.agent_email.clone(), ..msg };
         match self.ingester.ingest(id, &msg, &row.content_type).await {
             Ok(done) => {
                 info!(%document_id, agent_email = %msg.agent_email, pages = done.pages, chunks = done.chunks, "Ingested document.");
+                Ok(Vec::new())
+            }
+            Err(e) if matches!(e, IngestError::DocumentDeleted) || deleted(pool, id).await => {
+                // Deleted while being ingested: the delete removed whatever was stored, and the
+                // lock on the row kept this ingestion from writing after it.
+                info!(%document_id, error = %e, "Document was deleted during ingestion; dropped.");
                 Ok(Vec::new())
             }
             Err(e) => {
@@ -266,6 +283,12 @@ impl Handler for IngestHandler {
             }
         }
     }
+}
+
+/// Whether the document's row is gone (an unreadable database counts as not deleted, so the
+/// failure takes its ordinary path).
+async fn deleted(pool: &PgPool, id: Uuid) -> bool {
+    matches!(documents::get(pool, id).await, Ok(None))
 }
 
 /// Runs the worker until `shutdown`: migrate, build the ingester, consume `documents.to_ingest`.

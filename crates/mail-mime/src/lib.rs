@@ -5,6 +5,7 @@
 //!   mail-parser), prefer `text/plain`, fall back to HTML converted to text ([`html_to_text`]),
 //!   keep every header for the classifier's loop rules, and reject input that is not mail with a
 //!   [`ParseError`] that says why. Never panics, even if mail-parser does.
+//! - [`quoting`]: the sender's own text of a body, without quoted history and signature.
 //! - [`build_reply`]: a threaded, auto-reply-marked, quoted-printable UTF-8 reply that no header
 //!   value can inject into.
 
@@ -12,6 +13,7 @@ mod build;
 mod encode;
 mod html;
 mod parse;
+pub mod quoting;
 
 pub use build::{BuildError, BuiltReply, ReplySpec, build_reply, build_reply_at, reply_subject};
 pub use encode::{encode_quoted_printable, encode_words};

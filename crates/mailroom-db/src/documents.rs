@@ -161,12 +161,67 @@ pub async fn mark_failed(pool: &PgPool, id: Uuid, error_type: &str, error: &str)
     .map(drop)
 }
 
-/// Deletes the row; returns it if it existed.
-pub async fn delete(pool: &PgPool, id: Uuid) -> Result<Option<Document>, sqlx::Error> {
-    sqlx::query_as(&format!("DELETE FROM documents WHERE document_id = $1 RETURNING {COLUMNS}"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+/// A document row held for writing its chunks (`FOR KEY SHARE`, released by [`ChunkWrite::finish`]
+/// or on drop). While it is held, a delete of the document waits; once the document is deleted,
+/// no write can take it. So chunks are never written for a deleted document — in PostgreSQL or
+/// in an external vector store — and a document never answers 404 while its chunks are still
+/// searchable. Progress updates of the row do not conflict with it.
+#[derive(Debug)]
+pub struct ChunkWrite {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+}
+
+impl ChunkWrite {
+    /// Releases the row.
+    pub async fn finish(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+/// Takes the document row for a chunk write; `None` when the document no longer exists.
+pub async fn lock_for_chunk_write(pool: &PgPool, id: Uuid) -> Result<Option<ChunkWrite>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let found: Option<Uuid> =
+        sqlx::query_scalar("SELECT document_id FROM documents WHERE document_id = $1 FOR KEY SHARE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    Ok(found.map(|_| ChunkWrite { tx }))
+}
+
+/// A delete in progress: the row is locked (`FOR UPDATE`, after any chunk write in flight has
+/// finished) until [`Deletion::commit`] deletes it — which cascades to its chunks in PostgreSQL.
+/// Remove the document's chunks from an external store and its file before committing, so the
+/// document stays visible for as long as any of its text is.
+#[derive(Debug)]
+pub struct Deletion {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    /// The row as it was when locked.
+    pub document: Document,
+}
+
+impl Deletion {
+    /// Deletes the row (and, by cascade, its chunks in PostgreSQL) and commits.
+    pub async fn commit(mut self) -> Result<Document, sqlx::Error> {
+        sqlx::query("DELETE FROM documents WHERE document_id = $1")
+            .bind(self.document.document_id)
+            .execute(&mut *self.tx)
+            .await?;
+        self.tx.commit().await?;
+        Ok(self.document)
+    }
+}
+
+/// Starts deleting a document: waits for any chunk write in flight, then locks the row. `None`
+/// when there is no such document.
+pub async fn begin_delete(pool: &PgPool, id: Uuid) -> Result<Option<Deletion>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let document: Option<Document> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM documents WHERE document_id = $1 FOR UPDATE"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    Ok(document.map(|document| Deletion { tx, document }))
 }
 
 /// Document counts by status (for `mailroom status`).

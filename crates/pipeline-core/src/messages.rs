@@ -43,6 +43,19 @@ pub fn now() -> DateTime<Utc> {
 }
 
 /// Timestamps are written as RFC 3339 in UTC with millisecond precision and a `Z` suffix.
+/// The canonical form of a support mailbox's address: trimmed and lower-cased. Mailbox addresses
+/// are matched case-insensitively everywhere (`Support@x` and `support@x` are one agent, with one
+/// set of documents, one quota and one ledger), so every boundary where an address enters —
+/// message bodies, upload requests, settings — stores and compares this form only.
+pub fn agent_address(address: &str) -> String {
+    address.trim().to_lowercase()
+}
+
+/// Deserialises an `agent_email` field into its [`agent_address`] form.
+pub fn deserialize_agent_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    String::deserialize(d).map(|a| agent_address(&a))
+}
+
 fn serialize_timestamp<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
@@ -86,6 +99,7 @@ pub struct EmailToClassify {
     #[serde(default)]
     pub labels: Vec<String>,
     /// The support mailbox the email was sent to.
+    #[serde(deserialize_with = "deserialize_agent_address")]
     pub agent_email: String,
     /// Priority 1–10; higher is more urgent.
     #[serde(default = "default_priority")]
@@ -201,6 +215,7 @@ pub struct EmailToRespond {
     /// The classifier's verdict.
     pub classification: Classification,
     /// The support mailbox whose documents answer the email.
+    #[serde(deserialize_with = "deserialize_agent_address")]
     pub agent_email: String,
     /// Mailroom addition: the customer message's `Message-ID`, for the reply's `In-Reply-To`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -296,6 +311,7 @@ pub struct EmailToSend {
     #[serde(default)]
     pub context_used: Vec<ContextUsed>,
     /// The support mailbox sending the reply.
+    #[serde(deserialize_with = "deserialize_agent_address")]
     pub agent_email: String,
     /// Mailroom addition: the generator could not ground an answer, so the sender must make a
     /// draft for a human instead of sending.
@@ -367,6 +383,7 @@ pub struct DocumentToIngest {
     /// Who uploaded it.
     pub uploaded_by: String,
     /// The support mailbox the document belongs to.
+    #[serde(deserialize_with = "deserialize_agent_address")]
     pub agent_email: String,
     /// Upload source and content type.
     pub metadata: DocumentMetadata,

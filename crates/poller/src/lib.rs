@@ -67,7 +67,8 @@ pub struct MailboxSettings {
     pub kind: String,
     /// Maildir path (`maildir` source).
     pub maildir: PathBuf,
-    /// The support mailbox the messages belong to.
+    /// The support mailbox the messages belong to (matched case-insensitively: stored lower-case).
+    #[serde(deserialize_with = "pipeline_core::messages::deserialize_agent_address")]
     pub agent_email: String,
     /// Time between passes (and the first step of the backoff after a failure).
     pub poll_interval_ms: u64,

@@ -20,7 +20,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use mailroom_db::documents::{self, Document, NewDocument};
-use pipeline_core::messages::{DocumentMetadata, DocumentToIngest, new_message_id, now};
+use pipeline_core::messages::{DocumentMetadata, DocumentToIngest, agent_address, new_message_id, now};
 use pipeline_core::{Producer, Settings, Telemetry};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -199,7 +199,7 @@ async fn upload(
                         return Err(ApiError::new(StatusCode::BAD_REQUEST, "agent_email is too long"));
                     }
                 }
-                agent_email = Some(String::from_utf8_lossy(&value).trim().to_owned());
+                agent_email = Some(agent_address(&String::from_utf8_lossy(&value)));
             }
             Some("file") if file.is_none() => {
                 let filename = sanitize_filename(field.file_name().unwrap_or("upload"));
@@ -278,7 +278,7 @@ async fn upload(
     documents::insert(&state.pool, &record).await.map_err(|e| ApiError::internal("cannot record the document", e))?;
     if let Err(e) = state.producer.publish(&message).await {
         // Undo, so no document stays `queued` forever without a message.
-        let _ = documents::delete(&state.pool, document_id).await;
+        let _ = delete_document(&state.pool, state.store.as_ref(), document_id).await;
         return Err(ApiError::internal("cannot queue the document for ingestion", e));
     }
     cleanup.0 = None;
@@ -311,7 +311,7 @@ async fn list(
         .agent_email
         .filter(|a| !a.trim().is_empty())
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "the agent_email query parameter is required"))?;
-    let docs = documents::list_for_agent(&state.pool, agent.trim())
+    let docs = documents::list_for_agent(&state.pool, &agent_address(&agent))
         .await
         .map_err(|e| ApiError::internal("cannot list documents", e))?;
     Ok(axum::Json(docs))
@@ -335,13 +335,23 @@ async fn show(
 
 async fn remove(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    let doc = documents::get(&state.pool, id)
+    let doc = delete_document(&state.pool, state.store.as_ref(), id).await?;
+    info!(document_id = %id, agent_email = %doc.agent_email, "Deleted document.");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a document, its chunks and its stored file. The row stays (locked) until its chunks
+/// are gone from the vector store and its file from the disk, so `GET /documents/{id}` never
+/// answers 404 while any of its text is still searchable; an ingestion in flight finishes its
+/// chunk write first, and one that comes later finds the document gone and writes nothing.
+/// When a step fails, nothing is committed and the delete can be repeated.
+pub async fn delete_document(pool: &PgPool, store: &dyn VectorStore, id: Uuid) -> Result<Document, ApiError> {
+    let deletion = documents::begin_delete(pool, id)
         .await
         .map_err(|e| ApiError::internal("cannot read the document", e))?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such document"))?;
-    // Chunks first: if this fails the document is still listed and the delete can be repeated.
-    state
-        .store
+    let doc = &deletion.document;
+    store
         .delete_document(&doc.agent_email, &doc.document_id.to_string())
         .await
         .map_err(|e| ApiError::internal("cannot delete the document's chunks", e))?;
@@ -350,9 +360,7 @@ async fn remove(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(ApiError::internal("cannot delete the stored file", e)),
     }
-    documents::delete(&state.pool, id).await.map_err(|e| ApiError::internal("cannot delete the document", e))?;
-    info!(document_id = %id, agent_email = %doc.agent_email, "Deleted document.");
-    Ok(StatusCode::NO_CONTENT)
+    deletion.commit().await.map_err(|e| ApiError::internal("cannot delete the document", e))
 }
 
 /// Runs the API until `shutdown`.
