@@ -50,16 +50,7 @@ async fn three_documents_for_two_agents_become_searchable_only_by_their_agent() 
     assert!(other.iter().all(|h| h.source == "warranty-and-returns.pdf"), "agent B sees only its text: {other:?}");
 
     // Listing is per agent; deleting removes file, record and chunks.
-    let list: Vec<Value> = stack
-        .http
-        .get(format!("{}/documents?agent_email={AGENT_A}", stack.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let list = stack.list(AGENT_A).await;
     assert_eq!(list.len(), 2);
     let stored = stack.storage.path.read_dir().expect("storage").count();
     let r = stack
@@ -268,16 +259,7 @@ async fn agent_addresses_match_case_insensitively_from_upload_to_retrieval() {
     let doc = stack.settled(&id).await;
     assert_eq!(doc["status"], "ready", "{doc}");
     assert_eq!(doc["agent_email"], AGENT_A, "stored in its canonical (lower-case) form");
-    let list: Vec<Value> = stack
-        .http
-        .get(format!("{}/documents?agent_email=SUPPORT@northwind.EXAMPLE", stack.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let list = stack.list("SUPPORT@northwind.EXAMPLE").await;
     assert_eq!(list.len(), 1, "listed whatever the case of the query: {list:?}");
     // Mail to `support@…` finds what was uploaded for `Support@…`: the generator searches with
     // the message's agent, which every message body canonicalises.

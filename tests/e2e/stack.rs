@@ -58,6 +58,12 @@ impl Stack {
         r.json().await.expect("json")
     }
 
+    /// `GET /documents?agent_email=…`.
+    pub(crate) async fn list(&self, agent: &str) -> Vec<Value> {
+        let r = self.http.get(format!("{}/documents", self.base)).query(&[("agent_email", agent)]).bearer_auth(TOKEN);
+        r.send().await.expect("list").json().await.expect("json")
+    }
+
     /// Waits until the document is `ready` or `failed` and returns it.
     pub(crate) async fn settled(&self, id: &str) -> Value {
         wait_for(Duration::from_secs(90), &format!("document {id} to settle"), || async {
