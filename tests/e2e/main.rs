@@ -7,6 +7,7 @@ mod demo;
 mod deploy;
 mod ingestion;
 mod pipeline;
+mod retrieval;
 mod poller;
 mod secrets;
 mod sender;

@@ -59,6 +59,8 @@ pub struct RagSettings {
     pub vector_alone_similarity: f32,
     /// Candidates taken from each search before fusion.
     pub candidates: usize,
+    /// Weight of the vector list in the fusion (the full-text list weighs 1).
+    pub vector_weight: f32,
     /// Behaviour without relevant passages.
     pub no_context: NoContext,
     /// Embedding cache TTL.
@@ -133,6 +135,7 @@ impl RagSettings {
             min_lexical_score: self.min_lexical_score,
             vector_alone_similarity: self.vector_alone_similarity,
             candidates: self.candidates,
+            vector_weight: self.vector_weight,
         }
     }
 }

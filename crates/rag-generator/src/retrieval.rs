@@ -66,6 +66,8 @@ pub struct RetrievalSettings {
     pub vector_alone_similarity: f32,
     /// Candidates taken from each search before fusion.
     pub candidates: usize,
+    /// Weight of the vector list in the fusion (the full-text list weighs 1).
+    pub vector_weight: f32,
 }
 
 /// Runs the searches and the fusion for one agent's question.
@@ -107,9 +109,12 @@ impl Retriever {
         match mode {
             Mode::Vector => self.store.search(agent_email, vector, s.top_k, s.min_similarity).await,
             Mode::Lexical => {
-                let mut hits = self.lexical.search(agent_email, question, s.top_k).await?;
-                hits.retain(|h| h.score >= s.min_lexical_score);
-                Ok(hits)
+                let hits = self.lexical.search(agent_email, question, pool).await?;
+                // The same relevance rule as hybrid, on the lexical side alone.
+                if !hits.iter().any(|h| h.score >= s.min_lexical_score) {
+                    return Ok(Vec::new());
+                }
+                Ok(hits.into_iter().take(s.top_k).collect())
             }
             Mode::Hybrid => {
                 let (semantic, lexical) = tokio::try_join!(
@@ -124,23 +129,23 @@ impl Retriever {
 
 /// The hybrid relevance rule, then the fusion (see the module documentation).
 pub fn hybrid(semantic: Vec<SearchHit>, lexical: Vec<SearchHit>, settings: &RetrievalSettings) -> Vec<SearchHit> {
-    let supported = lexical.first().is_some_and(|h| h.score >= settings.min_lexical_score)
-        || semantic.first().is_some_and(|h| h.score >= settings.vector_alone_similarity);
+    let supported = lexical.iter().any(|h| h.score >= settings.min_lexical_score)
+        || semantic.iter().any(|h| h.score >= settings.vector_alone_similarity);
     if !supported {
         return Vec::new();
     }
-    fuse(&[semantic, lexical], settings.top_k)
+    fuse(&[(semantic, settings.vector_weight), (lexical, 1.0)], settings.top_k)
 }
 
-/// Reciprocal rank fusion of ranked lists, merged by `(document_id, chunk_index)`; the result
-/// keeps the first list's hit (and so its score) for a passage several lists found. Ties keep
-/// the order of the first list that has the passage.
-pub fn fuse(lists: &[Vec<SearchHit>], top_k: usize) -> Vec<SearchHit> {
+/// Weighted reciprocal rank fusion of ranked lists (each with its weight), merged by
+/// `(document_id, chunk_index)`; the result keeps the first list's hit (and so its score) for a
+/// passage several lists found. Ties keep the order of the first list that has the passage.
+pub fn fuse(lists: &[(Vec<SearchHit>, f32)], top_k: usize) -> Vec<SearchHit> {
     let mut fused: Vec<(f32, SearchHit)> = Vec::new();
     let mut position: HashMap<(String, u32), usize> = HashMap::new();
-    for list in lists {
+    for (list, weight) in lists {
         for (rank, hit) in list.iter().enumerate() {
-            let gain = 1.0 / (RRF_K + rank as f32 + 1.0);
+            let gain = weight / (RRF_K + rank as f32 + 1.0);
             match position.get(&(hit.document_id.clone(), hit.chunk_index)) {
                 Some(&i) => fused[i].0 += gain,
                 None => {
@@ -180,13 +185,14 @@ mod tests {
         min_lexical_score: 0.3,
         vector_alone_similarity: 0.6,
         candidates: 10,
+        vector_weight: 1.0,
     };
 
     #[test]
     fn a_passage_both_searches_find_wins() {
         let semantic = vec![hit("a", 0, 0.5), hit("b", 1, 0.4), hit("c", 2, 0.3)];
         let lexical = vec![hit("c", 2, 0.9), hit("d", 0, 0.8), hit("b", 1, 0.7)];
-        let fused = fuse(&[semantic, lexical], 3);
+        let fused = fuse(&[(semantic, 1.0), (lexical, 1.0)], 3);
         assert_eq!(ids(&fused), [("c".into(), 2), ("b".into(), 1), ("a".into(), 0)]);
         // The vector hit is kept for a passage both found.
         assert_eq!(fused[0].score, 0.3);
@@ -194,9 +200,13 @@ mod tests {
 
     #[test]
     fn fusion_merges_by_document_and_chunk_and_respects_top_k() {
-        let fused = fuse(&[vec![hit("a", 0, 0.5), hit("a", 1, 0.4)], vec![hit("b", 0, 0.5), hit("a", 1, 0.2)]], 2);
+        let fused =
+            fuse(&[(vec![hit("a", 0, 0.5), hit("a", 1, 0.4)], 1.0), (vec![hit("b", 0, 0.5), hit("a", 1, 0.2)], 1.0)], 2);
         assert_eq!(ids(&fused), [("a".into(), 1), ("a".into(), 0)]);
-        assert!(fuse(&[Vec::new(), Vec::new()], 4).is_empty());
+        assert!(fuse(&[(Vec::new(), 1.0), (Vec::new(), 1.0)], 4).is_empty());
+        // A lighter list only breaks the other's ties.
+        let weighted = fuse(&[(vec![hit("a", 0, 0.5), hit("b", 0, 0.4)], 0.2), (vec![hit("b", 0, 0.9)], 1.0)], 2);
+        assert_eq!(ids(&weighted), [("b".into(), 0), ("a".into(), 0)]);
     }
 
     #[test]

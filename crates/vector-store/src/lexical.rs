@@ -76,6 +76,22 @@ pub fn index_text(text: &str) -> String {
         }
     }
     flush(&mut run, &mut out);
+    // PostgreSQL's parser keeps a path or file name whole ("/etc/fstab", "sources.list"), so a
+    // question naming just "fstab" would not match it: the parts are added too.
+    let mut parts = String::new();
+    for token in text.split_whitespace().filter(|t| t.contains(['/', '.', '_'])) {
+        let words: Vec<&str> = token.split(|c: char| !is_word_char(c)).filter(|w| !w.is_empty()).collect();
+        if words.len() > 1 {
+            for word in words {
+                parts.push(' ');
+                parts.push_str(word);
+            }
+        }
+    }
+    if !parts.is_empty() {
+        out.push_str(" \n");
+        out.push_str(&parts);
+    }
     out
 }
 
@@ -117,12 +133,9 @@ const LATIN_MARKERS: [(&str, &[&str]); 7] = [
     ("dutch", &["het", "een", "en", "van", "niet", "dat", "op", "te", "voor", "met", "zijn", "ook", "wordt", "naar", "bij"]),
 ];
 
-/// The text-search configuration for a text: chosen by the script most of its letters are in
-/// (Chinese and Japanese count three per character, since one stands for about a word), then,
-/// for Latin script, by which language's common words it uses; `simple` (no stemming, no stop
-/// words) when no configuration suits. The writer falls back to `simple` as well when the
-/// database lacks the configuration.
-pub fn search_config(text: &str) -> &'static str {
+/// The script most of a text's letters are in (Chinese and Japanese count three per
+/// character, since one stands for about a word): `latin`, or the configuration of the others.
+fn dominant_script(text: &str) -> &'static str {
     let (mut latin, mut cyrillic, mut greek, mut devanagari, mut arabic, mut spaceless) = (0, 0, 0, 0, 0, 0);
     for c in text.chars() {
         match u32::from(c) {
@@ -144,10 +157,18 @@ pub fn search_config(text: &str) -> &'static str {
         (arabic, "arabic"),
         (latin, "latin"),
     ];
-    let (count, script) = scripts.iter().copied().max_by_key(|(n, _)| *n).unwrap_or((0, "simple"));
-    if count == 0 {
-        return "simple";
+    match scripts.iter().copied().max_by_key(|(n, _)| *n) {
+        Some((n, script)) if n > 0 => script,
+        _ => "simple",
     }
+}
+
+/// The text-search configuration for a text: chosen by its [`dominant_script`], then, for Latin
+/// script, by which language's common words it uses; `simple` (no stemming, no stop words) when
+/// no configuration suits. The writer falls back to `simple` as well when the database lacks
+/// the configuration.
+pub fn search_config(text: &str) -> &'static str {
+    let script = dominant_script(text);
     if script != "latin" {
         return script;
     }
@@ -162,7 +183,20 @@ pub fn search_config(text: &str) -> &'static str {
     }
     match hits.iter().enumerate().max_by_key(|(i, n)| (**n, usize::MAX - i)) {
         Some((i, &n)) if n >= 2 => LATIN_MARKERS[i].0,
-        _ => "simple",
+        // A table of commands or a heading: English is by far the likeliest, and the same
+        // configuration as the prose around it keeps its terms comparable.
+        _ => "english",
+    }
+}
+
+/// The configurations a question is parsed with: those of its script. A question is too short
+/// to tell English from French reliably, so a Latin-script one is parsed with every Latin-script
+/// configuration the agent's chunks use; parsing it with the Russian stemmer would only add
+/// terms no Russian passage shares.
+fn question_configs(question: &str) -> Vec<&'static str> {
+    match dominant_script(question) {
+        "latin" => LATIN_MARKERS.iter().map(|(config, _)| *config).collect(),
+        own => vec![own],
     }
 }
 
@@ -217,13 +251,21 @@ pub struct LexicalSearch {
     pool: PgPool,
 }
 
-/// One of the question's terms under one configuration, with its weight.
+/// One of the question's terms under one configuration, with its weights.
 #[derive(Debug, Clone, PartialEq)]
 struct Term {
     config: String,
     lexeme: String,
+    /// Inverse document frequency, for the BM25 ranking.
+    idf: f32,
+    /// Share of the question's total weight, for the coverage score.
     weight: f32,
 }
+
+/// BM25's term-frequency saturation: the second occurrence of a term adds less than the first.
+/// Chunks all have about the same length (`ingester.chunk_size`), so there is no length
+/// normalisation (BM25's b = 0).
+const BM25_K1: f32 = 1.2;
 
 /// BM25's inverse document frequency of a term found in `df` of `n` chunks.
 fn idf(n: i64, df: i64) -> f64 {
@@ -231,21 +273,38 @@ fn idf(n: i64, df: i64) -> f64 {
     (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
 }
 
-/// Normalises the weights per configuration so a chunk containing every term scores 1.
+/// Weight, relative to a word's, with which a character bigram no chunk contains counts in the
+/// total: about half the bigrams of a Chinese or Japanese question straddle a word boundary and
+/// occur nowhere, whatever the question, yet the others — 退款 "refund" — say as much as an
+/// absent word does.
+const ABSENT_BIGRAM_WEIGHT: f64 = 0.5;
+
+/// Normalises the weights per configuration so a chunk containing every term scores 1. A term
+/// the agent's documents never use still counts in the total (a question about refunds to a
+/// documentation set that never mentions them is off-topic); an absent character bigram counts
+/// [`ABSENT_BIGRAM_WEIGHT`].
 fn weigh(rows: Vec<(String, i64, String, i64)>) -> Vec<Term> {
+    let share = |lexeme: &str, df: i64| {
+        if df == 0 && lexeme.chars().next().is_some_and(is_bigram_script) { ABSENT_BIGRAM_WEIGHT } else { 1.0 }
+    };
     let mut totals: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
-    for (config, n, _, df) in &rows {
-        *totals.entry(config.clone()).or_default() += idf(*n, *df);
+    for (config, n, lexeme, df) in &rows {
+        *totals.entry(config.clone()).or_default() += share(lexeme, *df) * idf(*n, *df);
     }
     rows.into_iter()
         // Terms no chunk contains cannot match; they only weigh in the totals.
         .filter(|(_, _, _, df)| *df > 0)
         .map(|(config, n, lexeme, df)| {
             let total = totals.get(&config).copied().unwrap_or(1.0).max(f64::MIN_POSITIVE);
-            Term { weight: (idf(n, df) / total) as f32, config, lexeme }
+            let idf = idf(n, df);
+            Term { idf: idf as f32, weight: (idf / total) as f32, config, lexeme }
         })
         .collect()
 }
+
+/// A passage sharing a single term with a question of several is no support for it, however
+/// rare the term: 收到 ("received") alone does not make a refund question about Debian.
+const MIN_MATCHED_TERMS: i64 = 2;
 
 impl LexicalSearch {
     /// Searches the chunks of the migrated database of `pool`.
@@ -253,9 +312,9 @@ impl LexicalSearch {
         Self { pool }
     }
 
-    /// The `top_k` chunks of `agent_email` sharing the most (rarity-weighted) terms with
-    /// `question`, best first; each hit's score is that weighted share of the question's terms,
-    /// between 0 and 1.
+    /// The `top_k` chunks of `agent_email` that best match `question`, ranked by BM25; each
+    /// hit's score is the (rarity-weighted) share of the question's terms it contains, between 0
+    /// and 1 — so the best-ranked hit need not have the highest score.
     pub async fn search(&self, agent_email: &str, question: &str, top_k: usize) -> Result<Vec<SearchHit>, StoreError> {
         let words = query_words(question);
         if words.is_empty() || top_k == 0 {
@@ -266,7 +325,7 @@ impl LexicalSearch {
         // a lexeme with a backslash would need E'' quoting that tsquery input does not read.
         let rows = sqlx::query(
             "WITH cfg AS (SELECT search_config AS c, count(*) AS n FROM chunks WHERE agent_email = $1 \
-                          GROUP BY search_config) \
+                            AND search_config::text = ANY($3) GROUP BY search_config) \
              SELECT cfg.c::text AS config, cfg.n, l.lexeme, \
                     (SELECT count(*) FROM chunks ch WHERE ch.agent_email = $1 AND ch.search_config = cfg.c \
                        AND ch.tsv @@ quote_literal(l.lexeme)::tsquery) AS df \
@@ -275,6 +334,7 @@ impl LexicalSearch {
         )
         .bind(agent_email)
         .bind(index_text(question))
+        .bind(question_configs(question))
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
@@ -287,39 +347,59 @@ impl LexicalSearch {
                 row.try_get::<i64, _>("df").map_err(db_error)?,
             ));
         }
-        let terms = weigh(parsed);
+        let mut parsed_counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (config, _, _, _) in &parsed {
+            *parsed_counts.entry(config.as_str()).or_default() += 1;
+        }
+        let parsed_counts: Vec<usize> = parsed_counts.into_values().collect();
+        let terms = weigh(parsed.clone());
         if terms.is_empty() {
             return Ok(Vec::new());
         }
         let configs: Vec<&str> = terms.iter().map(|t| t.config.as_str()).collect();
         let lexemes: Vec<&str> = terms.iter().map(|t| t.lexeme.as_str()).collect();
         let weights: Vec<f32> = terms.iter().map(|t| t.weight).collect();
+        let idfs: Vec<f32> = terms.iter().map(|t| t.idf).collect();
         // The websearch query finds the candidates through the GIN index, one configuration at a
-        // time; the score sums the weights of the terms each candidate contains.
+        // time; they are ranked by BM25 over the candidate's term frequencies (the positions
+        // the tsvector keeps), and scored by the coverage weights of the terms they contain.
         let rows = sqlx::query(
-            "WITH w AS (SELECT * FROM UNNEST($2::text[], $3::text[], $4::float4[]) AS w(config, lexeme, weight)), \
+            "WITH w AS (SELECT * FROM UNNEST($2::text[], $3::text[], $4::float4[], $5::float4[]) \
+                          AS w(config, lexeme, weight, idf)), \
                   c AS (SELECT DISTINCT config FROM w) \
-             SELECT m.document_id, m.chunk_index, m.source, m.page, m.text, \
-                    (SELECT sum(w.weight) FROM w WHERE w.config = c.config \
-                       AND m.tsv @@ quote_literal(w.lexeme)::tsquery)::float4 AS score \
+             SELECT m.document_id, m.chunk_index, m.source, m.page, m.text, s.coverage, s.matched, s.bm25 \
              FROM c CROSS JOIN LATERAL ( \
                  SELECT ch.document_id, ch.chunk_index, ch.source, ch.page, ch.text, ch.tsv FROM chunks ch \
                  WHERE ch.agent_email = $1 AND ch.search_config = c.config::regconfig \
-                   AND ch.tsv @@ websearch_to_tsquery(c.config::regconfig, $5)) m \
-             ORDER BY score DESC, m.document_id, m.chunk_index \
-             LIMIT $6",
+                   AND ch.tsv @@ websearch_to_tsquery(c.config::regconfig, $6)) m \
+             CROSS JOIN LATERAL ( \
+                 SELECT sum(w.weight)::float4 AS coverage, count(*) AS matched, \
+                        sum(w.idf * cardinality(u.positions) * ($7 + 1) / (cardinality(u.positions) + $7))::float4 \
+                          AS bm25 \
+                 FROM unnest(m.tsv) u JOIN w ON w.config = c.config AND w.lexeme = u.lexeme) s \
+             ORDER BY s.bm25 DESC NULLS LAST, m.document_id, m.chunk_index \
+             LIMIT $8",
         )
         .bind(agent_email)
         .bind(&configs)
         .bind(&lexemes)
         .bind(&weights)
+        .bind(&idfs)
         .bind(&words)
+        .bind(BM25_K1)
         .bind(i64::try_from(top_k).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
+        // Questions of one term (per configuration) need only that one.
+        let needed = |config_terms: usize| MIN_MATCHED_TERMS.min(i64::try_from(config_terms).unwrap_or(i64::MAX));
+        let question_terms = parsed_counts;
         let mut hits = Vec::with_capacity(rows.len());
         for row in rows {
+            let matched: i64 = row.try_get("matched").map_err(db_error)?;
+            let coverage: f32 = row.try_get::<Option<f32>, _>("coverage").map_err(db_error)?.unwrap_or(0.0);
+            let config_terms = question_terms.iter().max().copied().unwrap_or(1);
+            let coverage = if matched >= needed(config_terms) { coverage } else { 0.0 };
             let page: Option<i32> = row.try_get("page").map_err(db_error)?;
             let chunk_index: i32 = row.try_get("chunk_index").map_err(db_error)?;
             hits.push(SearchHit {
@@ -328,7 +408,7 @@ impl LexicalSearch {
                 source: row.try_get("source").map_err(db_error)?,
                 page: page.and_then(|p| u32::try_from(p).ok()),
                 text: row.try_get("text").map_err(db_error)?,
-                score: row.try_get::<Option<f32>, _>("score").map_err(db_error)?.unwrap_or(0.0),
+                score: coverage,
             });
         }
         Ok(hits)
@@ -349,11 +429,16 @@ mod tests {
         assert_eq!(index_text("中").trim(), "中");
         // Other scripts are untouched.
         assert_eq!(index_text("Привет, κόσμε नमस्ते"), "Привет, κόσμε नमस्ते");
+        // Paths and file names also give their parts.
+        assert_eq!(index_text("see /etc/fstab."), "see /etc/fstab. \n etc fstab");
     }
 
     #[test]
     fn query_words_are_ored_and_keep_commands_and_indic_words_whole() {
-        assert_eq!(query_words("How do I edit /etc/apt/sources.list?"), "How or do or I or edit or /etc/apt/sources.list");
+        assert_eq!(
+            query_words("How do I edit /etc/apt/sources.list?"),
+            "How or do or I or edit or /etc/apt/sources.list or etc or apt or sources or list"
+        );
         assert_eq!(query_words("apt-get -y \"upgrade\" or remove"), "apt-get or y or upgrade or remove");
         assert_eq!(query_words("नमस्ते दुनिया।"), "नमस्ते or दुनिया");
         assert_eq!(query_words("什么是包"), "什么 or 么是 or 是包");
@@ -370,7 +455,8 @@ mod tests {
         assert_eq!(search_config("如何升级系统中的软件包"), "simple");
         assert_eq!(search_config("Comment mettre à jour les paquets de la distribution et du système ?"), "french");
         assert_eq!(search_config("Wie kann ich die Pakete auf dem System aktualisieren und das nicht?"), "german");
-        assert_eq!(search_config("apt-get dpkg 1.2.3"), "simple");
+        assert_eq!(search_config("apt-get dpkg 1.2.3"), "english");
+        assert_eq!(search_config("1.2.3 ..."), "simple");
         assert_eq!(search_config(""), "simple");
     }
 
