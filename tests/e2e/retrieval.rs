@@ -11,13 +11,14 @@ use std::path::Path;
 
 use mailroom::eval_cmd::{HASHING, evaluate_provider};
 use mailroom::retrieval_eval::{self, EvalSet};
-use mailroom_tests::{TestDb, TestDir, bin_path, repo_root};
+use mailroom_tests::{TestDb, TestDir, bin_path};
 use rag_generator::retrieval::Mode;
 use secrecy::SecretString;
 
 #[tokio::test]
 async fn hybrid_retrieval_over_real_manuals_meets_its_floors() {
-    let set_path = repo_root().join("tests/retrieval-eval/set.json");
+    // This crate's own directory (the harness's repo_root() may be compiled elsewhere).
+    let set_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("retrieval-eval/set.json");
     let set = EvalSet::load(&set_path).expect("set");
     let root = retrieval_eval::fetch_documents(&set_path, &set, None).expect("fetch the set's packages");
     let db = TestDb::create().await;
@@ -39,7 +40,7 @@ async fn hybrid_retrieval_over_real_manuals_meets_its_floors() {
     assert!(figures.answerable >= 40 && figures.off_topic >= 5);
     let hybrid = figures.mode(Mode::Hybrid).expect("hybrid");
     let vector = figures.mode(Mode::Vector).expect("vector");
-    assert!(hybrid.recall >= 0.72, "hybrid recall@4 {:.2}; missed: {:#?}", hybrid.recall, hybrid.missed);
+    assert!(hybrid.recall >= 0.75, "hybrid recall@4 {:.2}; missed: {:#?}", hybrid.recall, hybrid.missed);
     assert!(hybrid.recall > vector.recall + 0.2, "hybrid {:.2} vs vector {:.2}", hybrid.recall, vector.recall);
     for (language, (recall, n)) in &hybrid.per_language {
         assert!(*recall >= 0.5, "{language}: hybrid recall@4 {recall:.2} over {n} questions");

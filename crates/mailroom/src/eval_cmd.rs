@@ -145,8 +145,7 @@ pub async fn retrieval(settings: &Settings, config: Option<&Path>, args: Retriev
     }
     for (label, provider) in &providers {
         println!("Ingesting {} documents with the {} embedder…", set.documents.len(), provider.name);
-        let figures =
-            evaluate_provider(config, &db_url, &work_dir, &extractor, &root, &set, *provider, args.k).await?;
+        let figures = evaluate_provider(config, &db_url, &work_dir, &extractor, &root, &set, *provider, args.k).await?;
         print_figures(label, &figures, args.show_misses);
     }
     if providers.len() == 1 {

@@ -73,7 +73,8 @@ impl EvalSet {
     /// Reads a set file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let set: EvalSet = serde_json::from_str(&text).with_context(|| format!("{} is not a valid set", path.display()))?;
+        let set: EvalSet =
+            serde_json::from_str(&text).with_context(|| format!("{} is not a valid set", path.display()))?;
         for q in &set.questions {
             let known = q.document.as_ref().is_some_and(|d| set.documents.iter().any(|doc| &doc.id == d));
             anyhow::ensure!(
@@ -214,7 +215,10 @@ pub async fn evaluate(
             file_size_bytes: size,
             uploaded_by: "mailroom eval".into(),
             agent_email: agent.to_owned(),
-            metadata: DocumentMetadata { upload_source: Some("eval".into()), content_type: Some("application/pdf".into()) },
+            metadata: DocumentMetadata {
+                upload_source: Some("eval".into()),
+                content_type: Some("application/pdf".into()),
+            },
         };
         let done = ingester
             .ingest(id, &msg, "application/pdf")
@@ -231,12 +235,13 @@ pub async fn evaluate(
         let (Some(doc), Some(evidence)) = (&q.document, &q.evidence) else { continue };
         let id = ids[doc].1.to_string();
         let pages: Vec<i32> = q.pages.iter().map(|p| i32::try_from(*p).unwrap_or(i32::MAX)).collect();
-        let texts: Vec<String> =
-            sqlx::query_scalar("SELECT text FROM chunks WHERE document_id = $1 AND page = ANY($2) ORDER BY chunk_index")
-                .bind(&id)
-                .bind(&pages)
-                .fetch_all(pool)
-                .await?;
+        let texts: Vec<String> = sqlx::query_scalar(
+            "SELECT text FROM chunks WHERE document_id = $1 AND page = ANY($2) ORDER BY chunk_index",
+        )
+        .bind(&id)
+        .bind(&pages)
+        .fetch_all(pool)
+        .await?;
         if !texts.iter().any(|t| squash(t).contains(&squash(evidence))) {
             evidence_missing.push(q.question.clone());
         }
@@ -276,10 +281,8 @@ pub async fn evaluate(
                 continue;
             }
             let want = q.document.as_ref().map(|d| ids[d].1.to_string()).unwrap_or_default();
-            let rank = hits
-                .iter()
-                .take(k)
-                .position(|h| h.document_id == want && h.page.is_some_and(|p| q.pages.contains(&p)));
+            let rank =
+                hits.iter().take(k).position(|h| h.document_id == want && h.page.is_some_and(|p| q.pages.contains(&p)));
             let entry = per_language.entry(q.language.clone()).or_default();
             entry.1 += 1;
             match rank {
@@ -332,9 +335,10 @@ async fn ingester_lexical(pool: &PgPool, agent: &str, question: &str) -> anyhow:
 
 /// The figures as a Markdown table (the form docs/RETRIEVAL.md records).
 pub fn table(figures: &EmbedderFigures) -> String {
-    let languages: Vec<(String, usize)> = figures.modes.first().map_or_else(Vec::new, |m| {
-        m.per_language.iter().map(|(l, (_, n))| (l.clone(), *n)).collect()
-    });
+    let languages: Vec<(String, usize)> = figures
+        .modes
+        .first()
+        .map_or_else(Vec::new, |m| m.per_language.iter().map(|(l, (_, n))| (l.clone(), *n)).collect());
     let k = figures.k;
     let mut out = format!("| mode | recall@{k} | MRR@{k} |");
     for (language, n) in &languages {

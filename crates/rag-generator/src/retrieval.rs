@@ -134,6 +134,17 @@ pub fn hybrid(semantic: Vec<SearchHit>, lexical: Vec<SearchHit>, settings: &Retr
     if !supported {
         return Vec::new();
     }
+    // A passage only the vector search found takes part when it is strongly similar; below
+    // that, vector similarity re-ranks the full-text candidates rather than adding its own
+    // (with the hashing embedder those are mostly passages sharing common words).
+    let in_lexical: std::collections::HashSet<(&str, u32)> =
+        lexical.iter().map(|h| (h.document_id.as_str(), h.chunk_index)).collect();
+    let semantic: Vec<SearchHit> = semantic
+        .into_iter()
+        .filter(|h| {
+            h.score >= settings.vector_alone_similarity || in_lexical.contains(&(h.document_id.as_str(), h.chunk_index))
+        })
+        .collect();
     fuse(&[(semantic, settings.vector_weight), (lexical, 1.0)], settings.top_k)
 }
 
@@ -200,8 +211,10 @@ mod tests {
 
     #[test]
     fn fusion_merges_by_document_and_chunk_and_respects_top_k() {
-        let fused =
-            fuse(&[(vec![hit("a", 0, 0.5), hit("a", 1, 0.4)], 1.0), (vec![hit("b", 0, 0.5), hit("a", 1, 0.2)], 1.0)], 2);
+        let fused = fuse(
+            &[(vec![hit("a", 0, 0.5), hit("a", 1, 0.4)], 1.0), (vec![hit("b", 0, 0.5), hit("a", 1, 0.2)], 1.0)],
+            2,
+        );
         assert_eq!(ids(&fused), [("a".into(), 1), ("a".into(), 0)]);
         assert!(fuse(&[(Vec::new(), 1.0), (Vec::new(), 1.0)], 4).is_empty());
         // A lighter list only breaks the other's ties.
@@ -216,8 +229,9 @@ mod tests {
         let lexical = vec![hit("a", 0, 0.12)];
         assert!(hybrid(semantic.clone(), lexical.clone(), &SETTINGS).is_empty());
         // Enough of the question's terms in one passage: answerable.
-        let answered = hybrid(semantic.clone(), vec![hit("c", 0, 0.45)], &SETTINGS);
-        assert_eq!(answered.len(), 3);
+        let answered = hybrid(semantic.clone(), vec![hit("c", 0, 0.45), hit("b", 0, 0.3)], &SETTINGS);
+        // b is found by both; a, weakly similar and without the question's terms, is left out.
+        assert_eq!(ids(&answered), [("b".into(), 0), ("c".into(), 0)]);
         // A paraphrase a semantic embedder recognises needs no shared terms.
         assert_eq!(hybrid(vec![hit("e", 0, 0.7)], Vec::new(), &SETTINGS).len(), 1);
     }

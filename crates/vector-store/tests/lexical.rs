@@ -119,7 +119,9 @@ async fn a_pinecone_deployment_keeps_the_catalogue_for_lexical_search() {
     // Enough of Pinecone's data plane for a replace and a delete: nothing listed, upserts counted.
     let fake = FakeServer::start(|request| match request.path.as_str() {
         "/vectors/list" => Reply::json(200, json!({"vectors": [], "namespace": ALICE})),
-        "/vectors/upsert" => Reply::json(200, json!({"upsertedCount": request.body["vectors"].as_array().map_or(0, Vec::len)})),
+        "/vectors/upsert" => {
+            Reply::json(200, json!({"upsertedCount": request.body["vectors"].as_array().map_or(0, Vec::len)}))
+        }
         _ => Reply::json(200, json!({})),
     })
     .await;
