@@ -9,6 +9,7 @@ mod deploy;
 mod ingestion;
 mod pipeline;
 mod poller;
+mod retrieval;
 mod secrets;
 mod sender;
 mod stack;

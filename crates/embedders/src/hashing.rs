@@ -1,6 +1,12 @@
 //! The offline default embedder: signed feature hashing of words, word bigrams and character
 //! trigrams into a fixed number of buckets.
 //!
+//! Chinese and Japanese (and Thai, Lao, Khmer, Burmese) put no spaces between words: a run of
+//! those characters is tokenised into overlapping character bigrams ("東京タワー" → 東京, 京タ,
+//! タワ, ワー), which match across word boundaries without a dictionary. Combining marks
+//! (a Devanagari virama, for one) belong to the word they are in. (v2; v1 split CJK text only
+//! at punctuation and Indic words at their marks.)
+//!
 //! The vectors are persisted next to the chunks they describe and compared against query
 //! vectors computed later, possibly by another process on another machine, so everything
 //! here must be a pure function of the text: a fixed hash (FNV-1a 64 finished with the
@@ -63,7 +69,7 @@ pub struct HashingEmbedder {
 impl HashingEmbedder {
     /// An embedder producing `dimension`-long vectors (a dimension of 0 yields empty vectors).
     pub fn new(dimension: usize) -> Self {
-        Self { dimension, model_id: format!("hashing-v1-{dimension}") }
+        Self { dimension, model_id: format!("hashing-v2-{dimension}") }
     }
 
     /// Embeds one text synchronously; the result is L2-normalised, or all zeros when the text
@@ -125,7 +131,7 @@ impl Embedder for HashingEmbedder {
 struct Scratch {
     /// The lowercased content characters of the text, tokens back to back.
     lower: String,
-    /// Byte ranges of the content tokens in `lower`.
+    /// Byte ranges of the content tokens in `lower` (the bigrams of a spaceless run overlap).
     tokens: Vec<(usize, usize)>,
     /// Byte offsets of the character boundaries of the current token.
     bounds: Vec<usize>,
@@ -147,16 +153,22 @@ impl Scratch {
                 keys.push(key(h, KIND_BIGRAM));
             }
             previous = Some(word);
-            push_char_trigrams(word, bounds, keys);
+            // A bigram of a spaceless script is already a character n-gram.
+            if !word.chars().next().is_some_and(is_bigram_script) {
+                push_char_trigrams(word, bounds, keys);
+            }
         }
     }
 
-    /// Splits on anything that is not a Unicode letter or digit, lowercases, and drops
-    /// stopwords.
+    /// Splits on anything that is not a Unicode letter, digit or combining mark, lowercases,
+    /// drops stopwords, and turns runs of spaceless scripts into character bigrams.
     fn tokenize(&mut self, text: &str) {
         self.lower.clear();
         self.tokens.clear();
         let mut start = None;
+        // Start in `lower` of the previous character of the current spaceless run, and the
+        // run's length so far.
+        let mut run: Option<(usize, usize)> = None;
         let mut rest = text;
         while let Some(&byte) = rest.as_bytes().first() {
             // Support mail is mostly ASCII; handling it bytewise skips UTF-8 decoding and the
@@ -169,20 +181,49 @@ impl Scratch {
                 (byte.is_ascii_alphanumeric(), 1)
             } else {
                 let c = rest.chars().next().unwrap_or_default();
-                if c.is_alphanumeric() {
+                if is_bigram_script(c) {
+                    if let Some(s) = start.take() {
+                        self.push_token(s);
+                    }
+                    let here = self.lower.len();
+                    self.lower.push(c);
+                    run = match run {
+                        Some((previous, len)) => {
+                            self.tokens.push((previous, self.lower.len()));
+                            Some((here, len + 1))
+                        }
+                        None => Some((here, 1)),
+                    };
+                    rest = &rest[c.len_utf8()..];
+                    continue;
+                }
+                if is_word_char(c) {
                     start.get_or_insert(self.lower.len());
                     self.lower.extend(c.to_lowercase());
                 }
-                (c.is_alphanumeric(), c.len_utf8())
+                (is_word_char(c), c.len_utf8())
             };
+            // A lone character of a spaceless script is a token by itself.
+            if let Some((previous, 1)) = run.take() {
+                self.push_lone(previous);
+            }
             if !content && let Some(s) = start.take() {
                 self.push_token(s);
             }
             rest = &rest[width..];
         }
+        if let Some((previous, 1)) = run {
+            self.push_lone(previous);
+        }
         if let Some(s) = start {
             self.push_token(s);
         }
+    }
+
+    /// The one-character token of a spaceless run of length one starting at `at` in `lower`.
+    fn push_lone(&mut self, at: usize) {
+        let width = self.lower[at..].chars().next().map_or(0, char::len_utf8);
+        self.tokens.push((at, at + width));
     }
 
     fn push_token(&mut self, start: usize) {
@@ -195,6 +236,23 @@ impl Scratch {
             self.lower.truncate(start);
         }
     }
+}
+
+/// Whether `c` belongs to a script written without spaces between words.
+fn is_bigram_script(c: char) -> bool {
+    matches!(u32::from(c),
+        0x3005..=0x3007 | 0x3040..=0x30FF | 0x31F0..=0x31FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF
+        | 0xF900..=0xFAFF | 0xFF66..=0xFF9F | 0x20000..=0x2FFFF   // Han and kana
+        | 0x0E00..=0x0EFF | 0x1000..=0x109F | 0x1780..=0x17FF     // Thai, Lao, Myanmar, Khmer
+    )
+}
+
+/// Whether `c` continues a word: letters, digits, and the combining marks of Indic and other
+/// scripts (a Devanagari virama is no letter, but splitting a word at it would break it).
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric()
+        || matches!(u32::from(c), 0x0300..=0x036F | 0x0483..=0x0489 | 0x0591..=0x05C7 | 0x0610..=0x061A
+            | 0x064B..=0x065F | 0x0900..=0x0963 | 0x0966..=0x0DFF)
 }
 
 /// Adds the trigrams of `<word>`, `<` and `>` marking the word boundaries so that prefixes and
@@ -365,12 +423,44 @@ mod tests {
         assert_ne!(embedder.embed_one("café"), embedder.embed_one("caf"));
     }
 
+    fn tokens(text: &str) -> Vec<String> {
+        let mut scratch = Scratch::default();
+        scratch.tokenize(text);
+        scratch.tokens.iter().map(|&(a, b)| scratch.lower[a..b].to_owned()).collect()
+    }
+
+    #[test]
+    fn spaceless_scripts_are_tokenised_into_bigrams() {
+        assert_eq!(tokens("東京タワーへ行く"), ["東京", "京タ", "タワ", "ワー", "ーへ", "へ行", "行く"]);
+        assert_eq!(tokens("Debianのapt"), ["debian", "の", "apt"]);
+        assert_eq!(tokens("第2章 包"), ["第", "2", "章", "包"]);
+        assert_eq!(tokens("ภาษาไทย"), ["ภา", "าษ", "ษา", "าไ", "ไท", "ทย"]);
+    }
+
+    #[test]
+    fn indic_greek_and_cyrillic_words_stay_whole() {
+        // The virama (U+094D) in नमस्ते is a combining mark, not a separator.
+        assert_eq!(tokens("नमस्ते दुनिया। पैकेज"), ["नमस्ते", "दुनिया", "पैकेज"]);
+        assert_eq!(tokens("Καλημέρα κόσμε"), ["καλημέρα", "κόσμε"]);
+        assert_eq!(tokens("Собрать ПАКЕТ"), ["собрать", "пакет"]);
+    }
+
+    #[test]
+    fn a_chinese_question_finds_its_passage() {
+        let embedder = HashingEmbedder::new(384);
+        let query = embedder.embed_one("如何设置系统的时区？");
+        let related = embedder.embed_one("使用 dpkg-reconfigure tzdata 命令可以设置系统的时区。");
+        let unrelated = embedder.embed_one("软件包管理系统使用 apt 命令安装新的软件包。");
+        let (rel, unrel) = (cosine(&query, &related), cosine(&query, &unrelated));
+        assert!(rel > unrel + 0.2, "related {rel} should clearly beat unrelated {unrel}");
+    }
+
     #[test]
     fn dimension_is_respected() {
         for dimension in [1, 7, 384, 1536] {
             let embedder = HashingEmbedder::new(dimension);
             assert_eq!(embedder.dimension(), dimension);
-            assert_eq!(embedder.model_id(), format!("hashing-v1-{dimension}"));
+            assert_eq!(embedder.model_id(), format!("hashing-v2-{dimension}"));
             assert_eq!(embedder.embed_one("refund for a damaged parcel").len(), dimension);
         }
         assert!(HashingEmbedder::new(0).embed_one("anything").is_empty());

@@ -1,12 +1,14 @@
 //! The `mailroom` operator CLI: the one-command demo, running the workers locally, applying and
 //! verifying the broker topology, migrating the database, ingesting documents, status, and dead
-//! letters, and the performance bench.
+//! letters, the performance bench, and the retrieval evaluation.
 
 pub mod bench_cmd;
 pub mod demo_cmd;
 pub mod dlq_cmd;
+pub mod eval_cmd;
 pub mod ingest_cmd;
 pub mod procs;
+pub mod retrieval_eval;
 pub mod status_cmd;
 pub mod topology_cmd;
 pub mod up_cmd;
@@ -38,6 +40,13 @@ pub enum Command {
     /// Measure the pipeline on this machine (broker limit, offline and slow-LLM throughput,
     /// latency at half load, peak RSS per worker) in its own vhost and database.
     Bench(bench_cmd::BenchArgs),
+    /// Measure retrieval (`eval retrieval`: recall@k and MRR of vector, lexical and hybrid
+    /// retrieval over real PDF manuals, per language, and off-topic rejection).
+    Eval {
+        /// What to evaluate.
+        #[command(subcommand)]
+        action: eval_cmd::EvalAction,
+    },
     /// Run every worker as a child process (counts from --scale or [up]); Ctrl-C stops them.
     Up(up_cmd::UpArgs),
     /// Declare or check the broker topology (exchanges, queues, bindings, retry queues).
@@ -92,6 +101,9 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo_cmd::demo(&settings, args).await,
         Command::Bench(args) => bench_cmd::bench(&settings, args).await,
         Command::Up(args) => up_cmd::up(&settings, args).await,
+        Command::Eval { action: eval_cmd::EvalAction::Retrieval(args) } => {
+            eval_cmd::retrieval(&settings, cli.config.as_deref(), args).await
+        }
         Command::Topology { action: TopologyAction::Apply } => topology_cmd::apply(&settings).await,
         Command::Topology { action: TopologyAction::Verify } => topology_cmd::verify(&settings).await,
         Command::Status { json } => status_cmd::status(&settings, json).await,

@@ -1,9 +1,10 @@
 //! `rag-generator`: consumes `emails.to_respond` and drafts a grounded reply.
 //!
 //! The question (subject and body, quoted history removed) is embedded — through the Redis
-//! cache — and the vector store is searched for the email's own agent only. With no passage
-//! above `rag.min_similarity` nothing is invented: the reply is escalated for a human (or a
-//! holding reply is sent, as configured). Otherwise the LLM chain writes the answer from the
+//! cache — and the email's own agent's passages are retrieved by [`retrieval`]: vector search
+//! and PostgreSQL full-text search, fused. With no relevant passage (see the rule there)
+//! nothing is invented: the reply is escalated for a human (or a holding reply is sent, as
+//! configured). Otherwise the LLM chain writes the answer from the
 //! passages, the customer's email framed strictly as data; when the chain reaches `local`, the
 //! [`extractive`] writer quotes the most relevant sentences of the passages and names their
 //! documents. The draft is stored once per email and published to `email_exchange`/`send`; a
@@ -11,6 +12,7 @@
 
 pub mod cache;
 pub mod extractive;
+pub mod retrieval;
 
 use std::sync::Arc;
 
@@ -29,6 +31,7 @@ use tracing::info;
 use vector_store::{SearchHit, VectorStore, VectorStoreSettings};
 
 use crate::cache::EmbeddingCache;
+use crate::retrieval::{Mode, RetrievalSettings, Retriever};
 
 /// The binary's name.
 pub const WORKER_NAME: &str = "rag-generator";
@@ -48,8 +51,17 @@ pub enum NoContext {
 pub struct RagSettings {
     /// Passages retrieved per question.
     pub top_k: usize,
-    /// Least similarity a passage needs.
+    /// Least cosine similarity of a vector candidate.
     pub min_similarity: f32,
+    /// Least weighted share of the question's terms a passage must contain for the question to
+    /// count as answerable (see [`retrieval`]).
+    pub min_lexical_score: f32,
+    /// Similarity at which a passage counts as relevant without sharing terms with the question.
+    pub vector_alone_similarity: f32,
+    /// Candidates taken from each search before fusion.
+    pub candidates: usize,
+    /// Weight of the vector list in the fusion (the full-text list weighs 1).
+    pub vector_weight: f32,
     /// Behaviour without relevant passages.
     pub no_context: NoContext,
     /// Embedding cache TTL.
@@ -106,20 +118,18 @@ pub fn user_prompt(msg: &EmailToRespond, hits: &[SearchHit], max_email_chars: us
     out
 }
 
-/// Candidates fetched per passage kept, for the lexical re-ranking.
-const RERANK_POOL: usize = 4;
-/// Score added per weighted question term a passage contains.
-const LEXICAL_BONUS: f32 = 0.02;
-
-/// Hybrid ranking: the vector similarity plus a bonus for the question's terms found in the
-/// passage, codes and numbers counting most. Embeddings blur exact tokens such as an error code
-/// (`E04`), which are often the whole point of the question.
-pub fn rerank(question: &str, mut hits: Vec<SearchHit>, top_k: usize) -> Vec<SearchHit> {
-    let q = extractive::terms(question);
-    let mut scored: Vec<(f32, SearchHit)> =
-        hits.drain(..).map(|h| (h.score + LEXICAL_BONUS * extractive::overlap(&q, &h.text) as f32, h)).collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    scored.into_iter().take(top_k).map(|(_, h)| h).collect()
+impl RagSettings {
+    /// The retrieval part.
+    pub fn retrieval(&self) -> RetrievalSettings {
+        RetrievalSettings {
+            top_k: self.top_k,
+            min_similarity: self.min_similarity,
+            min_lexical_score: self.min_lexical_score,
+            vector_alone_similarity: self.vector_alone_similarity,
+            candidates: self.candidates,
+            vector_weight: self.vector_weight,
+        }
+    }
 }
 
 /// The `emails.to_respond` handler.
@@ -128,7 +138,7 @@ pub struct RespondHandler {
     chain: ProviderChain,
     embedder: Arc<dyn Embedder>,
     cache: EmbeddingCache,
-    store: Arc<dyn VectorStore>,
+    retriever: Retriever,
     settings: RagSettings,
 }
 
@@ -148,7 +158,8 @@ impl RespondHandler {
         store: Arc<dyn VectorStore>,
         settings: RagSettings,
     ) -> Self {
-        Self { pool, chain, embedder, cache, store, settings }
+        let retriever = Retriever::new(store, pool.clone(), settings.retrieval());
+        Self { pool, chain, embedder, cache, retriever, settings }
     }
 
     /// Retrieves the agent's passages for an email.
@@ -159,12 +170,10 @@ impl RespondHandler {
             .embed(self.embedder.as_ref(), &question)
             .await
             .map_err(|e| HandlerError::classified(e.is_transient(), "EmbeddingFailed", e))?;
-        let candidates = self
-            .store
-            .search(&msg.agent_email, &vector, self.settings.top_k * RERANK_POOL, self.settings.min_similarity)
+        self.retriever
+            .retrieve(&msg.agent_email, &question, &vector, Mode::Hybrid)
             .await
-            .map_err(|e| HandlerError::classified(e.is_transient(), "VectorStoreFailed", e))?;
-        Ok(rerank(&question, candidates, self.settings.top_k))
+            .map_err(|e| HandlerError::classified(e.is_transient(), "VectorStoreFailed", e))
     }
 
     /// Drafts the reply (not stored, not published): `(message, provider)`.

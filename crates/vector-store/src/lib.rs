@@ -2,14 +2,21 @@
 //! and their embeddings in PostgreSQL and searches exactly (cosine) in Rust over one agent's
 //! chunks; `pinecone` uses Pinecone's data-plane REST API with the agent as namespace. Every
 //! operation is scoped to one `agent_email`: no agent ever retrieves another agent's text.
+//!
+//! Whatever the store, the chunks are also catalogued in PostgreSQL's `chunks` table with
+//! full-text columns, and [`lexical`] searches them there (the other half of hybrid retrieval).
 
 use futures_util::future::BoxFuture;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+pub mod catalog;
+pub mod lexical;
 pub mod pinecone;
 pub mod postgres;
 
+pub use catalog::Catalogued;
+pub use lexical::LexicalSearch;
 pub use pinecone::PineconeStore;
 pub use postgres::PgVectorStore;
 
@@ -43,7 +50,8 @@ pub struct SearchHit {
     pub page: Option<u32>,
     /// The chunk's text.
     pub text: String,
-    /// Cosine similarity with the query.
+    /// Cosine similarity with the query (vector search), or the weighted share of the
+    /// question's terms the chunk contains (lexical search, 0–1).
     pub score: f32,
 }
 
@@ -121,14 +129,15 @@ pub struct PineconeSettings {
 #[error("unknown vector_store.kind {0:?} (expected postgres or pinecone)")]
 pub struct UnknownStore(pub String);
 
-/// Builds the configured store (`postgres` over `pool`, or `pinecone`).
+/// Builds the configured store (`postgres` over `pool`, or `pinecone` with its chunk catalogue
+/// in `pool` for lexical search).
 pub fn from_settings(
     settings: &VectorStoreSettings,
     pool: sqlx::PgPool,
 ) -> Result<std::sync::Arc<dyn VectorStore>, UnknownStore> {
     match settings.kind.as_str() {
         "postgres" => Ok(std::sync::Arc::new(PgVectorStore::new(pool))),
-        "pinecone" => Ok(std::sync::Arc::new(PineconeStore::new(&settings.pinecone))),
+        "pinecone" => Ok(std::sync::Arc::new(Catalogued::new(PineconeStore::new(&settings.pinecone), pool))),
         other => Err(UnknownStore(other.to_owned())),
     }
 }

@@ -19,10 +19,7 @@ use crate::{ChunkRecord, SearchHit, StoreError, VectorStore};
 /// Indexes at least this large are scanned by several threads.
 const PARALLEL_ROWS: usize = 20_000;
 
-/// Rows per INSERT when storing a document's chunks.
-const INSERT_BATCH: usize = 1000;
-
-fn db_error(e: sqlx::Error) -> StoreError {
+pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
             StoreError::Transient(e.to_string())
@@ -209,28 +206,8 @@ impl PgVectorStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        for batch in chunks.chunks(INSERT_BATCH) {
-            let indexes: Vec<i32> = batch.iter().map(|c| i32::try_from(c.chunk_index).unwrap_or(i32::MAX)).collect();
-            let sources: Vec<&str> = batch.iter().map(|c| c.source.as_str()).collect();
-            let pages: Vec<Option<i32>> =
-                batch.iter().map(|c| c.page.map(|p| i32::try_from(p).unwrap_or(i32::MAX))).collect();
-            let texts: Vec<&str> = batch.iter().map(|c| c.text.as_str()).collect();
-            let embeddings: Vec<Vec<u8>> = batch.iter().map(|c| encode_embedding(&c.embedding)).collect();
-            sqlx::query(
-                "INSERT INTO chunks (agent_email, document_id, chunk_index, source, page, text, embedding) \
-                 SELECT $1, $2, * FROM UNNEST($3::int[], $4::text[], $5::int[], $6::text[], $7::bytea[])",
-            )
-            .bind(agent_email)
-            .bind(document_id)
-            .bind(&indexes)
-            .bind(&sources)
-            .bind(&pages)
-            .bind(&texts)
-            .bind(&embeddings)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        }
+        // The rows carry the full-text columns too, so lexical retrieval sees the same chunks.
+        crate::lexical::insert_chunks(&mut tx, agent_email, document_id, &chunks, true).await.map_err(db_error)?;
         Self::bump_version(&mut tx, agent_email).await.map_err(db_error)?;
         tx.commit().await.map_err(db_error)
     }

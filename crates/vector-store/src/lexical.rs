@@ -1,0 +1,476 @@
+//! Lexical retrieval: PostgreSQL full-text search over the `chunks` catalogue, beside the
+//! vector search, whatever the vector store (Pinecone deployments keep the chunk rows too, with
+//! an empty embedding, see [`crate::catalog`]).
+//!
+//! Writing a chunk picks a text-search configuration suited to its language
+//! ([`search_config`]: by script, then by common words for Latin-script languages; `simple`
+//! when nothing fits) and stores `to_tsvector(config, index_text(text))`. Chinese and Japanese
+//! (and Thai, Lao, Khmer, Burmese) write no spaces between words, so PostgreSQL's parser would
+//! see a whole sentence as one word; [`index_text`] rewrites every run of those characters as
+//! overlapping character bigrams, which both the chunks and the questions go through.
+//!
+//! A search parses the question once per configuration the agent's chunks use, with
+//! `websearch_to_tsquery` over the question's words joined by `or` (a customer's question has
+//! many words no single passage contains all of), and scores each matching chunk by the share
+//! of the question's terms it contains, each term weighted by its rarity among the agent's
+//! chunks (BM25's inverse document frequency). Terms the agent's documents never use still
+//! count in the total, so the score is also a measure of how much of the question the
+//! documents speak about at all: an off-topic question scores low everywhere. Every query is
+//! scoped to one agent.
+
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::postgres::db_error;
+use crate::{ChunkRecord, SearchHit, StoreError};
+
+/// Rows per INSERT when storing a document's chunks.
+const INSERT_BATCH: usize = 1000;
+
+/// Whether `c` belongs to a script written without spaces between words, which is therefore
+/// tokenised into character bigrams.
+pub fn is_bigram_script(c: char) -> bool {
+    matches!(u32::from(c),
+        0x3005..=0x3007          // 々 〆 〇
+        | 0x3040..=0x30FF        // Hiragana, Katakana
+        | 0x31F0..=0x31FF        // Katakana phonetic extensions
+        | 0x3400..=0x4DBF        // CJK extension A
+        | 0x4E00..=0x9FFF        // CJK unified ideographs
+        | 0xF900..=0xFAFF        // CJK compatibility ideographs
+        | 0xFF66..=0xFF9F        // half-width Katakana
+        | 0x20000..=0x2FFFF      // CJK extensions B–F
+        | 0x0E00..=0x0E7F        // Thai
+        | 0x0E80..=0x0EFF        // Lao
+        | 0x1000..=0x109F        // Myanmar
+        | 0x1780..=0x17FF        // Khmer
+    )
+}
+
+/// `text` with every run of [`is_bigram_script`] characters replaced by its overlapping
+/// character bigrams, separated by spaces ("東京タワー" → "東京 京タ タワ ワー"); a run of one
+/// character stays as it is. Everything else is kept.
+pub fn index_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut run: Vec<char> = Vec::new();
+    let flush = |run: &mut Vec<char>, out: &mut String| {
+        if run.is_empty() {
+            return;
+        }
+        out.push(' ');
+        if run.len() == 1 {
+            out.push(run[0]);
+        }
+        for pair in run.windows(2) {
+            out.push(pair[0]);
+            out.push(pair[1]);
+            out.push(' ');
+        }
+        out.push(' ');
+        run.clear();
+    };
+    for c in text.chars() {
+        if is_bigram_script(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    // PostgreSQL's parser keeps a path or file name whole ("/etc/fstab", "sources.list"), so a
+    // question naming just "fstab" would not match it: the parts are added too.
+    let mut parts = String::new();
+    for token in text.split_whitespace().filter(|t| t.contains(['/', '.', '_'])) {
+        let words: Vec<&str> = token.split(|c: char| !is_word_char(c)).filter(|w| !w.is_empty()).collect();
+        if words.len() > 1 {
+            for word in words {
+                parts.push(' ');
+                parts.push_str(word);
+            }
+        }
+    }
+    if !parts.is_empty() {
+        out.push_str(" \n");
+        out.push_str(&parts);
+    }
+    out
+}
+
+/// Whether `c` continues a word: letters, digits, and the combining marks of Indic and other
+/// scripts (a Devanagari virama is no letter, but splitting a word at it would break it).
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric()
+        || matches!(u32::from(c), 0x0300..=0x036F | 0x0483..=0x0489 | 0x0591..=0x05C7 | 0x0610..=0x061A
+            | 0x064B..=0x065F | 0x0900..=0x0963 | 0x0966..=0x0DFF)
+}
+
+/// The question's words for `websearch_to_tsquery`, joined by `or`: tokens of letters, digits
+/// and marks (with the `.`, `_`, `/` and `-` inside file names and commands), bigrams for
+/// scripts without spaces; leading `-` (websearch's negation) and quotes are dropped.
+pub fn query_words(question: &str) -> String {
+    let text = index_text(question);
+    let inner = |c: char| is_word_char(c) || matches!(c, '.' | '_' | '/' | '-' | '+');
+    let mut words: Vec<&str> = Vec::new();
+    for token in text.split(|c: char| !inner(c)) {
+        let token = token.trim_matches(|c: char| !is_word_char(c) && c != '/');
+        if token.is_empty() || token.eq_ignore_ascii_case("or") || token.eq_ignore_ascii_case("and") {
+            continue;
+        }
+        words.push(token);
+    }
+    words.join(" or ")
+}
+
+/// Common words of the Latin-script languages with a PostgreSQL configuration: a handful each,
+/// chosen to be frequent in that language and rare in the others.
+#[rustfmt::skip]
+const LATIN_MARKERS: [(&str, &[&str]); 7] = [
+    ("english", &["the", "and", "of", "to", "is", "that", "for", "with", "are", "this", "you", "be", "not", "or", "it"]),
+    ("french", &["le", "la", "les", "des", "et", "est", "une", "pour", "dans", "qui", "pas", "sur", "du", "au", "vous"]),
+    ("german", &["der", "die", "das", "und", "ist", "nicht", "mit", "ein", "eine", "zu", "den", "von", "sich", "auf", "für"]),
+    ("spanish", &["el", "los", "las", "y", "es", "para", "una", "por", "con", "del", "se", "como", "más", "está", "puede"]),
+    ("italian", &["il", "gli", "di", "che", "è", "per", "una", "con", "non", "sono", "della", "del", "alla", "nel", "questo"]),
+    ("portuguese", &["o", "os", "não", "para", "uma", "com", "do", "da", "em", "é", "mais", "pelo", "pela", "você", "são"]),
+    ("dutch", &["het", "een", "en", "van", "niet", "dat", "op", "te", "voor", "met", "zijn", "ook", "wordt", "naar", "bij"]),
+];
+
+/// The script most of a text's letters are in (Chinese and Japanese count three per
+/// character, since one stands for about a word): `latin`, or the configuration of the others.
+fn dominant_script(text: &str) -> &'static str {
+    let (mut latin, mut cyrillic, mut greek, mut devanagari, mut arabic, mut spaceless) = (0, 0, 0, 0, 0, 0);
+    for c in text.chars() {
+        match u32::from(c) {
+            _ if is_bigram_script(c) => spaceless += 3,
+            _ if c.is_ascii_alphabetic() => latin += 1,
+            0x00C0..=0x024F => latin += 1,
+            0x0370..=0x03FF | 0x1F00..=0x1FFF => greek += 1,
+            0x0400..=0x052F => cyrillic += 1,
+            0x0600..=0x06FF => arabic += 1,
+            0x0900..=0x097F => devanagari += 1,
+            _ => {}
+        }
+    }
+    let scripts = [
+        (spaceless, "simple"),
+        (cyrillic, "russian"),
+        (greek, "greek"),
+        (devanagari, "hindi"),
+        (arabic, "arabic"),
+        (latin, "latin"),
+    ];
+    match scripts.iter().copied().max_by_key(|(n, _)| *n) {
+        Some((n, script)) if n > 0 => script,
+        _ => "simple",
+    }
+}
+
+/// The text-search configuration for a text: chosen by its [`dominant_script`], then, for Latin
+/// script, by which language's common words it uses; `simple` (no stemming, no stop words) when
+/// no configuration suits. The writer falls back to `simple` as well when the database lacks
+/// the configuration.
+pub fn search_config(text: &str) -> &'static str {
+    let script = dominant_script(text);
+    if script != "latin" {
+        return script;
+    }
+    let mut hits = [0usize; LATIN_MARKERS.len()];
+    for word in text.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty() && w.len() <= 8) {
+        let word = word.to_lowercase();
+        for (i, (_, markers)) in LATIN_MARKERS.iter().enumerate() {
+            if markers.contains(&word.as_str()) {
+                hits[i] += 1;
+            }
+        }
+    }
+    match hits.iter().enumerate().max_by_key(|(i, n)| (**n, usize::MAX - i)) {
+        Some((i, &n)) if n >= 2 => LATIN_MARKERS[i].0,
+        // A table of commands or a heading: English is by far the likeliest, and the same
+        // configuration as the prose around it keeps its terms comparable.
+        _ => "english",
+    }
+}
+
+/// The configurations a question is parsed with: those of its script. A question is too short
+/// to tell English from French reliably, so a Latin-script one is parsed with every Latin-script
+/// configuration the agent's chunks use; parsing it with the Russian stemmer would only add
+/// terms no Russian passage shares.
+fn question_configs(question: &str) -> Vec<&'static str> {
+    match dominant_script(question) {
+        "latin" => LATIN_MARKERS.iter().map(|(config, _)| *config).collect(),
+        own => vec![own],
+    }
+}
+
+/// Writes chunk rows with their full-text columns; `with_embeddings` false stores empty
+/// embeddings (the catalogue of a deployment whose vectors live elsewhere).
+pub(crate) async fn insert_chunks(
+    conn: &mut PgConnection,
+    agent_email: &str,
+    document_id: &str,
+    chunks: &[ChunkRecord],
+    with_embeddings: bool,
+) -> Result<(), sqlx::Error> {
+    for batch in chunks.chunks(INSERT_BATCH) {
+        let indexes: Vec<i32> = batch.iter().map(|c| i32::try_from(c.chunk_index).unwrap_or(i32::MAX)).collect();
+        let sources: Vec<&str> = batch.iter().map(|c| c.source.as_str()).collect();
+        let pages: Vec<Option<i32>> =
+            batch.iter().map(|c| c.page.map(|p| i32::try_from(p).unwrap_or(i32::MAX))).collect();
+        let texts: Vec<&str> = batch.iter().map(|c| c.text.as_str()).collect();
+        let embeddings: Vec<Vec<u8>> = batch
+            .iter()
+            .map(|c| if with_embeddings { crate::postgres::encode_embedding(&c.embedding) } else { Vec::new() })
+            .collect();
+        let configs: Vec<&str> = batch.iter().map(|c| search_config(&c.text)).collect();
+        let indexed: Vec<String> = batch.iter().map(|c| index_text(&c.text)).collect();
+        sqlx::query(
+            "INSERT INTO chunks (agent_email, document_id, chunk_index, source, page, text, embedding, \
+             search_config, tsv) \
+             SELECT $1, $2, u.i, u.s, u.p, u.t, u.e, cfg.c, to_tsvector(cfg.c, u.x) \
+             FROM UNNEST($3::int[], $4::text[], $5::int[], $6::text[], $7::bytea[], $8::text[], $9::text[]) \
+                  AS u(i, s, p, t, e, l, x) \
+             CROSS JOIN LATERAL (SELECT COALESCE((SELECT k.oid::regconfig FROM pg_ts_config k \
+                                                  WHERE k.cfgname = u.l LIMIT 1), 'simple'::regconfig) AS c) cfg",
+        )
+        .bind(agent_email)
+        .bind(document_id)
+        .bind(&indexes)
+        .bind(&sources)
+        .bind(&pages)
+        .bind(&texts)
+        .bind(&embeddings)
+        .bind(&configs)
+        .bind(&indexed)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Full-text search over an agent's chunks in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct LexicalSearch {
+    pool: PgPool,
+}
+
+/// One of the question's terms under one configuration, with its weights.
+#[derive(Debug, Clone, PartialEq)]
+struct Term {
+    config: String,
+    lexeme: String,
+    /// Inverse document frequency, for the BM25 ranking.
+    idf: f32,
+    /// Share of the question's total weight, for the coverage score.
+    weight: f32,
+}
+
+/// BM25's term-frequency saturation: the second occurrence of a term adds less than the first.
+/// Chunks all have about the same length (`ingester.chunk_size`), so there is no length
+/// normalisation (BM25's b = 0).
+const BM25_K1: f32 = 1.2;
+
+/// BM25's inverse document frequency of a term found in `df` of `n` chunks.
+fn idf(n: i64, df: i64) -> f64 {
+    let (n, df) = (n as f64, df as f64);
+    (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
+}
+
+/// Weight, relative to a word's, with which a character bigram no chunk contains counts in the
+/// total: about half the bigrams of a Chinese or Japanese question straddle a word boundary and
+/// occur nowhere, whatever the question, yet the others — 退款 "refund" — say as much as an
+/// absent word does.
+const ABSENT_BIGRAM_WEIGHT: f64 = 0.5;
+
+/// Normalises the weights per configuration so a chunk containing every term scores 1. A term
+/// the agent's documents never use still counts in the total (a question about refunds to a
+/// documentation set that never mentions them is off-topic); an absent character bigram counts
+/// [`ABSENT_BIGRAM_WEIGHT`].
+fn weigh(rows: Vec<(String, i64, String, i64)>) -> Vec<Term> {
+    let share = |lexeme: &str, df: i64| {
+        if df == 0 && lexeme.chars().next().is_some_and(is_bigram_script) { ABSENT_BIGRAM_WEIGHT } else { 1.0 }
+    };
+    let mut totals: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+    for (config, n, lexeme, df) in &rows {
+        *totals.entry(config.clone()).or_default() += share(lexeme, *df) * idf(*n, *df);
+    }
+    rows.into_iter()
+        // Terms no chunk contains cannot match; they only weigh in the totals.
+        .filter(|(_, _, _, df)| *df > 0)
+        .map(|(config, n, lexeme, df)| {
+            let total = totals.get(&config).copied().unwrap_or(1.0).max(f64::MIN_POSITIVE);
+            let idf = idf(n, df);
+            Term { idf: idf as f32, weight: (idf / total) as f32, config, lexeme }
+        })
+        .collect()
+}
+
+/// A passage sharing a single term with a question of several is no support for it, however
+/// rare the term: 收到 ("received") alone does not make a refund question about Debian.
+const MIN_MATCHED_TERMS: i64 = 2;
+
+impl LexicalSearch {
+    /// Searches the chunks of the migrated database of `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The `top_k` chunks of `agent_email` that best match `question`, ranked by BM25; each
+    /// hit's score is the (rarity-weighted) share of the question's terms it contains, between 0
+    /// and 1 — so the best-ranked hit need not have the highest score.
+    pub async fn search(&self, agent_email: &str, question: &str, top_k: usize) -> Result<Vec<SearchHit>, StoreError> {
+        let words = query_words(question);
+        if words.is_empty() || top_k == 0 {
+            return Ok(Vec::new());
+        }
+        // The question's terms under each configuration the agent's chunks use, and how many of
+        // those chunks contain each. Lexemes are matched one by one as quoted tsquery literals;
+        // a lexeme with a backslash would need E'' quoting that tsquery input does not read.
+        let rows = sqlx::query(
+            "WITH cfg AS (SELECT search_config AS c, count(*) AS n FROM chunks WHERE agent_email = $1 \
+                            AND search_config::text = ANY($3) GROUP BY search_config) \
+             SELECT cfg.c::text AS config, cfg.n, l.lexeme, \
+                    (SELECT count(*) FROM chunks ch WHERE ch.agent_email = $1 AND ch.search_config = cfg.c \
+                       AND ch.tsv @@ quote_literal(l.lexeme)::tsquery) AS df \
+             FROM cfg CROSS JOIN LATERAL unnest(tsvector_to_array(to_tsvector(cfg.c, $2))) AS l(lexeme) \
+             WHERE strpos(l.lexeme, E'\\\\') = 0",
+        )
+        .bind(agent_email)
+        .bind(index_text(question))
+        .bind(question_configs(question))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let mut parsed = Vec::with_capacity(rows.len());
+        for row in rows {
+            parsed.push((
+                row.try_get::<String, _>("config").map_err(db_error)?,
+                row.try_get::<i64, _>("n").map_err(db_error)?,
+                row.try_get::<String, _>("lexeme").map_err(db_error)?,
+                row.try_get::<i64, _>("df").map_err(db_error)?,
+            ));
+        }
+        let mut parsed_counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (config, _, _, _) in &parsed {
+            *parsed_counts.entry(config.as_str()).or_default() += 1;
+        }
+        let parsed_counts: Vec<usize> = parsed_counts.into_values().collect();
+        let terms = weigh(parsed.clone());
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let configs: Vec<&str> = terms.iter().map(|t| t.config.as_str()).collect();
+        let lexemes: Vec<&str> = terms.iter().map(|t| t.lexeme.as_str()).collect();
+        let weights: Vec<f32> = terms.iter().map(|t| t.weight).collect();
+        let idfs: Vec<f32> = terms.iter().map(|t| t.idf).collect();
+        // The websearch query finds the candidates through the GIN index, one configuration at a
+        // time; they are ranked by BM25 over the candidate's term frequencies (the positions
+        // the tsvector keeps), and scored by the coverage weights of the terms they contain.
+        let rows = sqlx::query(
+            "WITH w AS (SELECT * FROM UNNEST($2::text[], $3::text[], $4::float4[], $5::float4[]) \
+                          AS w(config, lexeme, weight, idf)), \
+                  c AS (SELECT DISTINCT config FROM w) \
+             SELECT m.document_id, m.chunk_index, m.source, m.page, m.text, s.coverage, s.matched, s.bm25 \
+             FROM c CROSS JOIN LATERAL ( \
+                 SELECT ch.document_id, ch.chunk_index, ch.source, ch.page, ch.text, ch.tsv FROM chunks ch \
+                 WHERE ch.agent_email = $1 AND ch.search_config = c.config::regconfig \
+                   AND ch.tsv @@ websearch_to_tsquery(c.config::regconfig, $6)) m \
+             CROSS JOIN LATERAL ( \
+                 SELECT sum(w.weight)::float4 AS coverage, count(*) AS matched, \
+                        sum(w.idf * cardinality(u.positions) * ($7 + 1) / (cardinality(u.positions) + $7))::float4 \
+                          AS bm25 \
+                 FROM unnest(m.tsv) u JOIN w ON w.config = c.config AND w.lexeme = u.lexeme) s \
+             ORDER BY s.bm25 DESC NULLS LAST, m.document_id, m.chunk_index \
+             LIMIT $8",
+        )
+        .bind(agent_email)
+        .bind(&configs)
+        .bind(&lexemes)
+        .bind(&weights)
+        .bind(&idfs)
+        .bind(&words)
+        .bind(BM25_K1)
+        .bind(i64::try_from(top_k).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        // Questions of one term (per configuration) need only that one.
+        let needed = |config_terms: usize| MIN_MATCHED_TERMS.min(i64::try_from(config_terms).unwrap_or(i64::MAX));
+        let question_terms = parsed_counts;
+        let mut hits = Vec::with_capacity(rows.len());
+        for row in rows {
+            let matched: i64 = row.try_get("matched").map_err(db_error)?;
+            let coverage: f32 = row.try_get::<Option<f32>, _>("coverage").map_err(db_error)?.unwrap_or(0.0);
+            let config_terms = question_terms.iter().max().copied().unwrap_or(1);
+            let coverage = if matched >= needed(config_terms) { coverage } else { 0.0 };
+            let page: Option<i32> = row.try_get("page").map_err(db_error)?;
+            let chunk_index: i32 = row.try_get("chunk_index").map_err(db_error)?;
+            hits.push(SearchHit {
+                document_id: row.try_get("document_id").map_err(db_error)?,
+                chunk_index: u32::try_from(chunk_index).unwrap_or_default(),
+                source: row.try_get("source").map_err(db_error)?,
+                page: page.and_then(|p| u32::try_from(p).ok()),
+                text: row.try_get("text").map_err(db_error)?,
+                score: coverage,
+            });
+        }
+        Ok(hits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spaceless_scripts_become_bigrams() {
+        assert_eq!(index_text("東京タワー").split_whitespace().collect::<Vec<_>>(), ["東京", "京タ", "タワ", "ワー"]);
+        assert_eq!(
+            index_text("Debianのパッケージ").split_whitespace().collect::<Vec<_>>(),
+            ["Debian", "のパ", "パッ", "ッケ", "ケー", "ージ"]
+        );
+        assert_eq!(index_text("中").trim(), "中");
+        // Other scripts are untouched.
+        assert_eq!(index_text("Привет, κόσμε नमस्ते"), "Привет, κόσμε नमस्ते");
+        // Paths and file names also give their parts.
+        assert_eq!(index_text("see /etc/fstab."), "see /etc/fstab. \n etc fstab");
+    }
+
+    #[test]
+    fn query_words_are_ored_and_keep_commands_and_indic_words_whole() {
+        assert_eq!(
+            query_words("How do I edit /etc/apt/sources.list?"),
+            "How or do or I or edit or /etc/apt/sources.list or etc or apt or sources or list"
+        );
+        assert_eq!(query_words("apt-get -y \"upgrade\" or remove"), "apt-get or y or upgrade or remove");
+        assert_eq!(query_words("नमस्ते दुनिया।"), "नमस्ते or दुनिया");
+        assert_eq!(query_words("什么是包"), "什么 or 么是 or 是包");
+        assert_eq!(query_words("?!"), "");
+    }
+
+    #[test]
+    fn configurations_follow_the_language() {
+        assert_eq!(search_config("How do I upgrade the packages of this system to the next release?"), "english");
+        assert_eq!(search_config("Как собрать пакет из исходного кода?"), "russian");
+        assert_eq!(search_config("Πώς μπορώ να αναβαθμίσω το σύστημα;"), "greek");
+        assert_eq!(search_config("मैं पैकेज कैसे बनाऊं?"), "hindi");
+        assert_eq!(search_config("パッケージをアップグレードするには apt full-upgrade を使います。"), "simple");
+        assert_eq!(search_config("如何升级系统中的软件包"), "simple");
+        assert_eq!(search_config("Comment mettre à jour les paquets de la distribution et du système ?"), "french");
+        assert_eq!(search_config("Wie kann ich die Pakete auf dem System aktualisieren und das nicht?"), "german");
+        assert_eq!(search_config("apt-get dpkg 1.2.3"), "english");
+        assert_eq!(search_config("1.2.3 ..."), "simple");
+        assert_eq!(search_config(""), "simple");
+    }
+
+    #[test]
+    fn weights_favour_rare_terms_and_absent_terms_dilute_them() {
+        let rows = vec![
+            ("english".to_owned(), 100, "debian".to_owned(), 90),
+            ("english".to_owned(), 100, "fstab".to_owned(), 2),
+            ("english".to_owned(), 100, "refund".to_owned(), 0),
+        ];
+        let terms = weigh(rows);
+        assert_eq!(terms.len(), 2, "a term no chunk contains is not searched for");
+        let (common, rare) = (terms[0].weight, terms[1].weight);
+        assert!(rare > 5.0 * common, "rare {rare} vs common {common}");
+        assert!(common + rare < 0.7, "the absent term keeps its share of the total: {}", common + rare);
+    }
+}

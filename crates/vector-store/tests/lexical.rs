@@ -1,0 +1,159 @@
+//! Lexical retrieval against a real PostgreSQL (a throw-away database per test): the chunk rows
+//! written by the stores carry a configuration suited to their language and a tsvector with
+//! CJK bigrams, questions in each script find their passage, agents never see each other's
+//! chunks, and a Pinecone deployment (its data plane faked on 127.0.0.1) still writes the
+//! catalogue rows, with empty embeddings, that lexical search reads.
+
+use mailroom_db::documents::{self, NewDocument};
+use mailroom_tests::TestDb;
+use mailroom_tests::fake_http::{FakeServer, Reply};
+use secrecy::SecretString;
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+use vector_store::{
+    Catalogued, ChunkRecord, LexicalSearch, PgVectorStore, PineconeSettings, PineconeStore, VectorStore,
+};
+
+const ALICE: &str = "alice@support.example";
+const BOB: &str = "bob@support.example";
+
+/// The passages of one agent's documents, one language each.
+const PASSAGES: [&str; 7] = [
+    "To change the time zone of the system, run dpkg-reconfigure tzdata and pick your region.",
+    "Mount options of disks are set in /etc/fstab; a UUID may identify the block device.",
+    "Debian システムが使うタイムゾーンは以下のようにして再設定できます。dpkg-reconfigure tzdata",
+    "下面是重新配置 Debian 系统使用的时区。",
+    "Программа quilt предлагает простой способ записи изменений в исходном коде пакетов.",
+    "Για να αλλάξετε τη ζώνη ώρας του συστήματος, εκτελέστε την εντολή dpkg-reconfigure.",
+    "सिस्टम का समय क्षेत्र बदलने के लिए यह आदेश चलाएँ।",
+];
+
+async fn database() -> (TestDb, PgPool) {
+    let db = TestDb::create().await;
+    let pool = mailroom_db::connect_and_migrate(&SecretString::from(db.url()), 4).await.expect("migrate");
+    (db, pool)
+}
+
+/// A documents row (chunks belong to a document) and its chunks, without embeddings' meaning.
+async fn document(pool: &PgPool, agent: &str, texts: &[&str]) -> (String, Vec<ChunkRecord>) {
+    let id = Uuid::new_v4();
+    documents::insert(
+        pool,
+        &NewDocument {
+            document_id: id,
+            agent_email: agent,
+            filename: "manual.pdf",
+            stored_path: "/nonexistent/manual.pdf",
+            content_type: "application/pdf",
+            size_bytes: 1,
+            message_id: "m",
+        },
+    )
+    .await
+    .expect("document row");
+    let chunks = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| ChunkRecord {
+            document_id: id.to_string(),
+            chunk_index: u32::try_from(i).expect("small"),
+            source: "manual.pdf".into(),
+            page: Some(u32::try_from(i).expect("small") + 1),
+            text: (*text).to_owned(),
+            embedding: vec![1.0, 0.0, 0.0, 0.0],
+        })
+        .collect();
+    (id.to_string(), chunks)
+}
+
+#[tokio::test]
+async fn each_language_finds_its_passage_and_agents_stay_apart() {
+    let (_db, pool) = database().await;
+    let store = PgVectorStore::new(pool.clone());
+    let (doc, chunks) = document(&pool, ALICE, &PASSAGES).await;
+    store.replace_document(ALICE, &doc, chunks).await.expect("replace");
+    // Bob's document says the same about time zones: Alice must never get it.
+    let (bob_doc, bob_chunks) = document(&pool, BOB, &[PASSAGES[0]]).await;
+    store.replace_document(BOB, &bob_doc, bob_chunks).await.expect("replace");
+
+    let configs: Vec<(i32, String)> =
+        sqlx::query_as("SELECT chunk_index, search_config::text FROM chunks WHERE document_id = $1 ORDER BY 1")
+            .bind(&doc)
+            .fetch_all(&pool)
+            .await
+            .expect("configs");
+    let configs: Vec<&str> = configs.iter().map(|(_, c)| c.as_str()).collect();
+    assert_eq!(configs, ["english", "english", "simple", "simple", "russian", "greek", "hindi"]);
+
+    let search = LexicalSearch::new(pool.clone());
+    for (question, page) in [
+        ("How do I change the time zone of my system?", 1),
+        ("Can fstab use the UUID of a disk?", 2),
+        ("タイムゾーンを変更したい", 3),
+        ("如何修改系统的时区？", 4),
+        ("Как с quilt сохранить изменения в исходном коде?", 5),
+        ("Ποια εντολή αλλάζει τη ζώνη ώρας του συστήματος;", 6),
+        ("सिस्टम का समय क्षेत्र कैसे बदलें?", 7),
+    ] {
+        let hits = search.search(ALICE, question, 3).await.expect("search");
+        assert_eq!(hits.first().and_then(|h| h.page), Some(page), "{question}: {hits:?}");
+        assert!(hits[0].score > 0.3, "{question}: weak support {}", hits[0].score);
+        assert!(hits.iter().all(|h| h.document_id == doc), "{question}: another agent's chunk: {hits:?}");
+    }
+    let bob = search.search(BOB, "How do I change the time zone of my system?", 10).await.expect("search");
+    assert_eq!(bob.len(), 1, "{bob:?}");
+    assert_eq!(bob[0].document_id, bob_doc);
+
+    // A question the documents do not speak about finds at best weak support.
+    let off_topic = search.search(ALICE, "Where is the refund for my damaged blender order?", 3).await.expect("search");
+    assert!(off_topic.iter().all(|h| h.score < 0.3), "{off_topic:?}");
+    // Deleting the document removes its rows from lexical search too.
+    store.delete_document(ALICE, &doc).await.expect("delete");
+    assert!(search.search(ALICE, "How do I change the time zone of my system?", 3).await.expect("search").is_empty());
+}
+
+#[tokio::test]
+async fn a_pinecone_deployment_keeps_the_catalogue_for_lexical_search() {
+    let (_db, pool) = database().await;
+    // Enough of Pinecone's data plane for a replace and a delete: nothing listed, upserts counted.
+    let fake = FakeServer::start(|request| match request.path.as_str() {
+        "/vectors/list" => Reply::json(200, json!({"vectors": [], "namespace": ALICE})),
+        "/vectors/upsert" => {
+            Reply::json(200, json!({"upsertedCount": request.body["vectors"].as_array().map_or(0, Vec::len)}))
+        }
+        _ => Reply::json(200, json!({})),
+    })
+    .await;
+    let pinecone = PineconeStore::new(&PineconeSettings {
+        index_host: fake.base.clone(),
+        api_key: SecretString::from("pcsk_test"),
+        api_version: "2025-04".into(),
+        timeout_secs: 5,
+    });
+    let store = Catalogued::new(pinecone, pool.clone());
+    let (doc, chunks) = document(&pool, ALICE, &PASSAGES[..2]).await;
+    store.replace_document(ALICE, &doc, chunks).await.expect("replace");
+    let upserted: usize = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/vectors/upsert")
+        .map(|r| r.body["vectors"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(upserted, 2, "the vectors went to Pinecone");
+    let lengths: Vec<i32> =
+        sqlx::query_scalar("SELECT length(embedding) FROM chunks WHERE document_id = $1 ORDER BY chunk_index")
+            .bind(&doc)
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+    assert_eq!(lengths, [0, 0], "catalogue rows carry no embedding");
+
+    let search = LexicalSearch::new(pool.clone());
+    let hits = search.search(ALICE, "UUID in fstab?", 3).await.expect("search");
+    assert_eq!(hits.first().map(|h| (h.document_id.as_str(), h.page)), Some((doc.as_str(), Some(2))));
+    assert!(search.search(BOB, "UUID in fstab?", 3).await.expect("search").is_empty(), "scoped by agent");
+
+    store.delete_document(ALICE, &doc).await.expect("delete");
+    assert!(search.search(ALICE, "UUID in fstab?", 3).await.expect("search").is_empty());
+}
