@@ -316,6 +316,9 @@ impl LexicalSearch {
     /// hit's score is the (rarity-weighted) share of the question's terms it contains, between 0
     /// and 1 — so the best-ranked hit need not have the highest score.
     pub async fn search(&self, agent_email: &str, question: &str, top_k: usize) -> Result<Vec<SearchHit>, StoreError> {
+        // PostgreSQL text cannot hold NUL, and a customer's email may (the vector search never
+        // sends the question to the database; this search must not fail where it did not).
+        let question = &question.replace('\0', " ");
         let words = query_words(question);
         if words.is_empty() || top_k == 0 {
             return Ok(Vec::new());
