@@ -618,7 +618,7 @@ async fn from_settings_builds_each_provider() {
     let gemini = FakeServer::start(gemini_success).await;
 
     let hashing = from_settings(&settings("hashing", &openai.base, &gemini.base)).expect("known provider");
-    assert_eq!((hashing.model_id(), hashing.dimension()), ("hashing-v1-4", 4));
+    assert_eq!((hashing.model_id(), hashing.dimension()), ("hashing-v2-4", 4));
     let vectors = hashing.embed(&texts(&["reset password"])).await.expect("hashing never fails");
     assert_eq!(vectors[0].len(), 4);
     assert!(openai.requests().is_empty() && gemini.requests().is_empty());

@@ -21,7 +21,7 @@ async fn question_embeddings_are_cached_in_redis_with_a_ttl() {
     let mut conn =
         redis::Client::open(url.as_str()).expect("url").get_multiplexed_async_connection().await.expect("redis");
     let k = key(embedder.model_id(), &text);
-    assert!(k.starts_with("mailroom:emb:hashing-v1-64:"), "{k}");
+    assert!(k.starts_with("mailroom:emb:hashing-v2-64:"), "{k}");
     let ttl: i64 = conn.ttl(&k).await.expect("ttl");
     assert!(ttl > 0 && ttl <= 120, "ttl {ttl}");
     let _: () = conn.del(&k).await.expect("cleanup");
