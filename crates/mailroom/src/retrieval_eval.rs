@@ -9,6 +9,9 @@
 //! share of answerable questions found, MRR the mean of 1/rank of the first right passage (0
 //! when none is in the first k); for off-topic questions the figure is the share for which
 //! nothing at all is returned (and the email would be escalated).
+//!
+//! With `MAILROOM_EVAL_TRACE` set, each retrieval also prints (stderr) the question's best
+//! similarity and best lexical coverage: the data the relevance thresholds are calibrated on.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -105,6 +105,9 @@ async fn each_language_finds_its_passage_and_agents_stay_apart() {
     assert_eq!(bob.len(), 1, "{bob:?}");
     assert_eq!(bob[0].document_id, bob_doc);
 
+    // A NUL in a customer's email is no error.
+    let nul = search.search(ALICE, "time\0zone of the system", 3).await.expect("a NUL is searched as a space");
+    assert_eq!(nul.first().and_then(|h| h.page), Some(1), "{nul:?}");
     // A question the documents do not speak about finds at best weak support.
     let off_topic = search.search(ALICE, "Where is the refund for my damaged blender order?", 3).await.expect("search");
     assert!(off_topic.iter().all(|h| h.score < 0.3), "{off_topic:?}");
