@@ -1,6 +1,6 @@
 //! Chunk storage and similarity search behind one trait. `postgres` (the default) keeps chunks
-//! and their embeddings in PostgreSQL and searches exactly (cosine) in Rust over one agent's
-//! chunks; `pinecone` uses Pinecone's data-plane REST API with the agent as namespace. Every
+//! and their embeddings in PostgreSQL and searches in Rust over one agent's chunks (a compact
+//! in-memory index picks candidates, their exact cosines rank them); `pinecone` uses Pinecone's data-plane REST API with the agent as namespace. Every
 //! operation is scoped to one `agent_email`: no agent ever retrieves another agent's text.
 //!
 //! Whatever the store, the chunks are also catalogued in PostgreSQL's `chunks` table with
@@ -107,8 +107,33 @@ pub trait VectorStore: Send + Sync {
 pub struct VectorStoreSettings {
     /// `postgres` (default) or `pinecone`.
     pub kind: String,
+    /// The PostgreSQL store's in-memory index.
+    #[serde(default)]
+    pub postgres: PostgresSettings,
     /// Pinecone data plane.
     pub pinecone: PineconeSettings,
+}
+
+/// `[vector_store.postgres]`: how much of the index a process keeps and how many candidates a
+/// search scores exactly.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSettings {
+    /// Memory for agents' in-memory indexes, in MiB (about 76 bytes per 384-dimension chunk);
+    /// past it the least recently searched agents are evicted and reloaded when next searched.
+    pub memory_budget_mb: usize,
+    /// A search for `k` chunks scores `k × oversampling` candidates exactly (at least
+    /// `min_candidates`), reading their embeddings from PostgreSQL.
+    pub oversampling: usize,
+    /// The least number of candidates scored exactly, whatever `k`.
+    pub min_candidates: usize,
+}
+
+impl Default for PostgresSettings {
+    /// The values of `config/default.toml`.
+    fn default() -> Self {
+        Self { memory_budget_mb: 96, oversampling: 40, min_candidates: 256 }
+    }
 }
 
 /// `[vector_store.pinecone]`.
@@ -136,7 +161,7 @@ pub fn from_settings(
     pool: sqlx::PgPool,
 ) -> Result<std::sync::Arc<dyn VectorStore>, UnknownStore> {
     match settings.kind.as_str() {
-        "postgres" => Ok(std::sync::Arc::new(PgVectorStore::new(pool))),
+        "postgres" => Ok(std::sync::Arc::new(PgVectorStore::with_settings(pool, &settings.postgres))),
         "pinecone" => Ok(std::sync::Arc::new(Catalogued::new(PineconeStore::new(&settings.pinecone), pool))),
         other => Err(UnknownStore(other.to_owned())),
     }
