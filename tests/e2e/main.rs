@@ -5,6 +5,7 @@ mod bad_input;
 mod broker_security;
 mod demo;
 mod deploy;
+mod extraction;
 mod ingestion;
 mod pipeline;
 mod poller;
