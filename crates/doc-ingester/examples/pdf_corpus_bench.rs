@@ -2,6 +2,8 @@
 //!
 //! `cargo run --release -p doc-ingester --example pdf_corpus_bench -- [LIST] [--engines A[,B]]… [--limit N]`
 //!
+//! (`--limit N`: N documents spread evenly over the corpus, for a quicker run.)
+//!
 //! Fetches the Debian packages named in LIST (default `tests/corpus/pdf-packages.txt`) through
 //! `scripts/fetch-debian-docs.sh` (cached), then for each engine order (default: each engine
 //! alone, then `ingester.pdf_engines` of `config/default.toml`) extracts every PDF the way the
@@ -74,8 +76,10 @@ fn run(args: &[String]) -> anyhow::Result<()> {
     }
     corpus::require_pdftotext();
     let root = corpus::fetch(&list);
-    let mut pdfs = corpus::pdfs(&root);
-    pdfs.truncate(limit);
+    let all = corpus::pdfs(&root);
+    // --limit N takes N documents spread evenly over the sorted corpus (every package).
+    let pdfs: Vec<PathBuf> =
+        if limit >= all.len() { all } else { (0..limit).map(|i| all[i * all.len() / limit].clone()).collect() };
     println!("pdf_corpus_bench: {} PDFs from {} under {}", pdfs.len(), list.display(), root.display());
     let started = Instant::now();
     let references: Vec<Option<usize>> = pdfs.iter().map(|p| corpus::pdftotext_chars(&root, p)).collect();

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use super::engines::{self, PdfDocument};
-use super::{Engine, ExtractError, Extraction, FailedPage, Page};
+use super::{Engine, ExtractError, Extraction, FailedPage, MendedPage, Page};
 
 /// The hidden subcommand that runs extraction in the child.
 pub const CHILD_COMMAND: &str = "__extract-pdf";
@@ -26,6 +26,26 @@ pub type Report = Result<Extraction, ExtractError>;
 /// The message of the last panic, kept by the child's panic hook (which prints nothing: stderr
 /// is only for the parent's crash diagnostics).
 static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+/// The child's panic hook: keep "message (at crate-x.y/src/file.rs:line)" for [`guarded`].
+fn record_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    let location = info.location().map(|l| {
+        // Registry paths are long and name this machine's home: keep them from the crate on.
+        let file = l.file();
+        let short =
+            file.split_once("/registry/src/").and_then(|(_, rest)| rest.split_once('/')).map_or(file, |(_, r)| r);
+        format!(" (at {short}:{})", l.line())
+    });
+    if let Ok(mut last) = LAST_PANIC.lock() {
+        *last = Some(format!("{message}{}", location.unwrap_or_default()));
+    }
+}
 
 /// Runs `f`, turning a panic into `Err` with the panic's message.
 fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
@@ -53,11 +73,7 @@ pub fn child_main(args: &[String]) -> ExitCode {
         eprintln!("cannot set the memory limit: {e}");
         return ExitCode::from(2);
     }
-    std::panic::set_hook(Box::new(|info| {
-        if let Ok(mut last) = LAST_PANIC.lock() {
-            *last = Some(info.to_string());
-        }
-    }));
+    std::panic::set_hook(Box::new(record_panic));
     let report = extract_in_process(&path, max_pages, max_text_mb, &engines);
     match serde_json::to_writer(std::io::stdout().lock(), &report) {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,9 +91,12 @@ pub fn extract_in_process(path: &Path, max_pages: usize, max_text_mb: u64, engin
     // Page number → (engine, text), or why it could not be read; filled by the first engine
     // that opens the document, then mended by the next ones.
     let mut pages: BTreeMap<u32, PageResult> = BTreeMap::new();
-    let mut opened = false;
+    // Why the first engine could not read a page that a later one then read.
+    let mut first_failures: BTreeMap<u32, String> = BTreeMap::new();
+    let mut primary: Option<Engine> = None;
     let mut blank_retry = false;
     for &engine in engines {
+        let opened = primary.is_some();
         let retry: Vec<u32> = if !opened {
             Vec::new()
         } else if blank(&pages) {
@@ -108,7 +127,7 @@ pub fn extract_in_process(path: &Path, max_pages: usize, max_text_mb: u64, engin
             return Err(ExtractError::TooManyPages { pages: numbers.len(), limit: max_pages });
         }
         if !opened {
-            opened = true;
+            primary = Some(engine);
             read_pages(doc.as_mut(), engine, &numbers, &mut pages, max_text)?;
             continue;
         }
@@ -125,47 +144,53 @@ pub fn extract_in_process(path: &Path, max_pages: usize, max_text_mb: u64, engin
                 (Ok(_), Err(_)) => false,
             };
             if better {
+                if let (Err(reason), Ok(_)) = (&pages[&number], &result) {
+                    first_failures.entry(number).or_insert_with(|| reason.clone());
+                }
                 pages.insert(number, result);
             }
         }
     }
-    if !opened {
+    let Some(primary) = primary else {
         // No engine opened it: an encrypted document is reported as such, else the first error.
         return Err(if errors.contains(&ExtractError::Encrypted) {
             ExtractError::Encrypted
         } else {
             errors.into_iter().next().unwrap_or_else(|| ExtractError::Malformed("no PDF engine configured".into()))
         });
-    }
+    };
     if let Some((number, Err(reason))) = pages.iter().next().filter(|_| pages.values().all(Result::is_err)) {
         return Err(ExtractError::Malformed(format!("no page could be read (page {number}: {reason})")));
     }
-    // The engine that read the most pages is the one that read the document.
-    let mut counts: Vec<(Engine, usize)> = engines.iter().map(|e| (*e, 0)).collect();
-    for (engine, _) in pages.values().flatten() {
-        if let Some(count) = counts.iter_mut().find(|(e, _)| e == engine) {
-            count.1 += 1;
-        }
-    }
-    let engine = counts.iter().fold(counts.first().copied(), |best, c| match best {
-        Some(b) if b.1 >= c.1 => Some(b),
-        _ => Some(*c),
-    });
-    let engine = engine.map(|(e, _)| e);
-    // Notes on the engines before it: why each was not the one.
-    let position = engine.and_then(|e| engines.iter().position(|x| *x == e)).unwrap_or(0);
+    // The document's engine is the first that opened it — unless it found no text anywhere and
+    // a later one did.
+    let engine = if blank_retry {
+        pages.values().flatten().find(|(_, text)| !text.trim().is_empty()).map_or(primary, |(e, _)| *e)
+    } else {
+        primary
+    };
+    let position = engines.iter().position(|e| *e == engine).unwrap_or(0);
     let fallbacks: Vec<String> = engines[..position]
         .iter()
         .map(|earlier| {
-            fallbacks.iter().find(|f| f.starts_with(earlier.name())).cloned().unwrap_or_else(|| {
-                if blank_retry { format!("{earlier} found no text") } else { format!("{earlier} read fewer pages") }
-            })
+            fallbacks
+                .iter()
+                .find(|f| f.starts_with(earlier.name()))
+                .cloned()
+                .unwrap_or_else(|| format!("{earlier} found no text"))
         })
         .collect();
-    let mut done = Extraction { engine, fallbacks, ..Extraction::default() };
+    let mut done = Extraction { engine: Some(engine), fallbacks, ..Extraction::default() };
     for (number, page) in pages {
         match page {
-            Ok((_, text)) => done.pages.push(Page { number: Some(number), text }),
+            Ok((reader, text)) => {
+                if reader != engine {
+                    if let Some(reason) = first_failures.remove(&number) {
+                        done.mended_pages.push(MendedPage { number, engine: reader, reason });
+                    }
+                }
+                done.pages.push(Page { number: Some(number), text });
+            }
             Err(reason) => done.failed_pages.push(FailedPage { number, reason }),
         }
     }
@@ -276,14 +301,11 @@ mod tests {
 
     #[test]
     fn a_panic_is_caught_and_reported_with_its_message() {
-        std::panic::set_hook(Box::new(|info| {
-            if let Ok(mut last) = LAST_PANIC.lock() {
-                *last = Some(info.to_string());
-            }
-        }));
+        std::panic::set_hook(Box::new(record_panic));
         let result: Result<(), String> = guarded(|| panic!("bad length of hexstring"));
         let _ = std::panic::take_hook();
         let message = result.expect_err("caught");
-        assert!(message.starts_with("panicked: ") && message.contains("bad length of hexstring"), "{message}");
+        assert!(message.starts_with("panicked: bad length of hexstring (at "), "{message}");
+        assert!(message.contains("child.rs:"), "{message}");
     }
 }

@@ -47,6 +47,17 @@ pub struct FailedPage {
     pub reason: String,
 }
 
+/// A page the document's engine could not read and a later engine did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MendedPage {
+    /// 1-based page number.
+    pub number: u32,
+    /// The engine that read it.
+    pub engine: Engine,
+    /// What the document's engine said.
+    pub reason: String,
+}
+
 /// The text of a document and how it was obtained.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Extraction {
@@ -54,7 +65,10 @@ pub struct Extraction {
     pub pages: Vec<Page>,
     /// Pages skipped because no engine could read them, in order.
     pub failed_pages: Vec<FailedPage>,
-    /// The engine that read most of the document (`None` for text documents).
+    /// Pages the document's engine could not read that a later engine read, in order.
+    pub mended_pages: Vec<MendedPage>,
+    /// The engine that read the document: the first that opened it, unless it found no text
+    /// anywhere and a later one did (`None` for text documents).
     pub engine: Option<Engine>,
     /// Why engines before [`Self::engine`] were not used, one line each (for the warnings).
     pub fallbacks: Vec<String>,
@@ -77,6 +91,18 @@ impl Extraction {
                 "{} of {} pages could not be read and were skipped: {} (page {}: {})",
                 self.failed_pages.len(),
                 self.page_count(),
+                numbers.join(", "),
+                first.number,
+                first.reason
+            ));
+        }
+        if let (Some(first), Some(engine)) = (self.mended_pages.first(), self.engine) {
+            let numbers: Vec<String> = self.mended_pages.iter().map(|p| p.number.to_string()).collect();
+            warnings.push(format!(
+                "{} of {} pages were read by the fallback engine {} because {engine} could not read them: {} (page {}: {})",
+                self.mended_pages.len(),
+                self.page_count(),
+                first.engine,
                 numbers.join(", "),
                 first.number,
                 first.reason
@@ -141,12 +167,6 @@ impl ExtractError {
             ExtractError::TextTooLarge(_) => "ExtractedTextTooLarge",
             ExtractError::NotText => "NotText",
         }
-    }
-
-    /// Whether another engine may do better. Limits (pages, time, text size) are properties
-    /// of the document, not of the engine, and a missing file stays missing.
-    pub fn worth_another_engine(&self) -> bool {
-        matches!(self, ExtractError::Encrypted | ExtractError::Malformed(_) | ExtractError::Crashed(_))
     }
 }
 
