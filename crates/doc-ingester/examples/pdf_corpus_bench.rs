@@ -94,7 +94,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
     let out_dir = target_dir().join("pdf-corpus");
     std::fs::create_dir_all(&out_dir)?;
     let mut table = String::from(
-        "| engines | documents | ready | within 15 % of pdftotext (of ready) | pages | seconds | pages/s | pages per CPU-second | crashed | timed out | fallback used | with skipped pages |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| engines | documents with text | ready | within 15 % of pdftotext (of ready) | pages | seconds | pages/s | pages per CPU-second | crashed | timed out | fallback used | with skipped pages |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for engines in orders {
         let name: Vec<&str> = engines.iter().map(|e| e.name()).collect();
@@ -171,14 +171,18 @@ fn children_cpu_seconds() -> f64 {
 
 fn summary(name: &str, outcomes: &[Outcome], cpu_seconds: f64) -> String {
     let count = |f: &dyn Fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
-    let total = outcomes.len();
-    let ready_count = count(&ready);
-    let agreeing = count(&|o| ready(o) && agrees(o));
+    // Documents without a text layer (pdftotext finds none either: figures, scans) cannot end
+    // ready and should not; they are counted apart.
+    let has_text = |o: &Outcome| o.reference.is_none_or(|r| r > 0);
+    let total = count(&has_text);
+    let textless = outcomes.len() - total;
+    let ready_count = count(&|o| has_text(o) && ready(o));
+    let agreeing = count(&|o| has_text(o) && ready(o) && agrees(o));
     let pages: usize = outcomes.iter().map(|o| o.pages).sum();
     let seconds: f64 = outcomes.iter().map(|o| o.seconds).sum();
     let pct = |n: usize, of: usize| if of == 0 { 0.0 } else { 100.0 * n as f64 / of as f64 };
     format!(
-        "| {name} | {total} | {ready_count} ({:.1} %) | {agreeing} ({:.1} %) | {pages} | {seconds:.0} | {:.0} | {:.0} | {} | {} | {} | {} |",
+        "| {name} | {total} (+{textless} without text) | {ready_count} ({:.1} %) | {agreeing} ({:.1} %) | {pages} | {seconds:.0} | {:.0} | {:.0} | {} | {} | {} | {} |",
         pct(ready_count, total),
         pct(agreeing, ready_count),
         pages as f64 / seconds.max(1e-9),

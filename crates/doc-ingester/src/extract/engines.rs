@@ -110,7 +110,14 @@ mod oxide {
             // decoding it first (the result is cached for the extraction) tells a broken page
             // from a blank one.
             self.doc.get_page_content_data(index).map_err(|e| format!("content stream: {e}"))?;
-            self.doc.extract_text(index).map_err(|e| e.to_string())
+            // Lines top to bottom, without table detection: the column-aware default prints a
+            // table column by column and so parts an error code from its meaning in the chunks.
+            let options = pdf_oxide::converters::ConversionOptions {
+                extract_tables: false,
+                reading_order_mode: pdf_oxide::converters::ReadingOrderMode::TopToBottomLeftToRight,
+                ..Default::default()
+            };
+            self.doc.to_plain_text(index, &options).map_err(|e| e.to_string())
         }
     }
 }
