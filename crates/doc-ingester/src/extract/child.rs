@@ -184,10 +184,10 @@ pub fn extract_in_process(path: &Path, max_pages: usize, max_text_mb: u64, engin
     for (number, page) in pages {
         match page {
             Ok((reader, text)) => {
-                if reader != engine {
-                    if let Some(reason) = first_failures.remove(&number) {
-                        done.mended_pages.push(MendedPage { number, engine: reader, reason });
-                    }
+                if reader != engine
+                    && let Some(reason) = first_failures.remove(&number)
+                {
+                    done.mended_pages.push(MendedPage { number, engine: reader, reason });
                 }
                 done.pages.push(Page { number: Some(number), text });
             }
