@@ -6,6 +6,7 @@ mod broker_security;
 mod deletion;
 mod demo;
 mod deploy;
+mod extraction;
 mod ingestion;
 mod pipeline;
 mod poller;

@@ -14,6 +14,7 @@ use secrecy::SecretString;
 use sqlx::{Connection, PgConnection};
 use tokio::process::{Child, Command};
 
+pub mod corpus;
 pub mod fake_http;
 
 pub use rabbitmq_mgmt;

@@ -18,12 +18,12 @@ use pipeline_core::topology::DOCUMENTS_TO_INGEST;
 use pipeline_core::{DeliveryMeta, Handler, HandlerError, Outgoing, Settings};
 use serde::Deserialize;
 use sqlx::PgPool;
-use tracing::info;
+use tracing::{info, warn};
 use uuid::Uuid;
 use vector_store::{ChunkRecord, StoreError, VectorStore, VectorStoreSettings};
 
 use crate::chunking::Chunker;
-use crate::extract::{ExtractError, Limits};
+use crate::extract::{Engine, ExtractError, Limits};
 
 /// The binary's name: selects `[workers.doc-ingester]` and names its broker connection.
 pub const WORKER_NAME: &str = "doc-ingester";
@@ -43,19 +43,39 @@ pub struct IngesterSettings {
     pub max_pages: usize,
     /// Extracted-text limit.
     pub max_text_mb: u64,
+    /// PDF engines in the order to try them: the first is the primary, the others fall back
+    /// for documents or pages it cannot read.
+    pub pdf_engines: Vec<String>,
 }
 
 impl IngesterSettings {
-    /// Extraction limits.
-    pub fn limits(&self) -> Limits {
-        Limits {
+    /// Extraction limits and engines; fails on an unknown, repeated or missing engine.
+    pub fn limits(&self) -> Result<Limits, SettingsError> {
+        let mut engines = Vec::new();
+        for name in &self.pdf_engines {
+            let engine: Engine = name.parse().map_err(SettingsError)?;
+            if engines.contains(&engine) {
+                return Err(SettingsError(format!("ingester.pdf_engines names {engine} twice")));
+            }
+            engines.push(engine);
+        }
+        if engines.is_empty() {
+            return Err(SettingsError("ingester.pdf_engines is empty; name at least one PDF engine".into()));
+        }
+        Ok(Limits {
             timeout: Duration::from_secs(self.extract_timeout_secs),
             max_memory_mb: self.extract_max_memory_mb,
             max_pages: self.max_pages,
             max_text_mb: self.max_text_mb,
-        }
+            engines,
+        })
     }
 }
+
+/// An invalid `[ingester]` setting.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid [ingester] settings: {0}")]
+pub struct SettingsError(String);
 
 /// The ingestion pipeline for one document, independent of the broker (the benchmark and tests
 /// drive it directly).
@@ -154,7 +174,7 @@ impl Ingester {
             embedder,
             store,
             chunker: Chunker::new(ingester.chunk_size, ingester.chunk_overlap)?,
-            limits: ingester.limits(),
+            limits: ingester.limits()?,
             batch_size: embeddings.batch_size.max(1),
             storage_dir: settings.storage.dir.clone(),
             extractor: std::env::current_exe()?,
@@ -192,11 +212,19 @@ impl Ingester {
     pub async fn ingest(&self, id: Uuid, msg: &DocumentToIngest, content_type: &str) -> Result<Ingested, IngestError> {
         let path = self.inside_storage(Path::new(&msg.file_path))?;
         documents::set_progress(&self.pool, id, status::EXTRACTING, 5).await?;
-        let pages = extract::extract(&self.extractor, &path, content_type, &self.limits).await?;
-        let page_count = pages.iter().filter(|p| p.number.is_some()).count();
+        let extraction = extract::extract(&self.extractor, &path, content_type, &self.limits).await?;
+        let pages = &extraction.pages;
+        let page_count = pages.iter().filter(|p| p.number.is_some()).count() + extraction.failed_pages.len();
         documents::set_page_count(&self.pool, id, i32::try_from(page_count).ok().filter(|n| *n > 0)).await?;
+        let skipped: Vec<i32> =
+            extraction.failed_pages.iter().map(|p| i32::try_from(p.number).unwrap_or(i32::MAX)).collect();
+        let warnings = extraction.warnings();
+        documents::set_warnings(&self.pool, id, &warnings, &skipped).await?;
+        if !warnings.is_empty() {
+            warn!(%id, engine = ?extraction.engine.map(Engine::name), ?warnings, "Extraction needed a fallback or skipped pages.");
+        }
         let chunker = &self.chunker;
-        let chunks = chunker.chunk(&pages);
+        let chunks = chunker.chunk(pages);
         if chunks.is_empty() {
             return Err(IngestError::NoText);
         }
@@ -299,4 +327,43 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let handler = Arc::new(IngestHandler::new(ingester));
     pipeline_core::serve_worker(WORKER_NAME, &DOCUMENTS_TO_INGEST, handler, &settings, shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_engines(engines: &[&str]) -> IngesterSettings {
+        IngesterSettings {
+            chunk_size: 1000,
+            chunk_overlap: 150,
+            extract_timeout_secs: 60,
+            extract_max_memory_mb: 1024,
+            max_pages: 5000,
+            max_text_mb: 64,
+            pdf_engines: engines.iter().map(|e| (*e).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_default_engine_order_is_pdf_oxide_then_pdf_extract() {
+        let settings = Settings::load_from(None, std::iter::empty::<(String, String)>()).expect("defaults");
+        let ingester: IngesterSettings = settings.section("ingester").expect("[ingester]");
+        assert_eq!(ingester.limits().expect("valid").engines, [Engine::PdfOxide, Engine::PdfExtract]);
+        let reordered = Settings::load_from(
+            None,
+            [("MAILROOM__INGESTER__PDF_ENGINES".to_owned(), "pdf-extract,pdf_oxide".to_owned())],
+        )
+        .expect("env");
+        let ingester: IngesterSettings = reordered.section("ingester").expect("[ingester]");
+        assert_eq!(ingester.limits().expect("valid").engines, [Engine::PdfExtract, Engine::PdfOxide]);
+    }
+
+    #[test]
+    fn unknown_repeated_or_missing_engines_are_refused() {
+        assert!(with_engines(&["pdf_oxide"]).limits().is_ok());
+        for bad in [&["pdfium"][..], &["pdf_oxide", "pdf_oxide"], &[]] {
+            assert!(with_engines(bad).limits().is_err(), "{bad:?}");
+        }
+    }
 }

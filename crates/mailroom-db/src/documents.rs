@@ -47,6 +47,10 @@ pub struct Document {
     pub error_type: Option<String>,
     /// Human-readable reason.
     pub error: Option<String>,
+    /// What went wrong without failing the document (skipped pages, a fallback PDF engine).
+    pub warnings: Vec<String>,
+    /// 1-based numbers of the PDF pages that could not be read and were skipped.
+    pub skipped_pages: Vec<i32>,
     /// Id of the `documents.to_ingest` message.
     pub message_id: Option<String>,
     /// Upload time.
@@ -75,7 +79,8 @@ pub struct NewDocument<'a> {
 }
 
 const COLUMNS: &str = "document_id, agent_email, filename, stored_path, content_type, size_bytes, status, \
-                       progress, page_count, chunk_count, error_type, error, message_id, created_at, updated_at";
+                       progress, page_count, chunk_count, error_type, error, warnings, skipped_pages, message_id, \
+                       created_at, updated_at";
 
 /// Records a new document as `queued`.
 pub async fn insert(pool: &PgPool, doc: &NewDocument<'_>) -> Result<(), sqlx::Error> {
@@ -130,6 +135,23 @@ pub async fn set_page_count(pool: &PgPool, id: Uuid, pages: Option<i32>) -> Resu
     sqlx::query("UPDATE documents SET page_count = $2, updated_at = now() WHERE document_id = $1")
         .bind(id)
         .bind(pages)
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
+/// Records the extraction's warnings and skipped pages (empty ones clear those of an earlier
+/// ingestion).
+pub async fn set_warnings(
+    pool: &PgPool,
+    id: Uuid,
+    warnings: &[String],
+    skipped_pages: &[i32],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE documents SET warnings = $2, skipped_pages = $3, updated_at = now() WHERE document_id = $1")
+        .bind(id)
+        .bind(warnings)
+        .bind(skipped_pages)
         .execute(pool)
         .await
         .map(drop)

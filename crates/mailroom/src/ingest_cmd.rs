@@ -1,5 +1,6 @@
 //! `mailroom ingest FILE… --agent EMAIL`: uploads documents through the upload API and follows
-//! each one until it is `ready` or `failed`, with a progress bar per document.
+//! each one until it is `ready` or `failed`, with a progress bar per document, and the
+//! document's warnings (pages skipped, a fallback PDF engine) when it is ready with some.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ struct DocumentStatus {
     progress: i16,
     chunk_count: i32,
     error: Option<String>,
+    /// Skipped pages or a fallback PDF engine (absent from an older API: none).
+    #[serde(default)]
+    warnings: Vec<String>,
 }
 
 struct Tracked {
@@ -106,7 +110,10 @@ pub async fn ingest(
             }
             let doc: DocumentStatus = response.json().await?;
             let line = match doc.status.as_str() {
-                "ready" => format!("{} ready, {} chunks", bar(100), doc.chunk_count),
+                "ready" if doc.warnings.is_empty() => format!("{} ready, {} chunks", bar(100), doc.chunk_count),
+                "ready" => {
+                    format!("{} ready, {} chunks; warning: {}", bar(100), doc.chunk_count, doc.warnings.join("; "))
+                }
                 "failed" => format!("failed: {}", doc.error.unwrap_or_default()),
                 other => format!("{} {other}", bar(doc.progress)),
             };

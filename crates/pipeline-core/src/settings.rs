@@ -24,6 +24,7 @@ const LIST_KEYS: &[&str] = &[
     "mailbox.urgent_words",
     "mailbox.vip_senders",
     "mailbox.vip_domains",
+    "ingester.pdf_engines",
 ];
 
 /// Everything a Mailroom process can be configured with.
