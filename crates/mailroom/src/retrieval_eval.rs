@@ -124,6 +124,19 @@ pub struct ModeFigures {
     pub off_topic_rejected: f64,
     /// Answerable questions not found, for the report.
     pub missed: Vec<String>,
+    /// Median time of one retrieval (all questions, sequential), in milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile of the same, in milliseconds.
+    pub p99_ms: f64,
+}
+
+/// The `q`-quantile (nearest rank) of `sorted`, 0 when empty.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
 }
 
 /// The figures of one embedder.
@@ -265,8 +278,16 @@ pub async fn evaluate(
         let (mut found, mut reciprocal, mut rejected) = (0usize, 0.0f64, 0usize);
         let mut per_language: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         let mut missed = Vec::new();
+        let mut latencies = Vec::with_capacity(set.questions.len());
+        // One untimed retrieval first: the first search of an agent loads its vector index and
+        // term statistics, which later ones reuse until the agent's documents change.
+        if let (Some(q), Some(vector)) = (set.questions.first(), vectors.first()) {
+            retriever.retrieve(agent, &q.question, vector, mode).await?;
+        }
         for (q, vector) in set.questions.iter().zip(&vectors) {
+            let started = std::time::Instant::now();
             let hits = retriever.retrieve(agent, &q.question, vector, mode).await?;
+            latencies.push(started.elapsed().as_secs_f64() * 1000.0);
             if std::env::var_os("MAILROOM_EVAL_TRACE").is_some() {
                 let best = retriever.retrieve(agent, &q.question, vector, Mode::Vector).await?;
                 let lexical = ingester_lexical(pool, agent, &q.question).await?;
@@ -310,6 +331,7 @@ pub async fn evaluate(
                 }
             }
         }
+        latencies.sort_by(f64::total_cmp);
         modes.push(ModeFigures {
             mode,
             recall: found as f64 / answerable.max(1) as f64,
@@ -317,6 +339,8 @@ pub async fn evaluate(
             per_language: per_language.into_iter().map(|(l, (f, n))| (l, (f as f64 / n.max(1) as f64, n))).collect(),
             off_topic_rejected: rejected as f64 / off_topic.max(1) as f64,
             missed,
+            p50_ms: quantile(&latencies, 0.5),
+            p99_ms: quantile(&latencies, 0.99),
         });
     }
     Ok(EmbedderFigures {
