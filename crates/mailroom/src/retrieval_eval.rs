@@ -266,6 +266,8 @@ pub async fn evaluate(
     let mut rag: RagSettings = settings.section("rag")?;
     rag.top_k = k;
     let retriever = Retriever::new(ingester.store().clone(), pool.clone(), rag.retrieval());
+    // One search object for the trace, so the agent's term statistics are counted once.
+    let trace_search = vector_store::LexicalSearch::new(pool.clone());
     let texts: Vec<String> = set.questions.iter().map(|q| q.question.clone()).collect();
     let mut vectors = Vec::with_capacity(texts.len());
     for batch in texts.chunks(32) {
@@ -290,7 +292,7 @@ pub async fn evaluate(
             latencies.push(started.elapsed().as_secs_f64() * 1000.0);
             if std::env::var_os("MAILROOM_EVAL_TRACE").is_some() {
                 let best = retriever.retrieve(agent, &q.question, vector, Mode::Vector).await?;
-                let lexical = ingester_lexical(pool, agent, &q.question).await?;
+                let lexical = best_lexical(&trace_search, agent, &q.question).await?;
                 eprintln!(
                     "trace {} off_topic={} vector={:.3} lexical={:.3} {}",
                     mode.name(),
@@ -355,8 +357,8 @@ pub async fn evaluate(
 }
 
 /// The best lexical score of a question, for `MAILROOM_EVAL_TRACE`.
-async fn ingester_lexical(pool: &PgPool, agent: &str, question: &str) -> anyhow::Result<f32> {
-    let hits = vector_store::LexicalSearch::new(pool.clone()).search(agent, question, 20).await?;
+async fn best_lexical(search: &vector_store::LexicalSearch, agent: &str, question: &str) -> anyhow::Result<f32> {
+    let hits = search.search(agent, question, 20).await?;
     Ok(hits.iter().map(|h| h.score).fold(0.0, f32::max))
 }
 
