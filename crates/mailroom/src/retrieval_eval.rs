@@ -5,7 +5,8 @@
 //! question retrieved in each [`Mode`] with the production [`Retriever`].
 //!
 //! A question counts as found when one of the first `k` passages returned is from its document
-//! and one of its pages (chunks never span pages, so a passage's page is exact). Recall@k is the
+//! and one of its pages (a passage's page is the page its text is from, bar the few words a
+//! page's first chunk carries over from the page before). Recall@k is the
 //! share of answerable questions found, MRR the mean of 1/rank of the first right passage (0
 //! when none is in the first k); for off-topic questions the figure is the share for which
 //! nothing at all is returned (and the email would be escalated).
