@@ -408,6 +408,9 @@ impl LexicalSearch {
         // (inline, PostgreSQL parsed it again for every chunk it tested: half the query's
         // time), and each candidate's tsvector is first cut down to the question's lexemes with
         // ts_delete (in C) before the join, instead of unnesting all of its ~150 lexemes.
+        // Equal scores (the same passage in two documents: the Japanese Debian Reference keeps
+        // English chapters) are ordered by file name and position, not by the random document
+        // id, so the same documents give the same results whenever they were ingested.
         let rows = sqlx::query(
             "WITH w AS (SELECT * FROM UNNEST($2::text[], $3::text[], $4::float4[], $5::float4[]) \
                           AS w(config, lexeme, weight, idf)), \
@@ -424,7 +427,7 @@ impl LexicalSearch {
                           AS bm25 \
                  FROM unnest(ts_delete(m.tsv, tsvector_to_array(ts_delete(m.tsv, c.lexemes)))) u \
                  JOIN w ON w.config = c.config AND w.lexeme = u.lexeme) s \
-             ORDER BY s.bm25 DESC NULLS LAST, m.document_id, m.chunk_index \
+             ORDER BY s.bm25 DESC NULLS LAST, m.source, m.chunk_index, m.document_id \
              LIMIT $8",
         )
         .bind(agent_email)
