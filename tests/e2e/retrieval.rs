@@ -3,9 +3,11 @@
 //! time) ingested through the real ingestion code, with PDF extraction in the real
 //! `doc-ingester` binary, then every question retrieved in each mode on the offline defaults.
 //!
-//! The floors below are what hybrid retrieval reaches today (docs/RETRIEVAL.md has the table);
-//! the target — hybrid recall@4 ≥ 0.9 in every language — is not reached yet with the
-//! hashing embedder, so they guard against regressions rather than certify the target.
+//! The floors below are what hybrid retrieval reaches today on the 62-question set
+//! (docs/RETRIEVAL.md has the table); the target — hybrid recall@4 ≥ 0.9 in every
+//! language — is not reached with the hashing embedder (0.79 overall, 0.70–0.88 per language),
+//! so they guard against regressions rather than certify the target; the overall floor keeps
+//! some margin (a run before ties were broken deterministically gave 0.77).
 
 use std::path::Path;
 
@@ -37,15 +39,17 @@ async fn hybrid_retrieval_over_real_manuals_meets_its_floors() {
     .expect("evaluation");
     println!("{}", retrieval_eval::table(&figures));
     assert!(figures.evidence_missing.is_empty(), "evidence not on its page: {:?}", figures.evidence_missing);
-    assert!(figures.answerable >= 40 && figures.off_topic >= 5);
+    assert!(figures.answerable >= 60 && figures.off_topic >= 10);
+    // Every language's figure rests on at least ten questions (one miss is 0.1, not 0.17).
     let hybrid = figures.mode(Mode::Hybrid).expect("hybrid");
+    assert!(hybrid.per_language.values().all(|(_, n)| *n >= 10), "{:?}", hybrid.per_language);
     let vector = figures.mode(Mode::Vector).expect("vector");
-    assert!(hybrid.recall >= 0.75, "hybrid recall@4 {:.2}; missed: {:#?}", hybrid.recall, hybrid.missed);
+    assert!(hybrid.recall >= 0.72, "hybrid recall@4 {:.2}; missed: {:#?}", hybrid.recall, hybrid.missed);
     assert!(hybrid.recall > vector.recall + 0.2, "hybrid {:.2} vs vector {:.2}", hybrid.recall, vector.recall);
     for (language, (recall, n)) in &hybrid.per_language {
-        assert!(*recall >= 0.5, "{language}: hybrid recall@4 {recall:.2} over {n} questions");
+        assert!(*recall >= 0.6, "{language}: hybrid recall@4 {recall:.2} over {n} questions");
     }
     // Off-topic questions must retrieve nothing (and so escalate); vector similarity alone
     // cannot tell them.
-    assert!(hybrid.off_topic_rejected >= 0.7, "off-topic rejected {:.2}", hybrid.off_topic_rejected);
+    assert!(hybrid.off_topic_rejected >= 0.8, "off-topic rejected {:.2}", hybrid.off_topic_rejected);
 }

@@ -1,5 +1,11 @@
 //! Splitting pages into overlapping chunks with `text-splitter`, page by page, so every chunk
 //! keeps the page it came from.
+//!
+//! A section often starts at the foot of one page and goes on at the top of the next: its heading
+//! — the words a question shares with it — would then sit only in the previous page's chunks.
+//! Each page is therefore split with the last `overlap` characters of the page before it (cut at
+//! a word) in front, the same overlap chunks within a page have; those chunks are cited with the
+//! page that follows the carried-over words.
 
 use text_splitter::{ChunkConfig, TextSplitter};
 
@@ -22,6 +28,7 @@ pub struct ChunkSettingsError(String);
 /// A reusable splitter.
 pub struct Chunker {
     splitter: TextSplitter<text_splitter::Characters>,
+    overlap: usize,
 }
 
 impl std::fmt::Debug for Chunker {
@@ -34,14 +41,20 @@ impl Chunker {
     /// Chunks of at most `size` characters overlapping by `overlap`.
     pub fn new(size: usize, overlap: usize) -> Result<Self, ChunkSettingsError> {
         let config = ChunkConfig::new(size).with_overlap(overlap).map_err(|e| ChunkSettingsError(e.to_string()))?;
-        Ok(Self { splitter: TextSplitter::new(config) })
+        Ok(Self { splitter: TextSplitter::new(config), overlap })
     }
 
     /// Splits every page; whitespace-only chunks are dropped.
     pub fn chunk(&self, pages: &[Page]) -> Vec<Chunk> {
         let mut out = Vec::new();
+        let mut tail = String::new();
         for page in pages {
-            let text = normalize_whitespace(&page.text);
+            let own = normalize_whitespace(&page.text);
+            if !own.chars().any(char::is_alphanumeric) {
+                continue;
+            }
+            let text = if tail.is_empty() { own.clone() } else { format!("{tail}\n\n{own}") };
+            tail = last_words(&own, self.overlap);
             for piece in self.splitter.chunks(&text) {
                 if piece.chars().any(char::is_alphanumeric) {
                     out.push(Chunk { page: page.number, text: piece.to_owned() });
@@ -49,6 +62,21 @@ impl Chunker {
             }
         }
         out
+    }
+}
+
+/// The end of `text`, at most `max` characters, starting at a word.
+fn last_words(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
+        return text.to_owned();
+    }
+    let start: String = text.chars().skip(count - max).collect();
+    // Drop the partial word the cut fell into (unless the whole tail is one word, as in Chinese
+    // or Japanese text without spaces).
+    match start.find(char::is_whitespace) {
+        Some(i) => start[i..].trim_start().to_owned(),
+        None => start,
     }
 }
 
@@ -93,7 +121,12 @@ mod tests {
         assert!(first_page[1].text.contains(tail.trim()), "{:?} / {:?}", first_page[0].text, first_page[1].text);
         let last = chunks.last().expect("chunks");
         assert_eq!(last.page, Some(2));
-        assert_eq!(last.text, "Error E04 means the motor overheated.\n\nWait 20 minutes.");
+        // Page 2 starts with the end of page 1 (whole words, at most the overlap), so a section
+        // running over the page break keeps its context.
+        let (carried, own) = last.text.split_once("\n\n").expect("carried-over words");
+        assert!(long.trim_end().ends_with(carried) && carried.chars().count() <= 40, "{carried:?}");
+        assert!(carried.starts_with("The desk") || carried.starts_with("supports") || carried.starts_with("120"));
+        assert_eq!(own, "Error E04 means the motor overheated.\n\nWait 20 minutes.");
         assert!(Chunker::new(100, 200).is_err());
     }
 }

@@ -110,6 +110,10 @@ fn print_figures(label: &str, figures: &EmbedderFigures, show_misses: bool) {
         figures.model, figures.chunks, figures.answerable, figures.off_topic, figures.k
     );
     print!("{}", retrieval_eval::table(figures));
+    println!("\nRetrieval time per question (sequential, after the first load):");
+    for m in &figures.modes {
+        println!("  {}: p50 {:.1} ms, p99 {:.1} ms", m.mode.name(), m.p50_ms, m.p99_ms);
+    }
     if !figures.evidence_missing.is_empty() {
         println!("\nEvidence phrase not found on the named page in the ingested text (check the set):");
         for q in &figures.evidence_missing {

@@ -5,7 +5,8 @@
 //! question retrieved in each [`Mode`] with the production [`Retriever`].
 //!
 //! A question counts as found when one of the first `k` passages returned is from its document
-//! and one of its pages (chunks never span pages, so a passage's page is exact). Recall@k is the
+//! and one of its pages (a passage's page is the page its text is from, bar the few words a
+//! page's first chunk carries over from the page before). Recall@k is the
 //! share of answerable questions found, MRR the mean of 1/rank of the first right passage (0
 //! when none is in the first k); for off-topic questions the figure is the share for which
 //! nothing at all is returned (and the email would be escalated).
@@ -124,6 +125,19 @@ pub struct ModeFigures {
     pub off_topic_rejected: f64,
     /// Answerable questions not found, for the report.
     pub missed: Vec<String>,
+    /// Median time of one retrieval (all questions, sequential), in milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile of the same, in milliseconds.
+    pub p99_ms: f64,
+}
+
+/// The `q`-quantile (nearest rank) of `sorted`, 0 when empty.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
 }
 
 /// The figures of one embedder.
@@ -253,6 +267,8 @@ pub async fn evaluate(
     let mut rag: RagSettings = settings.section("rag")?;
     rag.top_k = k;
     let retriever = Retriever::new(ingester.store().clone(), pool.clone(), rag.retrieval());
+    // One search object for the trace, so the agent's term statistics are counted once.
+    let trace_search = vector_store::LexicalSearch::new(pool.clone());
     let texts: Vec<String> = set.questions.iter().map(|q| q.question.clone()).collect();
     let mut vectors = Vec::with_capacity(texts.len());
     for batch in texts.chunks(32) {
@@ -265,11 +281,19 @@ pub async fn evaluate(
         let (mut found, mut reciprocal, mut rejected) = (0usize, 0.0f64, 0usize);
         let mut per_language: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         let mut missed = Vec::new();
+        let mut latencies = Vec::with_capacity(set.questions.len());
+        // One untimed retrieval first: the first search of an agent loads its vector index and
+        // term statistics, which later ones reuse until the agent's documents change.
+        if let (Some(q), Some(vector)) = (set.questions.first(), vectors.first()) {
+            retriever.retrieve(agent, &q.question, vector, mode).await?;
+        }
         for (q, vector) in set.questions.iter().zip(&vectors) {
+            let started = std::time::Instant::now();
             let hits = retriever.retrieve(agent, &q.question, vector, mode).await?;
+            latencies.push(started.elapsed().as_secs_f64() * 1000.0);
             if std::env::var_os("MAILROOM_EVAL_TRACE").is_some() {
                 let best = retriever.retrieve(agent, &q.question, vector, Mode::Vector).await?;
-                let lexical = ingester_lexical(pool, agent, &q.question).await?;
+                let lexical = best_lexical(&trace_search, agent, &q.question).await?;
                 eprintln!(
                     "trace {} off_topic={} vector={:.3} lexical={:.3} {}",
                     mode.name(),
@@ -310,6 +334,7 @@ pub async fn evaluate(
                 }
             }
         }
+        latencies.sort_by(f64::total_cmp);
         modes.push(ModeFigures {
             mode,
             recall: found as f64 / answerable.max(1) as f64,
@@ -317,6 +342,8 @@ pub async fn evaluate(
             per_language: per_language.into_iter().map(|(l, (f, n))| (l, (f as f64 / n.max(1) as f64, n))).collect(),
             off_topic_rejected: rejected as f64 / off_topic.max(1) as f64,
             missed,
+            p50_ms: quantile(&latencies, 0.5),
+            p99_ms: quantile(&latencies, 0.99),
         });
     }
     Ok(EmbedderFigures {
@@ -331,8 +358,8 @@ pub async fn evaluate(
 }
 
 /// The best lexical score of a question, for `MAILROOM_EVAL_TRACE`.
-async fn ingester_lexical(pool: &PgPool, agent: &str, question: &str) -> anyhow::Result<f32> {
-    let hits = vector_store::LexicalSearch::new(pool.clone()).search(agent, question, 20).await?;
+async fn best_lexical(search: &vector_store::LexicalSearch, agent: &str, question: &str) -> anyhow::Result<f32> {
+    let hits = search.search(agent, question, 20).await?;
     Ok(hits.iter().map(|h| h.score).fold(0.0, f32::max))
 }
 

@@ -35,18 +35,22 @@ impl<S: VectorStore> Catalogued<S> {
             .await
             .map_err(db_error)?;
         crate::lexical::insert_chunks(&mut tx, agent_email, document_id, &rows, false).await.map_err(db_error)?;
+        // The lexical term statistics are cached per version of the agent's chunks.
+        crate::PgVectorStore::bump_version(&mut tx, agent_email).await.map_err(db_error)?;
         tx.commit().await.map_err(db_error)
     }
 
     async fn delete(&self, agent_email: &str, document_id: &str) -> Result<(), StoreError> {
         self.inner.delete_document(agent_email, document_id).await?;
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
         sqlx::query("DELETE FROM chunks WHERE document_id = $1 AND agent_email = $2")
             .bind(document_id)
             .bind(agent_email)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
-            .map_err(db_error)
-            .map(drop)
+            .map_err(db_error)?;
+        crate::PgVectorStore::bump_version(&mut tx, agent_email).await.map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
     }
 }
 
