@@ -157,6 +157,9 @@ pub struct EmbedderFigures {
     pub evidence_missing: Vec<String>,
     /// One entry per mode, in [`Mode::ALL`] order.
     pub modes: Vec<ModeFigures>,
+    /// Approximate memory of the agent's cached term statistics (the full-text side's share of
+    /// a generator's memory, bounded by `rag.term_stats_budget_mb`).
+    pub term_stats_bytes: usize,
 }
 
 impl EmbedderFigures {
@@ -354,6 +357,7 @@ pub async fn evaluate(
         chunks,
         evidence_missing,
         modes,
+        term_stats_bytes: retriever.term_stats_usage().0,
     })
 }
 

@@ -62,6 +62,8 @@ pub struct RagSettings {
     pub candidates: usize,
     /// Weight of the vector list in the fusion (the full-text list weighs 1).
     pub vector_weight: f32,
+    /// Memory for cached term statistics, in MiB.
+    pub term_stats_budget_mb: usize,
     /// Behaviour without relevant passages.
     pub no_context: NoContext,
     /// Embedding cache TTL.
@@ -128,6 +130,7 @@ impl RagSettings {
             vector_alone_similarity: self.vector_alone_similarity,
             candidates: self.candidates,
             vector_weight: self.vector_weight,
+            term_stats_budget_bytes: self.term_stats_budget_mb.saturating_mul(1 << 20),
         }
     }
 }

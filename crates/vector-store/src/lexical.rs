@@ -24,6 +24,9 @@ use crate::postgres::db_error;
 use crate::term_stats::TermStatsCache;
 use crate::{ChunkRecord, SearchHit, StoreError};
 
+/// Memory for cached term statistics when none is configured: 16 MiB (`rag.term_stats_budget_mb`).
+pub const DEFAULT_TERM_STATS_BUDGET: usize = 16 << 20;
+
 /// Rows per INSERT when storing a document's chunks.
 const INSERT_BATCH: usize = 1000;
 
@@ -344,9 +347,21 @@ fn weigh(rows: Vec<(String, i64, String, i64)>) -> Vec<Term> {
 const MIN_MATCHED_TERMS: i64 = 2;
 
 impl LexicalSearch {
-    /// Searches the chunks of the migrated database of `pool`.
+    /// Searches the chunks of the migrated database of `pool`, with the default budget for term
+    /// statistics ([`DEFAULT_TERM_STATS_BUDGET`]).
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, stats: TermStatsCache::default() }
+        Self::with_budget(pool, DEFAULT_TERM_STATS_BUDGET)
+    }
+
+    /// Searches the chunks of `pool`, keeping about `budget` bytes of per-agent term statistics
+    /// in memory (least recently searched agents out first; `rag.term_stats_budget_mb`).
+    pub fn with_budget(pool: PgPool, budget: usize) -> Self {
+        Self { pool, stats: TermStatsCache::new(budget) }
+    }
+
+    /// Approximate bytes of term statistics held in memory, and for how many agents.
+    pub fn cache_usage(&self) -> (usize, usize) {
+        self.stats.usage()
     }
 
     /// The `top_k` chunks of `agent_email` that best match `question`, ranked by BM25; each
