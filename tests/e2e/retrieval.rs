@@ -5,9 +5,9 @@
 //!
 //! The floors below are what hybrid retrieval reaches today on the 62-question set
 //! (docs/RETRIEVAL.md has the table); the target — hybrid recall@4 ≥ 0.9 in every
-//! language — is not reached with the hashing embedder (0.79 overall, 0.70–0.88 per language),
-//! so they guard against regressions rather than certify the target; the overall floor keeps
-//! some margin (a run before ties were broken deterministically gave 0.77).
+//! language — is not reached with the hashing embedder (0.84 overall, 0.70–0.91 per language),
+//! so they guard against regressions rather than certify the target; the floors keep a margin
+//! of about two questions overall and one per language.
 
 use std::path::Path;
 
@@ -44,7 +44,7 @@ async fn hybrid_retrieval_over_real_manuals_meets_its_floors() {
     let hybrid = figures.mode(Mode::Hybrid).expect("hybrid");
     assert!(hybrid.per_language.values().all(|(_, n)| *n >= 10), "{:?}", hybrid.per_language);
     let vector = figures.mode(Mode::Vector).expect("vector");
-    assert!(hybrid.recall >= 0.72, "hybrid recall@4 {:.2}; missed: {:#?}", hybrid.recall, hybrid.missed);
+    assert!(hybrid.recall >= 0.8, "hybrid recall@4 {:.2}; missed: {:#?}", hybrid.recall, hybrid.missed);
     assert!(hybrid.recall > vector.recall + 0.2, "hybrid {:.2} vs vector {:.2}", hybrid.recall, vector.recall);
     for (language, (recall, n)) in &hybrid.per_language {
         assert!(*recall >= 0.6, "{language}: hybrid recall@4 {recall:.2} over {n} questions");

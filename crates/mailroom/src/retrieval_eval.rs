@@ -5,8 +5,9 @@
 //! question retrieved in each [`Mode`] with the production [`Retriever`].
 //!
 //! A question counts as found when one of the first `k` passages returned is from its document
-//! and one of its pages (a passage's page is the page its text is from, bar the few words a
-//! page's first chunk carries over from the page before). Recall@k is the
+//! and one of its pages, or from its document and contains the question's evidence phrase (a
+//! page's first chunk carries over the last words of the page before, so an answer at the foot
+//! of a page may come in the next page's first chunk). Recall@k is the
 //! share of answerable questions found, MRR the mean of 1/rank of the first right passage (0
 //! when none is in the first k); for off-topic questions the figure is the share for which
 //! nothing at all is returned (and the email would be escalated).
@@ -311,8 +312,15 @@ pub async fn evaluate(
                 continue;
             }
             let want = q.document.as_ref().map(|d| ids[d].1.to_string()).unwrap_or_default();
-            let rank =
-                hits.iter().take(k).position(|h| h.document_id == want && h.page.is_some_and(|p| q.pages.contains(&p)));
+            // The right document, and its page — or the answer's own words: a page's first chunk
+            // carries the end of the page before, so an answer at the foot of a page can come in
+            // the next page's first chunk.
+            let evidence = q.evidence.as_deref().map(squash).filter(|e| !e.is_empty());
+            let rank = hits.iter().take(k).position(|h| {
+                h.document_id == want
+                    && (h.page.is_some_and(|p| q.pages.contains(&p))
+                        || evidence.as_ref().is_some_and(|e| squash(&h.text).contains(e.as_str())))
+            });
             let entry = per_language.entry(q.language.clone()).or_default();
             entry.1 += 1;
             match rank {
