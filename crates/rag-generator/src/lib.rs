@@ -317,9 +317,11 @@ mod question_tests {
     use super::{QUESTION_MAX_CHARS, question_text};
 
     #[test]
-    fn the_question_drops_quoted_history_and_is_capped() {
+    fn the_question_drops_quoted_history_greeting_and_name_and_is_capped() {
         let q = question_text("Desk shows E04", "Hi,\nit beeps.\n> old quoted text\nOn Mon, Bob wrote:\nolder");
-        assert_eq!(q, "Desk shows E04\nHi,\nit beeps.");
+        assert_eq!(q, "Desk shows E04\nit beeps.");
+        let q = question_text("Return policy", "Hello,\n\nhow do I start a return?\n\nSam");
+        assert_eq!(q, "Return policy\nhow do I start a return?");
         let huge = "é".repeat(3 * QUESTION_MAX_CHARS);
         assert_eq!(question_text("s", &huge).chars().count(), QUESTION_MAX_CHARS);
     }
