@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use mailroom_tests::{TestDir, bin_path, mgmt, repo_root, run};
 use serde_json::Value;
 
-#[tokio::test]
-async fn the_demo_answers_drafts_skips_and_dead_letters_the_bundled_mailbox() {
+/// Runs `mailroom demo --json` in a fresh vhost and database of its own (removed afterwards) with
+/// `env` added, and returns its exit code and output.
+async fn run_demo(env: &[(&str, String)]) -> (i32, String) {
     let dir = TestDir::create();
     let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let (vhost, database) = (format!("mailroom-test-demo-{suffix}"), format!("mailroom_test_demo_{suffix}"));
@@ -25,8 +26,9 @@ async fn the_demo_answers_drafts_skips_and_dead_letters_the_bundled_mailbox() {
         "--timeout-secs",
         "240",
     ];
-    let (code, out) = run(&bin_path("mailroom"), &args, &[]).await;
-    // The demo leaves its vhost and database for inspection; the test removes them.
+    let result = run(&bin_path("mailroom"), &args, env).await;
+    // The demo leaves its vhost and database for inspection; the test removes them (through the
+    // shared broker's management API, which the tests may rely on even when the demo may not).
     let _ = mgmt().delete_vhost(&vhost).await;
     let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))
         .execute(
@@ -35,6 +37,11 @@ async fn the_demo_answers_drafts_skips_and_dead_letters_the_bundled_mailbox() {
                 .expect("pg"),
         )
         .await;
+    result
+}
+
+/// Checks that the demo exited 0 with every bundled email in the state `expected.json` gives.
+fn assert_bundled_outcomes(code: i32, out: &str) {
     assert_eq!(code, 0, "{out}");
     let json_start = out.find("{\n").unwrap_or_else(|| panic!("no JSON summary in: {out}"));
     // stdout (the JSON) comes first in `out`, the progress on stderr after it.
@@ -78,6 +85,29 @@ async fn the_demo_answers_drafts_skips_and_dead_letters_the_bundled_mailbox() {
     let injection = emails.iter().find(|e| e["file"] == "16-prompt-injection.eml").expect("injection");
     let own = ["lift-pro-user-manual.pdf", "warranty-and-returns.pdf", "shipping-faq.md", "app-troubleshooting.txt"];
     assert!(injection["sources"].as_array().expect("sources").iter().all(|s| own.contains(&s.as_str().unwrap_or(""))));
+}
+
+#[tokio::test]
+async fn the_demo_answers_drafts_skips_and_dead_letters_the_bundled_mailbox() {
+    let (code, out) = run_demo(&[]).await;
+    assert_bundled_outcomes(code, &out);
+    assert!(out.contains("Vhosts are managed through the management API"), "{out}");
+}
+
+/// A fresh install has RabbitMQ's management plugin off (DESIGN.md §7) and the README's command
+/// must work there: with nothing listening where the management API should be, the demo creates
+/// its vhost with `rabbitmqctl` and ends exactly as with the API. The test needs root (or the
+/// rabbitmq user) for `rabbitmqctl`, as the demo itself does on such a machine.
+#[tokio::test]
+async fn the_demo_works_without_the_management_api() {
+    let closed = format!("http://127.0.0.1:{}", mailroom_tests::free_port());
+    let (code, out) = run_demo(&[("MAILROOM__MANAGEMENT__URL", closed.clone())]).await;
+    assert_bundled_outcomes(code, &out);
+    assert!(
+        out.contains(&format!("rabbitmqctl (the management API at {closed} is not reachable; not needed)")),
+        "{out}"
+    );
+    assert!(!out.contains("management API is not reachable at"), "no preflight failure: {out}");
 }
 
 #[tokio::test]

@@ -1,12 +1,13 @@
 //! `mailroom demo`: the whole pipeline on one machine, on the offline defaults, end to end.
 //!
-//! It checks that RabbitMQ (AMQP and management API), PostgreSQL and Redis answer — saying which
-//! one does not, where it looked and how to start it — then creates its own vhost and database
-//! (so it never touches production data), applies the topology and the migrations, starts every
-//! worker binary as a child process, ingests `examples/knowledge/` through the upload API, feeds
-//! the bundled `examples/mailbox/` through the Maildir poller, follows each email until it
-//! reaches a terminal state (answered, drafted for a human, not answered, dead-lettered), stops
-//! the workers gracefully and prints a summary. The exit code is 0 only if every email reached a
+//! It checks that RabbitMQ, PostgreSQL and Redis answer — saying which one does not, where it
+//! looked and how to start it — then creates its own vhost and database (so it never touches
+//! production data; the vhost through the management API when it answers and through
+//! `rabbitmqctl` on a fresh install without it, see [`crate::broker_admin`]), applies the
+//! topology and the migrations, starts every worker binary as a child process, ingests
+//! `examples/knowledge/` through the upload API, feeds the bundled `examples/mailbox/` through the
+//! Maildir poller, follows each email until it reaches a terminal state (answered, drafted for a
+//! human, not answered, dead-lettered), stops the workers gracefully and prints a summary. The exit code is 0 only if every email reached a
 //! terminal state.
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,6 +21,7 @@ use secrecy::ExposeSecret as _;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::demo_preflight::{COMPOSE, preflight};
 use crate::dlq_cmd::{DlqReader, Shape};
 use crate::procs::{self, Output, WORKERS, amqp_user, database_url, vhost_url};
 
@@ -63,84 +65,6 @@ fn example_dir(given: Option<&Path>, name: &str) -> Result<PathBuf, String> {
         .find(|p| p.is_dir())
         .cloned()
         .ok_or_else(|| format!("examples/{name} not found; run from the repository root or pass --{name} DIR"))
-}
-
-/// A service the demo needs that did not answer.
-#[derive(Debug)]
-struct Unreachable {
-    service: &'static str,
-    looked_at: String,
-    error: String,
-    start_with: &'static str,
-}
-
-const COMPOSE: &str = "docker compose -f docker-compose.rabbitmq.yml up -d";
-
-async fn preflight(settings: &Settings) -> Vec<Unreachable> {
-    let mut problems = Vec::new();
-    let timeout = Duration::from_secs(8);
-    let amqp = tokio::time::timeout(timeout, pipeline_core::amqp::connect(&settings.amqp, "mailroom-demo-check")).await;
-    match amqp {
-        Ok(Ok(conn)) => {
-            let _ = conn.close(200, "checked".into()).await;
-        }
-        other => problems.push(Unreachable {
-            service: "RabbitMQ (AMQP)",
-            looked_at: settings.amqp.redacted_url(),
-            error: match other {
-                Ok(Err(e)) => e.to_string(),
-                _ => "no answer within 8 s".into(),
-            },
-            start_with: "rabbitmq-server -detached",
-        }),
-    }
-    let mgmt = crate::topology_cmd::management(settings);
-    let mgmt_error = match tokio::time::timeout(timeout, mgmt.overview()).await {
-        Ok(Ok(_)) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("no answer within 8 s".to_owned()),
-    };
-    if let Some(error) = mgmt_error {
-        problems.push(Unreachable {
-            service: "RabbitMQ management API",
-            looked_at: settings.management.url.clone(),
-            error,
-            start_with: "rabbitmq-plugins enable rabbitmq_management rabbitmq_prometheus",
-        });
-    }
-    let server = database_url(&settings.database.url, "postgres");
-    let pg = tokio::time::timeout(timeout, mailroom_db::status::connect_existing(&server)).await;
-    match pg {
-        Ok(Ok(pool)) => pool.close().await,
-        other => problems.push(Unreachable {
-            service: "PostgreSQL",
-            looked_at: pipeline_core::settings::redact_url(settings.database.url.expose_secret()),
-            error: match other {
-                Ok(Err(e)) => e.to_string(),
-                _ => "no answer within 8 s".into(),
-            },
-            start_with: "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
-        }),
-    }
-    let redis_url = settings.redis.url.expose_secret();
-    let redis = async {
-        let client = redis::Client::open(redis_url)?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await
-    };
-    match tokio::time::timeout(timeout, redis).await {
-        Ok(Ok(_)) => {}
-        other => problems.push(Unreachable {
-            service: "Redis",
-            looked_at: pipeline_core::settings::redact_url(redis_url),
-            error: match other {
-                Ok(Err(e)) => e.to_string(),
-                _ => "no answer within 8 s".into(),
-            },
-            start_with: "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no",
-        }),
-    }
-    problems
 }
 
 fn say(line: impl AsRef<str>) {
@@ -346,22 +270,28 @@ pub async fn demo(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCod
         };
 
     say("Mailroom demo: checking the services…");
-    let problems = preflight(settings).await;
-    if !problems.is_empty() {
-        for p in &problems {
-            say(format!("  ✗ {} is not reachable at {}: {}", p.service, p.looked_at, p.error));
-            say(format!("      start it with: {}", p.start_with));
+    let (problems, admin) = preflight(settings).await;
+    let admin = match admin {
+        Some(Ok(admin)) if problems.is_empty() => admin,
+        admin => {
+            for p in &problems {
+                say(format!("  ✗ {} is not reachable at {}: {}", p.service, p.looked_at, p.error));
+                say(format!("      start it with: {}", p.start_with));
+            }
+            if let Some(Err(e)) = admin {
+                say(format!("  ✗ cannot create the demo's vhost: {e}"));
+            }
+            if !problems.is_empty() {
+                say(format!("  (with Docker, `{COMPOSE}` starts RabbitMQ, PostgreSQL and Redis on these ports)"));
+            }
+            return Ok(ExitCode::from(1));
         }
-        say(format!("  (with Docker, `{COMPOSE}` starts RabbitMQ, PostgreSQL and Redis on these ports)"));
-        return Ok(ExitCode::from(1));
-    }
-    say("  ✓ RabbitMQ, its management API, PostgreSQL and Redis answer.");
+    };
+    say("  ✓ RabbitMQ, PostgreSQL and Redis answer.");
+    say(format!("  ✓ Vhosts are managed through {}.", admin.describe()));
 
     // The demo's own vhost, database and directories, recreated so every run starts clean.
-    let mgmt = crate::topology_cmd::management(settings);
-    let _ = mgmt.delete_vhost(&args.vhost).await;
-    mgmt.create_vhost(&args.vhost).await?;
-    mgmt.set_permissions(&args.vhost, &amqp_user(&settings.amqp.url), ".*", ".*", ".*").await?;
+    admin.recreate_vhost(&args.vhost, &amqp_user(&settings.amqp.url)).await?;
     let db_url = database_url(&settings.database.url, &args.database);
     mailroom_db::drop_database(&db_url).await?;
     let pool = mailroom_db::connect_and_migrate(&db_url, 5).await?;
@@ -405,7 +335,14 @@ pub async fn demo(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCod
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     let demo_settings = Settings::load_from(None, std::env::vars().chain(env.iter().cloned()))?;
-    let connection = pipeline_core::amqp::connect(&demo_settings.amqp, "mailroom-demo").await?;
+    // `rabbitmqctl` acts on its default node; a broker on another local port may not be that node.
+    let connection = pipeline_core::amqp::connect(&demo_settings.amqp, "mailroom-demo").await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the demo's vhost at {} just created through {}: {e}",
+            demo_settings.amqp.redacted_url(),
+            admin.describe()
+        )
+    })?;
     let channel = connection.create_channel().await?;
     Topology::new(&demo_settings.topology.retry_delays_ms).declare(&channel).await?;
     let _ = connection.close(200, "topology applied".into()).await;

@@ -608,6 +608,15 @@ impl Selection {
 
 /// Runs a `dlq` subcommand.
 pub async fn run(settings: &Settings, action: DlqAction) -> anyhow::Result<ExitCode> {
+    // A `DlqError`'s message already quotes its cause; printed as a chain it would repeat it
+    // two or three times over, so it leaves as one line.
+    run_action(settings, action).await.map_err(|e| match e.downcast::<DlqError>() {
+        Ok(e) => anyhow::Error::msg(e.to_string()),
+        Err(e) => e,
+    })
+}
+
+async fn run_action(settings: &Settings, action: DlqAction) -> anyhow::Result<ExitCode> {
     match action {
         DlqAction::List { filter, json } => list(settings, filter, json).await,
         DlqAction::Show { id } => show(settings, &id).await,

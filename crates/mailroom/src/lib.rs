@@ -3,7 +3,9 @@
 //! letters, the performance bench, and the retrieval evaluation.
 
 pub mod bench_cmd;
+pub mod broker_admin;
 pub mod demo_cmd;
+pub mod demo_preflight;
 pub mod dlq_cmd;
 pub mod eval_cmd;
 pub mod ingest_cmd;

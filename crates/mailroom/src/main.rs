@@ -21,6 +21,12 @@ async fn main() -> ExitCode {
     if matches!(cli.command, mailroom::Command::Demo(_)) {
         telemetry.level = "warn".into();
     }
+    // `status` and `dlq` declare queues passively to read their depths; the broker answers a
+    // missing queue by closing the channel, which lapin logs as an ERROR per queue although the
+    // command handles it and reports the queue as missing itself.
+    if matches!(cli.command, mailroom::Command::Status { .. } | mailroom::Command::Dlq { .. }) {
+        telemetry.level = format!("{},lapin::channel=off", telemetry.level);
+    }
     pipeline_core::telemetry::init_tracing(&telemetry);
     match mailroom::run(cli, settings).await {
         Ok(code) => code,

@@ -1,10 +1,11 @@
-//! `mailroom status`: one look at the whole deployment — queue depths, consumers and rates
-//! (management API), dead letters by error type (read over AMQP and returned untouched),
-//! documents by ingestion status and emails by stage (PostgreSQL).
+//! `mailroom status`: one look at the whole deployment — queue depths and consumers (over AMQP,
+//! exact), unacked counts and rates (management API), dead letters by error type (read over AMQP
+//! and returned untouched), documents by ingestion status and emails by stage (PostgreSQL).
 //!
-//! The three sources are asked concurrently and independently: when one is unreachable the
-//! report still shows the others and says which one failed and at which address, and the
-//! command exits 1 so that scripts notice.
+//! The sources are asked concurrently and independently: when one is unreachable the report
+//! still shows the others and says which one failed and at which address, and the command exits
+//! 1 so that scripts notice. Without the management plugin (a fresh install) the queue depths
+//! are still shown; one line says that unacked counts and rates need it and how to enable it.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ use pipeline_core::topology::{DEAD_LETTER_QUEUE, Topology, WORK_QUEUES};
 use secrecy::ExposeSecret as _;
 use serde::Serialize;
 
+use crate::broker_admin::{self, management_needed};
 use crate::dlq_cmd::{self, DeadLetterSummary};
 use crate::topology_cmd::management;
 
@@ -34,8 +36,9 @@ pub struct QueueRow {
     pub exists: bool,
     /// Messages ready for delivery.
     pub ready: u64,
-    /// Messages delivered and not yet acknowledged.
-    pub unacked: u64,
+    /// Messages delivered and not yet acknowledged (`None` without the management API: AMQP does
+    /// not report them).
+    pub unacked: Option<u64>,
     /// Consumers attached.
     pub consumers: u64,
     /// Publishes per second (`None` until the broker has sampled the queue).
@@ -47,12 +50,16 @@ pub struct QueueRow {
 /// The broker part of the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct BrokerStatus {
-    /// Management API base URL that was asked.
+    /// AMQP URL the depths were read over (password redacted).
+    pub amqp_url: String,
+    /// Management API base URL that was asked for unacked counts and rates.
     pub management_url: String,
     /// Vhost.
     pub vhost: String,
-    /// Why it could not be read, if it could not.
+    /// Why the queues could not be read over AMQP, if they could not.
     pub error: Option<String>,
+    /// Why the management API's part (unacked counts, rates) is missing, if it is.
+    pub management_error: Option<String>,
     /// The topology's queues, in topology order.
     pub queues: Vec<QueueRow>,
 }
@@ -96,49 +103,57 @@ pub struct Status {
 impl Status {
     /// Whether every source answered.
     pub fn complete(&self) -> bool {
-        self.broker.error.is_none() && self.dead_letters.error.is_none() && self.database.error.is_none()
+        self.broker.error.is_none()
+            && self.broker.management_error.is_none()
+            && self.dead_letters.error.is_none()
+            && self.database.error.is_none()
     }
 }
 
 async fn broker(settings: &Settings) -> BrokerStatus {
     let client = management(settings);
     let vhost = settings.amqp.vhost();
+    let topology = Topology::new(&settings.topology.retry_delays_ms);
+    let names: Vec<&str> = topology.queues.iter().map(|q| q.name.as_str()).collect();
+    let (depths, managed) = tokio::join!(broker_admin::queue_depths(&settings.amqp, &names), client.queues(&vhost));
     let mut status = BrokerStatus {
+        amqp_url: settings.amqp.redacted_url(),
         management_url: client.base_url().to_owned(),
-        vhost: vhost.clone(),
+        vhost,
         error: None,
+        management_error: None,
         queues: vec![],
     };
-    let live = match client.queues(&vhost).await {
+    let managed = match managed {
         Ok(queues) => queues,
+        Err(e) => {
+            status.management_error =
+                Some(management_needed("unacked counts and rates need", &e).unwrap_or_else(|| e.to_string()));
+            Vec::new()
+        }
+    };
+    let depths = match depths {
+        Ok(depths) => depths,
         Err(e) => {
             status.error = Some(e.to_string());
             return status;
         }
     };
-    let topology = Topology::new(&settings.topology.retry_delays_ms);
     status.queues = topology
         .queues
         .iter()
-        .map(|decl| match live.iter().find(|q| q.name == decl.name) {
-            Some(q) => QueueRow {
+        .zip(depths)
+        .map(|(decl, depth)| {
+            let extra = managed.iter().find(|q| q.name == decl.name);
+            QueueRow {
                 name: decl.name.clone(),
-                exists: true,
-                ready: q.messages_ready,
-                unacked: q.messages_unacknowledged,
-                consumers: q.consumers,
-                publish_rate: q.publish_rate(),
-                deliver_rate: q.deliver_rate(),
-            },
-            None => QueueRow {
-                name: decl.name.clone(),
-                exists: false,
-                ready: 0,
-                unacked: 0,
-                consumers: 0,
-                publish_rate: None,
-                deliver_rate: None,
-            },
+                exists: depth.is_some(),
+                ready: depth.map_or(0, |d| u64::from(d.ready)),
+                unacked: extra.map(|q| q.messages_unacknowledged),
+                consumers: depth.map_or(0, |d| u64::from(d.consumers)),
+                publish_rate: extra.and_then(|q| q.publish_rate()),
+                deliver_rate: extra.and_then(|q| q.deliver_rate()),
+            }
         })
         .collect();
     status
@@ -202,7 +217,7 @@ fn counts(list: &BTreeMap<String, i64>) -> String {
 /// Prints the human-readable report.
 pub fn print(status: &Status) {
     let b = &status.broker;
-    println!("RabbitMQ vhost {:?} (management API {})", b.vhost, b.management_url);
+    println!("RabbitMQ vhost {:?} ({}; management API {})", b.vhost, b.amqp_url, b.management_url);
     match &b.error {
         Some(e) => println!("  unreachable: {e}"),
         None => {
@@ -214,14 +229,15 @@ pub fn print(status: &Status) {
             // Retry delay queues are listed only when they hold something (or are missing):
             // twelve rows of zeros would hide the queues that matter.
             let is_retry = |q: &QueueRow| !WORK_QUEUES.iter().chain([&&DEAD_LETTER_QUEUE]).any(|w| w.name == q.name);
-            let idle_retry = b.queues.iter().filter(|q| is_retry(q) && q.exists && q.ready + q.unacked == 0).count();
-            for q in b.queues.iter().filter(|q| !(is_retry(q) && q.exists && q.ready + q.unacked == 0)) {
+            let idle = |q: &QueueRow| is_retry(q) && q.exists && q.ready + q.unacked.unwrap_or(0) == 0;
+            let idle_retry = b.queues.iter().filter(|q| idle(q)).count();
+            for q in b.queues.iter().filter(|q| !idle(q)) {
                 if q.exists {
                     println!(
                         "  {:<width$}  {:>8}  {:>8}  {:>9}  {:>9}  {:>9}",
                         q.name,
                         q.ready,
-                        q.unacked,
+                        q.unacked.map_or_else(|| "-".to_owned(), |n| n.to_string()),
                         q.consumers,
                         rate(q.publish_rate),
                         rate(q.deliver_rate)
@@ -234,6 +250,9 @@ pub fn print(status: &Status) {
                 println!("  ({idle_retry} retry delay queues empty)");
             }
         }
+    }
+    if let Some(e) = &b.management_error {
+        println!("  {e}");
     }
     let d = &status.dead_letters;
     println!();

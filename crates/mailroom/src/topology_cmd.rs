@@ -62,7 +62,23 @@ pub async fn live_topology(client: &rabbitmq_mgmt::Client, vhost: &str) -> anyho
 pub async fn verify(settings: &Settings) -> anyhow::Result<ExitCode> {
     let topology = Topology::new(&settings.topology.retry_delays_ms);
     let vhost = settings.amqp.vhost();
-    let live = live_topology(&management(settings), &vhost).await?;
+    let live = match live_topology(&management(settings), &vhost).await {
+        Ok(live) => live,
+        Err(e) => {
+            // Only the management API reports queue arguments; say that in one line, not as the
+            // HTTP client's error chain.
+            let needed = e.downcast_ref::<rabbitmq_mgmt::MgmtError>().and_then(|m| {
+                crate::broker_admin::management_needed("`mailroom topology verify` (queue arguments) needs", m)
+            });
+            match needed {
+                Some(line) => {
+                    eprintln!("error: {line}");
+                    return Ok(ExitCode::from(2));
+                }
+                None => return Err(e),
+            }
+        }
+    };
     let drift = topology.diff(&live);
     if drift.is_empty() {
         println!(

@@ -129,7 +129,11 @@ async fn verify_reports_an_unreachable_management_api_clearly() {
     env[1].1 = "http://127.0.0.1:9".to_owned();
     let (code, out) = run(mailroom(), &["topology", "verify"], &env).await;
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("cannot reach the RabbitMQ management API"), "{out}");
+    assert!(
+        out.contains("`mailroom topology verify` (queue arguments) needs the RabbitMQ management API, which is not reachable at http://127.0.0.1:9; enable it with `rabbitmq-plugins enable rabbitmq_management`"),
+        "{out}"
+    );
+    assert_eq!(out.trim().lines().count(), 1, "one line, not the HTTP client's error chain: {out}");
 }
 
 #[tokio::test]

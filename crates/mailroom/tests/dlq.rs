@@ -452,7 +452,12 @@ async fn status_says_which_service_is_unreachable_and_where_it_looked() {
     ];
     let (code, out) = run(mailroom(), &["status"], &env).await;
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("cannot reach the RabbitMQ management API at http://127.0.0.1:9"), "{out}");
+    assert!(
+        out.contains(
+            "unacked counts and rates need the RabbitMQ management API, which is not reachable at http://127.0.0.1:9"
+        ),
+        "{out}"
+    );
     assert!(out.contains("cannot connect to RabbitMQ at amqp://guest:***@127.0.0.1:9"), "{out}");
     assert!(out.contains("cannot connect to PostgreSQL at postgres://postgres:***@127.0.0.1:9/mailroom"), "{out}");
     assert!(!out.contains("s3cret"), "no password in the output: {out}");
@@ -465,6 +470,50 @@ async fn status_says_which_service_is_unreachable_and_where_it_looked() {
     let (code, out) = run(mailroom(), &["dlq", "list"], &env).await;
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("cannot connect to RabbitMQ at amqp://guest:***@127.0.0.1:9"), "{out}");
+}
+
+#[tokio::test]
+async fn status_reads_queue_depths_over_amqp_when_the_management_api_is_off() {
+    let vhost = TestVhost::create().await;
+    let mut env = env_for(&vhost);
+    let (code, out) = run(mailroom(), &["topology", "apply"], &env).await;
+    assert_eq!(code, 0, "{out}");
+    let conn = connect(&vhost).await;
+    let publisher = Publisher::open(&conn, None).await.expect("publisher");
+    for _ in 0..4 {
+        publish_raw(&publisher, EMAILS_TO_SEND.route(), b"{}", BasicProperties::default()).await;
+    }
+    // As on a fresh install: nothing listens where the management API should be.
+    let closed = format!("http://127.0.0.1:{}", mailroom_tests::free_port());
+    env.retain(|(k, _)| *k != "MAILROOM__MANAGEMENT__URL");
+    env.push(("MAILROOM__MANAGEMENT__URL", closed.clone()));
+
+    let (code, out) = run(mailroom(), &["status", "--json"], &env).await;
+    assert_eq!(code, 1, "the report lacks unacked counts and rates: {out}");
+    let status: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("no JSON ({e}): {out}"));
+    let broker = &status["broker"];
+    assert!(broker["error"].is_null(), "the depths came over AMQP: {status:#}");
+    let queue = |name: &str| {
+        broker["queues"].as_array().expect("queues").iter().find(|q| q["name"] == name).cloned().expect(name)
+    };
+    // Exact at once, no waiting for the management API's sampling.
+    assert_eq!(queue(EMAILS_TO_SEND.name)["ready"], 4, "{status:#}");
+    assert_eq!(queue(EMAILS_TO_SEND.name)["exists"], true);
+    assert!(queue(EMAILS_TO_SEND.name)["unacked"].is_null(), "AMQP does not report unacked: {status:#}");
+    assert_eq!(queue(DEAD_LETTER_QUEUE.name)["ready"], 0);
+    let missing = broker["management_error"].as_str().expect("says what is missing");
+    assert!(missing.contains(&closed) && missing.contains("rabbitmq-plugins enable rabbitmq_management"), "{missing}");
+
+    let (code, out) = run(mailroom(), &["status"], &env).await;
+    assert_eq!(code, 1, "the report lacks unacked counts and rates: {out}");
+    assert_eq!(out.matches("rabbitmq-plugins enable rabbitmq_management").count(), 1, "one line: {out}");
+    assert!(!out.contains("error sending request") && !out.contains("ERROR"), "no error chain or log noise: {out}");
+    let send_row = out.lines().find(|l| l.trim_start().starts_with(EMAILS_TO_SEND.name)).expect("row");
+    assert_eq!(send_row.split_whitespace().collect::<Vec<_>>()[1..3], ["4", "-"], "{send_row}");
+    // `dlq` reads over AMQP only and does not notice.
+    let (code, out) = run(mailroom(), &["dlq", "list"], &env).await;
+    assert_eq!(code, 0, "{out}");
+    conn.close(200, "bye".into()).await.expect("close");
 }
 
 /// Inserts `n` text documents whose files are not in `storage` yet and publishes their ingest
