@@ -7,18 +7,21 @@
 //!    documentation (a Zipf-distributed common vocabulary, a vocabulary per agent and a few
 //!    topic words per document), 100 chunks of about 90 words per document, embedded with the
 //!    default hashing embedder (`[embeddings]`: 384 dimensions), one `documents` row per
-//!    document and the chunks through `PgVectorStore::replace_document`. It writes QUERIES
-//!    (default 20 per agent) customer questions — a few words of one chunk among common and
-//!    topic words — with their exact top 10 (brute force over the agent's f32 vectors), and a
-//!    stored `to_tsvector('simple', text)` column with a GIN index for the full-text query.
-//!    The child does this so that its memory is not counted.
+//!    document and the chunks through `PgVectorStore::replace_document` (which also writes
+//!    their full-text columns). It writes QUERIES (default 20 per agent) customer questions — a
+//!    few words of one chunk among common and topic words — with their exact top 10 (brute
+//!    force over the agent's f32 vectors). The child does this so that its memory is not
+//!    counted.
 //! 2. This process then searches as the rag-generator does: the store built by
 //!    `vector_store::from_settings` from `config/default.toml`, the question embedded by the
 //!    hashing embedder, `top_k × 4` = 16 candidates with `rag.min_similarity`, the questions of
 //!    every agent interleaved at random. It prints the first search per agent (index loads),
 //!    p50/p99 of the searches one at a time and 16 at a time (the generator's concurrency),
-//!    recall@10 against the exact top 10, the p50/p99 of a full-text query (the lexical half
-//!    of a hybrid search) over the same chunks, and its peak RSS (`VmHWM`).
+//!    recall@10 against the exact top 10, then the production full-text search
+//!    (`vector_store::LexicalSearch`, `rag.candidates` passages) and the hybrid search (both
+//!    at once, as `rag_generator::retrieval::Retriever` runs them; the fusion itself is a few
+//!    microseconds of sorting), one at a time, after a first search per agent that counts its
+//!    term statistics, and its peak RSS (`VmHWM`).
 //!
 //! `--keep` leaves the database for another run (which then skips step 1); otherwise it is
 //! dropped at the end.
@@ -32,7 +35,7 @@ use embedders::HashingEmbedder;
 use mailroom_db::documents::{self, NewDocument};
 use pipeline_core::settings::Settings;
 use secrecy::SecretString;
-use sqlx::{PgPool, Row};
+use sqlx::Row;
 use vector_store::{ChunkRecord, PgVectorStore, VectorStore, VectorStoreSettings};
 
 const DATABASE: &str = "mailroom_bench_memory";
@@ -41,7 +44,8 @@ const CHUNKS_PER_DOCUMENT: usize = 100;
 /// What the rag-generator asks for: `rag.top_k` (4) × its re-rank pool (4).
 const SEARCH_K: usize = 16;
 const RECALL_AT: usize = 10;
-const LEXICAL_QUESTIONS: usize = 100;
+/// What the rag-generator takes from each search before fusion (`rag.candidates`).
+const CANDIDATES: usize = 20;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -241,7 +245,14 @@ async fn search(agents: usize) -> anyhow::Result<()> {
         percentile(&concurrent, 99.0)
     );
 
-    lexical(&pool, &questions).await?;
+    let lexical = vector_store::LexicalSearch::with_budget(pool.clone(), term_stats_budget(&settings)?);
+    hybrid(&store, &lexical, &questions, &vectors, agents, min_score).await?;
+    let (stats_bytes, stats_agents) = lexical.cache_usage();
+    println!(
+        "  term statistics: {:.1} MB for {stats_agents} agents (rag.term_stats_budget_mb = {})",
+        stats_bytes as f64 / 1048576.0,
+        term_stats_budget(&settings)? >> 20
+    );
     let (bytes, cached) = pg.memory_usage();
     println!(
         "  in-memory indexes: {:.1} MB for {cached} agents (memory_budget_mb = {}, oversampling = {}, min_candidates = {})",
@@ -260,33 +271,62 @@ async fn search(agents: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The lexical half of a hybrid search: the question's words or-ed, ranked by `ts_rank_cd`
-/// over the stored `to_tsvector('simple', text)`, GIN-indexed.
-async fn lexical(pool: &PgPool, questions: &[Question]) -> anyhow::Result<()> {
-    let mut latencies = Vec::with_capacity(questions.len());
-    let mut empty = 0;
-    // A hundred questions: this query is much slower than the vector half.
-    for q in questions.iter().take(LEXICAL_QUESTIONS) {
-        let words = q.text.split_whitespace().collect::<Vec<_>>().join(" or ");
+/// `rag.term_stats_budget_mb` in bytes.
+fn term_stats_budget(settings: &Settings) -> anyhow::Result<usize> {
+    let mb: usize = settings.section("rag.term_stats_budget_mb")?;
+    Ok(mb << 20)
+}
+
+/// The production full-text search alone, then both searches at once (hybrid), one question at
+/// a time, every agent's questions interleaved; the first search of each agent (which counts its
+/// term statistics) is reported on its own, as for the vector index.
+async fn hybrid(
+    store: &Arc<dyn VectorStore>,
+    lexical: &vector_store::LexicalSearch,
+    questions: &[Question],
+    vectors: &[Vec<f32>],
+    agents: usize,
+    min_score: f32,
+) -> anyhow::Result<()> {
+    let mut loads = Vec::with_capacity(agents);
+    for a in 0..agents {
+        let Some(q) = questions.iter().find(|q| q.agent == agent(a)) else { continue };
         let t = Instant::now();
-        let rows = sqlx::query(
-            "SELECT document_id, chunk_index, ts_rank_cd(bench_tsv, query) AS rank \
-             FROM chunks, websearch_to_tsquery('simple', $2) AS query \
-             WHERE agent_email = $1 AND bench_tsv @@ query ORDER BY rank DESC LIMIT 16",
-        )
-        .bind(&q.agent)
-        .bind(&words)
-        .fetch_all(pool)
-        .await?;
-        latencies.push(t.elapsed());
-        empty += usize::from(rows.is_empty());
+        lexical.search(&q.agent, &q.text, CANDIDATES).await?;
+        loads.push(t.elapsed());
     }
-    latencies.sort();
+    loads.sort();
     println!(
-        "  full-text search ({} questions; their words or-ed, ts_rank_cd, GIN), one at a time: p50 {:.2} ms, p99 {:.2} ms ({empty} with no match)",
-        latencies.len(),
-        percentile(&latencies, 50.0),
-        percentile(&latencies, 99.0)
+        "  first full-text search per agent (counts its term statistics): p50 {:.0} ms, max {:.0} ms",
+        percentile(&loads, 50.0),
+        percentile(&loads, 100.0)
+    );
+    let (mut text_only, mut both, mut empty) = (Vec::new(), Vec::new(), 0usize);
+    for (q, vector) in questions.iter().zip(vectors) {
+        let t = Instant::now();
+        let hits = lexical.search(&q.agent, &q.text, CANDIDATES).await?;
+        text_only.push(t.elapsed());
+        empty += usize::from(hits.is_empty());
+        let t = Instant::now();
+        tokio::try_join!(
+            store.search(&q.agent, vector, CANDIDATES, min_score),
+            lexical.search(&q.agent, &q.text, CANDIDATES)
+        )?;
+        both.push(t.elapsed());
+    }
+    text_only.sort();
+    both.sort();
+    println!(
+        "  full-text search (vector_store::LexicalSearch, {} questions, {CANDIDATES} candidates), one at a time: p50 {:.2} ms, p99 {:.2} ms ({empty} with no match)",
+        text_only.len(),
+        percentile(&text_only, 50.0),
+        percentile(&text_only, 99.0)
+    );
+    println!(
+        "  hybrid search (vector and full-text at once), one at a time: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&both, 50.0),
+        percentile(&both, 99.0),
+        percentile(&both, 100.0)
     );
     Ok(())
 }
@@ -296,13 +336,6 @@ async fn load(chunks: usize, agents: usize, queries: usize) -> anyhow::Result<()
     let url = database_url();
     mailroom_db::create_database_if_missing(&url).await?;
     let pool = mailroom_db::connect_and_migrate(&url, 5).await?;
-    // The lexical measurement's column, computed on insert.
-    sqlx::query(
-        "ALTER TABLE chunks ADD COLUMN IF NOT EXISTS bench_tsv tsvector \
-         GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED",
-    )
-    .execute(&pool)
-    .await?;
     sqlx::query(
         "CREATE TABLE bench_queries (position INT PRIMARY KEY, agent_email TEXT NOT NULL, text TEXT NOT NULL, \
          truth_documents TEXT[] NOT NULL, truth_chunks INT[] NOT NULL, tenth REAL NOT NULL)",
@@ -413,10 +446,8 @@ async fn load(chunks: usize, agents: usize, queries: usize) -> anyhow::Result<()
     .execute(&pool)
     .await?;
     let t = Instant::now();
-    sqlx::query("SET maintenance_work_mem = '256MB'").execute(&pool).await?;
-    sqlx::query("CREATE INDEX chunks_bench_tsv ON chunks USING gin (bench_tsv)").execute(&pool).await?;
     sqlx::query("VACUUM ANALYZE chunks").execute(&pool).await?;
-    eprintln!("  loader: GIN index and VACUUM ANALYZE in {:.0} s", t.elapsed().as_secs_f64());
+    eprintln!("  loader: VACUUM ANALYZE in {:.0} s", t.elapsed().as_secs_f64());
     sqlx::query("CREATE TABLE bench_meta AS SELECT $1::bigint AS chunks, $2::bigint AS agents, $3::bigint AS queries")
         .bind(chunks as i64)
         .bind(agents as i64)
