@@ -1,8 +1,10 @@
 //! PDF extraction on real documents: each configured engine order over the corpus.
 //!
-//! `cargo run --release -p doc-ingester --example pdf_corpus_bench -- [LIST] [--engines A[,B]]… [--limit N]`
+//! `cargo run --release -p doc-ingester --example pdf_corpus_bench -- [LIST] [--engines A[,B]]… [--limit N] [--jobs N]`
 //!
-//! (`--limit N`: N documents spread evenly over the corpus, for a quicker run.)
+//! (`--limit N`: N documents spread evenly over the corpus, for a quicker run. `--jobs N`: N
+//! documents extracted at once, as N `doc-ingester` processes would — the worker takes one
+//! document at a time and is scaled by processes; default 1.)
 //!
 //! Fetches the Debian packages named in LIST (default `tests/corpus/pdf-packages.txt`) through
 //! `scripts/fetch-debian-docs.sh` (cached), then for each engine order (default: each engine
@@ -56,6 +58,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
     let mut list = repo_root().join("tests/corpus/pdf-packages.txt");
     let mut orders: Vec<Vec<Engine>> = Vec::new();
     let mut limit = usize::MAX;
+    let mut jobs = 1usize;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -64,6 +67,13 @@ fn run(args: &[String]) -> anyhow::Result<()> {
                 orders.push(extract::engines::parse_list(value).map_err(anyhow::Error::msg)?);
             }
             "--limit" => limit = it.next().and_then(|v| v.parse().ok()).ok_or_else(|| anyhow::anyhow!("--limit N"))?,
+            "--jobs" => {
+                jobs = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| anyhow::anyhow!("--jobs N"))?
+            }
             other => list = PathBuf::from(other),
         }
     }
@@ -94,20 +104,19 @@ fn run(args: &[String]) -> anyhow::Result<()> {
     let out_dir = target_dir().join("pdf-corpus");
     std::fs::create_dir_all(&out_dir)?;
     let mut table = String::from(
-        "| engines | documents with text | ready | within 15 % of pdftotext (of ready) | pages | seconds | pages/s | pages per CPU-second | crashed | timed out | fallback used | with skipped pages |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| engines | documents with text | ready | within 15 % of pdftotext (of ready) | pages | seconds | pages/s per process | pages per CPU-second | jobs | overall pages/s (wall) | crashed | timed out | fallback used | with skipped pages |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for engines in orders {
         let name: Vec<&str> = engines.iter().map(|e| e.name()).collect();
         let name = name.join(",");
         let limits = Limits { engines: engines.clone(), ..defaults.clone() };
-        let mut outcomes = Vec::with_capacity(pdfs.len());
         let cpu_before = children_cpu_seconds();
-        for (pdf, reference) in pdfs.iter().zip(&references) {
-            outcomes.push(runtime.block_on(measure(&program, pdf, &limits, *reference)));
-        }
+        let wall = Instant::now();
+        let outcomes = runtime.block_on(measure_all(&program, &pdfs, &references, &limits, jobs));
+        let wall = wall.elapsed().as_secs_f64();
         let cpu = children_cpu_seconds() - cpu_before;
         write_tsv(&out_dir.join(format!("{name}.tsv")), &root, &outcomes)?;
-        let row = summary(&name, &outcomes, cpu);
+        let row = summary(&name, &outcomes, cpu, wall, jobs);
         println!("\n{row}");
         table.push_str(&row);
         table.push('\n');
@@ -115,6 +124,31 @@ fn run(args: &[String]) -> anyhow::Result<()> {
     }
     println!("\n{table}");
     Ok(())
+}
+
+/// Every document through [`measure`], `jobs` at a time, outcomes in the documents' order.
+async fn measure_all(
+    program: &Path,
+    pdfs: &[PathBuf],
+    references: &[Option<usize>],
+    limits: &Limits,
+    jobs: usize,
+) -> Vec<Outcome> {
+    let mut running = tokio::task::JoinSet::new();
+    let mut outcomes: Vec<Option<Outcome>> = (0..pdfs.len()).map(|_| None).collect();
+    for (i, (pdf, reference)) in pdfs.iter().zip(references).enumerate() {
+        if running.len() >= jobs
+            && let Some(Ok((done, outcome))) = running.join_next().await
+        {
+            outcomes[done] = Some(outcome);
+        }
+        let (program, pdf, limits, reference) = (program.to_path_buf(), pdf.clone(), limits.clone(), *reference);
+        running.spawn(async move { (i, measure(&program, &pdf, &limits, reference).await) });
+    }
+    while let Some(Ok((done, outcome))) = running.join_next().await {
+        outcomes[done] = Some(outcome);
+    }
+    outcomes.into_iter().flatten().collect()
 }
 
 async fn measure(program: &Path, pdf: &Path, limits: &Limits, reference: Option<usize>) -> Outcome {
@@ -169,7 +203,7 @@ fn children_cpu_seconds() -> f64 {
     (ticks(16 - 3) + ticks(17 - 3)) / 100.0
 }
 
-fn summary(name: &str, outcomes: &[Outcome], cpu_seconds: f64) -> String {
+fn summary(name: &str, outcomes: &[Outcome], cpu_seconds: f64, wall_seconds: f64, jobs: usize) -> String {
     let count = |f: &dyn Fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
     // Documents without a text layer (pdftotext finds none either: figures, scans) cannot end
     // ready and should not; they are counted apart.
@@ -182,11 +216,12 @@ fn summary(name: &str, outcomes: &[Outcome], cpu_seconds: f64) -> String {
     let seconds: f64 = outcomes.iter().map(|o| o.seconds).sum();
     let pct = |n: usize, of: usize| if of == 0 { 0.0 } else { 100.0 * n as f64 / of as f64 };
     format!(
-        "| {name} | {total} (+{textless} without text) | {ready_count} ({:.1} %) | {agreeing} ({:.1} %) | {pages} | {seconds:.0} | {:.0} | {:.0} | {} | {} | {} | {} |",
+        "| {name} | {total} (+{textless} without text) | {ready_count} ({:.1} %) | {agreeing} ({:.1} %) | {pages} | {seconds:.0} | {:.0} | {:.0} | {jobs} | {:.0} | {} | {} | {} | {} |",
         pct(ready_count, total),
         pct(agreeing, ready_count),
         pages as f64 / seconds.max(1e-9),
         pages as f64 / cpu_seconds.max(1e-9),
+        pages as f64 / wall_seconds.max(1e-9),
         count(&|o| o.status.starts_with("ExtractionCrashed")),
         count(&|o| o.status.starts_with("ExtractionTimeout")),
         count(&|o| o.fallback),

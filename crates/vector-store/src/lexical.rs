@@ -293,6 +293,8 @@ struct Term {
     idf: f32,
     /// Share of the question's total weight, for the coverage score.
     weight: f32,
+    /// Chunks containing it.
+    df: i64,
 }
 
 /// BM25's term-frequency saturation: the second occurrence of a term adds less than the first.
@@ -337,9 +339,40 @@ fn weigh(rows: Vec<(String, i64, String, i64)>) -> Vec<Term> {
         .map(|(config, n, lexeme, df)| {
             let total = totals.get(&config).copied().unwrap_or(1.0).max(f64::MIN_POSITIVE);
             let idf = idf(n, df);
-            Term { idf: idf as f32, weight: (idf / total) as f32, config, lexeme }
+            Term { idf: idf as f32, weight: (idf / total) as f32, config, lexeme, df }
         })
         .collect()
+}
+
+/// Candidates are found by the question's rarer terms only; the others still count in every
+/// candidate's coverage and BM25. An `or` of all of them matched most of an agent's chunks for a
+/// question with "change", "time" and "system" in it, and each was scored (half the agent's
+/// chunks at 20,000 chunks a question). Together the probing terms occur in at least
+/// [`PROBE_MIN_CHUNKS`] chunks or a [`PROBE_SHARE_DIVISOR`]th of the configuration's chunks,
+/// whichever is more. On the evaluation set, probing terms occurring in 250 or 500 chunks of
+/// 3,855 found every question the `or` of all terms found; 100 lost five (docs/RETRIEVAL.md).
+const PROBE_MIN_CHUNKS: i64 = 500;
+/// See [`PROBE_MIN_CHUNKS`].
+const PROBE_SHARE_DIVISOR: i64 = 10;
+
+/// Which terms find the candidates (the rest only score them): per configuration the rarest
+/// first, while together they occur in at most `budget(config)` chunks, and at least two.
+fn probe_terms(terms: &[Term], budget: impl Fn(&str) -> i64) -> Vec<bool> {
+    let mut order: Vec<usize> = (0..terms.len()).collect();
+    order.sort_by(|&a, &b| terms[a].config.cmp(&terms[b].config).then(terms[a].df.cmp(&terms[b].df)));
+    let mut probe = vec![false; terms.len()];
+    let (mut config, mut taken, mut total): (Option<&str>, usize, i64) = (None, 0, 0);
+    for i in order {
+        if config != Some(terms[i].config.as_str()) {
+            (config, taken, total) = (Some(terms[i].config.as_str()), 0, 0);
+        }
+        if taken < 2 || total + terms[i].df <= budget(&terms[i].config) {
+            probe[i] = true;
+            taken += 1;
+            total += terms[i].df;
+        }
+    }
+    probe
 }
 
 /// A passage sharing a single term with a question of several is no support for it, however
@@ -416,6 +449,10 @@ impl LexicalSearch {
         let lexemes: Vec<&str> = terms.iter().map(|t| t.lexeme.as_str()).collect();
         let weights: Vec<f32> = terms.iter().map(|t| t.weight).collect();
         let idfs: Vec<f32> = terms.iter().map(|t| t.idf).collect();
+        let probes = probe_terms(&terms, |config| {
+            let chunks = stats.configs.get(config).map_or(0, |c| c.chunks);
+            PROBE_MIN_CHUNKS.max(chunks / PROBE_SHARE_DIVISOR)
+        });
         // The websearch query finds the candidates one configuration at a time; they are ranked
         // by BM25 over the candidate's term frequencies (the positions the tsvector keeps), and
         // scored by the coverage weights of the terms they contain. Cost matters here (every
@@ -427,15 +464,16 @@ impl LexicalSearch {
         // English chapters) are ordered by file name and position, not by the random document
         // id, so the same documents give the same results whenever they were ingested.
         let rows = sqlx::query(
-            "WITH w AS (SELECT * FROM UNNEST($2::text[], $3::text[], $4::float4[], $5::float4[]) \
-                          AS w(config, lexeme, weight, idf)), \
+            "WITH w AS (SELECT * FROM UNNEST($2::text[], $3::text[], $4::float4[], $5::float4[], $9::bool[]) \
+                          AS w(config, lexeme, weight, idf, probe)), \
                   c AS MATERIALIZED (SELECT config, config::regconfig AS cfg, array_agg(lexeme) AS lexemes, \
-                                            websearch_to_tsquery(config::regconfig, $6) AS q \
+                                            websearch_to_tsquery(config::regconfig, $6) AS q, \
+                                            string_agg(quote_literal(lexeme), ' | ') FILTER (WHERE probe)::tsquery AS p \
                                      FROM w GROUP BY config) \
              SELECT m.document_id, m.chunk_index, m.source, m.page, m.text, s.coverage, s.matched, s.bm25 \
              FROM c CROSS JOIN LATERAL ( \
                  SELECT ch.document_id, ch.chunk_index, ch.source, ch.page, ch.text, ch.tsv FROM chunks ch \
-                 WHERE ch.agent_email = $1 AND ch.search_config = c.cfg AND ch.tsv @@ c.q) m \
+                 WHERE ch.agent_email = $1 AND ch.search_config = c.cfg AND ch.tsv @@ c.p AND ch.tsv @@ c.q) m \
              CROSS JOIN LATERAL ( \
                  SELECT sum(w.weight)::float4 AS coverage, count(*) AS matched, \
                         sum(w.idf * cardinality(u.positions) * ($7 + 1) / (cardinality(u.positions) + $7))::float4 \
@@ -453,6 +491,7 @@ impl LexicalSearch {
         .bind(&words)
         .bind(BM25_K1)
         .bind(i64::try_from(top_k).unwrap_or(i64::MAX))
+        .bind(&probes)
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
@@ -534,6 +573,29 @@ mod tests {
         assert_eq!(search_config("apt-get dpkg 1.2.3"), "english");
         assert_eq!(search_config("1.2.3 ..."), "simple");
         assert_eq!(search_config(""), "simple");
+    }
+
+    #[test]
+    fn the_rarest_terms_find_the_candidates() {
+        let term = |config: &str, lexeme: &str, df: i64| Term {
+            config: config.into(),
+            lexeme: lexeme.into(),
+            idf: 1.0,
+            weight: 0.1,
+            df,
+        };
+        let terms = [
+            term("english", "time", 900),
+            term("english", "zone", 40),
+            term("english", "chang", 700),
+            term("english", "tzdata", 3),
+            term("english", "system", 2000),
+            term("simple", "時区", 5),
+        ];
+        // 3 + 40 + 700 fit in 1,000; 900 would not; the lone `simple` term still probes.
+        assert_eq!(probe_terms(&terms, |_| 1000), [false, true, true, true, false, true]);
+        // At least two terms per configuration, however common.
+        assert_eq!(probe_terms(&terms, |_| 0), [false, true, false, true, false, true]);
     }
 
     #[test]
