@@ -8,6 +8,7 @@ mod demo;
 mod deploy;
 mod extraction;
 mod ingestion;
+mod output;
 mod pipeline;
 mod poller;
 mod retrieval;

@@ -186,6 +186,13 @@ fn command(program: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> 
 
 /// Runs a program to completion and returns its exit code and stdout+stderr.
 pub async fn run(program: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> (i32, String) {
+    let (code, stdout, stderr) = run_split(program, args, env).await;
+    (code, format!("{stdout}{stderr}"))
+}
+
+/// Runs a program to completion, both outputs piped, and returns its exit code, stdout and
+/// stderr apart.
+pub async fn run_split(program: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
     let mut cmd = command(program, args, env);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
@@ -193,8 +200,8 @@ pub async fn run(program: &std::path::Path, args: &[&str], env: &[(&str, String)
         .await
         .expect("command finished in time")
         .expect("command ran");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }
 
 /// Sends a signal to a child process (`kill -<signal> <pid>`).

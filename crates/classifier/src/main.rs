@@ -1,5 +1,5 @@
 //! `classifier`: parse flags, load settings, set up telemetry, run.
 
 fn main() -> std::process::ExitCode {
-    pipeline_core::binary::main("classifier", classifier::run)
+    pipeline_core::binary::main("classifier", env!("CARGO_PKG_DESCRIPTION"), classifier::run)
 }

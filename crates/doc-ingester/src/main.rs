@@ -8,5 +8,5 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some(doc_ingester::extract::CHILD_COMMAND) {
         return doc_ingester::extract::child_main(&args[1..]);
     }
-    pipeline_core::binary::main("doc-ingester", doc_ingester::run)
+    pipeline_core::binary::main("doc-ingester", env!("CARGO_PKG_DESCRIPTION"), doc_ingester::run)
 }

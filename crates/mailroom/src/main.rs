@@ -31,7 +31,10 @@ async fn main() -> ExitCode {
     match mailroom::run(cli, settings).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // One line: contexts that quote their cause would otherwise repeat it; the raw
+            // chain is there for `RUST_LOG=debug`.
+            tracing::debug!(chain = %pipeline_core::binary::full_chain(e.as_ref()), "Error chain.");
+            eprintln!("error: {}", pipeline_core::binary::error_line(e.as_ref()));
             ExitCode::from(2)
         }
     }

@@ -354,16 +354,6 @@ impl Settings {
     }
 }
 
-/// Parses a worker's command line: nothing, or `--config FILE` (also `--config=FILE`).
-pub fn config_arg(args: &[String]) -> Result<Option<std::path::PathBuf>, String> {
-    match args {
-        [] => Ok(None),
-        [flag, path] if flag == "--config" => Ok(Some(path.into())),
-        [one] if one.starts_with("--config=") => Ok(Some(one["--config=".len()..].into())),
-        _ => Err("usage: [--config FILE]   (settings: config/default.toml, then FILE or $MAILROOM_CONFIG, then MAILROOM__SECTION__KEY)".to_owned()),
-    }
-}
-
 /// Replaces the password of a URL with `***`; anything unparsable is hidden whole.
 pub fn redact_url(raw: &str) -> String {
     match url::Url::parse(raw) {

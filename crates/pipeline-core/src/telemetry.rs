@@ -1,6 +1,7 @@
 //! Logs, metrics and health: `tracing` set up for human or JSON output, the Prometheus
 //! registry every worker shares, and the readiness flags `/readyz` reports.
 
+use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -18,11 +19,23 @@ use crate::settings::{LogFormat, TelemetrySettings};
 /// Calling it twice is harmless (the second call keeps the first subscriber).
 pub fn init_tracing(settings: &TelemetrySettings) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = use_colour(&std::io::stderr(), std::env::var_os("NO_COLOR").as_deref());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match settings.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Human => builder.try_init(),
     };
+}
+
+/// Whether output to `stream` may carry ANSI colour codes: only on a terminal, and only while
+/// `NO_COLOR` (its value, passed in) is unset or empty (<https://no-color.org>). Logs piped to a
+/// file, `jq` or `grep`, or collected by `mailroom up`, must stay plain text.
+pub fn use_colour(stream: &impl IsTerminal, no_color: Option<&std::ffi::OsStr>) -> bool {
+    colour_allowed(stream.is_terminal(), no_color)
+}
+
+fn colour_allowed(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Label set of per-queue metrics.
@@ -190,4 +203,24 @@ pub struct Telemetry {
     pub metrics: Metrics,
     /// Readiness.
     pub health: Health,
+}
+
+#[cfg(test)]
+mod colour_tests {
+    use super::{colour_allowed, use_colour};
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour_allowed(true, None));
+        assert!(colour_allowed(true, Some("".as_ref())), "an empty NO_COLOR does not count");
+        assert!(!colour_allowed(true, Some("1".as_ref())));
+        assert!(!colour_allowed(false, None));
+    }
+
+    #[test]
+    fn a_file_is_not_a_terminal() {
+        // /dev/null is a character device but not a terminal, like a redirected stderr.
+        let file = std::fs::File::open("/dev/null").expect("/dev/null");
+        assert!(!use_colour(&file, None));
+    }
 }

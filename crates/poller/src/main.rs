@@ -1,5 +1,5 @@
 //! `poller`: parse flags, load settings, set up telemetry, run.
 
 fn main() -> std::process::ExitCode {
-    pipeline_core::binary::main("poller", poller::run)
+    pipeline_core::binary::main("poller", env!("CARGO_PKG_DESCRIPTION"), poller::run)
 }

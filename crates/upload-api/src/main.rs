@@ -1,5 +1,5 @@
 //! `upload-api`: parse flags, load settings, set up telemetry, run.
 
 fn main() -> std::process::ExitCode {
-    pipeline_core::binary::main("upload-api", upload_api::run)
+    pipeline_core::binary::main("upload-api", env!("CARGO_PKG_DESCRIPTION"), upload_api::run)
 }
