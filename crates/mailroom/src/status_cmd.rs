@@ -199,7 +199,10 @@ async fn database(settings: &Settings) -> DatabaseStatus {
 
 /// Gathers the report from all three sources at once.
 pub async fn gather(settings: &Settings) -> Status {
-    let (broker, dead_letters, database) = tokio::join!(broker(settings), dead_letters(settings), database(settings));
+    // Queue depths first: reading the dead letters holds them unacknowledged for a moment, and a
+    // passive declare in that moment counts them as not ready (the DLQ would read 0).
+    let (broker, database) = tokio::join!(broker(settings), database(settings));
+    let dead_letters = dead_letters(settings).await;
     Status { broker, dead_letters, database }
 }
 
