@@ -14,6 +14,7 @@ mod poller;
 mod retrieval;
 mod secrets;
 mod sender;
+mod settings_check;
 mod stack;
 mod up;
 

@@ -1,9 +1,10 @@
 //! The `mailroom` operator CLI: the one-command demo, running the workers locally, applying and
 //! verifying the broker topology, migrating the database, ingesting documents, status, and dead
-//! letters, the performance bench, and the retrieval evaluation.
+//! letters, the effective settings, the performance bench, and the retrieval evaluation.
 
 pub mod bench_cmd;
 pub mod broker_admin;
+pub mod config_cmd;
 pub mod demo_cmd;
 pub mod demo_preflight;
 pub mod dlq_cmd;
@@ -80,6 +81,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the effective settings (config/default.toml, then the file, then MAILROOM__…
+    /// variables) as TOML, with every secret redacted.
+    Config {
+        /// Print JSON instead of TOML.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect, replay or purge dead letters.
     Dlq {
         /// list, show, replay or purge.
@@ -109,6 +117,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Topology { action: TopologyAction::Apply } => topology_cmd::apply(&settings).await,
         Command::Topology { action: TopologyAction::Verify } => topology_cmd::verify(&settings).await,
         Command::Status { json } => status_cmd::status(&settings, json).await,
+        Command::Config { json } => config_cmd::print(&settings, json),
         Command::Dlq { action } => dlq_cmd::run(&settings, action).await,
         Command::Ingest { files, agent, url, timeout_secs } => {
             ingest_cmd::ingest(&settings, &files, &agent, url.as_deref(), std::time::Duration::from_secs(timeout_secs))

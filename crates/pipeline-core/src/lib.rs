@@ -13,6 +13,7 @@ pub mod producer;
 pub mod publisher;
 pub mod relay_bench;
 pub mod settings;
+pub mod settings_check;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topology;

@@ -283,8 +283,23 @@ pub struct TelemetrySettings {
 
 /// Settings could not be loaded.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid settings: {0}")]
-pub struct SettingsError(#[from] config::ConfigError);
+pub enum SettingsError {
+    /// A file could not be read or parsed, or a value has the wrong type.
+    #[error("invalid settings: {0}")]
+    Config(#[from] config::ConfigError),
+    /// A file or an environment variable names a key that is no setting (a typo, usually).
+    #[error("invalid settings: {0}")]
+    Unknown(#[from] crate::settings_check::UnknownKeys),
+}
+
+impl From<crate::settings_check::CheckError> for SettingsError {
+    fn from(e: crate::settings_check::CheckError) -> Self {
+        match e {
+            crate::settings_check::CheckError::Unknown(u) => Self::Unknown(u),
+            crate::settings_check::CheckError::Parse(c) => Self::Config(c),
+        }
+    }
+}
 
 impl Settings {
     /// Loads the defaults, then `file` (or the file named by `MAILROOM_CONFIG`), then the
@@ -305,7 +320,11 @@ impl Settings {
             builder = builder.add_source(File::from(path).required(true));
         }
         let vars: std::collections::HashMap<String, String> =
-            env.into_iter().filter(|(k, _)| k.starts_with("MAILROOM__")).collect();
+            env.into_iter().filter(|(k, _)| k.starts_with(crate::settings_check::ENV_PREFIX)).collect();
+        // Before anything is merged: an unknown key would otherwise be merged and then ignored.
+        let mut names: Vec<&str> = vars.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        crate::settings_check::check(file, names)?;
         let mut environment = Environment::with_prefix("MAILROOM")
             .prefix_separator("__")
             .separator("__")
@@ -333,6 +352,19 @@ impl Settings {
         Ok(raw.get::<T>(name)?)
     }
 
+    /// Every setting in effect (the defaults, the file and the environment merged), with
+    /// secrets replaced by [`REDACTED`] as [`redact_secrets`] does: what `mailroom config` prints.
+    pub fn effective_redacted(&self) -> Result<serde_json::Value, SettingsError> {
+        let raw = self
+            .raw
+            .as_ref()
+            .and_then(|r| r.0.as_ref())
+            .ok_or_else(|| config::ConfigError::NotFound("the merged settings".to_owned()))?;
+        let mut value: serde_json::Value = raw.as_ref().clone().try_deserialize()?;
+        redact_secrets(&mut value);
+        Ok(value)
+    }
+
     /// The consumer settings of one worker: `[consumer]` with `[workers.<name>]` applied.
     pub fn consumer_for(&self, worker: &str) -> ConsumerSettings {
         let mut merged = self.consumer.clone();
@@ -351,6 +383,49 @@ impl Settings {
             merged.consumer_id = format!("{worker}-{host}-{}", std::process::id());
         }
         merged
+    }
+}
+
+/// What a redacted secret is shown as.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Words that make a key a secret wherever it is: `api_key`, `client_secret`, `password`,
+/// `refresh_token`, `upload_api.token`. Chosen by name rather than listed so that a secret added
+/// later is redacted without anyone remembering to list it; the price is that a few harmless
+/// keys (`amqp.tls.key_file`, `mailbox.gmail.token_url`) are hidden too.
+const SECRET_WORDS: &[&str] = &["key", "secret", "password", "token"];
+
+/// Whether a key (its last segment, any case) names a secret.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_WORDS.iter().any(|w| key.contains(w))
+}
+
+/// Redacts secrets in a settings tree, in place: every non-empty value of a key that
+/// [`is_secret_key`], whatever its type, becomes [`REDACTED`]; and every string anywhere that is
+/// a URL with a password (`amqp://guest:guest@…`, `postgres://app:pw@…`, `redis://:pw@…`) keeps
+/// everything but the password (`***`), as [`redact_url`] does. Empty secrets stay empty, so
+/// the output still shows which are unset.
+pub fn redact_secrets(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map.iter_mut() {
+                let empty = matches!(inner, Value::Null) || inner.as_str().is_some_and(str::is_empty);
+                if is_secret_key(key) && !empty {
+                    *inner = Value::String(REDACTED.to_owned());
+                } else {
+                    redact_secrets(inner);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_secrets),
+        Value::String(s) => {
+            if url::Url::parse(s).is_ok_and(|u| u.password().is_some()) {
+                *s = redact_url(s);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
 
@@ -524,6 +599,74 @@ mod tests {
         .expect_err("a key without its certificate is refused")
         .to_string();
         assert!(half.contains("cert_file"), "{half}");
+    }
+
+    #[test]
+    fn unknown_keys_fail_loading_by_name() {
+        let err = Settings::load_from(None, env(&[("MAILROOM__SENDER__RATE_LIMT", "5")]))
+            .expect_err("a typo is refused")
+            .to_string();
+        assert!(err.contains("MAILROOM__SENDER__RATE_LIMT") && err.contains("`sender.rate_limt`"), "{err}");
+        assert!(err.contains("did you mean `sender.rate_limit`"), "{err}");
+
+        let dir = std::env::temp_dir().join(format!("mailroom-settings-typo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("local.toml");
+        std::fs::write(&path, "[vector_store.postgres]\nmemory_budget_mb = 8\n[rag]\ntop_kk = 3\n").expect("write");
+        let err = Settings::load_from(Some(&path), env(&[("MAILROOM_CONFIG", "ignored.toml")]))
+            .expect_err("a typo in a file is refused")
+            .to_string();
+        assert!(err.contains("`rag.top_kk`") && err.contains("local.toml") && err.contains("`rag.top_k`"), "{err}");
+        std::fs::write(&path, "[vector_store.postgres]\nmemory_budget_mb = 8\n").expect("write");
+        let s =
+            Settings::load_from(Some(&path), env(&[("MAILROOM_CONFIG", "ignored.toml")])).expect("nested keys load");
+        assert_eq!(s.section::<u64>("vector_store.postgres.memory_budget_mb").expect("key"), 8);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn the_effective_settings_hide_every_secret() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("MAILROOM__AMQP__URL", "amqp://u:hunter2@rabbit:5672/prod"),
+                ("MAILROOM__DATABASE__URL", "postgres://app:pgpass99@db/mailroom"),
+                ("MAILROOM__REDIS__URL", "redis://:redispw7@cache:6379"),
+                ("MAILROOM__MANAGEMENT__PASSWORD", "s3cr3t-mgmt"),
+                ("MAILROOM__LLM__OPENAI__API_KEY", "sk-live-123"),
+                ("MAILROOM__MAILBOX__GMAIL__REFRESH_TOKEN", "1//refresh"),
+                ("MAILROOM__UPLOAD_API__TOKEN", "upload-tok"),
+                ("MAILROOM__SENDER__RATE_LIMIT", "7"),
+            ]),
+        )
+        .expect("loads");
+        let view = s.effective_redacted().expect("view");
+        let text = view.to_string();
+        for secret in ["hunter2", "pgpass99", "redispw7", "s3cr3t-mgmt", "sk-live-123", "1//refresh", "upload-tok"] {
+            assert!(!text.contains(secret), "{secret} leaked in {text}");
+        }
+        assert_eq!(view["amqp"]["url"], "amqp://u:***@rabbit:5672/prod");
+        assert_eq!(view["redis"]["url"], "redis://:***@cache:6379");
+        assert_eq!(view["llm"]["openai"]["api_key"], REDACTED);
+        assert_eq!(view["llm"]["gemini"]["api_key"], "", "an unset secret shows as unset");
+        assert_eq!(view["sender"]["rate_limit"], 7, "the environment is applied");
+        assert_eq!(view["consumer"]["prefetch"], 32, "the defaults are there");
+    }
+
+    #[test]
+    fn secret_keys_are_found_by_name_at_any_depth() {
+        let mut v = serde_json::json!({
+            "a": {"b": {"Client_Secret": "x", "session_token": 5, "list": ["https://u:pw@h/", "plain"]}},
+            "passwords": ["p"], "name": "https://h/no-password",
+        });
+        redact_secrets(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "a": {"b": {"Client_Secret": REDACTED, "session_token": REDACTED, "list": ["https://u:***@h/", "plain"]}},
+                "passwords": REDACTED, "name": "https://h/no-password",
+            })
+        );
     }
 
     #[test]
