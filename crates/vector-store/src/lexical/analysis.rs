@@ -1,0 +1,263 @@
+//! Text analysis for full-text search: how chunks and questions become words before PostgreSQL
+//! parses them (character bigrams for scripts written without spaces, the parts of paths and
+//! file names, question boilerplate of Chinese and Japanese), and which text-search
+//! configuration suits a text's language.
+
+/// Whether `c` belongs to a script written without spaces between words, which is therefore
+/// tokenised into character bigrams.
+pub fn is_bigram_script(c: char) -> bool {
+    matches!(u32::from(c),
+        0x3005..=0x3007          // 々 〆 〇
+        | 0x3040..=0x30FF        // Hiragana, Katakana
+        | 0x31F0..=0x31FF        // Katakana phonetic extensions
+        | 0x3400..=0x4DBF        // CJK extension A
+        | 0x4E00..=0x9FFF        // CJK unified ideographs
+        | 0xF900..=0xFAFF        // CJK compatibility ideographs
+        | 0xFF66..=0xFF9F        // half-width Katakana
+        | 0x20000..=0x2FFFF      // CJK extensions B–F
+        | 0x0E00..=0x0E7F        // Thai
+        | 0x0E80..=0x0EFF        // Lao
+        | 0x1000..=0x109F        // Myanmar
+        | 0x1780..=0x17FF        // Khmer
+    )
+}
+
+/// `text` with every run of [`is_bigram_script`] characters replaced by its overlapping
+/// character bigrams, separated by spaces ("東京タワー" → "東京 京タ タワ ワー"); a run of one
+/// character stays as it is. Everything else is kept.
+pub fn index_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut run: Vec<char> = Vec::new();
+    let flush = |run: &mut Vec<char>, out: &mut String| {
+        if run.is_empty() {
+            return;
+        }
+        out.push(' ');
+        if run.len() == 1 {
+            out.push(run[0]);
+        }
+        for pair in run.windows(2) {
+            out.push(pair[0]);
+            out.push(pair[1]);
+            out.push(' ');
+        }
+        out.push(' ');
+        run.clear();
+    };
+    for c in text.chars() {
+        if is_bigram_script(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    // PostgreSQL's parser keeps a path or file name whole ("/etc/fstab", "sources.list"), so a
+    // question naming just "fstab" would not match it: the parts are added too.
+    let mut parts = String::new();
+    for token in text.split_whitespace().filter(|t| t.contains(['/', '.', '_'])) {
+        let words: Vec<&str> = token.split(|c: char| !is_word_char(c)).filter(|w| !w.is_empty()).collect();
+        if words.len() > 1 {
+            for word in words {
+                parts.push(' ');
+                parts.push_str(word);
+            }
+        }
+    }
+    if !parts.is_empty() {
+        out.push_str(" \n");
+        out.push_str(&parts);
+    }
+    out
+}
+
+/// Phrases Chinese and Japanese questions are worded with, whatever they ask ("how should I",
+/// "please tell me", "I would like to"), longest first. Those languages get no stop words from
+/// PostgreSQL (they are searched with `simple`), so these phrases' bigrams would count as
+/// question terms: mostly absent from manuals, they lower every passage's coverage, and where a
+/// manual does use one (教え, 应该) they rank passages for it. English and Russian questions
+/// lose theirs ("how", "do", "как") to their configurations' stop words.
+#[rustfmt::skip]
+const SPACELESS_BOILERPLATE: &[&str] = &[
+    // Japanese
+    "どうすればいいですか", "どうすればよいですか", "どうすればいい", "どうしたらいいですか", "どうしたらいい",
+    "教えてください", "ありますか", "できますか", "でしょうか", "したいです", "たいです", "ですか", "ますか",
+    "ください", "したい", "どう",
+    // Chinese
+    "应该怎么", "有没有", "怎么样", "请问", "我想", "应该", "怎么", "怎样", "如何", "可以", "需要",
+];
+
+/// `question` with [`SPACELESS_BOILERPLATE`] phrases replaced by a space (which also keeps
+/// their neighbours from forming bigrams across them).
+pub fn strip_boilerplate(question: &str) -> String {
+    let mut out = question.to_owned();
+    for phrase in SPACELESS_BOILERPLATE {
+        if out.contains(phrase) {
+            out = out.replace(phrase, " ");
+        }
+    }
+    out
+}
+
+/// Whether `c` continues a word: letters, digits, and the combining marks of Indic and other
+/// scripts (a Devanagari virama is no letter, but splitting a word at it would break it).
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric()
+        || matches!(u32::from(c), 0x0300..=0x036F | 0x0483..=0x0489 | 0x0591..=0x05C7 | 0x0610..=0x061A
+            | 0x064B..=0x065F | 0x0900..=0x0963 | 0x0966..=0x0DFF)
+}
+
+/// The question's words for `websearch_to_tsquery`, joined by `or`: tokens of letters, digits
+/// and marks (with the `.`, `_`, `/` and `-` inside file names and commands), bigrams for
+/// scripts without spaces; leading `-` (websearch's negation) and quotes are dropped.
+pub fn query_words(question: &str) -> String {
+    let text = index_text(question);
+    let inner = |c: char| is_word_char(c) || matches!(c, '.' | '_' | '/' | '-' | '+');
+    let mut words: Vec<&str> = Vec::new();
+    for token in text.split(|c: char| !inner(c)) {
+        let token = token.trim_matches(|c: char| !is_word_char(c) && c != '/');
+        if token.is_empty() || token.eq_ignore_ascii_case("or") || token.eq_ignore_ascii_case("and") {
+            continue;
+        }
+        words.push(token);
+    }
+    words.join(" or ")
+}
+
+/// Common words of the Latin-script languages with a PostgreSQL configuration: a handful each,
+/// chosen to be frequent in that language and rare in the others.
+#[rustfmt::skip]
+const LATIN_MARKERS: [(&str, &[&str]); 7] = [
+    ("english", &["the", "and", "of", "to", "is", "that", "for", "with", "are", "this", "you", "be", "not", "or", "it"]),
+    ("french", &["le", "la", "les", "des", "et", "est", "une", "pour", "dans", "qui", "pas", "sur", "du", "au", "vous"]),
+    ("german", &["der", "die", "das", "und", "ist", "nicht", "mit", "ein", "eine", "zu", "den", "von", "sich", "auf", "für"]),
+    ("spanish", &["el", "los", "las", "y", "es", "para", "una", "por", "con", "del", "se", "como", "más", "está", "puede"]),
+    ("italian", &["il", "gli", "di", "che", "è", "per", "una", "con", "non", "sono", "della", "del", "alla", "nel", "questo"]),
+    ("portuguese", &["o", "os", "não", "para", "uma", "com", "do", "da", "em", "é", "mais", "pelo", "pela", "você", "são"]),
+    ("dutch", &["het", "een", "en", "van", "niet", "dat", "op", "te", "voor", "met", "zijn", "ook", "wordt", "naar", "bij"]),
+];
+
+/// The script most of a text's letters are in (Chinese and Japanese count three per
+/// character, since one stands for about a word): `latin`, or the configuration of the others.
+fn dominant_script(text: &str) -> &'static str {
+    let (mut latin, mut cyrillic, mut greek, mut devanagari, mut arabic, mut spaceless) = (0, 0, 0, 0, 0, 0);
+    for c in text.chars() {
+        match u32::from(c) {
+            _ if is_bigram_script(c) => spaceless += 3,
+            _ if c.is_ascii_alphabetic() => latin += 1,
+            0x00C0..=0x024F => latin += 1,
+            0x0370..=0x03FF | 0x1F00..=0x1FFF => greek += 1,
+            0x0400..=0x052F => cyrillic += 1,
+            0x0600..=0x06FF => arabic += 1,
+            0x0900..=0x097F => devanagari += 1,
+            _ => {}
+        }
+    }
+    let scripts = [
+        (spaceless, "simple"),
+        (cyrillic, "russian"),
+        (greek, "greek"),
+        (devanagari, "hindi"),
+        (arabic, "arabic"),
+        (latin, "latin"),
+    ];
+    match scripts.iter().copied().max_by_key(|(n, _)| *n) {
+        Some((n, script)) if n > 0 => script,
+        _ => "simple",
+    }
+}
+
+/// The text-search configuration for a text: chosen by its [`dominant_script`], then, for Latin
+/// script, by which language's common words it uses; `simple` (no stemming, no stop words) when
+/// no configuration suits. The writer falls back to `simple` as well when the database lacks
+/// the configuration.
+pub fn search_config(text: &str) -> &'static str {
+    let script = dominant_script(text);
+    if script != "latin" {
+        return script;
+    }
+    let mut hits = [0usize; LATIN_MARKERS.len()];
+    for word in text.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty() && w.len() <= 8) {
+        let word = word.to_lowercase();
+        for (i, (_, markers)) in LATIN_MARKERS.iter().enumerate() {
+            if markers.contains(&word.as_str()) {
+                hits[i] += 1;
+            }
+        }
+    }
+    match hits.iter().enumerate().max_by_key(|(i, n)| (**n, usize::MAX - i)) {
+        Some((i, &n)) if n >= 2 => LATIN_MARKERS[i].0,
+        // A table of commands or a heading: English is by far the likeliest, and the same
+        // configuration as the prose around it keeps its terms comparable.
+        _ => "english",
+    }
+}
+
+/// The configurations a question is parsed with: those of its script. A question is too short
+/// to tell English from French reliably, so a Latin-script one is parsed with every Latin-script
+/// configuration the agent's chunks use; parsing it with the Russian stemmer would only add
+/// terms no Russian passage shares.
+pub(super) fn question_configs(question: &str) -> Vec<&'static str> {
+    match dominant_script(question) {
+        "latin" => LATIN_MARKERS.iter().map(|(config, _)| *config).collect(),
+        own => vec![own],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spaceless_scripts_become_bigrams() {
+        assert_eq!(index_text("東京タワー").split_whitespace().collect::<Vec<_>>(), ["東京", "京タ", "タワ", "ワー"]);
+        assert_eq!(
+            index_text("Debianのパッケージ").split_whitespace().collect::<Vec<_>>(),
+            ["Debian", "のパ", "パッ", "ッケ", "ケー", "ージ"]
+        );
+        assert_eq!(index_text("中").trim(), "中");
+        // Other scripts are untouched.
+        assert_eq!(index_text("Привет, κόσμε नमस्ते"), "Привет, κόσμε नमस्ते");
+        // Paths and file names also give their parts.
+        assert_eq!(index_text("see /etc/fstab."), "see /etc/fstab. \n etc fstab");
+    }
+
+    #[test]
+    fn query_words_are_ored_and_keep_commands_and_indic_words_whole() {
+        assert_eq!(
+            query_words("How do I edit /etc/apt/sources.list?"),
+            "How or do or I or edit or /etc/apt/sources.list or etc or apt or sources or list"
+        );
+        assert_eq!(query_words("apt-get -y \"upgrade\" or remove"), "apt-get or y or upgrade or remove");
+        assert_eq!(query_words("नमस्ते दुनिया।"), "नमस्ते or दुनिया");
+        assert_eq!(query_words("什么是包"), "什么 or 么是 or 是包");
+        assert_eq!(query_words("?!"), "");
+    }
+
+    #[test]
+    fn question_boilerplate_is_not_searched_for() {
+        assert_eq!(query_words(&strip_boilerplate("怎么修改时区？")), "修改 or 改时 or 时区");
+        assert_eq!(
+            query_words(&strip_boilerplate("時刻を変更したいです。どうすればいいですか？")),
+            "時刻 or 刻を or を変 or 変更"
+        );
+        // Latin and Cyrillic text is left to the configurations' stop words.
+        assert_eq!(strip_boilerplate("How do I change it? Как это сделать?"), "How do I change it? Как это сделать?");
+    }
+
+    #[test]
+    fn configurations_follow_the_language() {
+        assert_eq!(search_config("How do I upgrade the packages of this system to the next release?"), "english");
+        assert_eq!(search_config("Как собрать пакет из исходного кода?"), "russian");
+        assert_eq!(search_config("Πώς μπορώ να αναβαθμίσω το σύστημα;"), "greek");
+        assert_eq!(search_config("मैं पैकेज कैसे बनाऊं?"), "hindi");
+        assert_eq!(search_config("パッケージをアップグレードするには apt full-upgrade を使います。"), "simple");
+        assert_eq!(search_config("如何升级系统中的软件包"), "simple");
+        assert_eq!(search_config("Comment mettre à jour les paquets de la distribution et du système ?"), "french");
+        assert_eq!(search_config("Wie kann ich die Pakete auf dem System aktualisieren und das nicht?"), "german");
+        assert_eq!(search_config("apt-get dpkg 1.2.3"), "english");
+        assert_eq!(search_config("1.2.3 ..."), "simple");
+        assert_eq!(search_config(""), "simple");
+    }
+}
