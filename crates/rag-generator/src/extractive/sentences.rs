@@ -32,6 +32,10 @@ const SECTION_STARTERS: &[&str] = &[
     "Work", "Damaged", "Remove", "Treat", "Some", "Every", "Each", "All",
 ];
 
+/// Words a quotable sentence has at most: a longer "sentence" is a flattened table or list
+/// that reads as a wall of text.
+const MAX_SENTENCE_WORDS: usize = 80;
+
 /// Words a heading that ran into its paragraph may have at most.
 const MAX_HEADING_WORDS: usize = 8;
 
@@ -54,7 +58,8 @@ pub fn sentences(passage: &str) -> Vec<Sentence> {
                 }
                 // "Yes." or "No." says nothing without the question it answered.
                 let words = text.split_whitespace().count() + text.chars().filter(|&c| is_cjk(c)).count() / 2;
-                let whole = starts_at_boundary(&text) && ends_with_terminal(&text) && words >= 3;
+                let whole =
+                    starts_at_boundary(&text) && ends_with_terminal(&text) && (3..=MAX_SENTENCE_WORDS).contains(&words);
                 out.push(Sentence { text, whole });
             }
         }
@@ -373,6 +378,12 @@ mod tests {
                 "Original packaging is preferred.",
             ]
         );
+    }
+
+    #[test]
+    fn walls_of_text_are_not_whole() {
+        let wall = format!("{}end.", "Component warranty period 2 years ".repeat(30));
+        assert!(!sentences(&wall)[0].whole);
     }
 
     #[test]
