@@ -4,6 +4,7 @@
 //! answered, the malformed one dead-lettered — and say clearly when a service is missing.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use mailroom_tests::{TestDir, bin_path, mgmt, repo_root, run};
 use serde_json::Value;
@@ -11,6 +12,13 @@ use serde_json::Value;
 /// Runs `mailroom demo --json` in a fresh vhost and database of its own (removed afterwards) with
 /// `env` added, and returns its exit code and output.
 async fn run_demo(env: &[(&str, String)]) -> (i32, String) {
+    let (code, out, _) = run_demo_with_replies(env).await;
+    (code, out)
+}
+
+/// [`run_demo`], also returning the sent replies of the outbox (drafts left out), by the file of
+/// the bundled mailbox they answer, as decoded body text.
+async fn run_demo_with_replies(env: &[(&str, String)]) -> (i32, String, BTreeMap<String, String>) {
     let dir = TestDir::create();
     let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let (vhost, database) = (format!("mailroom-test-demo-{suffix}"), format!("mailroom_test_demo_{suffix}"));
@@ -37,7 +45,39 @@ async fn run_demo(env: &[(&str, String)]) -> (i32, String) {
                 .expect("pg"),
         )
         .await;
-    result
+    let replies = sent_replies(&dir.path.join("outbox/cur"));
+    (result.0, result.1, replies)
+}
+
+/// Replies in a Maildir folder by the bundled mailbox file whose Message-ID they reply to.
+fn sent_replies(folder: &Path) -> BTreeMap<String, String> {
+    let mailbox = repo_root().join("examples/mailbox");
+    let mut files_by_id = BTreeMap::new();
+    for entry in std::fs::read_dir(&mailbox).expect("mailbox").flatten() {
+        // The malformed example does not parse; it is never answered either.
+        if let Ok(email) = mail_mime::parse(&std::fs::read(entry.path()).expect("read example")) {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            files_by_id.insert(email.message_id.unwrap_or_default(), file);
+        }
+    }
+    let mut replies = BTreeMap::new();
+    for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
+        let reply = mail_mime::parse(&std::fs::read(entry.path()).expect("read reply")).expect("reply parses");
+        let answered = reply.in_reply_to.as_ref().and_then(|id| files_by_id.get(id)).expect("reply to a bundled email");
+        replies.insert(answered.clone(), reply.body);
+    }
+    replies
+}
+
+/// The quoted sentences of an offline (extractive) reply: `"sentence" (document[, p. N])` lines.
+fn quoted_sentences(body: &str) -> Vec<(String, String)> {
+    body.lines()
+        .filter(|l| l.starts_with('"'))
+        .map(|l| {
+            let end = l.rfind("\" (").unwrap_or_else(|| panic!("a quote without its citation: {l:?}"));
+            (l[1..end].to_owned(), l[end + 3..].trim_end_matches(')').to_owned())
+        })
+        .collect()
 }
 
 /// Checks that the demo exited 0 with every bundled email in the state `expected.json` gives.
@@ -132,4 +172,62 @@ async fn the_demo_says_which_service_is_missing_and_how_to_start_it() {
     assert!(out.contains("docker compose -f docker-compose.rabbitmq.yml up -d"), "{out}");
     assert!(!out.contains("RabbitMQ (AMQP) is not reachable"), "the broker is up: {out}");
     assert!(!out.contains("panicked") && !out.contains("stack backtrace"), "{out}");
+}
+
+/// Issue 12 §1: the offline answers are whole sentences of the documents, cited, without
+/// markup or "…" joins, and the ones asking for a fact the documents state get it.
+#[tokio::test]
+async fn the_demo_replies_quote_whole_clean_sentences_that_hold_the_answer() {
+    let (code, out, replies) = run_demo_with_replies(&[]).await;
+    assert_bundled_outcomes(code, &out);
+    let expected: BTreeMap<String, Value> = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("examples/mailbox/expected.json")).expect("expected.json"),
+    )
+    .expect("json");
+    let answered: Vec<&String> = expected.iter().filter(|(_, e)| e["outcome"] == "answered").map(|(f, _)| f).collect();
+    assert_eq!(replies.keys().collect::<Vec<_>>(), answered, "one sent reply per answered email");
+    let own = ["lift-pro-user-manual.pdf", "warranty-and-returns.pdf", "shipping-faq.md", "app-troubleshooting.txt"];
+    for (file, body) in &replies {
+        let quotes = quoted_sentences(body);
+        assert!(!quotes.is_empty(), "{file}: no quoted sentence in {body}");
+        assert!(!body.contains('…'), "{file}: passages joined with an ellipsis: {body}");
+        for (sentence, citation) in &quotes {
+            let first = sentence.chars().next().unwrap_or(' ');
+            let cjk = matches!(first, '\u{3040}'..='\u{30ff}' | '\u{4e00}'..='\u{9fff}');
+            assert!(
+                first.is_uppercase() || first.is_ascii_digit() || first == '"' || cjk,
+                "{file}: a quote starting mid-sentence: {sentence:?}"
+            );
+            let end = sentence.trim_end_matches(['"', ')']);
+            assert!(
+                end.ends_with(['.', '!', '?', '。', '！', '？']),
+                "{file}: a quote ending mid-sentence: {sentence:?}"
+            );
+            assert!(
+                !sentence.contains("**")
+                    && !sentence.contains('|')
+                    && !sentence.contains("# ")
+                    && !sentence.starts_with('#'),
+                "{file}: Markdown in a quote: {sentence:?}"
+            );
+            let document = citation.split(", p. ").next().unwrap_or_default();
+            assert!(own.contains(&document), "{file}: cites {citation:?}");
+            if document.ends_with(".pdf") {
+                assert!(citation.contains(", p. "), "{file}: a PDF quote without its page: {citation:?}");
+            } else {
+                assert_eq!(citation, document, "{file}: pages only for PDFs");
+            }
+        }
+    }
+    // The facts the documents give (warranty-and-returns.pdf p. 4, lift-pro-user-manual.pdf pp. 6-7).
+    let refund = &replies["10-refund-timing.eml"];
+    assert!(
+        refund.contains("3 to 10 business days") || refund.contains("3–10 business days"),
+        "card refunds take 3 to 10 business days: {refund}"
+    );
+    let capacity = &replies["05-weight-capacity.eml"];
+    assert!(capacity.contains("120 kg") && capacity.contains("265 lb"), "the capacity is 120 kg (265 lb): {capacity}");
+    let e04 = &replies["01-error-e04.eml"];
+    assert!(e04.contains("communication error"), "E04 is a control panel communication error: {e04}");
+    assert!(quoted_sentences(e04)[0].0.contains("E04"), "the sentence about E04 comes first: {e04}");
 }

@@ -149,15 +149,16 @@ async fn support_mail_is_answered_from_the_right_document_and_automated_mail_nev
     );
     assert!(!injected.generated_response.contains("ZEBRA"), "{}", injected.generated_response);
     assert!(!injected.generated_response.contains("Ignore previous instructions"));
-    let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-    for passage in injected.generated_response.lines().filter(|l| l.starts_with('"')) {
-        for piece in passage.trim_matches('"').split(" … ") {
-            let piece = squash(piece);
-            assert!(
-                injected.context_used.iter().any(|c| squash(&c.chunk).contains(&piece)),
-                "every quoted piece comes from a retrieved passage of the agent: {piece}"
-            );
-        }
+    // Quotes are `"sentence" (document, p. N)` lines; the sentence is the passage's text with
+    // whitespace collapsed and Markdown emphasis removed.
+    let squash = |s: &str| s.replace(['*', '`'], "").split_whitespace().collect::<Vec<_>>().join(" ");
+    for line in injected.generated_response.lines().filter(|l| l.starts_with('"')) {
+        let end = line.rfind("\" (").unwrap_or_else(|| panic!("a quote without its citation: {line}"));
+        let sentence = squash(&line[1..end]);
+        assert!(
+            injected.context_used.iter().any(|c| squash(&c.chunk).contains(&sentence)),
+            "every quoted sentence comes from a retrieved passage of the agent: {sentence}"
+        );
     }
 
     // The ledger: one classification per email (the duplicate included), one response per answer.
