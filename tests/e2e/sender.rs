@@ -114,7 +114,8 @@ async fn three_senders_share_the_quota_and_a_killed_one_neither_loses_nor_repeat
     assert_eq!((sent_files.len(), keys.len()), (499, 499), "one sent file per email");
     assert_eq!(files(&outbox.path.join(".Drafts")).len(), 1);
 
-    // The quota: at most burst + limit in any window, and the whole run paced by it.
+    // The quota: at most the limit in any window (the burst comes out of it), and the whole run
+    // paced by it.
     let times: Vec<(DateTime<Utc>,)> =
         sqlx::query_as("SELECT completed_at FROM replies WHERE state = 'sent' ORDER BY completed_at")
             .fetch_all(&pool)

@@ -1,9 +1,11 @@
 //! The send-rate limiter: a token bucket per agent mailbox in Redis, shared by every sender
 //! process (the Gmail quota belongs to the mailbox, not to a worker).
 //!
-//! The bucket refills continuously at `limit / window` and holds at most `burst` tokens, so
-//! sending is smoothed (one message every `window / limit` once the burst is spent) rather than
-//! `limit` messages at the start of each window. Refill and take happen in one Lua script using
+//! The bucket holds at most `burst` tokens and refills continuously at `(limit - burst) / window`,
+//! so sending is smoothed (a morning's first `burst` replies at once, then one every
+//! `window / (limit - burst)`) and no window ever sees more than `limit`: a bucket refilled at
+//! `limit / window` would allow `burst + limit` in a window, over a mailbox's daily quota. A
+//! burst of `limit` or more means no smoothing: `limit` at once, refilled at `limit / window`. Refill and take happen in one Lua script using
 //! Redis's own clock, so several processes on several hosts agree without coordinating clocks.
 
 use std::time::Duration;
@@ -64,15 +66,17 @@ impl std::fmt::Debug for RateLimiter {
 }
 
 impl RateLimiter {
-    /// `limit` sends per `window` per mailbox, with at most `burst` at once (at least 1). Keys are
-    /// `<prefix>:<mailbox>`.
+    /// At most `limit` sends per `window` per mailbox, at most `burst` of them at once (at least
+    /// 1; see the module documentation). Keys are `<prefix>:<mailbox>`.
     pub fn new(connection: ConnectionManager, prefix: &str, limit: u32, window: Duration, burst: u32) -> Self {
         let window_ms = window.as_millis().max(1) as f64;
+        let (limit, burst) = (limit.max(1), burst.max(1));
+        let refill = if burst < limit { limit - burst } else { limit };
         Self {
             connection,
             script: Script::new(TAKE),
-            burst: burst.max(1),
-            per_ms: f64::from(limit.max(1)) / window_ms,
+            burst,
+            per_ms: f64::from(refill) / window_ms,
             window,
             prefix: prefix.to_owned(),
         }

@@ -10,11 +10,11 @@ use crate::{cleanup, connection, prefix};
 #[tokio::test]
 async fn the_bucket_smooths_sends_and_is_shared_by_every_sender() {
     let p = prefix();
-    // 100 per 10 s, burst 1: one send every 100 ms.
+    // 101 per 10 s, burst 1: the first at once, then one every 100 ms (100 refills in 10 s).
     let limiters: Vec<RateLimiter> = {
         let mut v = Vec::new();
         for _ in 0..3 {
-            v.push(RateLimiter::new(connection().await, &p, 100, Duration::from_secs(10), 1));
+            v.push(RateLimiter::new(connection().await, &p, 101, Duration::from_secs(10), 1));
         }
         v
     };
@@ -52,6 +52,31 @@ async fn the_bucket_smooths_sends_and_is_shared_by_every_sender() {
     // kept every poller asleep past a refill, which a burst of 1 cannot make up for.
     assert!(total as i64 <= expected + 2, "{total} sends in {elapsed_ms} ms, at most about {expected} allowed");
     assert!(total as i64 >= expected / 2, "{total} sends in {elapsed_ms} ms, expected about {expected}");
+    cleanup(&mut connection().await, &p).await;
+}
+
+#[tokio::test]
+async fn a_burst_comes_out_of_the_quota_so_no_window_exceeds_it() {
+    let p = prefix();
+    // 10 per hour with a burst of 4: four at once, then one every 10 minutes (the 6 left over
+    // the hour), not every 6 minutes (which would allow 4 + 10 in the first hour).
+    let limiter = RateLimiter::new(connection().await, &p, 10, Duration::from_secs(3600), 4);
+    for _ in 0..4 {
+        assert_eq!(limiter.try_acquire("support@a.example").await.expect("redis"), Permit::Granted);
+    }
+    match limiter.try_acquire("support@a.example").await.expect("redis") {
+        Permit::Wait(d) => assert!(d > Duration::from_secs(590) && d <= Duration::from_secs(601), "{d:?}"),
+        Permit::Granted => panic!("the burst is spent"),
+    }
+    // A burst as large as the quota is the quota at once, refilled over the window.
+    let whole = RateLimiter::new(connection().await, &p, 2, Duration::from_secs(3600), 2);
+    for _ in 0..2 {
+        assert_eq!(whole.try_acquire("help@b.example").await.expect("redis"), Permit::Granted);
+    }
+    match whole.try_acquire("help@b.example").await.expect("redis") {
+        Permit::Wait(d) => assert!(d > Duration::from_secs(1790) && d <= Duration::from_secs(1801), "{d:?}"),
+        Permit::Granted => panic!("the quota is spent"),
+    }
     cleanup(&mut connection().await, &p).await;
 }
 
