@@ -10,6 +10,7 @@ mod extraction;
 mod ingestion;
 mod output;
 mod pipeline;
+mod providers;
 mod poller;
 mod retrieval;
 mod secrets;

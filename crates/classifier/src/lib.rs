@@ -15,7 +15,7 @@ pub mod rules;
 use std::sync::Arc;
 
 use llm::metrics::SharedMetric;
-use llm::{ChainOutcome, GenerateRequest, LlmMetrics, ProviderChain};
+use llm::{ChainOutcome, GenerateRequest, LlmMetrics, ProviderChain, ProviderHealth};
 use mailroom_db::pipeline::{self, NewClassification};
 use pipeline_core::messages::{Classification, EmailToClassify, EmailToRespond, new_message_id};
 use pipeline_core::topology::EMAILS_TO_CLASSIFY;
@@ -216,7 +216,12 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let llm_metrics = LlmMetrics::default();
     llm_metrics
         .register(&|name: &str, help: &str, metric: SharedMetric| telemetry.metrics.register(name, help, metric));
-    let chain = ProviderChain::from_settings(&llm_settings)?.with_metrics(&llm_metrics, "classify");
+    let health = ProviderHealth::default();
+    let detail = Arc::clone(&telemetry);
+    mailroom_db::provider_problems::persist(&health, pool.clone(), WORKER_NAME, move |summary| {
+        detail.health.set_detail("providers", summary);
+    });
+    let chain = ProviderChain::for_worker(&llm_settings, "classify", &llm_metrics, &health)?;
     info!(providers = ?chain.names(), "Classifier starting.");
     let handler = Arc::new(ClassifyHandler::new(pool, chain));
     pipeline_core::serve_worker_with(WORKER_NAME, &EMAILS_TO_CLASSIFY, handler, &settings, telemetry, shutdown).await?;

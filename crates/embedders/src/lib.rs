@@ -56,6 +56,20 @@ impl EmbedError {
         matches!(self, EmbedError::Transient { .. })
     }
 
+    /// The HTTP status, when there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            EmbedError::Transient { status, .. } | EmbedError::Permanent { status, .. } => *status,
+        }
+    }
+
+    /// Whether no request can succeed until an operator fixes the configuration: a wrong key
+    /// (401), a permission (403), a model that does not exist (404), a redirect (a wrong
+    /// `base_url`), or a request that cannot be sent at all.
+    pub fn is_misconfiguration(&self) -> bool {
+        matches!(self, EmbedError::Permanent { status: None | Some(300..=399 | 401 | 403 | 404), .. })
+    }
+
     /// The provider's retry hint, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -23,6 +23,8 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use provider_http::ProviderHealth;
+
 use crate::anthropic::AnthropicProvider;
 use crate::gemini::GeminiProvider;
 use crate::metrics::{self, FailoverLabels, LlmMetrics, NO_PROVIDER_LEFT, ProviderLabels, RequestLabels};
@@ -218,6 +220,8 @@ pub struct ProviderChain {
     slots: Vec<Slot>,
     cooldown: Duration,
     recorder: Option<Recorder>,
+    /// Where configuration errors are reported, and the operation they are reported under.
+    health: Option<(ProviderHealth, String)>,
 }
 
 impl fmt::Debug for ProviderChain {
@@ -241,7 +245,15 @@ impl ProviderChain {
                 skipped: AtomicU64::new(0),
             })
             .collect();
-        Self { slots, cooldown, recorder: None }
+        Self { slots, cooldown, recorder: None, health: None }
+    }
+
+    /// Reports every configuration error (a wrong key, a permission, a retired model: see
+    /// [`LlmError::Misconfigured`]) to `health` under `operation`, and every answer as that
+    /// provider's recovery. The walk still fails over to the next entry for this request.
+    pub fn with_health(mut self, health: &ProviderHealth, operation: impl Into<String>) -> Self {
+        self.health = Some((health.clone(), operation.into()));
+        self
     }
 
     /// Records this chain's requests in `metrics`, labelled with `operation` (what the chain is
@@ -274,6 +286,23 @@ impl ProviderChain {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self::new(entries, Duration::from_secs(settings.cooldown_secs)))
+    }
+
+    /// The chain a worker runs: [`ProviderChain::from_settings`], its requests recorded in
+    /// `metrics` and its configuration errors reported to `health`, both under `operation`.
+    pub fn for_worker(
+        settings: &LlmSettings,
+        operation: &str,
+        metrics: &LlmMetrics,
+        health: &ProviderHealth,
+    ) -> Result<Self, UnknownProvider> {
+        Ok(Self::from_settings(settings)?.with_metrics(metrics, operation).with_health(health, operation))
+    }
+
+    /// How many remote entries come before `local`: when this is not zero, reaching `local`
+    /// means every configured remote provider failed or was cooling down.
+    pub fn remotes_before_local(&self) -> usize {
+        self.slots.iter().take_while(|slot| !matches!(slot.entry, Entry::Local)).count()
     }
 
     /// The entries' names, in order.
@@ -374,6 +403,7 @@ impl ProviderChain {
                 let outcome = result.as_ref().map_or_else(metrics::outcome, |_| "ok");
                 recorder.request(name, outcome, started.elapsed().as_secs_f64());
             }
+            self.report_health(name, &result);
             match result {
                 Ok(value) => {
                     slot.answered.fetch_add(1, Ordering::Relaxed);
@@ -407,6 +437,26 @@ impl ProviderChain {
         }
     }
 
+    /// Tells the health registry and the `misconfigured` gauge how a request went.
+    fn report_health<T>(&self, name: &str, result: &Result<T, LlmError>) {
+        let misconfigured = match result {
+            Ok(_) => false,
+            Err(LlmError::Misconfigured { .. }) => true,
+            // Other failures say nothing about the configuration.
+            Err(_) => return,
+        };
+        if let Some(recorder) = &self.recorder {
+            recorder.metrics.misconfigured.get_or_create(&recorder.provider(name)).set(i64::from(misconfigured));
+        }
+        let Some((health, operation)) = &self.health else { return };
+        match result {
+            Err(LlmError::Misconfigured { status, message, .. }) => {
+                health.misconfigured(name, operation, *status, message);
+            }
+            _ => health.succeeded(name, operation),
+        }
+    }
+
     /// How long a provider is skipped after `error`; `None` for failures tied to the request
     /// or to one answer, which say nothing about the next request.
     fn cooldown_after(&self, error: &LlmError) -> Option<Duration> {
@@ -416,7 +466,8 @@ impl ProviderChain {
             }
             LlmError::QuotaExhausted { .. } => Some(self.cooldown.saturating_mul(QUOTA_COOLDOWN_FACTOR)),
             // A wrong key, permission or model name (401/403/404), a redirect or an unusable
-            // client is misconfiguration: every request would fail the same way.
+            // client: every request would fail the same way.
+            LlmError::Misconfigured { .. } => Some(self.cooldown),
             LlmError::Permanent { .. } if !is_request_rejection(error) => Some(self.cooldown),
             LlmError::Permanent { .. } | LlmError::InvalidOutput { .. } => None,
         }

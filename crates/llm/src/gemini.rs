@@ -269,8 +269,14 @@ fn error_from_response(response: &RawResponse, api_key: &str) -> LlmError {
     let detail = |kind: &'static str| {
         details.iter().filter(move |d| d.get("@type").and_then(Value::as_str).is_some_and(|t| t.ends_with(kind)))
     };
+    // A wrong key is a 400 INVALID_ARGUMENT whose ErrorInfo says API_KEY_INVALID.
+    let key_invalid = detail("google.rpc.ErrorInfo")
+        .any(|info| info.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID"))
+        || message.starts_with("API key not valid");
     let daily_quota = if status == 429 { daily_quota_violation(detail("google.rpc.QuotaFailure")) } else { None };
-    let class = if let Some(quota) = daily_quota {
+    let class = if key_invalid {
+        ErrorClass::Misconfigured
+    } else if let Some(quota) = daily_quota {
         message = format!("{message} [quota {quota}]");
         ErrorClass::QuotaExhausted
     } else if status == 429 && transport::mentions(&message, QUOTA_PHRASES) {

@@ -26,6 +26,7 @@ pub use chain::{ChainError, ChainOutcome, ChainStats, Entry, ProviderChain, Unkn
 pub use gemini::GeminiProvider;
 pub use metrics::LlmMetrics;
 pub use openai::OpenAiProvider;
+pub use provider_http::{ProviderHealth, ProviderProblem};
 
 /// One generation request. Untrusted text (a customer's email) belongs in `user`, framed as
 /// data by the caller; `system` carries the instructions.
@@ -68,9 +69,23 @@ pub enum LlmError {
         /// The provider's message.
         message: String,
     },
-    /// The request will never succeed with this provider: 400, 401, 403 (permission), 404.
+    /// This request will never succeed with this provider: 400 (and the 413/422 some servers use
+    /// for it), or another refusal tied to the request.
     #[error("{provider} refused the request{}: {message}", status_suffix(*status))]
     Permanent {
+        /// Provider name.
+        provider: String,
+        /// HTTP status, if any.
+        status: Option<u16>,
+        /// The provider's message.
+        message: String,
+    },
+    /// No request will succeed until an operator fixes the configuration: a wrong or revoked key
+    /// (401, Gemini's `API_KEY_INVALID`), a permission (403), a model that does not exist or was
+    /// retired (404), a `base_url` that redirects or answers something else, an unusable client.
+    /// Reported loudly (see [`ProviderChain::with_health`]), not retried as an outage.
+    #[error("{provider} is misconfigured{}: {message}", status_suffix(*status))]
+    Misconfigured {
         /// Provider name.
         provider: String,
         /// HTTP status, if any.
@@ -101,6 +116,7 @@ impl LlmError {
             LlmError::Transient { provider, .. }
             | LlmError::QuotaExhausted { provider, .. }
             | LlmError::Permanent { provider, .. }
+            | LlmError::Misconfigured { provider, .. }
             | LlmError::InvalidOutput { provider, .. } => provider,
         }
     }

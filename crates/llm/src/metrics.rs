@@ -12,11 +12,14 @@
 //! - `mailroom_llm_request_duration_seconds{provider, operation}` (histogram)
 //! - `mailroom_llm_skipped_total{provider, operation}` (not asked: cooling down)
 //! - `mailroom_llm_failovers_total{from, to}`
+//! - `mailroom_llm_provider_misconfigured{provider, operation}` (gauge: 1 while the provider's
+//!   last answer was a configuration error — a wrong key, a permission, a retired model)
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Metric;
 
@@ -64,7 +67,8 @@ pub fn outcome(error: &LlmError) -> &'static str {
         // 400 and the 413/422 some servers use for it: this request is refused, not every one.
         LlmError::Permanent { status: Some(400 | 413 | 422), .. } => "rejected",
         // A wrong key, permission or model name: an operator has to act.
-        LlmError::Permanent { .. } => "misconfigured",
+        LlmError::Misconfigured { .. } => "misconfigured",
+        LlmError::Permanent { .. } => "rejected",
         LlmError::InvalidOutput { .. } => "invalid_response",
     }
 }
@@ -87,6 +91,8 @@ pub struct LlmMetrics {
     pub skipped: Family<ProviderLabels, Counter>,
     /// Walks that moved on from a failed provider, by where they went.
     pub failovers: Family<FailoverLabels, Counter>,
+    /// 1 while a provider's last answer was a configuration error, 0 once it answers.
+    pub misconfigured: Family<ProviderLabels, Gauge>,
 }
 
 impl Default for LlmMetrics {
@@ -96,6 +102,7 @@ impl Default for LlmMetrics {
             request_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             skipped: Family::default(),
             failovers: Family::default(),
+            misconfigured: Family::default(),
         }
     }
 }
@@ -154,6 +161,11 @@ impl LlmMetrics {
             "llm_failovers",
             "Moves from a failed LLM provider to the next entry of the chain (to=\"none\": none was left)",
             SharedMetric(Box::new(self.failovers.clone())),
+        );
+        registry.register(
+            "llm_provider_misconfigured",
+            "1 while an LLM provider's last answer was a configuration error (wrong key, permission, retired model)",
+            SharedMetric(Box::new(self.misconfigured.clone())),
         );
     }
 }

@@ -25,6 +25,9 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 /// by waiting.
 const QUOTA_CODES: &[&str] = &["insufficient_quota", "billing_hard_limit_reached", "billing_not_active"];
 
+/// Error codes that mean the key or the model is wrong, not this request.
+const MISCONFIGURATION_CODES: &[&str] = &["invalid_api_key", "model_not_found"];
+
 /// An OpenAI-compatible chat completions server.
 #[derive(Debug)]
 pub struct OpenAiProvider {
@@ -170,8 +173,12 @@ fn error_from_response(provider: &str, response: &RawResponse, api_key: &str) ->
         Some(code) => format!("{message} ({code})"),
         None => message,
     };
+    // A wrong key or model is named by its code whatever the status a compatible server uses.
+    let misconfigured = [code, kind].into_iter().flatten().any(|c| MISCONFIGURATION_CODES.contains(&c));
     let class = if quota_exhausted {
         ErrorClass::QuotaExhausted
+    } else if misconfigured {
+        ErrorClass::Misconfigured
     } else if transport::is_transient_status(status) {
         ErrorClass::Transient(transport::retry_after(&response.headers))
     } else {

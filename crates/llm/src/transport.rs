@@ -15,16 +15,16 @@ pub(crate) fn client<'a>(
     client: &'a Result<reqwest::Client, String>,
     provider: &str,
 ) -> Result<&'a reqwest::Client, LlmError> {
-    client.as_ref().map_err(|reason| permanent(provider, None, reason.clone()))
+    client.as_ref().map_err(|reason| misconfigured(provider, None, reason.clone()))
 }
 
 /// A sensitive header value holding the (trimmed) API key (see [`provider_http::secret_header`]).
 pub(crate) fn secret_header(provider: &str, value: &str) -> Result<HeaderValue, LlmError> {
-    provider_http::secret_header(value).map_err(|e| permanent(provider, None, e.to_string()))
+    provider_http::secret_header(value).map_err(|e| misconfigured(provider, None, e.to_string()))
 }
 
 /// Sends the request and reads the whole body; timeouts and connection problems are
-/// transient, malformed requests permanent.
+/// transient; a request that cannot be sent at all (a malformed `base_url`) is configuration.
 pub(crate) async fn send(
     provider: &str,
     request: reqwest::RequestBuilder,
@@ -35,7 +35,7 @@ pub(crate) async fn send(
         if e.is_transient() {
             LlmError::Transient { provider: provider.to_owned(), status: None, message, retry_after: None }
         } else {
-            permanent(provider, None, message)
+            misconfigured(provider, None, message)
         }
     })
 }
@@ -68,12 +68,12 @@ pub(crate) fn parse_json(provider: &str, text: &str, api_key: &str) -> Result<se
 /// status.
 pub(crate) fn redirect_error(provider: &str, response: &RawResponse, api_key: &str) -> Option<LlmError> {
     provider_http::redirect_message(response, api_key)
-        .map(|message| permanent(provider, Some(response.status), message))
+        .map(|message| misconfigured(provider, Some(response.status), message))
 }
 
-/// Shorthand for a permanent error.
-pub(crate) fn permanent(provider: &str, status: Option<u16>, message: String) -> LlmError {
-    LlmError::Permanent { provider: provider.to_owned(), status, message }
+/// Shorthand for a configuration error.
+pub(crate) fn misconfigured(provider: &str, status: Option<u16>, message: String) -> LlmError {
+    LlmError::Misconfigured { provider: provider.to_owned(), status, message }
 }
 
 /// Shorthand for an unusable answer. `message` must already be redacted.
@@ -82,10 +82,10 @@ pub(crate) fn invalid_output(provider: &str, message: String) -> LlmError {
 }
 
 /// The error for a 2xx response whose body is not the documented shape: usually a wrong
-/// `base_url` that reaches some other web server, hence permanent.
+/// `base_url` that reaches some other web server, hence configuration.
 pub(crate) fn unexpected_body(provider: &str, response: &RawResponse, api_key: &str) -> LlmError {
     let message = format!("unexpected response body: {}", body_excerpt(response.status, &response.body));
-    permanent(provider, Some(response.status), redact(&message, api_key))
+    misconfigured(provider, Some(response.status), redact(&message, api_key))
 }
 
 /// Builds the error for a non-success status from its parts. `message` is redacted here.
@@ -102,7 +102,12 @@ pub(crate) fn status_error(
     match class {
         ErrorClass::Transient(retry_after) => LlmError::Transient { provider, status, message, retry_after },
         ErrorClass::QuotaExhausted => LlmError::QuotaExhausted { provider, status, message },
+        // Whatever the provider's own words, these statuses refuse every request alike.
+        ErrorClass::Permanent if matches!(response.status, 401 | 403 | 404) => {
+            LlmError::Misconfigured { provider, status, message }
+        }
         ErrorClass::Permanent => LlmError::Permanent { provider, status, message },
+        ErrorClass::Misconfigured => LlmError::Misconfigured { provider, status, message },
     }
 }
 
@@ -112,8 +117,10 @@ pub(crate) enum ErrorClass {
     Transient(Option<std::time::Duration>),
     /// Out of money or quota.
     QuotaExhausted,
-    /// Will never work as sent.
+    /// Will never work as sent (401, 403 and 404 are made [`ErrorClass::Misconfigured`]).
     Permanent,
+    /// No request will work until the configuration is fixed.
+    Misconfigured,
 }
 
 /// Whether any of `needles` (lower case) occurs in `haystack`, ignoring case.

@@ -92,6 +92,13 @@ fn expect_permanent(error: &LlmError) -> (Option<u16>, &str) {
     }
 }
 
+fn expect_misconfigured(error: &LlmError) -> (Option<u16>, &str) {
+    match error {
+        LlmError::Misconfigured { status, message, .. } => (*status, message),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
 fn expect_invalid(error: &LlmError) -> &str {
     match error {
         LlmError::InvalidOutput { message, .. } => message,
@@ -295,7 +302,7 @@ async fn gemini_5xx_is_transient() {
 }
 
 #[tokio::test]
-async fn gemini_4xx_is_permanent_and_never_shows_the_key() {
+async fn gemini_4xx_is_permanent_or_misconfiguration_and_never_shows_the_key() {
     let cases = [
         (400, "INVALID_ARGUMENT", format!("API key not valid. Please pass a valid API key: {KEY}")),
         (400, "FAILED_PRECONDITION", "User location is not supported for the API use.".to_owned()),
@@ -306,7 +313,9 @@ async fn gemini_4xx_is_permanent_and_never_shows_the_key() {
     for (status, rpc, message) in cases {
         let error =
             error_for(gemini, move || Reply::json(status, gemini_error(status, rpc, &message, json!([])))).await;
-        let (got, shown) = expect_permanent(&error);
+        // A wrong key (even as a 400), a permission and a retired model fail every request.
+        let configuration = status != 400 || rpc == "INVALID_ARGUMENT";
+        let (got, shown) = if configuration { expect_misconfigured(&error) } else { expect_permanent(&error) };
         assert_eq!(got, Some(status));
         assert!(shown.contains(rpc), "{shown}");
         if status == 400 && rpc == "INVALID_ARGUMENT" {
@@ -460,7 +469,7 @@ async fn anthropic_overloaded_and_api_errors_are_transient() {
 }
 
 #[tokio::test]
-async fn anthropic_client_errors_are_permanent_except_credit_exhaustion() {
+async fn anthropic_client_errors_are_permanent_or_misconfiguration_except_credit_exhaustion() {
     let cases = [
         (400, "invalid_request_error", "messages: text content blocks must be non-empty".to_owned()),
         (401, "authentication_error", format!("invalid x-api-key {KEY}")),
@@ -469,7 +478,7 @@ async fn anthropic_client_errors_are_permanent_except_credit_exhaustion() {
     ];
     for (status, kind, message) in cases {
         let error = error_for(anthropic, move || Reply::json(status, anthropic_error(kind, &message))).await;
-        let (got, shown) = expect_permanent(&error);
+        let (got, shown) = if status == 400 { expect_permanent(&error) } else { expect_misconfigured(&error) };
         assert_eq!(got, Some(status));
         assert!(shown.contains(kind), "{shown}");
         if status == 401 {
@@ -612,7 +621,7 @@ async fn openai_insufficient_quota_is_exhausted() {
 }
 
 #[tokio::test]
-async fn openai_5xx_is_transient_and_4xx_permanent() {
+async fn openai_5xx_is_transient_and_4xx_a_wrong_key() {
     for status in [500, 502, 503, 504] {
         let error = error_for(openai, move || {
             Reply::json(
@@ -635,7 +644,7 @@ async fn openai_5xx_is_transient_and_4xx_permanent() {
             )
         })
         .await;
-        let (got, message) = expect_permanent(&error);
+        let (got, message) = expect_misconfigured(&error);
         assert_eq!(got, Some(status));
         assert!(message.contains("Incorrect API key provided: [REDACTED]") && message.contains("invalid_api_key"));
     }
@@ -685,7 +694,7 @@ async fn redirects_are_not_followed() {
     let server =
         FakeServer::start(|_| Reply::json(307, json!({})).header("location", "http://evil.example/steal")).await;
     let error = anthropic(&server).generate(&request()).await.expect_err("a redirect is an error");
-    let (status, message) = expect_permanent(&error);
+    let (status, message) = expect_misconfigured(&error);
     assert_eq!(status, Some(307));
     assert!(message.contains("http://evil.example/steal") && message.contains("base_url"), "{message}");
     assert_eq!(server.count(), 1, "the redirect must not be followed");
@@ -872,7 +881,7 @@ async fn chain_cools_down_exhausted_quota_longer_and_misconfiguration_normally()
     let error = chain.generate(&request()).await.expect_err("nobody answers");
     assert_eq!(error.error_type(), "QuotaExceededError", "quota and a wrong key are not the request's fault");
     expect_quota(&error.errors()[0]);
-    expect_permanent(&error.errors()[1]);
+    expect_misconfigured(&error.errors()[1]);
 
     let error = chain.generate(&request()).await.expect_err("both cool down");
     assert_eq!((openai_server.count(), anthropic_server.count()), (1, 1));
@@ -1064,4 +1073,64 @@ fn chain_futures_are_send(chain: &ProviderChain, request: &GenerateRequest, sche
     fn assert_send<T: Send>(_: T) {}
     assert_send(chain.generate(request));
     assert_send(chain.generate_json(request, schema, &accept_all));
+}
+
+#[tokio::test]
+async fn a_wrong_key_or_retired_model_is_reported_until_the_provider_answers_again() {
+    let telemetry = pipeline_core::Telemetry::default();
+    let metrics = LlmMetrics::default();
+    metrics.register(&|name: &str, help: &str, metric: SharedMetric| telemetry.metrics.register(name, help, metric));
+    let health = provider_http::ProviderHealth::default();
+    // A retired model first (Gemini's 404), then a wrong key, then the operator fixed it.
+    let server = FakeServer::sequence(|n| match n {
+        0 => Reply::json(
+            404,
+            gemini_error(404, "NOT_FOUND", "models/gemini-2.0-flash is not found for API version v1beta.", json!([])),
+        ),
+        1 => Reply::json(
+            401,
+            gemini_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.", json!([])),
+        ),
+        _ => Reply::json(200, gemini_text(&["fixed"])),
+    })
+    .await;
+    // No cool-down, so each call reaches the provider.
+    let chain = ProviderChain::new(vec![Entry::Remote(Box::new(gemini(&server))), Entry::Local], Duration::ZERO)
+        .with_metrics(&metrics, "generate")
+        .with_health(&health, "generate");
+
+    // The walk still falls back to `local` for this email…
+    assert_eq!(chain.generate(&request()).await.expect("local answers"), ChainOutcome::UseLocal);
+    // …but the problem is kept, with what to fix.
+    let problems = health.problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!((problems[0].provider.as_str(), problems[0].operation.as_str()), ("gemini", "generate"));
+    assert_eq!(problems[0].status, Some(404));
+    assert!(problems[0].message.contains("models/gemini-2.0-flash is not found"), "{problems:?}");
+    let shown = telemetry.metrics.encode();
+    assert!(
+        shown.contains(r#"mailroom_llm_provider_misconfigured{provider="gemini",operation="generate"} 1"#),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(
+            r#"mailroom_llm_requests_total{provider="gemini",operation="generate",outcome="misconfigured"} 1"#
+        ),
+        "{shown}"
+    );
+
+    assert_eq!(chain.generate(&request()).await.expect("local answers"), ChainOutcome::UseLocal);
+    let problems = health.problems();
+    assert_eq!((problems[0].status, problems[0].occurrences), (Some(401), 2));
+    assert!(health.summary().expect("a readiness detail").contains("gemini (generate) HTTP 401"));
+
+    let answered = ChainOutcome::Answered { value: "fixed".to_owned(), provider: "gemini".to_owned() };
+    assert_eq!(chain.generate(&request()).await.expect("gemini answers"), answered);
+    assert!(health.problems().is_empty(), "an answer clears the problem");
+    assert!(
+        telemetry
+            .metrics
+            .encode()
+            .contains(r#"mailroom_llm_provider_misconfigured{provider="gemini",operation="generate"} 0"#)
+    );
 }

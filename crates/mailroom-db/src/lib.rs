@@ -3,6 +3,7 @@
 
 pub mod documents;
 pub mod pipeline;
+pub mod provider_problems;
 pub mod status;
 
 use std::time::Duration;

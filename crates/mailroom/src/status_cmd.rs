@@ -1,6 +1,8 @@
 //! `mailroom status`: one look at the whole deployment — queue depths and consumers (over AMQP,
 //! exact), unacked counts and rates (management API), dead letters by error type (read over AMQP
-//! and returned untouched), documents by ingestion status and emails by stage (PostgreSQL).
+//! and returned untouched), documents by ingestion status, emails by stage and the remote
+//! providers that refuse their configuration — a wrong key, a permission, a retired model —
+//! as the workers met them (PostgreSQL, `provider_problems`).
 //!
 //! The sources are asked concurrently and independently: when one is unreachable the report
 //! still shows the others and says which one failed and at which address, and the command exits
@@ -15,6 +17,8 @@ use pipeline_core::settings::redact_url;
 use pipeline_core::topology::{DEAD_LETTER_QUEUE, Topology, WORK_QUEUES};
 use secrecy::ExposeSecret as _;
 use serde::Serialize;
+
+use mailroom_db::provider_problems::ProviderProblemRow;
 
 use crate::broker_admin::{self, management_needed};
 use crate::dlq_cmd::{self, DeadLetterSummary};
@@ -87,6 +91,9 @@ pub struct DatabaseStatus {
     pub documents: Option<BTreeMap<String, i64>>,
     /// Emails by stage and state.
     pub emails: Vec<mailroom_db::status::StateCounts>,
+    /// Remote providers whose last answer was a configuration error (`None`: no
+    /// `provider_problems` table in this database).
+    pub provider_problems: Option<Vec<ProviderProblemRow>>,
 }
 
 /// The whole report, as `--json` prints it.
@@ -169,7 +176,7 @@ async fn dead_letters(settings: &Settings) -> DeadLetterStatus {
 
 async fn database(settings: &Settings) -> DatabaseStatus {
     let url = redact_url(settings.database.url.expose_secret());
-    let mut status = DatabaseStatus { url, error: None, documents: None, emails: Vec::new() };
+    let mut status = DatabaseStatus { url, error: None, documents: None, emails: Vec::new(), provider_problems: None };
     // A server that accepts the TCP connection and never answers must not hang the report.
     let connect = tokio::time::timeout(DATABASE_TIMEOUT, mailroom_db::status::connect_existing(&settings.database.url));
     let pool = match connect.await {
@@ -186,13 +193,15 @@ async fn database(settings: &Settings) -> DatabaseStatus {
     };
     let documents = mailroom_db::status::document_counts(&pool).await;
     let emails = mailroom_db::status::email_counts(&pool).await;
+    let problems = mailroom_db::provider_problems::list(&pool).await;
     pool.close().await;
-    match (documents, emails) {
-        (Ok(documents), Ok(emails)) => {
+    match (documents, emails, problems) {
+        (Ok(documents), Ok(emails), Ok(problems)) => {
             status.documents = documents;
             status.emails = emails;
+            status.provider_problems = problems;
         }
-        (Err(e), _) | (_, Err(e)) => status.error = Some(format!("query failed: {e}")),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => status.error = Some(format!("query failed: {e}")),
     }
     status
 }
@@ -294,6 +303,27 @@ pub fn print(status: &Status) {
             None => format!("no {} table in this database", stage.table),
         };
         println!("    {:<11} {text}", stage.stage);
+    }
+    match &db.provider_problems {
+        Some(problems) if problems.is_empty() => println!("  providers: no configuration error reported"),
+        Some(problems) => {
+            println!("  providers: MISCONFIGURED (every request to them fails; the chain answers from the next entry)");
+            for p in problems {
+                let status = p.status.map(|s| format!(" HTTP {s}")).unwrap_or_default();
+                println!(
+                    "    {} ({}, {}){status}: {} — {} times since {}, last {}",
+                    p.provider,
+                    p.operation,
+                    p.worker,
+                    p.message,
+                    p.occurrences,
+                    p.first_seen.format("%Y-%m-%d %H:%M:%S UTC"),
+                    p.last_seen.format("%Y-%m-%d %H:%M:%S UTC"),
+                );
+            }
+            println!("    (fix the key, permission or model id; the next answer clears the entry)");
+        }
+        None => {}
     }
 }
 

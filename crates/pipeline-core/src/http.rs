@@ -1,5 +1,6 @@
 //! A worker's HTTP endpoint: `/metrics` (Prometheus text), `/healthz` (the process is alive) and
-//! `/readyz` (connected to the broker and consuming).
+//! `/readyz` (connected to the broker and consuming; `degraded:` lines name what works but needs
+//! an operator, such as a misconfigured LLM provider).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,11 +30,15 @@ async fn metrics(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
 }
 
 async fn readyz(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
-    if t.health.is_ready() {
+    let (status, mut body) = if t.health.is_ready() {
         (StatusCode::OK, "ready\n".to_owned())
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", t.health.reason()))
+    };
+    for detail in t.health.details() {
+        body.push_str(&format!("degraded: {detail}\n"));
     }
+    (status, body)
 }
 
 /// A bound endpoint; the address is known before serving starts (useful with port 0).

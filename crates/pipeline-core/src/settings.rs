@@ -489,7 +489,9 @@ mod tests {
     fn defaults_load_and_env_overrides_win() {
         let s = Settings::load_from(None, env(&[])).expect("defaults load");
         assert_eq!(s.consumer.prefetch, 32);
-        assert_eq!(s.topology.retry_delays_ms, vec![1000, 10000, 60000]);
+        assert_eq!(s.topology.retry_delays_ms, crate::topology::DEFAULT_RETRY_DELAYS_MS.to_vec());
+        let ladder_ms: u32 = s.topology.retry_delays_ms.iter().sum();
+        assert!(ladder_ms >= 30 * 60 * 1000, "the default ladder rides out a 30-minute outage: {ladder_ms} ms");
         assert_eq!(s.consumer_for("doc-ingester").prefetch, 1, "the ingester takes one document at a time");
         let s = Settings::load_from(
             None,

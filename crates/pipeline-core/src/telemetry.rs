@@ -160,6 +160,8 @@ pub struct Health {
     connected: AtomicBool,
     consuming: AtomicBool,
     reason: Mutex<String>,
+    /// Problems that do not stop the worker but need an operator, by source.
+    details: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl Health {
@@ -178,6 +180,23 @@ impl Health {
     /// Records why the worker is not ready (shown by `/readyz`).
     pub fn set_reason(&self, reason: impl Into<String>) {
         *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = reason.into();
+    }
+
+    /// Records (`Some`) or clears (`None`) a problem under `source` that leaves the worker
+    /// working but needs an operator — a remote provider that refuses the configured key or
+    /// model while the chain answers from the next one. `/readyz` lists them as `degraded:`
+    /// lines; they do not make the worker unready.
+    pub fn set_detail(&self, source: &str, detail: Option<String>) {
+        let mut details = self.details.lock().unwrap_or_else(|p| p.into_inner());
+        match detail {
+            Some(detail) => details.insert(source.to_owned(), detail),
+            None => details.remove(source),
+        };
+    }
+
+    /// The problems recorded with [`Health::set_detail`], by source.
+    pub fn details(&self) -> Vec<String> {
+        self.details.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
     }
 
     /// Ready only while connected and consuming.

@@ -125,8 +125,9 @@ pub const DEAD_LETTER_QUEUE: QueueSpec = QueueSpec {
 pub const WORK_QUEUES: [&QueueSpec; 4] =
     [&EMAILS_TO_CLASSIFY, &EMAILS_TO_RESPOND, &EMAILS_TO_SEND, &DOCUMENTS_TO_INGEST];
 
-/// Default retry ladder: three steps.
-pub const DEFAULT_RETRY_DELAYS_MS: [u32; 3] = [1_000, 10_000, 60_000];
+/// Default retry ladder (`topology.retry_delays_ms`): six steps, 51 minutes in all, so a
+/// provider outage of half an hour is ridden out without dead letters.
+pub const DEFAULT_RETRY_DELAYS_MS: [u32; 6] = [1_000, 10_000, 60_000, 300_000, 900_000, 1_800_000];
 
 /// A queue argument value, typed as pika would send it.
 #[derive(Debug, Clone, PartialEq, Eq)]

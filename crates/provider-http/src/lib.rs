@@ -11,9 +11,16 @@
 //! - [`redact`], [`body_excerpt`], [`excerpt`], [`redirect_message`]: error messages that quote
 //!   the provider without leaking the key or kilobytes of HTML.
 //!
+//! - [`health`]: configuration errors (401, 403, model not found) kept, logged loudly and
+//!   handed to the worker's readiness, metrics and `mailroom status`.
+//!
 //! Mapping these into each crate's own error type stays in that crate.
 
 use std::time::Duration;
+
+pub mod health;
+
+pub use health::{HealthEvent, ProviderHealth, ProviderProblem};
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use embedders::{Embedder, EmbeddingSettings};
 use llm::metrics::SharedMetric;
-use llm::{ChainOutcome, GenerateRequest, LlmMetrics, ProviderChain};
+use llm::{ChainOutcome, GenerateRequest, LlmMetrics, ProviderChain, ProviderHealth};
 use mail_mime::quoting::{own_text, request_text};
 use mailroom_db::pipeline::{self, NewResponse};
 use pipeline_core::messages::{ContextUsed, EmailToRespond, EmailToSend, new_message_id, now, reply_subject};
@@ -46,6 +46,16 @@ pub enum NoContext {
     HoldingReply,
 }
 
+/// What happens to a reply written offline because no configured remote provider answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocalFallback {
+    /// It becomes a draft for a person (the sender drafts it).
+    Draft,
+    /// It is sent like any reply.
+    Send,
+}
+
 /// `[rag]` settings.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RagSettings {
@@ -66,6 +76,8 @@ pub struct RagSettings {
     pub term_stats_budget_mb: usize,
     /// Behaviour without relevant passages.
     pub no_context: NoContext,
+    /// Behaviour when every configured remote LLM failed and `local` wrote the reply.
+    pub local_fallback: LocalFallback,
     /// Embedding cache TTL.
     pub embedding_cache_ttl_secs: u64,
     /// Sign-off.
@@ -143,6 +155,8 @@ pub struct RespondHandler {
     cache: EmbeddingCache,
     retriever: Retriever,
     settings: RagSettings,
+    /// Where an embedder's configuration error is reported (the chain reports its own).
+    health: ProviderHealth,
 }
 
 impl std::fmt::Debug for RespondHandler {
@@ -162,17 +176,28 @@ impl RespondHandler {
         settings: RagSettings,
     ) -> Self {
         let retriever = Retriever::new(store, pool.clone(), settings.retrieval());
-        Self { pool, chain, embedder, cache, retriever, settings }
+        Self { pool, chain, embedder, cache, retriever, settings, health: ProviderHealth::default() }
+    }
+
+    /// Reports the embedder's configuration errors (a wrong key, a retired model) to `health`.
+    pub fn with_health(mut self, health: ProviderHealth) -> Self {
+        self.health = health;
+        self
     }
 
     /// Retrieves the agent's passages for an email.
     pub async fn retrieve(&self, msg: &EmailToRespond) -> Result<Vec<SearchHit>, HandlerError> {
         let question = question_text(&msg.subject, &msg.body);
-        let (vector, _cached) = self
-            .cache
-            .embed(self.embedder.as_ref(), &question)
-            .await
-            .map_err(|e| HandlerError::classified(e.is_transient(), "EmbeddingFailed", e))?;
+        let embedded = self.cache.embed(self.embedder.as_ref(), &question).await;
+        match &embedded {
+            Err(e) if e.is_misconfiguration() => {
+                self.health.misconfigured(self.embedder.model_id(), "embed", e.status(), &e.to_string());
+            }
+            Err(_) => {}
+            Ok(_) => self.health.succeeded(self.embedder.model_id(), "embed"),
+        }
+        let (vector, _cached) =
+            embedded.map_err(|e| HandlerError::classified(e.is_transient(), "EmbeddingFailed", e))?;
         self.retriever
             .retrieve(&msg.agent_email, &question, &vector, Mode::Hybrid)
             .await
@@ -240,6 +265,17 @@ impl RespondHandler {
             ChainOutcome::UseLocal => {
                 let question = question_text(&msg.subject, &msg.body);
                 reply.generated_response = extractive::answer(&question, &hits, &self.settings.signature);
+                // Remote providers are configured, so reaching `local` means none of them
+                // answered: extractive snippets stand in for the configured model's answer, and
+                // a person sees them first unless `rag.local_fallback = "send"`.
+                if self.chain.remotes_before_local() > 0 && self.settings.local_fallback == LocalFallback::Draft {
+                    reply.escalate = true;
+                    reply.escalation_reason.get_or_insert_with(|| {
+                        "no configured LLM provider answered; the reply is the offline extractive answer \
+                         (rag.local_fallback)"
+                            .into()
+                    });
+                }
                 "local".into()
             }
         };
@@ -299,15 +335,20 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let llm_metrics = LlmMetrics::default();
     llm_metrics
         .register(&|name: &str, help: &str, metric: SharedMetric| telemetry.metrics.register(name, help, metric));
-    let chain = ProviderChain::from_settings(&settings.section::<llm::LlmSettings>("llm")?)?
-        .with_metrics(&llm_metrics, "generate");
+    let health = ProviderHealth::default();
+    let detail = Arc::clone(&telemetry);
+    mailroom_db::provider_problems::persist(&health, pool.clone(), WORKER_NAME, move |summary| {
+        detail.health.set_detail("providers", summary);
+    });
+    let chain =
+        ProviderChain::for_worker(&settings.section::<llm::LlmSettings>("llm")?, "generate", &llm_metrics, &health)?;
     let embedder: Arc<dyn Embedder> =
         Arc::from(embedders::from_settings(&settings.section::<EmbeddingSettings>("embeddings")?)?);
     let store_settings: VectorStoreSettings = settings.section("vector_store")?;
     let store = vector_store::from_settings(&store_settings, pool.clone())?;
     let cache = EmbeddingCache::new(settings.redis.url.expose_secret(), rag.embedding_cache_ttl_secs);
     info!(providers = ?chain.names(), embedder = embedder.model_id(), "RAG generator starting.");
-    let handler = Arc::new(RespondHandler::new(pool, chain, embedder, cache, store, rag));
+    let handler = Arc::new(RespondHandler::new(pool, chain, embedder, cache, store, rag).with_health(health));
     pipeline_core::serve_worker_with(WORKER_NAME, &EMAILS_TO_RESPOND, handler, &settings, telemetry, shutdown).await?;
     Ok(())
 }
