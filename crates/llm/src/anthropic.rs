@@ -32,6 +32,8 @@ const QUOTA_PHRASES: &[&str] =
 pub struct AnthropicProvider {
     client: Result<reqwest::Client, String>,
     url: String,
+    /// `GET /models/{model}` (the Models API).
+    model_url: String,
     api_key: SecretString,
     model: String,
 }
@@ -43,6 +45,7 @@ impl AnthropicProvider {
         Self {
             client: transport::build_client(timeout),
             url: transport::endpoint(&settings.base_url, DEFAULT_BASE_URL, "messages"),
+            model_url: transport::endpoint(&settings.base_url, DEFAULT_BASE_URL, &format!("models/{}", settings.model.trim())),
             api_key: settings.api_key.clone(),
             model: settings.model.trim().to_owned(),
         }
@@ -86,6 +89,22 @@ impl LlmProvider for AnthropicProvider {
             let system = json::system_with_schema(&request.system, schema);
             let text = self.call(request, &system).await?;
             transport::parse_json(PROVIDER, &text, self.api_key.expose_secret())
+        })
+    }
+
+    fn check_model(&self) -> BoxFuture<'_, Result<String, LlmError>> {
+        Box::pin(async move {
+            let client = transport::client(&self.client, PROVIDER)?;
+            let key = self.api_key.expose_secret().trim();
+            let mut http = client.get(&self.model_url).header("anthropic-version", API_VERSION);
+            if !key.is_empty() {
+                http = http.header("x-api-key", transport::secret_header(PROVIDER, key)?);
+            }
+            transport::lookup(PROVIDER, http, key, |r| error_from_response(r, key), |body| {
+                let id = body.get("id").and_then(Value::as_str).ok_or("the model lookup named no model")?;
+                Ok(format!("{id} is served"))
+            })
+            .await
         })
     }
 }

@@ -305,6 +305,18 @@ impl ProviderChain {
         self.slots.iter().take_while(|slot| !matches!(slot.entry, Entry::Local)).count()
     }
 
+    /// Asks every remote entry for its model ([`LlmProvider::check_model`]), in chain order:
+    /// `(name, outcome)` for each (`mailroom doctor`).
+    pub async fn check_models(&self) -> Vec<(String, Result<String, LlmError>)> {
+        let mut out = Vec::new();
+        for slot in &self.slots {
+            if let Entry::Remote(provider) = &slot.entry {
+                out.push((slot.name.clone(), provider.check_model().await));
+            }
+        }
+        out
+    }
+
     /// The entries' names, in order.
     pub fn names(&self) -> Vec<String> {
         self.slots.iter().map(|slot| slot.name.clone()).collect()

@@ -38,6 +38,8 @@ const QUOTA_PHRASES: &[&str] = &[
 pub struct GeminiProvider {
     client: Result<reqwest::Client, String>,
     url: String,
+    /// `models.get` of the model.
+    model_url: String,
     api_key: SecretString,
 }
 
@@ -51,6 +53,7 @@ impl GeminiProvider {
         Self {
             client: transport::build_client(timeout),
             url: transport::endpoint(&settings.base_url, DEFAULT_BASE_URL, &format!("models/{model}:generateContent")),
+            model_url: transport::endpoint(&settings.base_url, DEFAULT_BASE_URL, &format!("models/{model}")),
             api_key: settings.api_key.clone(),
         }
     }
@@ -96,6 +99,27 @@ impl LlmProvider for GeminiProvider {
         Box::pin(async move {
             let text = self.call(request, Some(schema)).await?;
             transport::parse_json(PROVIDER, &text, self.api_key.expose_secret())
+        })
+    }
+
+    fn check_model(&self) -> BoxFuture<'_, Result<String, LlmError>> {
+        Box::pin(async move {
+            let client = transport::client(&self.client, PROVIDER)?;
+            let key = self.api_key.expose_secret().trim();
+            let mut http = client.get(&self.model_url);
+            if !key.is_empty() {
+                http = http.header("x-goog-api-key", transport::secret_header(PROVIDER, key)?);
+            }
+            // `models.get` answers the model resource; a retired model is a 404.
+            transport::lookup(PROVIDER, http, key, |r| error_from_response(r, key), |body| {
+                let name = body.get("name").and_then(Value::as_str).ok_or("the model lookup named no model")?;
+                let methods = body.get("supportedGenerationMethods").and_then(Value::as_array);
+                if methods.is_some_and(|m| !m.iter().any(|m| m.as_str() == Some("generateContent"))) {
+                    return Err(format!("{name} does not support generateContent"));
+                }
+                Ok(format!("{name} is served"))
+            })
+            .await
         })
     }
 }

@@ -146,6 +146,11 @@ pub trait LlmProvider: Send + Sync {
         request: &'a GenerateRequest,
         schema: &'a serde_json::Value,
     ) -> BoxFuture<'a, Result<serde_json::Value, LlmError>>;
+
+    /// A cheap call that proves the endpoint, the key and the model without spending tokens: the
+    /// provider's model lookup (`mailroom doctor`). `Ok` describes what the provider said. A
+    /// wrong key or a retired model is [`LlmError::Misconfigured`].
+    fn check_model(&self) -> BoxFuture<'_, Result<String, LlmError>>;
 }
 
 /// Endpoint, key and model of one provider.

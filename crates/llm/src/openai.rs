@@ -34,6 +34,9 @@ pub struct OpenAiProvider {
     name: String,
     client: Result<reqwest::Client, String>,
     url: String,
+    /// The model list (`GET /models`), which every compatible server (vLLM, Ollama,
+    /// llama.cpp) serves, unlike the single-model lookup.
+    models_url: String,
     api_key: SecretString,
     model: String,
 }
@@ -49,6 +52,7 @@ impl OpenAiProvider {
             name: if name.is_empty() { DEFAULT_NAME.to_owned() } else { name.to_owned() },
             client: transport::build_client(timeout),
             url: transport::endpoint(&settings.base_url, DEFAULT_BASE_URL, "chat/completions"),
+            models_url: transport::endpoint(&settings.base_url, DEFAULT_BASE_URL, "models"),
             api_key: settings.api_key.clone(),
             model: settings.model.trim().to_owned(),
         }
@@ -103,6 +107,36 @@ impl LlmProvider for OpenAiProvider {
         Box::pin(async move {
             let text = self.call(request, Some(schema)).await?;
             transport::parse_json(&self.name, &text, self.api_key.expose_secret())
+        })
+    }
+
+    fn check_model(&self) -> BoxFuture<'_, Result<String, LlmError>> {
+        Box::pin(async move {
+            let provider = self.name.as_str();
+            let client = transport::client(&self.client, provider)?;
+            let key = self.api_key.expose_secret().trim();
+            let mut http = client.get(&self.models_url);
+            if !key.is_empty() {
+                let value = transport::secret_header(provider, &format!("Bearer {key}"))?;
+                http = http.header(reqwest::header::AUTHORIZATION, value);
+            }
+            let model = self.model.as_str();
+            transport::lookup(provider, http, key, |r| error_from_response(provider, r, key), |body| {
+                let ids: Vec<&str> = body
+                    .get("data")
+                    .and_then(Value::as_array)
+                    .ok_or("the model list has no `data`")?
+                    .iter()
+                    .filter_map(|m| m.get("id").and_then(Value::as_str))
+                    .collect();
+                if ids.contains(&model) {
+                    Ok(format!("{model} is served"))
+                } else {
+                    let some: Vec<&str> = ids.iter().take(8).copied().collect();
+                    Err(format!("model {model} is not served here (model_not_found); it serves {}", some.join(", ")))
+                }
+            })
+            .await
         })
     }
 }

@@ -129,6 +129,24 @@ pub(crate) fn mentions(haystack: &str, needles: &[&str]) -> bool {
     needles.iter().any(|needle| haystack.contains(needle))
 }
 
+/// A model lookup (`GET`): sends `request`, classifies a non-success answer with `on_error`,
+/// and checks the body with `found` (a `None` there means the model is not served, a
+/// configuration error like a 404).
+pub(crate) async fn lookup(
+    provider: &str,
+    request: reqwest::RequestBuilder,
+    api_key: &str,
+    on_error: impl FnOnce(&RawResponse) -> LlmError,
+    found: impl FnOnce(&serde_json::Value) -> Result<String, String>,
+) -> Result<String, LlmError> {
+    let response = send(provider, request, api_key).await?;
+    if !response.is_success() {
+        return Err(on_error(&response));
+    }
+    let body = response.json().ok_or_else(|| unexpected_body(provider, &response, api_key))?;
+    found(&body).map_err(|message| misconfigured(provider, Some(response.status), redact(&message, api_key)))
+}
+
 /// Joins a base URL and a path without doubling or dropping the slash; an empty base means
 /// the provider's public endpoint.
 pub(crate) fn endpoint(base_url: &str, default_base: &str, path: &str) -> String {

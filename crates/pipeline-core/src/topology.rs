@@ -507,8 +507,8 @@ mod tests {
         assert_eq!(docs.arguments["x-dead-letter-routing-key"], ArgValue::Str("failed_documents".into()));
         let dlq = t.queues.iter().find(|q| q.name == "dead_letter_queue").expect("declared");
         assert!(dlq.arguments.is_empty());
-        // 5 seed queues + 3 delay queues for each of the 4 work queues.
-        assert_eq!(t.queues.len(), 5 + 12);
+        // 5 seed queues + one delay queue per step for each of the 4 work queues.
+        assert_eq!(t.queues.len(), 5 + 4 * DEFAULT_RETRY_DELAYS_MS.len());
         let retry = t.retry_ladder(&EMAILS_TO_RESPOND);
         assert_eq!(retry[0].queue, "emails.to_respond.retry.1000ms");
         let step = t.queues.iter().find(|q| q.name == retry[0].queue).expect("declared");
