@@ -113,7 +113,7 @@ where
 
 /// Users and the vhost this test created; deleted on drop, also when the test panics, so the
 /// shared broker keeps no throw-away accounts. Only names created here are ever deleted.
-struct BrokerAccounts {
+pub(crate) struct BrokerAccounts {
     /// A vhost this test created (`None` when the vhost belongs to a `TestVhost`).
     vhost: Option<String>,
     users: Vec<String>,
@@ -436,7 +436,13 @@ fn definitions_define_every_role_with_anchored_regexes_and_placeholder_passwords
 // ---------------------------------------------------------------------------------------------
 
 /// A user with exactly one set of permissions on a test vhost; deleted on drop.
-async fn user_with(vhost: &str, tag: &str, configure: &str, write: &str, read: &str) -> (String, BrokerAccounts) {
+pub(crate) async fn user_with(
+    vhost: &str,
+    tag: &str,
+    configure: &str,
+    write: &str,
+    read: &str,
+) -> (String, BrokerAccounts) {
     let name = format!("mailroom-perm-{}-{tag}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     // The vhost belongs to TestVhost; this guard only removes the user.
     let guard = BrokerAccounts { vhost: None, users: vec![name.clone()] };

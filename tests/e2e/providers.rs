@@ -99,10 +99,13 @@ async fn a_retired_model_is_reported_loudly_and_the_offline_answer_becomes_a_dra
     assert_eq!(ready.status().as_u16(), 200, "the worker still works");
     let body = ready.text().await.expect("body");
     assert!(
-        body.contains("degraded: misconfigured provider: gemini (generate) HTTP 404: models/gemini-2.0-flash is not found"),
+        body.contains(
+            "degraded: misconfigured provider: gemini (generate) HTTP 404: models/gemini-2.0-flash is not found"
+        ),
         "{body}"
     );
-    let metrics = http.get(format!("http://{listen}/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let metrics =
+        http.get(format!("http://{listen}/metrics")).send().await.expect("metrics").text().await.expect("text");
     assert!(
         metrics.contains(r#"mailroom_llm_provider_misconfigured{provider="gemini",operation="generate"} 1"#),
         "{metrics}"
@@ -120,7 +123,10 @@ async fn a_retired_model_is_reported_loudly_and_the_offline_answer_becomes_a_dra
         output.contains("providers: MISCONFIGURED").then_some(output)
     })
     .await;
-    assert!(output.contains("gemini (generate, rag-generator) HTTP 404: models/gemini-2.0-flash is not found"), "{output}");
+    assert!(
+        output.contains("gemini (generate, rag-generator) HTTP 404: models/gemini-2.0-flash is not found"),
+        "{output}"
+    );
 }
 
 #[tokio::test]

@@ -45,7 +45,11 @@ impl AnthropicProvider {
         Self {
             client: transport::build_client(timeout),
             url: transport::endpoint(&settings.base_url, DEFAULT_BASE_URL, "messages"),
-            model_url: transport::endpoint(&settings.base_url, DEFAULT_BASE_URL, &format!("models/{}", settings.model.trim())),
+            model_url: transport::endpoint(
+                &settings.base_url,
+                DEFAULT_BASE_URL,
+                &format!("models/{}", settings.model.trim()),
+            ),
             api_key: settings.api_key.clone(),
             model: settings.model.trim().to_owned(),
         }
@@ -100,10 +104,16 @@ impl LlmProvider for AnthropicProvider {
             if !key.is_empty() {
                 http = http.header("x-api-key", transport::secret_header(PROVIDER, key)?);
             }
-            transport::lookup(PROVIDER, http, key, |r| error_from_response(r, key), |body| {
-                let id = body.get("id").and_then(Value::as_str).ok_or("the model lookup named no model")?;
-                Ok(format!("{id} is served"))
-            })
+            transport::lookup(
+                PROVIDER,
+                http,
+                key,
+                |r| error_from_response(r, key),
+                |body| {
+                    let id = body.get("id").and_then(Value::as_str).ok_or("the model lookup named no model")?;
+                    Ok(format!("{id} is served"))
+                },
+            )
             .await
         })
     }

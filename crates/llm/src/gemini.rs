@@ -111,14 +111,20 @@ impl LlmProvider for GeminiProvider {
                 http = http.header("x-goog-api-key", transport::secret_header(PROVIDER, key)?);
             }
             // `models.get` answers the model resource; a retired model is a 404.
-            transport::lookup(PROVIDER, http, key, |r| error_from_response(r, key), |body| {
-                let name = body.get("name").and_then(Value::as_str).ok_or("the model lookup named no model")?;
-                let methods = body.get("supportedGenerationMethods").and_then(Value::as_array);
-                if methods.is_some_and(|m| !m.iter().any(|m| m.as_str() == Some("generateContent"))) {
-                    return Err(format!("{name} does not support generateContent"));
-                }
-                Ok(format!("{name} is served"))
-            })
+            transport::lookup(
+                PROVIDER,
+                http,
+                key,
+                |r| error_from_response(r, key),
+                |body| {
+                    let name = body.get("name").and_then(Value::as_str).ok_or("the model lookup named no model")?;
+                    let methods = body.get("supportedGenerationMethods").and_then(Value::as_array);
+                    if methods.is_some_and(|m| !m.iter().any(|m| m.as_str() == Some("generateContent"))) {
+                        return Err(format!("{name} does not support generateContent"));
+                    }
+                    Ok(format!("{name} is served"))
+                },
+            )
             .await
         })
     }

@@ -121,21 +121,30 @@ impl LlmProvider for OpenAiProvider {
                 http = http.header(reqwest::header::AUTHORIZATION, value);
             }
             let model = self.model.as_str();
-            transport::lookup(provider, http, key, |r| error_from_response(provider, r, key), |body| {
-                let ids: Vec<&str> = body
-                    .get("data")
-                    .and_then(Value::as_array)
-                    .ok_or("the model list has no `data`")?
-                    .iter()
-                    .filter_map(|m| m.get("id").and_then(Value::as_str))
-                    .collect();
-                if ids.contains(&model) {
-                    Ok(format!("{model} is served"))
-                } else {
-                    let some: Vec<&str> = ids.iter().take(8).copied().collect();
-                    Err(format!("model {model} is not served here (model_not_found); it serves {}", some.join(", ")))
-                }
-            })
+            transport::lookup(
+                provider,
+                http,
+                key,
+                |r| error_from_response(provider, r, key),
+                |body| {
+                    let ids: Vec<&str> = body
+                        .get("data")
+                        .and_then(Value::as_array)
+                        .ok_or("the model list has no `data`")?
+                        .iter()
+                        .filter_map(|m| m.get("id").and_then(Value::as_str))
+                        .collect();
+                    if ids.contains(&model) {
+                        Ok(format!("{model} is served"))
+                    } else {
+                        let some: Vec<&str> = ids.iter().take(8).copied().collect();
+                        Err(format!(
+                            "model {model} is not served here (model_not_found); it serves {}",
+                            some.join(", ")
+                        ))
+                    }
+                },
+            )
             .await
         })
     }

@@ -8,6 +8,7 @@ pub mod config_cmd;
 pub mod demo_cmd;
 pub mod demo_preflight;
 pub mod dlq_cmd;
+pub mod doctor;
 pub mod eval_cmd;
 pub mod ingest_cmd;
 pub mod procs;
@@ -88,6 +89,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check every configured external service with a cheap real call (database, Redis,
+    /// broker login and permissions, LLM models, embedder, Pinecone, IMAP, SMTP, Gmail); one
+    /// line per check with the fix; exit 1 when one fails.
+    Doctor {
+        /// Check the broker permissions one binary needs (poller, upload-api, classifier,
+        /// rag-generator, sender, doc-ingester), for a deployment with a broker user per role.
+        #[arg(long)]
+        role: Option<String>,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect, replay or purge dead letters.
     Dlq {
         /// list, show, replay or purge.
@@ -119,6 +132,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Status { json } => status_cmd::status(&settings, json).await,
         Command::Config { json } => config_cmd::print(&settings, json),
         Command::Dlq { action } => dlq_cmd::run(&settings, action).await,
+        Command::Doctor { role, json } => doctor::doctor(&settings, role.as_deref(), json).await,
         Command::Ingest { files, agent, url, timeout_secs } => {
             ingest_cmd::ingest(&settings, &files, &agent, url.as_deref(), std::time::Duration::from_secs(timeout_secs))
                 .await

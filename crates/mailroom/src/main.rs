@@ -24,7 +24,10 @@ async fn main() -> ExitCode {
     // `status` and `dlq` declare queues passively to read their depths; the broker answers a
     // missing queue by closing the channel, which lapin logs as an ERROR per queue although the
     // command handles it and reports the queue as missing itself.
-    if matches!(cli.command, mailroom::Command::Status { .. } | mailroom::Command::Dlq { .. }) {
+    if matches!(
+        cli.command,
+        mailroom::Command::Status { .. } | mailroom::Command::Dlq { .. } | mailroom::Command::Doctor { .. }
+    ) {
         telemetry.level = format!("{},lapin::channel=off", telemetry.level);
     }
     pipeline_core::telemetry::init_tracing(&telemetry);

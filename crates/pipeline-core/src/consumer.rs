@@ -421,6 +421,40 @@ impl UsedTopology {
     }
 }
 
+/// What each binary of the pipeline uses on the broker, by binary name: the poller and the
+/// upload API publish (new emails, uploaded documents); the four stages consume their queue and
+/// publish their results, retries and dead letters. `None` for a name that is no worker.
+/// `mailroom doctor --role` checks a broker user's permissions against it.
+pub fn used_by(worker: &str) -> Option<UsedTopology> {
+    Some(match worker {
+        "poller" => UsedTopology::producer(&[topology::CLASSIFY]),
+        "upload-api" => UsedTopology::producer(&[topology::INGEST]),
+        "classifier" => UsedTopology::consumer(&EMAILS_TO_CLASSIFY, next_stage_routes(&EMAILS_TO_CLASSIFY)),
+        "rag-generator" => UsedTopology::consumer(&EMAILS_TO_RESPOND, next_stage_routes(&EMAILS_TO_RESPOND)),
+        "sender" => UsedTopology::consumer(&topology::EMAILS_TO_SEND, next_stage_routes(&topology::EMAILS_TO_SEND)),
+        "doc-ingester" => {
+            UsedTopology::consumer(&topology::DOCUMENTS_TO_INGEST, next_stage_routes(&topology::DOCUMENTS_TO_INGEST))
+        }
+        _ => return None,
+    })
+}
+
+/// The binaries [`used_by`] knows, in pipeline order.
+pub const PIPELINE_BINARIES: [&str; 6] =
+    ["poller", "upload-api", "classifier", "rag-generator", "sender", "doc-ingester"];
+
+impl UsedTopology {
+    /// Everything `workers` use together (one broker user shared by several binaries).
+    pub fn union<'a>(workers: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut all = Self { exchanges: BTreeSet::new(), queues: BTreeSet::new() };
+        for used in workers.into_iter().filter_map(used_by) {
+            all.exchanges.extend(used.exchanges);
+            all.queues.extend(used.queues);
+        }
+        all
+    }
+}
+
 /// Where the stage consuming `queue` sends its results, by the pipeline's order: the
 /// classifier (`emails.to_classify`) to `respond`, the RAG generator (`emails.to_respond`) to
 /// `send`; the sender and the document ingester publish no results. The default of

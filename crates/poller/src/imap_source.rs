@@ -246,6 +246,24 @@ impl ImapSource {
         self.settings.idle && self.can_idle
     }
 
+    /// Connects and logs in, selects the folder, then logs out (`mailroom doctor`).
+    pub async fn check_login(&mut self) -> Result<String, SourceError> {
+        let mut session = self.connect().await?;
+        let limit = self.settings.timeout();
+        let folder = self.settings.folder.trim().to_owned();
+        let selected = timed(limit, &format!("SELECT {folder}"), session.select(&folder)).await;
+        let _ = session.logout().await;
+        let mailbox = selected?;
+        Ok(format!(
+            "logged in as {} at {}:{}; {folder} holds {} messages{}",
+            self.settings.username.trim(),
+            self.settings.host.trim(),
+            self.settings.port,
+            mailbox.exists,
+            if self.can_idle { " (IDLE offered)" } else { "" }
+        ))
+    }
+
     /// TCP, TLS, greeting, login; notes whether the server can IDLE.
     async fn connect(&mut self) -> Result<Session, SourceError> {
         let limit = self.settings.timeout();

@@ -82,6 +82,13 @@ impl PineconeStore {
         Ok(builder)
     }
 
+    /// The index's vector dimension and vector count (`POST /describe_index_stats`): a cheap
+    /// call that proves the host and the key (`mailroom doctor`).
+    pub async fn describe(&self) -> Result<IndexStats, StoreError> {
+        let builder = self.request(Method::POST, "/describe_index_stats")?.body("{}");
+        self.send_json("describe_index_stats", builder).await
+    }
+
     /// Sends a request and returns the body of a 2xx response; any other outcome is an error.
     async fn send(&self, op: &str, builder: RequestBuilder) -> Result<String, StoreError> {
         let response = builder.send().await.map_err(|e| self.transport_error(op, &e))?;
@@ -325,6 +332,17 @@ impl VectorStore for PineconeStore {
 }
 
 /// `https://` + host unless the host already names its scheme; no trailing slash.
+/// What `describe_index_stats` says of the index.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexStats {
+    /// The index's vector dimension.
+    pub dimension: usize,
+    /// Vectors in all namespaces.
+    #[serde(default)]
+    pub total_vector_count: u64,
+}
+
 fn base_url(index_host: &str) -> String {
     let host = index_host.trim().trim_end_matches('/');
     let lower = host.to_ascii_lowercase();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 pub use gmail_api::GmailSink;
 pub use maildir::MaildirSink;
-pub use smtp::SmtpSink;
+pub use smtp::{SmtpSink, check as check_smtp};
 
 use crate::settings::{OutboxKind, OutboxSettings};
 

@@ -31,21 +31,40 @@ impl std::fmt::Debug for SmtpSink {
 impl SmtpSink {
     /// A sink for the relay in `settings`; drafts go to `drafts`.
     pub fn new(settings: &SmtpSettings, drafts: MaildirSink) -> Result<Self, SinkError> {
-        let tls = match settings.security {
-            SmtpSecurity::None => Tls::None,
-            SmtpSecurity::Starttls => Tls::Required(tls_parameters(settings)?),
-            SmtpSecurity::Tls => Tls::Wrapper(tls_parameters(settings)?),
-        };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.as_str())
-            .port(settings.port)
-            .tls(tls)
-            .timeout(Some(Duration::from_secs(settings.timeout_secs.max(1))));
-        if !settings.username.is_empty() {
-            builder = builder
-                .credentials(Credentials::new(settings.username.clone(), settings.password.expose_secret().to_owned()));
-        }
-        Ok(Self { transport: builder.build(), drafts, endpoint: format!("{}:{}", settings.host, settings.port) })
+        Ok(Self { transport: transport(settings)?, drafts, endpoint: endpoint(settings) })
     }
+}
+
+/// Connects to the relay in `settings`, says EHLO, negotiates TLS and logs in as a delivery
+/// would, then quits without sending (`mailroom doctor`).
+pub async fn check(settings: &SmtpSettings) -> Result<String, SinkError> {
+    let endpoint = endpoint(settings);
+    match transport(settings)?.test_connection().await? {
+        true => Ok(format!("{endpoint} accepted EHLO, {:?} and the login", settings.security)),
+        false => Err(SinkError::Config(format!("{endpoint} did not answer NOOP after the login"))),
+    }
+}
+
+fn endpoint(settings: &SmtpSettings) -> String {
+    format!("{}:{}", settings.host, settings.port)
+}
+
+/// The transport for the relay in `settings`.
+fn transport(settings: &SmtpSettings) -> Result<AsyncSmtpTransport<Tokio1Executor>, SinkError> {
+    let tls = match settings.security {
+        SmtpSecurity::None => Tls::None,
+        SmtpSecurity::Starttls => Tls::Required(tls_parameters(settings)?),
+        SmtpSecurity::Tls => Tls::Wrapper(tls_parameters(settings)?),
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.as_str())
+        .port(settings.port)
+        .tls(tls)
+        .timeout(Some(Duration::from_secs(settings.timeout_secs.max(1))));
+    if !settings.username.is_empty() {
+        builder = builder
+            .credentials(Credentials::new(settings.username.clone(), settings.password.expose_secret().to_owned()));
+    }
+    Ok(builder.build())
 }
 
 fn tls_parameters(settings: &SmtpSettings) -> Result<TlsParameters, SinkError> {
