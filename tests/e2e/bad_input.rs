@@ -184,7 +184,11 @@ impl Drop for RedisPrefix {
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async move {
-                let Ok(client) = redis::Client::open("redis://127.0.0.1:6379") else { return };
+                let Ok(client) =
+                    mailroom_redis::client(&pipeline_core::settings::RedisSettings::from_url("redis://127.0.0.1:6379"))
+                else {
+                    return;
+                };
                 let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
                 let keys: Vec<String> =
                     redis::AsyncCommands::keys(&mut conn, format!("{prefix}:*")).await.unwrap_or_default();

@@ -18,6 +18,7 @@ mod secrets;
 mod sender;
 mod settings_check;
 mod stack;
+mod tls_datastores;
 mod up;
 
 use mailroom_tests::{TestDb, TestVhost, bin_path, mgmt, run};

@@ -159,7 +159,9 @@ struct RedisUser {
 impl RedisUser {
     async fn create(password: &str) -> Self {
         let name = format!("mailroom-secret-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        let client = redis::Client::open("redis://127.0.0.1:6379").expect("redis url");
+        let client =
+            mailroom_redis::client(&pipeline_core::settings::RedisSettings::from_url("redis://127.0.0.1:6379"))
+                .expect("redis url");
         let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
         let () = redis::cmd("ACL")
             .arg("SETUSER")
@@ -187,7 +189,11 @@ impl Drop for RedisUser {
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async move {
-                let Ok(client) = redis::Client::open("redis://127.0.0.1:6379") else { return };
+                let Ok(client) =
+                    mailroom_redis::client(&pipeline_core::settings::RedisSettings::from_url("redis://127.0.0.1:6379"))
+                else {
+                    return;
+                };
                 let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
                 let _: Result<(), _> = redis::cmd("ACL").arg("DELUSER").arg(&name).query_async(&mut conn).await;
             });

@@ -145,9 +145,12 @@ async fn three_senders_share_the_quota_and_a_killed_one_neither_loses_nor_repeat
     for mut s in senders {
         let _ = tokio::time::timeout(Duration::from_secs(30), s.wait()).await;
     }
-    let mut redis = redis::aio::ConnectionManager::new(redis::Client::open("redis://127.0.0.1:6379").expect("url"))
-        .await
-        .expect("redis");
+    let mut redis = redis::aio::ConnectionManager::new(
+        mailroom_redis::client(&pipeline_core::settings::RedisSettings::from_url("redis://127.0.0.1:6379"))
+            .expect("url"),
+    )
+    .await
+    .expect("redis");
     let keys: Vec<String> = redis::AsyncCommands::keys(&mut redis, format!("{prefix}:*")).await.expect("keys");
     for k in keys {
         let _: () = redis::AsyncCommands::del(&mut redis, k).await.expect("del");

@@ -452,7 +452,11 @@ impl Drop for Pipeline {
             .map(|f| rag_generator::cache::key(&model, &rag_generator::question_text(&f.subject, &f.body)))
             .collect();
         let _ = std::thread::spawn(move || {
-            let Ok(client) = redis::Client::open("redis://127.0.0.1:6379") else { return };
+            let Ok(client) =
+                mailroom_redis::client(&pipeline_core::settings::RedisSettings::from_url("redis://127.0.0.1:6379"))
+            else {
+                return;
+            };
             let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(5)) else { return };
             let mut keys: Vec<String> =
                 redis::cmd("KEYS").arg(format!("{prefix}:*")).query(&mut conn).unwrap_or_default();

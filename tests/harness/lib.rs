@@ -16,6 +16,7 @@ use tokio::process::{Child, Command};
 
 pub mod corpus;
 pub mod fake_http;
+pub mod tls_servers;
 
 pub use rabbitmq_mgmt;
 

@@ -1,10 +1,14 @@
 //! Mailroom's PostgreSQL layer: connecting (creating the database when it is missing) and
 //! applying the migrations under `migrations/`, which are compiled into every binary.
+//!
+//! Every connection is configured by [`connect_options`], which honours libpq's TLS parameters
+//! of the URL (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`; see [`tls`]).
 
 pub mod documents;
 pub mod pipeline;
 pub mod provider_problems;
 pub mod status;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -12,7 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
-use std::str::FromStr;
+use std::str::FromStr as _;
 
 /// The schema, embedded at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
@@ -23,8 +27,11 @@ pub enum DbError {
     /// The URL does not parse.
     #[error("invalid database URL: {0}")]
     Url(sqlx::Error),
+    /// A TLS file named by the URL (or a `PGSSL*` variable) cannot be read.
+    #[error(transparent)]
+    TlsFile(#[from] tls::TlsFileError),
     /// The server could not be reached or refused us.
-    #[error("cannot connect to PostgreSQL at {url}: {source}")]
+    #[error("cannot connect to PostgreSQL at {url}: {source}{}", tls::hint(&source.to_string()))]
     Connect {
         /// Redacted URL.
         url: String,
@@ -63,7 +70,7 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
     }
 }
 
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) => {
             if u.password().is_some() {
@@ -75,10 +82,18 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// The connection options of `url`: sqlx's parsing (URL parameters, then `PG*` environment
+/// variables), with the TLS files checked and libpq's `require` + `sslrootcert` rule applied
+/// (see [`tls::apply`]). Every connection of this crate is made from these.
+pub fn connect_options(url: &SecretString) -> Result<PgConnectOptions, DbError> {
+    let options = PgConnectOptions::from_str(url.expose_secret()).map_err(DbError::Url)?;
+    Ok(tls::apply(url.expose_secret(), options)?)
+}
+
 /// Creates the database named by `url` if it does not exist, connecting to the server's
 /// `postgres` database to do so.
 pub async fn create_database_if_missing(url: &SecretString) -> Result<(), DbError> {
-    let options = PgConnectOptions::from_str(url.expose_secret()).map_err(DbError::Url)?;
+    let options = connect_options(url)?;
     let name = options.get_database().unwrap_or("postgres").to_owned();
     let admin = options.clone().database("postgres");
     let mut conn =
@@ -102,7 +117,7 @@ pub async fn create_database_if_missing(url: &SecretString) -> Result<(), DbErro
 
 /// Drops a database (used by tests and the demo to clean up their own databases).
 pub async fn drop_database(url: &SecretString) -> Result<(), DbError> {
-    let options = PgConnectOptions::from_str(url.expose_secret()).map_err(DbError::Url)?;
+    let options = connect_options(url)?;
     let name = options.get_database().unwrap_or("postgres").to_owned();
     let mut conn = options
         .database("postgres")
@@ -118,7 +133,7 @@ pub async fn drop_database(url: &SecretString) -> Result<(), DbError> {
 /// Connects a pool, creating the database if needed.
 pub async fn connect(url: &SecretString, max_connections: u32) -> Result<PgPool, DbError> {
     create_database_if_missing(url).await?;
-    let options = PgConnectOptions::from_str(url.expose_secret()).map_err(DbError::Url)?;
+    let options = connect_options(url)?;
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))

@@ -7,12 +7,11 @@
 //! database (unlike [`crate::connect`]): looking must not change what is looked at.
 
 use std::collections::BTreeMap;
-use std::str::FromStr as _;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::{ConnectOptions as _, Connection as _, PgPool};
 
 use crate::DbError;
@@ -33,7 +32,7 @@ pub struct StateCounts {
 /// A short acquire timeout keeps `mailroom status` responsive when the server is down: it
 /// reports the unreachable database instead of hanging.
 pub async fn connect_existing(url: &SecretString) -> Result<PgPool, DbError> {
-    let options = PgConnectOptions::from_str(url.expose_secret()).map_err(DbError::Url)?;
+    let options = crate::connect_options(url)?;
     // One direct connection first: when it fails it says why (refused, no such database, bad
     // password), where a pool only reports that it timed out waiting.
     let probe = options

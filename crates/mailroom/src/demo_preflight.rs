@@ -64,19 +64,18 @@ pub async fn preflight(settings: &Settings) -> (Vec<Unreachable>, Option<Result<
             start_with: "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
         }),
     }
-    let redis_url = settings.redis.url.expose_secret();
     let redis = async {
-        let client = redis::Client::open(redis_url)?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await
+        let client = mailroom_redis::client(&settings.redis).map_err(|e| e.to_string())?;
+        let mut conn = client.get_multiplexed_async_connection().await.map_err(|e| mailroom_redis::describe(&e))?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(|e| mailroom_redis::describe(&e))
     };
     match tokio::time::timeout(timeout, redis).await {
         Ok(Ok(_)) => {}
         other => problems.push(Unreachable {
             service: "Redis",
-            looked_at: pipeline_core::settings::redact_url(redis_url),
+            looked_at: settings.redis.redacted_url(),
             error: match other {
-                Ok(Err(e)) => e.to_string(),
+                Ok(Err(e)) => e,
                 _ => "no answer within 8 s".into(),
             },
             start_with: "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no",

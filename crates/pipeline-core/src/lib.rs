@@ -11,6 +11,7 @@ pub mod http;
 pub mod messages;
 pub mod producer;
 pub mod publisher;
+pub mod redis_settings;
 pub mod relay_bench;
 pub mod settings;
 pub mod settings_check;

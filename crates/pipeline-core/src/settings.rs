@@ -10,6 +10,8 @@ use config::{Config, Environment, File, FileFormat};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+pub use crate::redis_settings::{RedisSettings, RedisTlsSettings};
+
 /// The defaults, compiled in so a binary works from any directory.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
 /// Environment variable naming an optional settings file.
@@ -106,7 +108,7 @@ impl AmqpTlsSettings {
 
 /// An empty string means "not set": TOML has no null, and `config/default.toml` documents the
 /// keys with empty values; the environment can also clear a key that a file set.
-fn optional_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+pub(crate) fn optional_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
     let raw = Option::<String>::deserialize(d)?;
     Ok(raw.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).map(PathBuf::from))
 }
@@ -229,13 +231,6 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
 }
 
-/// `[redis]`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RedisSettings {
-    /// Redis URL. May contain credentials.
-    pub url: SecretString,
-}
-
 /// `[http]`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct HttpSettings {
@@ -337,6 +332,7 @@ impl Settings {
         let config = builder.add_source(environment).build()?;
         let mut settings: Settings = config.clone().try_deserialize()?;
         settings.amqp.validate().map_err(config::ConfigError::Message)?;
+        settings.redis.validate().map_err(config::ConfigError::Message)?;
         settings.raw = Some(RawConfig(Some(std::sync::Arc::new(config))));
         Ok(settings)
     }

@@ -3,6 +3,7 @@
 //! Redis is unavailable the embedding is computed and the email goes on.
 
 use embedders::{EmbedError, Embedder};
+use pipeline_core::settings::RedisSettings;
 use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
@@ -38,12 +39,14 @@ fn decode(bytes: &[u8]) -> Vec<f32> {
 }
 
 impl EmbeddingCache {
-    /// A cache on the Redis at `url` (connected on first use).
-    pub fn new(url: &str, ttl_secs: u64) -> Self {
-        let client = match redis::Client::open(url) {
+    /// A cache on the Redis of `redis` (connected on first use; `rediss://` with `[redis.tls]`).
+    /// Settings that make no client (a bad URL, an unreadable TLS file) only disable the cache,
+    /// with a warning, like an unreachable server does.
+    pub fn new(redis: &RedisSettings, ttl_secs: u64) -> Self {
+        let client = match mailroom_redis::client(redis) {
             Ok(c) => Some(c),
             Err(e) => {
-                warn!(error = %e, "Invalid Redis URL; embeddings will not be cached.");
+                warn!(error = %e, "Unusable Redis settings; embeddings will not be cached.");
                 None
             }
         };
@@ -61,7 +64,7 @@ impl EmbeddingCache {
                 ConnectionManager::new_with_config(client.clone(), config).await
             })
             .await
-            .map_err(|e| warn!(error = %e, "Redis unavailable; embedding without cache."))
+            .map_err(|e| warn!(error = %mailroom_redis::describe(&e), "Redis unavailable; embedding without cache."))
             .ok()
             .cloned()
     }

@@ -24,7 +24,6 @@ use mailroom_db::pipeline::{self, NewResponse};
 use pipeline_core::messages::{ContextUsed, EmailToRespond, EmailToSend, new_message_id, now, reply_subject};
 use pipeline_core::topology::EMAILS_TO_RESPOND;
 use pipeline_core::{DeliveryMeta, Handler, HandlerError, Outgoing, Settings, Telemetry};
-use secrecy::ExposeSecret as _;
 use serde::Deserialize;
 use sqlx::PgPool;
 use tracing::info;
@@ -346,7 +345,7 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
         Arc::from(embedders::from_settings(&settings.section::<EmbeddingSettings>("embeddings")?)?);
     let store_settings: VectorStoreSettings = settings.section("vector_store")?;
     let store = vector_store::from_settings(&store_settings, pool.clone())?;
-    let cache = EmbeddingCache::new(settings.redis.url.expose_secret(), rag.embedding_cache_ttl_secs);
+    let cache = EmbeddingCache::new(&settings.redis, rag.embedding_cache_ttl_secs);
     info!(providers = ?chain.names(), embedder = embedder.model_id(), "RAG generator starting.");
     let handler = Arc::new(RespondHandler::new(pool, chain, embedder, cache, store, rag).with_health(health));
     pipeline_core::serve_worker_with(WORKER_NAME, &EMAILS_TO_RESPOND, handler, &settings, telemetry, shutdown).await?;

@@ -34,7 +34,6 @@ use pipeline_core::{DeliveryMeta, Handler, HandlerError, Outgoing, Settings, Tel
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use secrecy::ExposeSecret as _;
 use sha2::{Digest as _, Sha256};
 use sqlx::PgPool;
 use tracing::{info, warn};
@@ -440,13 +439,44 @@ pub fn redis_config() -> redis::aio::ConnectionManagerConfig {
         .set_response_timeout(Duration::from_secs(5))
 }
 
-/// Connects to Redis, retrying until it answers or `shutdown` fires.
-async fn connect_redis(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
-    let client = redis::Client::open(url)?;
+/// The sender's Redis could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisConnectError {
+    /// The settings do not make a client (bad URL, unusable `[redis.tls]` files): waiting will
+    /// not help.
+    #[error(transparent)]
+    Client(#[from] mailroom_redis::ClientError),
+    /// The server did not answer, refused us, or its certificate is not trusted.
+    #[error("cannot connect to Redis at {url}: {}", mailroom_redis::describe(source))]
+    Connect {
+        /// The URL, password masked.
+        url: String,
+        /// The client's error.
+        source: redis::RedisError,
+    },
+}
+
+/// One connection attempt with the sender's reconnection policy ([`redis_config`]), through the
+/// shared client constructor (TLS from `[redis.tls]`).
+pub async fn redis_connection(
+    redis: &pipeline_core::settings::RedisSettings,
+) -> Result<redis::aio::ConnectionManager, RedisConnectError> {
+    let client = mailroom_redis::client(redis)?;
+    redis::aio::ConnectionManager::new_with_config(client, redis_config())
+        .await
+        .map_err(|source| RedisConnectError::Connect { url: redis.redacted_url(), source })
+}
+
+/// Connects to Redis, retrying until it answers (the caller stops waiting at shutdown). Only
+/// settings that cannot work are returned as an error at once.
+async fn connect_redis(
+    redis: &pipeline_core::settings::RedisSettings,
+) -> Result<redis::aio::ConnectionManager, RedisConnectError> {
     let mut delay = Duration::from_millis(200);
     loop {
-        match redis::aio::ConnectionManager::new_with_config(client.clone(), redis_config()).await {
+        match redis_connection(redis).await {
             Ok(c) => return Ok(c),
+            Err(RedisConnectError::Client(e)) => return Err(e.into()),
             Err(e) => {
                 warn!(error = %e, delay_ms = delay.as_millis() as u64, "Redis unavailable; retrying.");
                 tokio::time::sleep(delay).await;
@@ -464,7 +494,7 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let pool = mailroom_db::connect_and_migrate(&settings.database.url, settings.database.max_connections).await?;
     tokio::pin!(shutdown);
     let redis = tokio::select! {
-        r = connect_redis(settings.redis.url.expose_secret()) => r?,
+        r = connect_redis(&settings.redis) => r?,
         () = &mut shutdown => return Ok(()),
     };
     let telemetry = Arc::new(Telemetry::default());

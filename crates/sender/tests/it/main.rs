@@ -22,7 +22,8 @@ pub(crate) const AGENT: &str = "support@northwind.example";
 
 pub(crate) async fn connection() -> ConnectionManager {
     let url = std::env::var("MAILROOM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    ConnectionManager::new(redis::Client::open(url).expect("url")).await.expect("redis")
+    let client = mailroom_redis::client(&pipeline_core::settings::RedisSettings::from_url(&url)).expect("url");
+    ConnectionManager::new(client).await.expect("redis")
 }
 
 pub(crate) fn prefix() -> String {
