@@ -52,13 +52,17 @@ async fn database(settings: &Settings) -> Vec<Check> {
 async fn redis(settings: &Settings) -> Vec<Check> {
     let url = redact_url(settings.redis.url.expose_secret());
     let check = async {
-        let client = redis::Client::open(settings.redis.url.expose_secret())?;
-        let mut connection = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut connection).await
+        let client = mailroom_redis::client(&settings.redis).map_err(|e| e.to_string())?;
+        let mut connection = client.get_multiplexed_async_connection().await.map_err(|e| mailroom_redis::describe(&e))?;
+        redis::cmd("PING").query_async::<String>(&mut connection).await.map_err(|e| mailroom_redis::describe(&e))
     };
     vec![match check.await {
         Ok(pong) => Check::ok("redis", format!("{url} answered {pong}")),
-        Err(e) => Check::fail("redis", format!("{url}: {e}"), "check redis.url (password, TLS) and that Redis runs"),
+        Err(e) => Check::fail(
+            "redis",
+            format!("{url}: {e}"),
+            "check redis.url (password; rediss:// with [redis.tls] ca_file) and that Redis runs",
+        ),
     }]
 }
 
