@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{FromRow, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 /// Ingestion states, in order.
@@ -20,7 +20,7 @@ pub mod status {
 }
 
 /// A document row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Document {
     /// Id (also the stored file's name).
     pub document_id: Uuid,
@@ -58,6 +58,8 @@ pub struct Document {
     /// Last change.
     pub updated_at: DateTime<Utc>,
 }
+
+crate::from_row!(Document { document_id, agent_email, filename, stored_path, content_type, size_bytes, status, progress, page_count, chunk_count, error_type, error, warnings, skipped_pages, message_id, created_at, updated_at });
 
 /// What the upload API records for a new document.
 #[derive(Debug, Clone)]

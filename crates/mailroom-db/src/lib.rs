@@ -13,13 +13,57 @@ pub mod tls;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::migrate::Migrator;
+use std::borrow::Cow;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 use std::str::FromStr as _;
 
-/// The schema, embedded at compile time.
-pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+
+/// The schema: [`MIGRATIONS`], embedded at compile time by `build.rs`, as sqlx's migrator runs
+/// them (checksums are the SHA-384 of the SQL, as `sqlx::migrate!` computes them, so databases
+/// migrated by earlier releases validate).
+pub async fn migrator() -> Result<Migrator, sqlx::migrate::MigrateError> {
+    Migrator::new(Embedded).await
+}
+
+/// The embedded migrations as a source for [`Migrator::new`].
+#[derive(Debug)]
+struct Embedded;
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(self) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|&(version, description, sql)| {
+                // sqlx's directive for a migration that must run outside a transaction.
+                let no_tx = sql.starts_with("-- no-transaction");
+                Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, Cow::Borrowed(sql), no_tx)
+            })
+            .collect();
+        Box::pin(std::future::ready(Ok(migrations)))
+    }
+}
+
+/// Implements [`sqlx::FromRow`] for a struct by reading each named field from the column of
+/// the same name (what `#[derive(FromRow)]` does, without sqlx's proc-macro crate).
+#[macro_export]
+macro_rules! from_row {
+    ($ty:ty { $($field:ident),+ $(,)? }) => {
+        impl<'r> ::sqlx::FromRow<'r, ::sqlx::postgres::PgRow> for $ty {
+            fn from_row(row: &'r ::sqlx::postgres::PgRow) -> ::std::result::Result<Self, ::sqlx::Error> {
+                use ::sqlx::Row as _;
+                Ok(Self { $($field: row.try_get(stringify!($field))?),+ })
+            }
+        }
+    };
+}
 
 /// A database operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -158,7 +202,7 @@ pub async fn connect(url: &SecretString, max_connections: u32) -> Result<PgPool,
 /// Applies pending migrations (idempotent; safe when several processes start at once, as sqlx
 /// takes an advisory lock).
 pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
-    MIGRATOR.run(pool).await?;
+    migrator().await?.run(pool).await?;
     Ok(())
 }
 

@@ -1,10 +1,10 @@
 //! The classifier's and generator's records: one classification and one drafted reply per
 //! email, which make redeliveries idempotent.
 
-use sqlx::{FromRow, PgPool};
+use sqlx::PgPool;
 
 /// A stored classification.
-#[derive(Debug, Clone, PartialEq, FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClassificationRow {
     /// Support mailbox.
     pub agent_email: String,
@@ -23,6 +23,17 @@ pub struct ClassificationRow {
     /// Id of the `emails.to_respond` message published for it, if any.
     pub respond_message_id: Option<String>,
 }
+
+crate::from_row!(ClassificationRow {
+    agent_email,
+    email_id,
+    is_support_inquiry,
+    category,
+    confidence,
+    llm_provider,
+    reason,
+    respond_message_id,
+});
 
 /// A classification to record.
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 /// One row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProviderProblemRow {
     /// The provider (`gemini`, `anthropic`, `openai`, …).
     pub provider: String,
@@ -32,6 +32,8 @@ pub struct ProviderProblemRow {
     /// When it was last seen.
     pub last_seen: DateTime<Utc>,
 }
+
+crate::from_row!(ProviderProblemRow { provider, operation, worker, status, message, occurrences, first_seen, last_seen });
 
 /// Records one occurrence.
 pub async fn record(
