@@ -248,6 +248,14 @@ impl FakeGmail {
         self.lock().mailbox.labels.clone()
     }
 
+    /// Creates a user label, as someone using Gmail would; returns its id.
+    pub fn add_label(&self, name: &str) -> String {
+        let mut state = self.lock();
+        let id = format!("Label_{}", 40 + state.mailbox.labels.len());
+        state.mailbox.labels.push(FakeLabel { id: id.clone(), name: name.to_owned(), kind: "user" });
+        id
+    }
+
     /// A label's id by name (without regard to case).
     pub fn label_id(&self, name: &str) -> Option<String> {
         self.lock().mailbox.label_id(name)

@@ -271,6 +271,8 @@ impl<S: Source> Poller<S> {
                 let kind = self.source.kind();
                 // Logged once, here: later steps return the same reason without a word.
                 let reason = if matches!(e, SourceError::Gmail(_)) {
+                    // A refused refresh token and a missing scope alike: only a new consent
+                    // (`mailroom gmail authorize`) helps, and the error says which scope.
                     error!(%agent_email, kind, error = %e, "Mailbox needs re-authorisation; polling of this mailbox has stopped.");
                     format!("mailbox needs re-authorisation: {e}")
                 } else {
