@@ -212,12 +212,11 @@ pub(crate) fn api_error(operation: &str, response: &RawResponse, secrets: &[&str
     if let Some(redirect) = transport::redirect_error(response, secrets) {
         return redirect;
     }
-    if status == 403 {
-        if let Some(scope_error) =
+    if status == 403
+        && let Some(scope_error) =
             scope_error(operation, &error, &response.headers, transport::redact(&detail, secrets))
-        {
-            return scope_error;
-        }
+    {
+        return scope_error;
     }
     match status {
         429 => GmailError::RateLimited { status, message, retry_after: hinted() },
