@@ -464,7 +464,7 @@ async fn a_token_without_gmail_modify_stops_polling_like_a_revoked_one() {
     let mut h = Harness::start_with(gmail, "1//0send-only").await;
     let Step::Stopped { reason } = h.poller.step().await else { panic!("expected the poller to stop") };
     assert!(reason.starts_with("mailbox needs re-authorisation"), "{reason}");
-    assert!(reason.contains("users.labels.list") && reason.contains("gmail.modify"), "{reason}");
+    assert!(reason.contains("users.labels.list") && reason.contains("the poller needs gmail.modify"), "{reason}");
     let count = h.fake.count();
     assert_eq!(count, 2, "the token and the one refused call");
     for later in [Duration::ZERO, Duration::from_secs(86_400)] {

@@ -413,7 +413,13 @@ impl<S: Sink> SendHandler<S> {
     /// `/readyz`, and the reply deferred.
     fn misconfigured(&self, e: SinkError, kind: Kind) -> HandlerError {
         let wait = self.settings.misconfigured_retry();
-        let reason = format!("outbox needs re-authorisation: {e}");
+        let role = match &e {
+            SinkError::Gmail(gmail::GmailError::InsufficientScope { .. }) => {
+                " (the sender needs gmail.compose and gmail.readonly, or gmail.modify)"
+            }
+            _ => "",
+        };
+        let reason = format!("outbox needs re-authorisation: {e}{role}");
         let block = Block { until: Instant::now() + wait, error_type: e.error_type(), reason: reason.clone() };
         let kinds: &[Kind] = if e.blocks_every_kind() { &[Kind::Send, Kind::Draft] } else { &[kind] };
         let now = Instant::now();

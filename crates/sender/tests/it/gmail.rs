@@ -171,6 +171,7 @@ async fn a_send_only_token_in_draft_mode_holds_replies_up_instead_of_dead_letter
     assert!(text.contains("users.drafts.create") && text.contains("gmail.compose"), "{text}");
     let reason = h.health().reason();
     assert!(reason.starts_with("outbox needs re-authorisation") && reason.contains("gmail.compose"), "{reason}");
+    assert!(reason.contains("the sender needs gmail.compose and gmail.readonly, or gmail.modify"), "{reason}");
     assert_eq!(claims(&pool).await, 0, "the claim is released for the next attempt");
 
     // Meanwhile the next reply waits without asking Gmail.
