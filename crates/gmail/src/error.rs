@@ -1,13 +1,17 @@
 //! [`GmailError`] and the classification of Gmail's error responses: Google's JSON error body
-//! (`{"error":{"code","message","errors":[{"domain","reason","message"}],"status"}}`) says
-//! whether a 403 is a rate limit, an exhausted quota or a missing permission, and Gmail puts
-//! the time a rate limit lifts in the message text ("Retry after 2024-05-01T12:00:00.000Z").
+//! (`{"error":{"code","message","errors":[{"domain","reason","message"}],"status","details"}}`)
+//! says whether a 403 is a rate limit, an exhausted quota or a scope the access token lacks
+//! (`insufficientPermissions`, detail `ACCESS_TOKEN_SCOPE_INSUFFICIENT`, with the accepted
+//! scopes in the `WWW-Authenticate` header), and Gmail puts the time a rate limit lifts in the
+//! message text ("Retry after 2024-05-01T12:00:00.000Z").
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
+use crate::scopes;
 use crate::transport::{self, RawResponse};
 
 /// How long to wait after an exhausted daily quota when Gmail gives no time: the quota resets
@@ -24,6 +28,25 @@ pub enum GmailError {
          and update gmail.refresh_token"
     )]
     ReauthorizationRequired {
+        /// Google's explanation.
+        message: String,
+    },
+    /// The access token lacks a scope the call needs: Google answered 403
+    /// `insufficientPermissions` (`ACCESS_TOKEN_SCOPE_INSUFFICIENT`), or refused a search or a
+    /// raw message because `gmail.metadata` was granted. A configuration error of the mailbox,
+    /// not of one message: nothing retries it away, an operator re-authorises the mailbox with
+    /// one of the accepted scopes.
+    #[error(
+        "Gmail refused {operation}: the refresh token was not granted a scope it accepts ({}); re-authorise the \
+         mailbox with one of them (`mailroom gmail authorize --scope …`) and update the refresh token ({message})",
+        scopes::describe(accepted)
+    )]
+    InsufficientScope {
+        /// The call refused (`users.drafts.create`, …).
+        operation: String,
+        /// Scopes Google accepts for it: from its `WWW-Authenticate` header, or the API
+        /// reference when the header is missing.
+        accepted: Vec<String>,
         /// Google's explanation.
         message: String,
     },
@@ -97,6 +120,12 @@ fn retry_suffix(retry_after: Option<Duration>) -> String {
 }
 
 impl GmailError {
+    /// Whether only an operator can fix this (a refused refresh token or a missing scope): the
+    /// mailbox's authorisation is wrong for every message, not for this one.
+    pub fn needs_reauthorization(&self) -> bool {
+        matches!(self, Self::ReauthorizationRequired { .. } | Self::InsufficientScope { .. })
+    }
+
     /// Whether retrying the same call later may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::RateLimited { .. } | Self::QuotaExhausted { .. } | Self::Transient { .. })
@@ -116,6 +145,7 @@ impl GmailError {
         match self {
             Self::Unauthorized { .. } => Some(401),
             Self::HistoryExpired { .. } | Self::NotFound { .. } => Some(404),
+            Self::InsufficientScope { .. } => Some(403),
             Self::RateLimited { status, .. } | Self::QuotaExhausted { status, .. } => Some(*status),
             Self::Transient { status, .. } | Self::Permanent { status, .. } => *status,
             Self::ReauthorizationRequired { .. } => None,
@@ -137,6 +167,15 @@ struct GoogleError {
     errors: Vec<ErrorItem>,
     #[serde(default)]
     status: String,
+    /// `google.rpc` details; an `ErrorInfo` carries the machine-readable reason.
+    #[serde(default)]
+    details: Vec<ErrorDetail>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorDetail {
+    #[serde(default)]
+    reason: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +212,12 @@ pub(crate) fn api_error(operation: &str, response: &RawResponse, secrets: &[&str
     if let Some(redirect) = transport::redirect_error(response, secrets) {
         return redirect;
     }
+    if status == 403
+        && let Some(scope_error) =
+            scope_error(operation, &error, &response.headers, transport::redact(&detail, secrets))
+    {
+        return scope_error;
+    }
     match status {
         429 => GmailError::RateLimited { status, message, retry_after: hinted() },
         403 if has_reason(&["rateLimitExceeded", "userRateLimitExceeded"]) => {
@@ -188,6 +233,49 @@ pub(crate) fn api_error(operation: &str, response: &RawResponse, secrets: &[&str
             GmailError::Transient { status: Some(status), message, retry_after: hinted() }
         }
         _ => GmailError::Permanent { status: Some(status), message },
+    }
+}
+
+/// The error for a 403 about scopes, if it is one: Google's `insufficientPermissions` (with the
+/// `ACCESS_TOKEN_SCOPE_INSUFFICIENT` detail and `WWW-Authenticate: … error="insufficient_scope",
+/// scope="…"`), or its refusal of a search or raw body under `gmail.metadata` ("Metadata scope
+/// does not support 'q' parameter", "Metadata scope doesn't allow format RAW").
+fn scope_error(operation: &str, error: &GoogleError, headers: &HeaderMap, message: String) -> Option<GmailError> {
+    let challenge = headers.get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let insufficient = error.errors.iter().any(|item| item.reason == "insufficientPermissions")
+        || error.details.iter().any(|detail| detail.reason == "ACCESS_TOKEN_SCOPE_INSUFFICIENT")
+        || challenge.contains("insufficient_scope");
+    let metadata = error.message.to_ascii_lowercase().starts_with("metadata scope");
+    if !insufficient && !metadata {
+        return None;
+    }
+    let reference = || scopes::accepted_by(operation).iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    if metadata {
+        let accepted = reference().into_iter().filter(|s| s != scopes::METADATA).collect();
+        let message = format!(
+            "{message}; gmail.metadata was granted, and Gmail refuses this with it even beside broader scopes: \
+             authorise without it"
+        );
+        return Some(GmailError::InsufficientScope { operation: operation.to_owned(), accepted, message });
+    }
+    let announced = challenge_param(challenge, "scope").map(|list| scopes::parse_list(&list)).unwrap_or_default();
+    let accepted = if announced.is_empty() { reference() } else { announced };
+    Some(GmailError::InsufficientScope { operation: operation.to_owned(), accepted, message })
+}
+
+/// A parameter of a `WWW-Authenticate` challenge (RFC 6750 §3), quoted or not.
+fn challenge_param(challenge: &str, name: &str) -> Option<String> {
+    let key = format!("{name}=");
+    // The key at the start of a parameter, not inside another one (`error="insufficient_scope"`).
+    let start = challenge
+        .match_indices(&key)
+        .map(|(at, _)| at)
+        .find(|&at| challenge[..at].chars().next_back().is_none_or(|c| c == ' ' || c == ','))?
+        + key.len();
+    let rest = &challenge[start..];
+    match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next().map(str::to_owned),
+        None => rest.split([',', ' ']).next().map(str::to_owned),
     }
 }
 
@@ -211,6 +299,20 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2024-05-01T11:58:00Z").expect("valid time").with_timezone(&Utc)
+    }
+
+    #[test]
+    fn challenge_parameters_quoted_or_not() {
+        let google = r#"Bearer realm="https://accounts.google.com/", error="insufficient_scope", scope="https://mail.google.com/ https://www.googleapis.com/auth/gmail.send""#;
+        assert_eq!(
+            challenge_param(google, "scope").as_deref(),
+            Some("https://mail.google.com/ https://www.googleapis.com/auth/gmail.send")
+        );
+        assert_eq!(challenge_param(google, "error").as_deref(), Some("insufficient_scope"));
+        let bare = "Bearer realm=\"x\", error=insufficient_scope, scope=gmail";
+        assert_eq!(challenge_param(bare, "error").as_deref(), Some("insufficient_scope"));
+        assert_eq!(challenge_param(bare, "scope").as_deref(), Some("gmail"));
+        assert_eq!(challenge_param("Bearer realm=\"x\"", "scope"), None);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! the OAuth2 refresh-token flow (the access token is cached until shortly before it expires
 //! and refreshed once when the API answers 401), `users.messages.list`, `users.history.list`
 //! (incremental sync; an expired cursor is [`GmailError::HistoryExpired`]), raw message fetch,
-//! label changes, `users.messages.send` and `users.drafts.create`.
+//! label changes, `users.messages.send` and `users.drafts.create`. [`scopes`] says which OAuth
+//! scopes each call accepts and what each Mailroom role needs.
 //!
 //! Gmail encodes ids and history ids as strings holding 64-bit numbers; they stay strings here
 //! and [`advance_history_cursor`] compares them numerically. Every failure is a typed
@@ -15,6 +16,7 @@ use serde::Deserialize;
 mod auth;
 mod client;
 mod error;
+pub mod scopes;
 mod transport;
 mod types;
 
@@ -52,8 +54,8 @@ pub struct GmailSettings {
     pub client_id: String,
     /// OAuth2 client secret.
     pub client_secret: SecretString,
-    /// The mailbox owner's long-lived refresh token (scopes `gmail.modify` and `gmail.send`
-    /// cover everything this client does).
+    /// The mailbox owner's long-lived refresh token. `gmail.modify` covers everything this
+    /// client does; see [`scopes`] for what each role needs.
     pub refresh_token: SecretString,
     /// Mailbox owner, `me` for the authorised account (or its address, with domain-wide
     /// delegation).

@@ -1,6 +1,7 @@
 //! The `mailroom` operator CLI: the one-command demo, running the workers locally, applying and
 //! verifying the broker topology, migrating the database, ingesting documents, status, and dead
-//! letters, the effective settings, the performance bench, and the retrieval evaluation.
+//! letters, the effective settings, the performance bench, the retrieval evaluation, and a
+//! Gmail mailbox's OAuth consent (`gmail authorize`).
 
 pub mod bench_cmd;
 pub mod broker_admin;
@@ -10,6 +11,7 @@ pub mod demo_preflight;
 pub mod dlq_cmd;
 pub mod doctor;
 pub mod eval_cmd;
+pub mod gmail_cmd;
 pub mod ingest_cmd;
 pub mod procs;
 pub mod retrieval_eval;
@@ -107,6 +109,12 @@ pub enum Command {
         #[command(subcommand)]
         action: dlq_cmd::DlqAction,
     },
+    /// Gmail mailboxes: `authorize` gets a refresh token through Google's consent screen.
+    Gmail {
+        /// authorize.
+        #[command(subcommand)]
+        action: gmail_cmd::GmailAction,
+    },
 }
 
 /// `mailroom topology …`.
@@ -133,6 +141,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Config { json } => config_cmd::print(&settings, json),
         Command::Dlq { action } => dlq_cmd::run(&settings, action).await,
         Command::Doctor { role, json } => doctor::doctor(&settings, role.as_deref(), json).await,
+        Command::Gmail { action } => gmail_cmd::run(&settings, action).await,
         Command::Ingest { files, agent, url, timeout_secs } => {
             ingest_cmd::ingest(&settings, &files, &agent, url.as_deref(), std::time::Duration::from_secs(timeout_secs))
                 .await

@@ -162,6 +162,8 @@ pub struct Health {
     reason: Mutex<String>,
     /// Problems that do not stop the worker but need an operator, by source.
     details: Mutex<std::collections::BTreeMap<String, String>>,
+    /// A problem outside the broker that holds the work up until an operator acts.
+    blocked: Mutex<Option<String>>,
 }
 
 impl Health {
@@ -199,9 +201,19 @@ impl Health {
         self.details.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
     }
 
-    /// Ready only while connected and consuming.
+    /// Records a problem outside the broker that holds the worker's work up until an operator
+    /// acts (a mail sink whose credentials lack a permission), or clears it with `None`. Kept
+    /// apart from the broker flags, so a reconnect does not hide it. The worker is not ready
+    /// while one is recorded, and `/readyz` shows it.
+    pub fn set_blocked(&self, problem: Option<String>) {
+        *self.blocked.lock().unwrap_or_else(|p| p.into_inner()) = problem;
+    }
+
+    /// Ready only while connected, consuming and not blocked.
     pub fn is_ready(&self) -> bool {
-        self.connected.load(Ordering::SeqCst) && self.consuming.load(Ordering::SeqCst)
+        self.connected.load(Ordering::SeqCst)
+            && self.consuming.load(Ordering::SeqCst)
+            && self.blocked.lock().unwrap_or_else(|p| p.into_inner()).is_none()
     }
 
     /// Whether the broker connection is up.
@@ -209,9 +221,14 @@ impl Health {
         self.connected.load(Ordering::SeqCst)
     }
 
-    /// Why the worker is not ready.
+    /// Why the worker is not ready: the broker's reason first (nothing works without it), then
+    /// what blocks the work.
     pub fn reason(&self) -> String {
-        self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let reason = self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if !reason.is_empty() {
+            return reason;
+        }
+        self.blocked.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default()
     }
 }
 
@@ -241,5 +258,29 @@ mod colour_tests {
         // /dev/null is a character device but not a terminal, like a redirected stderr.
         let file = std::fs::File::open("/dev/null").expect("/dev/null");
         assert!(!use_colour(&file, None));
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::Health;
+
+    #[test]
+    fn a_blocked_worker_is_not_ready_and_says_why_after_the_broker() {
+        let health = Health::default();
+        health.set_connected(true);
+        health.set_consuming(true);
+        assert!(health.is_ready());
+        health.set_blocked(Some("outbox needs re-authorisation".into()));
+        assert!(!health.is_ready());
+        assert_eq!(health.reason(), "outbox needs re-authorisation");
+        // A broker problem comes first; a reconnect does not clear the block.
+        health.set_reason("broker down");
+        assert_eq!(health.reason(), "broker down");
+        health.set_reason(String::new());
+        assert_eq!(health.reason(), "outbox needs re-authorisation");
+        health.set_blocked(None);
+        assert!(health.is_ready());
+        assert_eq!(health.reason(), "");
     }
 }

@@ -1,6 +1,7 @@
 //! [`SourceError`]: why a sync pass stopped, and what the poller should do about it — wait and
 //! try again (almost everything), wait as long as the mailbox said (rate limits), or stop
-//! polling the mailbox until an operator acts (a revoked Gmail authorisation).
+//! polling the mailbox until an operator acts (a revoked Gmail authorisation, or one without
+//! the scope a call needs).
 
 use std::time::Duration;
 
@@ -39,10 +40,15 @@ impl From<ProducerError> for SourceError {
 }
 
 impl SourceError {
-    /// Whether only an operator can fix this (Google refused the refresh token, or the
-    /// settings are unusable): retrying would only repeat the same error.
+    /// Whether only an operator can fix this (Google refused the refresh token, the token was
+    /// not granted a scope a call needs, or the settings are unusable): retrying would only
+    /// repeat the same error.
     pub fn needs_operator(&self) -> bool {
-        matches!(self, Self::Gmail(GmailError::ReauthorizationRequired { .. }) | Self::Settings(_))
+        match self {
+            Self::Gmail(e) => e.needs_reauthorization(),
+            Self::Settings(_) => true,
+            _ => false,
+        }
     }
 
     /// How long the mailbox asked us to wait before the next request, if it said.

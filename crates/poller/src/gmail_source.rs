@@ -17,7 +17,9 @@
 //!
 //! Any Gmail error ends the pass without moving the cursor; the [`Poller`](crate::Poller)
 //! waits as long as Gmail asked (rate limits) or backs off, and stops polling when Google
-//! refused the refresh token, since only a new authorisation helps then.
+//! refused the refresh token or the token lacks a scope a call needs (the poller needs
+//! `gmail.modify`: it reads, labels and marks mail read), since only a new authorisation helps
+//! then.
 
 use std::collections::HashSet;
 

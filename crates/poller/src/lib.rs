@@ -271,8 +271,16 @@ impl<S: Source> Poller<S> {
                 let kind = self.source.kind();
                 // Logged once, here: later steps return the same reason without a word.
                 let reason = if matches!(e, SourceError::Gmail(_)) {
+                    // A refused refresh token and a missing scope alike: only a new consent
+                    // (`mailroom gmail authorize`) helps, and the error says which scope.
                     error!(%agent_email, kind, error = %e, "Mailbox needs re-authorisation; polling of this mailbox has stopped.");
-                    format!("mailbox needs re-authorisation: {e}")
+                    let role = match &e {
+                        SourceError::Gmail(gmail::GmailError::InsufficientScope { .. }) => {
+                            " (the poller needs gmail.modify, or mail.google.com)"
+                        }
+                        _ => "",
+                    };
+                    format!("mailbox needs re-authorisation: {e}{role}")
                 } else {
                     error!(%agent_email, kind, error = %e, "Mailbox settings cannot work; polling of this mailbox has stopped.");
                     format!("mailbox cannot be polled: {e}")

@@ -1,277 +1,71 @@
-//! The Gmail source against a fake Gmail API that answers in Gmail's documented shapes
-//! (string-encoded 64-bit ids, lists omitted when empty, base64url `raw` with and without
-//! padding, Google's error envelope with its reasons and "Retry after" texts), with the real
-//! broker (a throw-away vhost) and database (a throw-away database) behind the ledger. Each
-//! test drives the poller one pass at a time and checks what reached `emails.to_classify`,
-//! what the ledger and cursor say, and what the poller asked Gmail.
+//! The Gmail source against the project's fake Google (`gmail-fake`: Gmail's wire format —
+//! string-encoded 64-bit ids, lists omitted when empty, base64url `raw` with and without
+//! padding, Google's error envelope with its reasons and "Retry after" texts — with scopes
+//! enforced as Google does), with the real broker (a throw-away vhost) and database (a
+//! throw-away database) behind the ledger. Each test drives the poller one pass at a time and
+//! checks what reached `emails.to_classify`, what the ledger and cursor say, and what the
+//! poller asked Gmail.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use gmail_fake::{
+    ACCESS_TOKEN_PREFIX, CLIENT_ID, CLIENT_SECRET, FakeGmail, Method, NewMessage, REFRESH_TOKEN, Reply, scope,
+};
 use lapin::options::BasicGetOptions;
-use mailroom_tests::fake_http::{FakeServer, Recorded, Reply};
 use mailroom_tests::{TestDb, TestVhost};
 use pipeline_core::messages::EmailToClassify;
 use pipeline_core::{Producer, Settings, Telemetry};
 use poller::cursor::{self, Cursor, CursorKey};
 use poller::{GmailSource, GmailSourceSettings, Ledger, MailboxSettings, Poller, SourceError, Step};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const AGENT: &str = "support@northwind.example";
 const API: &str = "/gmail/v1/users/me";
-const CLIENT_SECRET: &str = "GOCSPX-fake-client-secret";
-const REFRESH_TOKEN: &str = "1//fake-refresh-token";
 
-/// A message in the fake mailbox.
-struct FakeMessage {
-    id: String,
-    thread_id: String,
-    labels: Vec<String>,
-    /// `raw` exactly as the fake sends it.
-    raw: String,
-    history_id: u64,
-}
-
-/// A canned answer for the next request matching `method` and a path ending in `path_end`.
-struct Fault {
-    method: &'static str,
-    path_end: String,
-    reply: Reply,
-}
-
-/// The fake mailbox and what it has handed out.
-#[derive(Default)]
-struct FakeGmail {
-    /// Oldest first.
-    messages: Vec<FakeMessage>,
-    /// `(history id, message id)` of each messageAdded record, oldest first.
-    history: Vec<(u64, String)>,
-    history_id: u64,
-    /// History from before this id is gone: Gmail answers 404.
-    history_floor: u64,
-    labels: Vec<(String, String)>,
-    tokens_issued: u32,
-    valid_token: Option<String>,
-    /// Google refuses the refresh token.
-    refresh_revoked: bool,
-    faults: VecDeque<Fault>,
-}
-
-impl FakeGmail {
-    /// Adds a message to the inbox as Gmail would: a new history id (Gmail's grow in uneven
-    /// steps) and a messageAdded record.
-    fn deliver(&mut self, id: &str, thread_id: &str, labels: &[&str], raw: String) {
-        self.history_id += 7;
-        self.messages.push(FakeMessage {
-            id: id.to_owned(),
-            thread_id: thread_id.to_owned(),
-            labels: labels.iter().map(|l| (*l).to_owned()).collect(),
-            raw,
-            history_id: self.history_id,
-        });
-        self.history.push((self.history_id, id.to_owned()));
-    }
-
-    fn message(&self, id: &str) -> Option<&FakeMessage> {
-        self.messages.iter().find(|m| m.id == id)
-    }
-
-    fn message_ref(m: &FakeMessage, with_labels: bool) -> Value {
-        let mut v = json!({ "id": m.id, "threadId": m.thread_id });
-        if with_labels {
-            v["labelIds"] = json!(m.labels);
-        }
-        v
-    }
-
-    fn answer(&mut self, req: &Recorded) -> Reply {
-        let method = req.method.as_str();
-        if req.path == "/token" {
-            return self.token();
-        }
-        let authorised =
-            self.valid_token.as_ref().is_some_and(|t| req.header("authorization") == Some(&format!("Bearer {t}")));
-        if !authorised {
-            return google_error(
-                401,
-                "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
-                "authError",
-                "UNAUTHENTICATED",
-            );
-        }
-        if let Some(i) = self.faults.iter().position(|f| f.method == method && req.path.ends_with(&f.path_end)) {
-            return self.faults.remove(i).expect("fault at position").reply;
-        }
-        let Some(rest) = req.path.strip_prefix(API) else {
-            return Reply::json(404, json!({"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}}));
-        };
-        let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
-        match (method, segments.as_slice()) {
-            ("GET", ["profile"]) => Reply::json(
-                200,
-                json!({
-                    "emailAddress": AGENT,
-                    "messagesTotal": self.messages.len(),
-                    "threadsTotal": self.messages.len(),
-                    "historyId": self.history_id.to_string(),
-                }),
-            ),
-            ("GET", ["labels"]) => {
-                let mut labels = vec![json!({"id": "INBOX", "name": "INBOX", "type": "system"})];
-                labels.extend(self.labels.iter().map(|(id, name)| json!({"id": id, "name": name, "type": "user"})));
-                Reply::json(200, json!({ "labels": labels }))
-            }
-            ("POST", ["labels"]) => {
-                let name = req.body["name"].as_str().expect("label name").to_owned();
-                let id = format!("Label_{}", 40 + self.labels.len());
-                self.labels.push((id.clone(), name.clone()));
-                Reply::json(
-                    200,
-                    json!({"id": id, "name": name, "messageListVisibility": "show", "labelListVisibility": "labelShow", "type": "user"}),
-                )
-            }
-            ("GET", ["messages"]) => {
-                // What `is:unread in:inbox` matches, newest first.
-                let matching: Vec<&FakeMessage> = self
-                    .messages
-                    .iter()
-                    .rev()
-                    .filter(|m| m.labels.iter().any(|l| l == "UNREAD") && m.labels.iter().any(|l| l == "INBOX"))
-                    .collect();
-                let (page, next) = paginate(&matching, req);
-                let mut body = json!({ "resultSizeEstimate": matching.len() });
-                if !page.is_empty() {
-                    body["messages"] = json!(page.iter().map(|m| Self::message_ref(m, false)).collect::<Vec<_>>());
-                }
-                if let Some(next) = next {
-                    body["nextPageToken"] = json!(next);
-                }
-                Reply::json(200, body)
-            }
-            ("GET", ["messages", id]) => match self.message(id) {
-                Some(m) => Reply::json(
-                    200,
-                    json!({
-                        "id": m.id,
-                        "threadId": m.thread_id,
-                        "labelIds": m.labels,
-                        "snippet": "",
-                        "sizeEstimate": m.raw.len(),
-                        "historyId": m.history_id.to_string(),
-                        "internalDate": "1764150000000",
-                        "raw": m.raw,
-                    }),
-                ),
-                None => google_error(404, "Requested entity was not found.", "notFound", "NOT_FOUND"),
-            },
-            ("POST", ["messages", id, "modify"]) => {
-                let add: Vec<String> = strings(&req.body["addLabelIds"]);
-                let remove: Vec<String> = strings(&req.body["removeLabelIds"]);
-                let Some(m) = self.messages.iter_mut().find(|m| m.id == *id) else {
-                    return google_error(404, "Requested entity was not found.", "notFound", "NOT_FOUND");
-                };
-                m.labels.retain(|l| !remove.contains(l));
-                for label in add {
-                    if !m.labels.contains(&label) {
-                        m.labels.push(label);
-                    }
-                }
-                Reply::json(200, Self::message_ref(m, true))
-            }
-            ("GET", ["history"]) => {
-                let start: u64 =
-                    query_param(req, "startHistoryId").and_then(|s| s.parse().ok()).expect("startHistoryId");
-                if start < self.history_floor {
-                    return google_error(404, "Requested entity was not found.", "notFound", "NOT_FOUND");
-                }
-                let records: Vec<(u64, &FakeMessage)> = self
-                    .history
-                    .iter()
-                    .filter(|(hid, _)| *hid > start)
-                    .filter_map(|(hid, id)| Some((*hid, self.message(id)?)))
-                    .collect();
-                let (page, next) = paginate(&records, req);
-                let mut body = json!({ "historyId": self.history_id.to_string() });
-                if !page.is_empty() {
-                    body["history"] = json!(
-                        page.iter()
-                            .map(|(hid, m)| json!({
-                                "id": hid.to_string(),
-                                "messages": [Self::message_ref(m, false)],
-                                "messagesAdded": [{ "message": Self::message_ref(m, true) }],
-                            }))
-                            .collect::<Vec<_>>()
-                    );
-                }
-                if let Some(next) = next {
-                    body["nextPageToken"] = json!(next);
-                }
-                Reply::json(200, body)
-            }
-            _ => google_error(400, "Invalid request", "invalidArgument", "INVALID_ARGUMENT"),
-        }
-    }
-
-    fn token(&mut self) -> Reply {
-        if self.refresh_revoked {
-            return Reply::json(
-                400,
-                json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}),
-            );
-        }
-        self.tokens_issued += 1;
-        let token = format!("ya29.fake-{}", self.tokens_issued);
-        self.valid_token = Some(token.clone());
-        Reply::json(
-            200,
-            json!({"access_token": token, "expires_in": 3599, "scope": "https://www.googleapis.com/auth/gmail.modify", "token_type": "Bearer"}),
-        )
-    }
-}
-
-/// Google's error envelope.
+/// Google's error envelope, as Gmail writes it for these failures.
 fn google_error(code: u16, message: &str, reason: &str, status: &str) -> Reply {
-    Reply::json(
-        code,
-        json!({"error": {"code": code, "message": message, "errors": [{"message": message, "domain": "global", "reason": reason}], "status": status}}),
-    )
+    Reply::google(code, status, reason, "global", message)
 }
 
 fn strings(value: &Value) -> Vec<String> {
     value.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default()
 }
 
-fn query_param(req: &Recorded, name: &str) -> Option<String> {
-    req.query.as_deref()?.split('&').find_map(|pair| pair.strip_prefix(&format!("{name}=")).map(str::to_owned))
+/// Delivers `raw` into the fake's mailbox under Gmail id `id` in thread `thread_id`, served
+/// with or without base64 padding.
+fn deliver(fake: &FakeGmail, id: &str, thread_id: &str, labels: &[&str], raw: Vec<u8>, padded: bool) {
+    fake.deliver(NewMessage::new(raw, labels).id(id).thread(thread_id).padded(padded));
 }
 
-/// A page of `items` by the request's `maxResults` and `pageToken` (an offset here; Gmail's
-/// tokens are opaque). Offsets shift when labelling takes messages out of the query, so a
-/// poller that labelled between pages would skip mail here.
-fn paginate<'a, T>(items: &'a [T], req: &Recorded) -> (&'a [T], Option<String>) {
-    let size: usize = query_param(req, "maxResults").and_then(|s| s.parse().ok()).unwrap_or(100);
-    let from: usize = query_param(req, "pageToken").and_then(|s| s.parse().ok()).unwrap_or(0);
-    let to = (from + size).min(items.len());
-    let next = (to < items.len()).then(|| to.to_string());
-    (&items[from.min(to)..to], next)
-}
-
-fn email(from: &str, subject: &str, message_id: &str) -> Vec<u8> {
-    format!(
-        "From: {from}\r\nTo: {AGENT}\r\nSubject: {subject}\r\nMessage-ID: <{message_id}>\r\nDate: Wed, 26 Nov 2025 10:00:00 +0000\r\n\r\nHello, {subject}.\r\n"
-    )
-    .into_bytes()
-}
-
-fn padded(raw: &[u8]) -> String {
-    URL_SAFE.encode(raw)
-}
-
-fn unpadded(raw: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(raw)
+/// The poller over the fake with `refresh_token`, on `vhost` and `db`, through the real
+/// configuration layers as the binary reads them.
+async fn poller(fake: &FakeGmail, vhost: &TestVhost, db: &TestDb, refresh_token: &str) -> Poller<GmailSource> {
+    let env = [
+        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
+        ("MAILROOM__DATABASE__URL", db.url()),
+        ("MAILROOM__MAILBOX__KIND", "gmail".to_owned()),
+        ("MAILROOM__MAILBOX__AGENT_EMAIL", AGENT.to_owned()),
+        ("MAILROOM__MAILBOX__GMAIL__API_BASE", fake.api_base()),
+        ("MAILROOM__MAILBOX__GMAIL__TOKEN_URL", fake.token_url()),
+        ("MAILROOM__MAILBOX__GMAIL__CLIENT_ID", CLIENT_ID.to_owned()),
+        ("MAILROOM__MAILBOX__GMAIL__CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+        ("MAILROOM__MAILBOX__GMAIL__REFRESH_TOKEN", refresh_token.to_owned()),
+        // Small pages, so every listing spans several.
+        ("MAILROOM__MAILBOX__GMAIL__PAGE_SIZE", "2".to_owned()),
+    ];
+    let settings = Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))).expect("settings");
+    let mailbox: MailboxSettings = settings.section("mailbox").expect("[mailbox]");
+    let gmail_settings: GmailSourceSettings = settings.section("mailbox.gmail").expect("[mailbox.gmail]");
+    assert_eq!(gmail_settings.query, "is:unread in:inbox");
+    assert_eq!(gmail_settings.processed_label, "Mailroom/Processed");
+    let pool = mailroom_db::connect_and_migrate(&settings.database.url, 4).await.expect("database");
+    let producer = Producer::new("poller-gmail-test", &settings, Arc::new(Telemetry::default()));
+    // Declares the topology, so the test can read the queue even before anything is published.
+    producer.connect().await.expect("broker");
+    let source = GmailSource::new(AGENT, &gmail_settings).expect("gmail source");
+    Poller::new(source, Ledger::new(pool, producer, mailbox))
 }
 
 /// One `messages.modify` request: the label ids added and removed.
@@ -281,50 +75,29 @@ type LabelChange = (Vec<String>, Vec<String>);
 struct Harness {
     // Dropped first: its connections go before the vhost and database do.
     poller: Poller<GmailSource>,
-    gmail: Arc<Mutex<FakeGmail>>,
-    fake: FakeServer,
+    fake: FakeGmail,
     vhost: TestVhost,
-    _db: TestDb,
+    db: TestDb,
 }
 
 impl Harness {
-    async fn start(gmail: FakeGmail) -> Self {
-        let gmail = Arc::new(Mutex::new(gmail));
-        let state = gmail.clone();
-        let fake = FakeServer::start(move |req| state.lock().expect("fake state").answer(req)).await;
-        let vhost = TestVhost::create().await;
-        let db = TestDb::create().await;
-        // Through the real configuration layers, as the binary would read them.
-        let env = [
-            ("MAILROOM__AMQP__URL", vhost.amqp_url()),
-            ("MAILROOM__DATABASE__URL", db.url()),
-            ("MAILROOM__MAILBOX__KIND", "gmail".to_owned()),
-            ("MAILROOM__MAILBOX__AGENT_EMAIL", AGENT.to_owned()),
-            ("MAILROOM__MAILBOX__GMAIL__API_BASE", format!("{}/gmail/v1", fake.base)),
-            ("MAILROOM__MAILBOX__GMAIL__TOKEN_URL", format!("{}/token", fake.base)),
-            ("MAILROOM__MAILBOX__GMAIL__CLIENT_ID", "1234-fake.apps.googleusercontent.com".to_owned()),
-            ("MAILROOM__MAILBOX__GMAIL__CLIENT_SECRET", CLIENT_SECRET.to_owned()),
-            ("MAILROOM__MAILBOX__GMAIL__REFRESH_TOKEN", REFRESH_TOKEN.to_owned()),
-            // Small pages, so every listing spans several.
-            ("MAILROOM__MAILBOX__GMAIL__PAGE_SIZE", "2".to_owned()),
-        ];
-        let settings =
-            Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))).expect("settings");
-        let mailbox: MailboxSettings = settings.section("mailbox").expect("[mailbox]");
-        let gmail_settings: GmailSourceSettings = settings.section("mailbox.gmail").expect("[mailbox.gmail]");
-        assert_eq!(gmail_settings.query, "is:unread in:inbox");
-        assert_eq!(gmail_settings.processed_label, "Mailroom/Processed");
-        let pool = mailroom_db::connect_and_migrate(&settings.database.url, 4).await.expect("database");
-        let producer = Producer::new("poller-gmail-test", &settings, Arc::new(Telemetry::default()));
-        // Declares the topology, so the test can read the queue even before anything is published.
-        producer.connect().await.expect("broker");
-        let source = GmailSource::new(AGENT, &gmail_settings).expect("gmail source");
-        let poller = Poller::new(source, Ledger::new(pool, producer, mailbox));
-        Self { poller, gmail, fake, vhost, _db: db }
+    async fn start(fake: FakeGmail) -> Self {
+        Self::start_with(fake, REFRESH_TOKEN).await
     }
 
-    fn gmail(&self) -> MutexGuard<'_, FakeGmail> {
-        self.gmail.lock().expect("fake state")
+    async fn start_with(fake: FakeGmail, refresh_token: &str) -> Self {
+        let vhost = TestVhost::create().await;
+        let db = TestDb::create().await;
+        let poller = poller(&fake, &vhost, &db, refresh_token).await;
+        Self { poller, fake, vhost, db }
+    }
+
+    /// A new poller process on the same mailbox, broker and database, with `refresh_token`.
+    async fn restart_with(&mut self, refresh_token: &str) {
+        let fresh = poller(&self.fake, &self.vhost, &self.db, refresh_token).await;
+        let mut old = std::mem::replace(&mut self.poller, fresh);
+        old.close().await;
+        old.ledger().pool().close().await;
     }
 
     async fn synced(&mut self) -> poller::ScanReport {
@@ -333,7 +106,6 @@ impl Harness {
             other => panic!("expected a completed pass, got {other:?}"),
         }
     }
-
     /// Everything in `emails.to_classify` now (taken off the queue).
     async fn drain(&self) -> Vec<EmailToClassify> {
         let conn = lapin::Connection::connect(&self.vhost.amqp_url(), lapin::ConnectionProperties::default())
@@ -368,13 +140,7 @@ impl Harness {
 
     /// Requests made from index `from` on, as "METHOD path?query".
     fn requests_since(&self, from: usize) -> Vec<String> {
-        self.fake.requests()[from..]
-            .iter()
-            .map(|r| match &r.query {
-                Some(q) => format!("{} {}?{q}", r.method, r.path),
-                None => format!("{} {}", r.method, r.path),
-            })
-            .collect()
+        self.fake.requests()[from..].iter().map(gmail_fake::Recorded::line).collect()
     }
 
     fn raw_fetches(&self, id: &str) -> usize {
@@ -389,7 +155,7 @@ impl Harness {
             if let Some(id) = r.path.strip_prefix(&format!("{API}/messages/")).and_then(|p| p.strip_suffix("/modify")) {
                 out.entry(id.to_owned())
                     .or_default()
-                    .push((strings(&r.body["addLabelIds"]), strings(&r.body["removeLabelIds"])));
+                    .push((strings(&r.json()["addLabelIds"]), strings(&r.json()["removeLabelIds"])));
             }
         }
         out
@@ -401,27 +167,32 @@ impl Harness {
     }
 }
 
+fn email(from: &str, subject: &str, message_id: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: {AGENT}\r\nSubject: {subject}\r\nMessage-ID: <{message_id}>\r\nDate: Wed, 26 Nov 2025 10:00:00 +0000\r\n\r\nHello, {subject}.\r\n"
+    )
+    .into_bytes()
+}
+
 #[tokio::test]
 async fn full_sync_then_history_publishes_every_message_once_with_gmail_threads_and_priorities() {
-    let mut gmail = FakeGmail { history_id: 4_000_000_000_000_000_000, ..FakeGmail::default() };
+    let gmail = FakeGmail::start().await;
+    gmail.set_history_id(4_000_000_000_000_000_000);
     let raw_plain = email("Ana <ana@customer.example>", "Where is my order", "a1@customer.example");
-    gmail.deliver(
-        "18c9f0a1b2c3d4e1",
-        "18c9f0a1b2c3d4e1",
-        &["INBOX", "UNREAD", "CATEGORY_PERSONAL"],
-        padded(&raw_plain),
-    );
+    deliver(&gmail, "18c9f0a1b2c3d4e1", "18c9f0a1b2c3d4e1", &["INBOX", "UNREAD", "CATEGORY_PERSONAL"], raw_plain, true);
     let raw_important = email("Ben <ben@customer.example>", "Invoice question", "b1@customer.example");
-    gmail.deliver("18c9f0a1b2c3d4e2", "18c9f0a1b2c30002", &["INBOX", "UNREAD", "IMPORTANT"], unpadded(&raw_important));
+    deliver(&gmail, "18c9f0a1b2c3d4e2", "18c9f0a1b2c30002", &["INBOX", "UNREAD", "IMPORTANT"], raw_important, false);
     let raw_urgent = email("Cy <cy@customer.example>", "URGENT: site down", "c1@customer.example");
-    gmail.deliver("18c9f0a1b2c3d4e3", "18c9f0a1b2c30003", &["INBOX", "UNREAD", "IMPORTANT"], unpadded(&raw_urgent));
+    deliver(&gmail, "18c9f0a1b2c3d4e3", "18c9f0a1b2c30003", &["INBOX", "UNREAD", "IMPORTANT"], raw_urgent, false);
     let no_sender = b"To: support@northwind.example\r\nSubject: who sent this\r\n\r\nnobody\r\n".to_vec();
-    gmail.deliver("18c9f0a1b2c3d4e4", "18c9f0a1b2c30004", &["INBOX", "UNREAD"], padded(&no_sender));
+    deliver(&gmail, "18c9f0a1b2c3d4e4", "18c9f0a1b2c30004", &["INBOX", "UNREAD"], no_sender, true);
     let raw_read = email("Di <di@customer.example>", "Already read", "d1@customer.example");
-    gmail.deliver("18c9f0a1b2c3d4e5", "18c9f0a1b2c30005", &["INBOX"], padded(&raw_read));
+    deliver(&gmail, "18c9f0a1b2c3d4e5", "18c9f0a1b2c30005", &["INBOX"], raw_read, true);
     let mut h = Harness::start(gmail).await;
 
-    // Pass 1: a full sync over two pages of the query's matches.
+    // Pass 1: a full sync over two pages of the query's matches. The cursor is the history id
+    // the profile gave before the listing (labelling moves Gmail's history id on).
+    let history_at_pass_1 = h.fake.history_id().to_string();
     let report = h.synced().await;
     assert_eq!((report.published, report.unparseable, report.skipped), (3, 1, 0));
     let first = h.drain().await;
@@ -437,54 +208,51 @@ async fn full_sync_then_history_publishes_every_message_once_with_gmail_threads_
     assert_eq!((urgent.thread_id.as_deref(), urgent.priority), (Some("18c9f0a1b2c30003"), 10));
     assert_eq!(first[0].email_id, "18c9f0a1b2c3d4e3", "the priority queue hands out the most urgent first");
     assert!(first.iter().all(|m| m.agent_email == AGENT));
-    let history_at_pass_1 = h.gmail().history_id.to_string();
     assert_eq!(h.cursor().await.as_deref(), Some(history_at_pass_1.as_str()), "cursor at the profile's history id");
+    assert!(h.fake.history_id().to_string() > history_at_pass_1, "labelling is history too");
     let (state, _, reason) = h.ledger_row("18c9f0a1b2c3d4e4").await;
     assert_eq!(state, "unparseable");
     assert!(reason.is_some_and(|r| r.contains("sender")), "the reason is kept");
     assert_eq!(h.raw_fetches("18c9f0a1b2c3d4e5"), 0, "read mail is not part of the query");
-    let label = h.gmail().labels.first().expect("processed label created").clone();
-    assert_eq!(label.1, "Mailroom/Processed");
+    let label_id = h.fake.label_id("Mailroom/Processed").expect("processed label created");
     let mods = h.modifications();
     for id in ["18c9f0a1b2c3d4e1", "18c9f0a1b2c3d4e2", "18c9f0a1b2c3d4e3"] {
-        assert_eq!(mods[id], vec![(vec![label.0.clone()], vec!["UNREAD".to_owned()])], "{id}");
+        assert_eq!(mods[id], vec![(vec![label_id.clone()], vec!["UNREAD".to_owned()])], "{id}");
     }
     assert_eq!(
         mods["18c9f0a1b2c3d4e4"],
-        vec![(vec![label.0.clone()], vec![])],
+        vec![(vec![label_id.clone()], vec![])],
         "unparseable mail is labelled but stays unread for a person"
     );
 
     // Pass 2: incremental. A follow-up in the first thread, our own reply (SENT) and a second
     // messageAdded record for a message already published.
     let before = h.fake.count();
-    {
-        let mut g = h.gmail();
-        let follow_up = email("Ana <ana@customer.example>", "Re: Where is my order", "a2@customer.example");
-        g.deliver(
-            "18c9f0a1b2c3d4f6",
-            "18c9f0a1b2c3d4e1",
-            &["INBOX", "UNREAD", "CATEGORY_PERSONAL"],
-            unpadded(&follow_up),
-        );
-        let ours = email(&format!("Support <{AGENT}>"), "Re: Where is my order", "reply@northwind.example");
-        g.deliver("18c9f0a1b2c3d4f7", "18c9f0a1b2c3d4e1", &["INBOX", "SENT"], padded(&ours));
-        g.history_id += 7;
-        let again = g.history_id;
-        g.history.push((again, "18c9f0a1b2c3d4e1".to_owned()));
-    }
+    let follow_up = email("Ana <ana@customer.example>", "Re: Where is my order", "a2@customer.example");
+    deliver(
+        &h.fake,
+        "18c9f0a1b2c3d4f6",
+        "18c9f0a1b2c3d4e1",
+        &["INBOX", "UNREAD", "CATEGORY_PERSONAL"],
+        follow_up,
+        false,
+    );
+    let ours = email(&format!("Support <{AGENT}>"), "Re: Where is my order", "reply@northwind.example");
+    deliver(&h.fake, "18c9f0a1b2c3d4f7", "18c9f0a1b2c3d4e1", &["INBOX", "SENT"], ours, true);
+    assert!(h.fake.readd("18c9f0a1b2c3d4e1"));
     // Labelling the follow-up fails once (Gmail 503) after it was published: the pass fails,
     // the cursor stays, and the retry finds it published in the ledger and only labels it.
-    h.gmail().faults.push_back(Fault {
-        method: "POST",
-        path_end: "/messages/18c9f0a1b2c3d4f6/modify".to_owned(),
-        reply: google_error(503, "The service is currently unavailable.", "backendError", "UNAVAILABLE"),
-    });
+    h.fake.inject(
+        Some(Method::POST),
+        "/messages/18c9f0a1b2c3d4f6/modify",
+        google_error(503, "The service is currently unavailable.", "backendError", "UNAVAILABLE"),
+    );
     let now = Instant::now();
     let Step::Failed { error, retry_in } = h.poller.step_at(now).await else { panic!("expected a failed pass") };
     assert!(matches!(error, SourceError::Gmail(gmail::GmailError::Transient { status: Some(503), .. })), "{error}");
     assert_eq!(retry_in, Duration::from_secs(1), "the poll interval is the first backoff step");
     assert_eq!(h.cursor().await.as_deref(), Some(history_at_pass_1.as_str()), "the cursor waits for the labels");
+    let history_at_pass_2 = h.fake.history_id().to_string();
     let Step::Synced(report) = h.poller.step_at(now + retry_in).await else { panic!("expected a pass") };
     assert_eq!((report.published, report.unparseable), (0, 0), "already published: only labelled");
     assert_eq!(h.modifications()["18c9f0a1b2c3d4f6"].len(), 2, "labelled on the retry");
@@ -500,29 +268,27 @@ async fn full_sync_then_history_publishes_every_message_once_with_gmail_threads_
     assert!(!calls.iter().any(|c| c.ends_with("/profile") || c.contains("/messages?")), "no full sync: {calls:#?}");
     assert_eq!(h.raw_fetches("18c9f0a1b2c3d4f7"), 0, "our own reply is not taken");
     assert_eq!(h.raw_fetches("18c9f0a1b2c3d4e1"), 1, "a published message is not fetched again");
-    let history_at_pass_2 = h.gmail().history_id.to_string();
-    assert_eq!(h.cursor().await.as_deref(), Some(history_at_pass_2.as_str()));
+    assert_eq!(h.cursor().await.as_deref(), Some(history_at_pass_2.as_str()), "the last history page's id");
     assert_ne!(history_at_pass_1, history_at_pass_2);
 
-    // Pass 3: nothing new (Gmail omits `history`); the cursor stays.
+    // Pass 3: nothing new (Gmail omits `history`); the cursor moves to Gmail's history id,
+    // which the labelling of pass 2 moved on.
+    let history_at_pass_3 = h.fake.history_id().to_string();
     let report = h.synced().await;
     assert_eq!(report.published + report.unparseable, 0);
-    assert_eq!(h.cursor().await.as_deref(), Some(history_at_pass_2.as_str()));
+    assert_eq!(h.cursor().await.as_deref(), Some(history_at_pass_3.as_str()));
 
     // Pass 4: Gmail has forgotten the history before the cursor (404): a full resync, which
     // finds one new message and the still-unread unparseable one.
-    {
-        let mut g = h.gmail();
-        let late = email("Eve <eve@customer.example>", "Refund", "e1@customer.example");
-        g.deliver("18c9f0a1b2c3d4f8", "18c9f0a1b2c3d4f8", &["INBOX", "UNREAD"], padded(&late));
-        g.history_floor = g.history_id + 1;
-    }
+    let late = email("Eve <eve@customer.example>", "Refund", "e1@customer.example");
+    deliver(&h.fake, "18c9f0a1b2c3d4f8", "18c9f0a1b2c3d4f8", &["INBOX", "UNREAD"], late, true);
+    h.fake.forget_history();
+    let history_at_pass_4 = h.fake.history_id().to_string();
     let report = h.synced().await;
     assert_eq!((report.published, report.unparseable), (1, 0));
     let third = h.drain().await;
     assert_eq!(third.iter().map(|m| m.email_id.as_str()).collect::<Vec<_>>(), ["18c9f0a1b2c3d4f8"]);
     assert_eq!(h.raw_fetches("18c9f0a1b2c3d4e4"), 1, "the ledger remembers unparseable mail: not fetched again");
-    let history_at_pass_4 = h.gmail().history_id.to_string();
     assert_eq!(h.cursor().await.as_deref(), Some(history_at_pass_4.as_str()));
     let numeric = |s: &str| s.parse::<u64>().expect("numeric history id");
     assert!(numeric(&history_at_pass_4) > numeric(&history_at_pass_2), "the cursor only moves forward");
@@ -541,21 +307,22 @@ async fn full_sync_then_history_publishes_every_message_once_with_gmail_threads_
 
 #[tokio::test]
 async fn rate_limits_are_waited_out_for_as_long_as_gmail_says() {
-    let mut gmail = FakeGmail { history_id: 9_000, ..FakeGmail::default() };
+    let gmail = FakeGmail::start().await;
+    gmail.set_history_id(9_000);
     for (n, id) in ["18d000000000000a", "18d000000000000b"].into_iter().enumerate() {
         let raw = email("Fay <fay@customer.example>", &format!("Question {n}"), &format!("f{n}@customer.example"));
-        gmail.deliver(id, id, &["INBOX", "UNREAD"], unpadded(&raw));
+        deliver(&gmail, id, id, &["INBOX", "UNREAD"], raw, false);
     }
     // 429 on the second fetch (Gmail lists newest first; the poller takes the oldest first),
     // with the time in the message text as Gmail writes it.
     let until = chrono::Utc::now() + chrono::Duration::hours(2);
     let text =
         format!("Too many concurrent requests for user.  Retry after {}", until.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
-    gmail.faults.push_back(Fault {
-        method: "GET",
-        path_end: "/messages/18d000000000000b".to_owned(),
-        reply: google_error(429, &text, "rateLimitExceeded", "RESOURCE_EXHAUSTED"),
-    });
+    gmail.inject(
+        Some(Method::GET),
+        "/messages/18d000000000000b",
+        google_error(429, &text, "rateLimitExceeded", "RESOURCE_EXHAUSTED"),
+    );
     let mut h = Harness::start(gmail).await;
 
     let start = Instant::now();
@@ -587,18 +354,15 @@ async fn rate_limits_are_waited_out_for_as_long_as_gmail_says() {
     assert_eq!(first.message_id, claimed_before);
 
     // 403 userRateLimitExceeded on history.list: same, with Gmail's time.
-    {
-        let mut g = h.gmail();
-        let raw = email("Gus <gus@customer.example>", "Another", "g1@customer.example");
-        g.deliver("18d000000000000c", "18d000000000000c", &["INBOX", "UNREAD"], padded(&raw));
-        let until = chrono::Utc::now() + chrono::Duration::minutes(30);
-        let text = format!("User-rate limit exceeded.  Retry after {}", until.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
-        g.faults.push_back(Fault {
-            method: "GET",
-            path_end: "/history".to_owned(),
-            reply: google_error(403, &text, "userRateLimitExceeded", "PERMISSION_DENIED"),
-        });
-    }
+    let raw = email("Gus <gus@customer.example>", "Another", "g1@customer.example");
+    deliver(&h.fake, "18d000000000000c", "18d000000000000c", &["INBOX", "UNREAD"], raw, true);
+    let until = chrono::Utc::now() + chrono::Duration::minutes(30);
+    let text = format!("User-rate limit exceeded.  Retry after {}", until.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
+    h.fake.inject(
+        Some(Method::GET),
+        "/history",
+        google_error(403, &text, "userRateLimitExceeded", "PERMISSION_DENIED"),
+    );
     let start = Instant::now();
     let Step::Failed { error, retry_in } = h.poller.step_at(start).await else { panic!("expected a failed pass") };
     assert!(matches!(error, SourceError::Gmail(gmail::GmailError::RateLimited { status: 403, .. })), "{error}");
@@ -608,17 +372,12 @@ async fn rate_limits_are_waited_out_for_as_long_as_gmail_says() {
     assert_eq!(h.fake.count(), count, "no request while backing off");
 
     // A 429 with only a Retry-After header.
-    h.gmail().faults.push_back(Fault {
-        method: "GET",
-        path_end: "/history".to_owned(),
-        reply: google_error(
-            429,
-            "Resource has been exhausted (e.g. check quota).",
-            "rateLimitExceeded",
-            "RESOURCE_EXHAUSTED",
-        )
-        .header("retry-after", "120"),
-    });
+    h.fake.inject(
+        Some(Method::GET),
+        "/history",
+        google_error(429, "Resource has been exhausted (e.g. check quota).", "rateLimitExceeded", "RESOURCE_EXHAUSTED")
+            .header("retry-after", "120"),
+    );
     let start = start + retry_in;
     let Step::Failed { retry_in, .. } = h.poller.step_at(start).await else { panic!("expected a failed pass") };
     assert_eq!(retry_in, Duration::from_secs(120), "Retry-After, longer than the exponential backoff (2 s)");
@@ -630,32 +389,24 @@ async fn rate_limits_are_waited_out_for_as_long_as_gmail_says() {
 
 #[tokio::test]
 async fn a_refused_access_token_is_refreshed_and_the_call_repeated() {
-    let mut gmail = FakeGmail { history_id: 500, ..FakeGmail::default() };
+    let gmail = FakeGmail::start().await;
+    gmail.set_history_id(500);
     let raw = email("Hal <hal@customer.example>", "Login fails", "h1@customer.example");
-    gmail.deliver("18e0000000000001", "18e0000000000001", &["INBOX", "UNREAD"], padded(&raw));
+    deliver(&gmail, "18e0000000000001", "18e0000000000001", &["INBOX", "UNREAD"], raw, true);
     let mut h = Harness::start(gmail).await;
     assert_eq!(h.synced().await.published, 1);
 
     // Google revokes the access token early (it would otherwise be cached for an hour).
     let before = h.fake.count();
-    {
-        let mut g = h.gmail();
-        g.valid_token = None;
-        let raw = email("Hal <hal@customer.example>", "Re: Login fails", "h2@customer.example");
-        g.deliver("18e0000000000002", "18e0000000000001", &["INBOX", "UNREAD"], unpadded(&raw));
-    }
+    h.fake.revoke_access_tokens();
+    let raw = email("Hal <hal@customer.example>", "Re: Login fails", "h2@customer.example");
+    deliver(&h.fake, "18e0000000000002", "18e0000000000001", &["INBOX", "UNREAD"], raw, false);
     // A message deleted between the listing and the fetch is dropped from the ledger, not
     // left claimed, and does not hold the cursor back.
-    {
-        let mut g = h.gmail();
-        let raw = email("Hal <hal@customer.example>", "Never mind", "h3@customer.example");
-        g.deliver("18e0000000000003", "18e0000000000001", &["INBOX", "UNREAD"], padded(&raw));
-        g.faults.push_back(Fault {
-            method: "GET",
-            path_end: "/messages/18e0000000000003".to_owned(),
-            reply: google_error(404, "Requested entity was not found.", "notFound", "NOT_FOUND"),
-        });
-    }
+    let raw = email("Hal <hal@customer.example>", "Never mind", "h3@customer.example");
+    deliver(&h.fake, "18e0000000000003", "18e0000000000001", &["INBOX", "UNREAD"], raw, true);
+    h.fake.inject(Some(Method::GET), "/messages/18e0000000000003", Reply::not_found());
+    let history_before = h.fake.history_id().to_string();
     let report = h.synced().await;
     assert_eq!(report.published, 1);
     let gone: i64 = sqlx::query_scalar("SELECT count(*) FROM mailbox_messages WHERE mailbox_id = '18e0000000000003'")
@@ -663,16 +414,16 @@ async fn a_refused_access_token_is_refreshed_and_the_call_repeated() {
         .await
         .expect("count");
     assert_eq!(gone, 0);
-    assert_eq!(h.cursor().await, Some(h.gmail().history_id.to_string()));
+    assert_eq!(h.cursor().await, Some(history_before));
     let requests = &h.fake.requests()[before..];
     let summary: Vec<(String, Option<&str>)> =
         requests.iter().take(3).map(|r| (format!("{} {}", r.method, r.path), r.header("authorization"))).collect();
     assert_eq!(
         summary,
         vec![
-            (format!("GET {API}/history"), Some("Bearer ya29.fake-1")),
+            (format!("GET {API}/history"), Some(format!("Bearer {ACCESS_TOKEN_PREFIX}1").as_str())),
             ("POST /token".to_owned(), None),
-            (format!("GET {API}/history"), Some("Bearer ya29.fake-2")),
+            (format!("GET {API}/history"), Some(format!("Bearer {ACCESS_TOKEN_PREFIX}2").as_str())),
         ]
     );
     let published = h.drain().await;
@@ -683,9 +434,11 @@ async fn a_refused_access_token_is_refreshed_and_the_call_repeated() {
 
 #[tokio::test]
 async fn a_revoked_refresh_token_stops_polling_with_a_reauthorisation_error() {
-    let mut gmail = FakeGmail { history_id: 77, refresh_revoked: true, ..FakeGmail::default() };
+    let gmail = FakeGmail::start().await;
+    gmail.set_history_id(77);
+    gmail.revoke(REFRESH_TOKEN);
     let raw = email("Ida <ida@customer.example>", "Hello", "i1@customer.example");
-    gmail.deliver("18f0000000000001", "18f0000000000001", &["INBOX", "UNREAD"], padded(&raw));
+    deliver(&gmail, "18f0000000000001", "18f0000000000001", &["INBOX", "UNREAD"], raw, true);
     let mut h = Harness::start(gmail).await;
 
     let Step::Stopped { reason } = h.poller.step().await else { panic!("expected the poller to stop") };
@@ -698,6 +451,56 @@ async fn a_revoked_refresh_token_stops_polling_with_a_reauthorisation_error() {
     }
     assert_eq!(h.fake.count(), 1);
     assert!(h.drain().await.is_empty());
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_token_without_gmail_modify_stops_polling_like_a_revoked_one() {
+    // Send-only (the sender's scope given to the poller by mistake): the first call is refused.
+    let gmail = FakeGmail::start().await;
+    gmail.grant("1//0send-only", &[scope::SEND]);
+    let raw = email("Joe <joe@customer.example>", "Hello", "j1@customer.example");
+    deliver(&gmail, "18f1000000000001", "18f1000000000001", &["INBOX", "UNREAD"], raw, true);
+    let mut h = Harness::start_with(gmail, "1//0send-only").await;
+    let Step::Stopped { reason } = h.poller.step().await else { panic!("expected the poller to stop") };
+    assert!(reason.starts_with("mailbox needs re-authorisation"), "{reason}");
+    assert!(reason.contains("users.labels.list") && reason.contains("the poller needs gmail.modify"), "{reason}");
+    let count = h.fake.count();
+    assert_eq!(count, 2, "the token and the one refused call");
+    for later in [Duration::ZERO, Duration::from_secs(86_400)] {
+        assert!(matches!(h.poller.step_at(Instant::now() + later).await, Step::Stopped { .. }));
+    }
+    assert_eq!(h.fake.count(), count, "no crash loop, no retry loop: nothing more is asked");
+    assert!(h.drain().await.is_empty());
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_read_only_token_publishes_once_then_stops_at_labelling_and_a_new_token_resumes() {
+    let gmail = FakeGmail::start().await;
+    // The label exists already (created by someone in Gmail), so a read-only token gets as far
+    // as labelling.
+    let label_id = gmail.add_label("Mailroom/Processed");
+    gmail.grant("1//0read-only", &[scope::READONLY]);
+    let raw = email("Kim <kim@customer.example>", "Broken", "k1@customer.example");
+    deliver(&gmail, "18f2000000000001", "18f2000000000001", &["INBOX", "UNREAD"], raw, true);
+    let mut h = Harness::start_with(gmail, "1//0read-only").await;
+
+    let Step::Stopped { reason } = h.poller.step().await else { panic!("expected the poller to stop") };
+    assert!(reason.contains("users.messages.modify") && reason.contains("gmail.modify"), "{reason}");
+    assert_eq!(h.drain().await.len(), 1, "published before the labelling was refused");
+    assert_eq!(h.cursor().await, None, "the cursor waits for the labels");
+
+    // The operator re-authorises with gmail.modify and restarts the poller: the message is
+    // labelled and marked read, not published again.
+    let token = "1//0modify";
+    h.fake.grant(token, &[scope::MODIFY]);
+    h.restart_with(token).await;
+    let report = h.synced().await;
+    assert_eq!((report.published, report.unparseable), (0, 0));
+    assert!(h.drain().await.is_empty(), "nothing published twice");
+    let message = h.fake.message("18f2000000000001").expect("message");
+    assert_eq!(message.label_ids, ["INBOX", label_id.as_str()]);
     h.finish().await;
 }
 

@@ -13,6 +13,13 @@
 //!    message waits in a delay queue (no retry spent, nothing lost, other mailboxes unaffected);
 //! 5. delivers through the sink ([`sink`]) and completes the send log with the provider's id.
 //!
+//! A sink that refuses a reply for a configuration error — Google refused the refresh token, or
+//! it lacks the scope the call needs (`gmail.send` alone cannot save drafts) — fails every reply
+//! of that kind alike, so none is dead-lettered: the error is logged once, `/readyz` says what
+//! to fix, and the replies wait in the delay queues (deferred, no retry spent). For
+//! `misconfigured_retry_secs` the others are deferred without asking the sink; then one tries
+//! again, and the first success clears the problem.
+//!
 //! A sender that dies between delivering and completing leaves a claim; after the lease another
 //! sender takes it over and first asks the sink whether the reply with that `Message-ID` exists
 //! (Maildir and Gmail can tell; SMTP cannot, so such a reply becomes an `in_doubt` draft for a
@@ -24,11 +31,13 @@ pub mod settings;
 pub mod sink;
 pub mod throttle;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use mail_mime::ReplySpec;
 use pipeline_core::messages::EmailToSend;
+use pipeline_core::telemetry::Health;
 use pipeline_core::topology::EMAILS_TO_SEND;
 use pipeline_core::{DeliveryMeta, Handler, HandlerError, Outgoing, Settings, Telemetry};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -36,7 +45,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use sha2::{Digest as _, Sha256};
 use sqlx::PgPool;
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::ratelimit::{Permit, RateLimiter};
 use crate::sendlog::{ClaimOutcome, Final, NewClaim};
@@ -111,7 +120,7 @@ impl SenderMetrics {
         );
         telemetry.metrics.register(
             "send_deferred",
-            "Replies that had to wait (rate_limit, claimed_elsewhere, provider_quota)",
+            "Replies that had to wait (rate_limit, claimed_elsewhere, provider_quota, sink_misconfigured)",
             m.deferred.clone(),
         );
         m
@@ -139,6 +148,16 @@ fn limit_error(e: LimitError) -> HandlerError {
     HandlerError::transient("RedisUnavailable", e)
 }
 
+/// A kind of delivery the sink refused for a configuration error.
+#[derive(Debug, Clone)]
+struct Block {
+    /// Until then replies of this kind are deferred without asking the sink.
+    until: Instant,
+    error_type: &'static str,
+    /// What `/readyz` and each deferral say.
+    reason: String,
+}
+
 /// Handles `emails.to_send`.
 pub struct SendHandler<S> {
     pool: PgPool,
@@ -148,6 +167,9 @@ pub struct SendHandler<S> {
     settings: SenderSettings,
     claimed_by: String,
     metrics: SenderMetrics,
+    telemetry: Arc<Telemetry>,
+    /// Kinds of delivery the sink refused for a configuration error, until one succeeds.
+    blocks: Mutex<HashMap<Kind, Block>>,
 }
 
 impl<S: Sink> SendHandler<S> {
@@ -158,7 +180,7 @@ impl<S: Sink> SendHandler<S> {
         redis: redis::aio::ConnectionManager,
         settings: SenderSettings,
         claimed_by: impl Into<String>,
-        telemetry: &Telemetry,
+        telemetry: &Arc<Telemetry>,
     ) -> Self {
         let limiter = RateLimiter::new(
             redis.clone(),
@@ -181,12 +203,19 @@ impl<S: Sink> SendHandler<S> {
             settings,
             claimed_by: claimed_by.into(),
             metrics: SenderMetrics::register(telemetry),
+            telemetry: telemetry.clone(),
+            blocks: Mutex::new(HashMap::new()),
         }
     }
 
     /// The sink in use.
     pub fn sink(&self) -> &S {
         &self.sink
+    }
+
+    /// The worker's readiness, which a sink configuration error holds down.
+    pub fn health(&self) -> &Health {
+        &self.telemetry.health
     }
 
     /// Builds the reply for `msg` under `message_id`.
@@ -291,6 +320,12 @@ impl<S: Sink> SendHandler<S> {
                 return Err(e);
             }
         };
+        if let Some((wait, block)) = self.blocked(kind) {
+            self.release(agent, email_id, token).await;
+            self.metrics.defer("sink_misconfigured");
+            debug!(message_id, email_id, wait_ms = wait.as_millis() as u64, "Outbox misconfigured; reply deferred.");
+            return Err(HandlerError::defer(wait, block.error_type, block.reason));
+        }
         if takeover {
             match self.sink.find(&reply, kind).await {
                 Ok(Lookup::Delivered(id)) => {
@@ -307,7 +342,7 @@ impl<S: Sink> SendHandler<S> {
                 Ok(Lookup::Unknown) => return self.in_doubt(msg, &reply, token).await,
                 Err(e) => {
                     self.release(agent, email_id, token).await;
-                    return Err(HandlerError::classified(e.is_transient(), e.error_type(), e));
+                    return Err(self.sink_error(e, kind));
                 }
             }
         }
@@ -336,6 +371,7 @@ impl<S: Sink> SendHandler<S> {
         }
         match self.sink.deliver(&reply, kind).await {
             Ok(id) => {
+                self.sink_works(kind);
                 let state = if kind == Kind::Send { Final::Sent } else { Final::Drafted };
                 self.complete(msg, token, state, Some(&id), reason.as_deref()).await?;
                 match kind {
@@ -352,19 +388,71 @@ impl<S: Sink> SendHandler<S> {
             }
             Err(e) => {
                 self.release(agent, email_id, token).await;
-                Err(self.sink_error(e))
+                Err(self.sink_error(e, kind))
             }
         }
     }
 
-    /// A sink failure's fate: provider quota waits without spending retries, the rest by kind.
-    fn sink_error(&self, e: SinkError) -> HandlerError {
+    /// A sink failure's fate: a configuration error holds every reply of its kind up (deferred,
+    /// never dead-lettered), provider quota waits without spending retries, the rest by kind.
+    fn sink_error(&self, e: SinkError, kind: Kind) -> HandlerError {
+        if e.needs_operator() {
+            return self.misconfigured(e, kind);
+        }
         match e.retry_after() {
             Some(wait) if e.is_transient() => {
                 self.metrics.defer("provider_quota");
                 HandlerError::defer(wait, e.error_type(), e)
             }
             _ => HandlerError::classified(e.is_transient(), e.error_type(), e),
+        }
+    }
+
+    /// Records a sink configuration error: logged once per pause (not per reply), shown by
+    /// `/readyz`, and the reply deferred.
+    fn misconfigured(&self, e: SinkError, kind: Kind) -> HandlerError {
+        let wait = self.settings.misconfigured_retry();
+        let role = match &e {
+            SinkError::Gmail(gmail::GmailError::InsufficientScope { .. }) => {
+                " (the sender needs gmail.compose and gmail.readonly, or gmail.modify)"
+            }
+            _ => "",
+        };
+        let reason = format!("outbox needs re-authorisation: {e}{role}");
+        let block = Block { until: Instant::now() + wait, error_type: e.error_type(), reason: reason.clone() };
+        let kinds: &[Kind] = if e.blocks_every_kind() { &[Kind::Send, Kind::Draft] } else { &[kind] };
+        let now = Instant::now();
+        let fresh = {
+            let mut blocks = self.blocks.lock().unwrap_or_else(PoisonError::into_inner);
+            let fresh = kinds.iter().any(|k| blocks.get(k).is_none_or(|b| b.until <= now));
+            for k in kinds {
+                blocks.insert(*k, block.clone());
+            }
+            fresh
+        };
+        if fresh {
+            error!(sink = self.sink.name(), kind = kind.as_str(), error = %e, retry_secs = wait.as_secs(),
+                "The outbox refused a reply for a configuration error; replies wait (deferred, not dead-lettered) until an operator fixes it.");
+        }
+        self.health().set_blocked(Some(reason));
+        self.metrics.defer("sink_misconfigured");
+        HandlerError::defer(wait, e.error_type(), e)
+    }
+
+    /// Replies of `kind` are held up by a sink configuration error: how much longer, and why.
+    fn blocked(&self, kind: Kind) -> Option<(Duration, Block)> {
+        let blocks = self.blocks.lock().unwrap_or_else(PoisonError::into_inner);
+        let block = blocks.get(&kind)?;
+        let wait = block.until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
+        Some((wait, block.clone()))
+    }
+
+    /// The sink delivered a reply of `kind`: whatever held that kind up is fixed.
+    fn sink_works(&self, kind: Kind) {
+        let mut blocks = self.blocks.lock().unwrap_or_else(PoisonError::into_inner);
+        if blocks.remove(&kind).is_some() {
+            info!(sink = self.sink.name(), kind = kind.as_str(), "The outbox accepts replies of this kind again.");
+            self.health().set_blocked(blocks.values().next().map(|b| b.reason.clone()));
         }
     }
 
@@ -380,12 +468,13 @@ impl<S: Sink> SendHandler<S> {
         warn!(message_id = %msg.message_id, email_id = %msg.email_id, "Delivery in doubt; saving a draft instead of sending twice.");
         match self.sink.deliver(reply, Kind::Draft).await {
             Ok(id) => {
+                self.sink_works(Kind::Draft);
                 self.complete(msg, token, Final::InDoubt, Some(&id), Some(reason)).await?;
                 Ok(Outcome::InDoubt(id))
             }
             Err(e) => {
                 self.release(&msg.agent_email, &msg.email_id, token).await;
-                Err(self.sink_error(e))
+                Err(self.sink_error(e, Kind::Draft))
             }
         }
     }

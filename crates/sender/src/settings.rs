@@ -52,6 +52,10 @@ pub struct SenderSettings {
     /// How long a claim protects a delivery in progress; an older claim belongs to a sender that
     /// died and is taken over (after asking the sink whether the reply went out).
     pub claim_lease_secs: u64,
+    /// After the sink refused a reply for a configuration error (a Gmail scope missing, a
+    /// refresh token refused), how long replies of that kind wait before one tries again; the
+    /// others are deferred meanwhile without asking the sink.
+    pub misconfigured_retry_secs: u64,
     /// Prefix of the Redis keys of the quota and the throttle.
     pub redis_prefix: String,
 }
@@ -70,6 +74,11 @@ impl SenderSettings {
     /// The claim lease.
     pub fn claim_lease(&self) -> Duration {
         Duration::from_secs(self.claim_lease_secs.max(1))
+    }
+
+    /// The wait after a sink configuration error.
+    pub fn misconfigured_retry(&self) -> Duration {
+        Duration::from_secs(self.misconfigured_retry_secs.max(1))
     }
 }
 

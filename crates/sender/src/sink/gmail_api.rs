@@ -1,8 +1,15 @@
 //! Delivery through the Gmail API: `users.messages.send` with the customer's `threadId` so the
 //! reply lands in the conversation, or `users.drafts.create` for a human to review. After a
 //! crash, Gmail's search (`rfc822msgid:`) says whether our reply already exists.
+//!
+//! Scopes: sending needs `gmail.send`, `gmail.compose` or broader; drafts (escalated and
+//! throttled replies in send mode, every reply in draft mode) need `gmail.compose` or broader;
+//! the search needs read access (`gmail.readonly` or broader). Without read access a takeover
+//! cannot tell whether the reply went out: it is then [`Lookup::Unknown`], as with SMTP, and
+//! becomes an in-doubt draft instead of a possible second send.
 
-use gmail::{GmailClient, GmailSettings};
+use gmail::{GmailClient, GmailError, GmailSettings};
+use tracing::warn;
 
 use super::{Kind, Lookup, OutgoingReply, Sink, SinkError};
 
@@ -38,7 +45,15 @@ impl Sink for GmailSink {
             Kind::Draft => "in:drafts",
         };
         let query = format!("rfc822msgid:<{}> {scope}", reply.message_id);
-        let page = self.client.list_messages(&query, None).await?;
-        Ok(page.messages.into_iter().next().map_or(Lookup::Absent, |m| Lookup::Delivered(m.id)))
+        match self.client.list_messages(&query, None).await {
+            Ok(page) => Ok(page.messages.into_iter().next().map_or(Lookup::Absent, |m| Lookup::Delivered(m.id))),
+            Err(e @ GmailError::InsufficientScope { .. }) => {
+                warn!(message_id = %reply.message_id, error = %e,
+                    "Cannot search Gmail for the reply of a sender that stopped mid-delivery (no read scope); \
+                     treating it as in doubt. Grant gmail.readonly or gmail.modify to avoid in-doubt drafts.");
+                Ok(Lookup::Unknown)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }

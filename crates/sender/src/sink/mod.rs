@@ -16,7 +16,7 @@ pub use smtp::{SmtpSink, check as check_smtp};
 use crate::settings::{OutboxKind, OutboxSettings};
 
 /// Deliver as a sent reply, or leave as a draft for a human.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// Send it.
     Send,
@@ -99,6 +99,20 @@ impl SinkError {
         }
     }
 
+    /// Whether the sink's configuration is wrong for every reply, not this one: Google refused
+    /// the refresh token, or the token lacks the scope the call needs. Such a failure holds the
+    /// replies up until an operator re-authorises the mailbox; dead-lettering them would lose
+    /// every email answered meanwhile.
+    pub fn needs_operator(&self) -> bool {
+        matches!(self, Self::Gmail(e) if e.needs_reauthorization())
+    }
+
+    /// Whether the whole sink is unusable (a refused refresh token), not only one kind of
+    /// delivery (a scope that allows sending but not drafts).
+    pub fn blocks_every_kind(&self) -> bool {
+        matches!(self, Self::Gmail(gmail::GmailError::ReauthorizationRequired { .. }))
+    }
+
     /// How long the provider asked us to wait, when it said (Gmail quota and rate limits).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -116,6 +130,7 @@ impl SinkError {
             Self::Smtp(_) => "SmtpUnavailable",
             Self::Envelope(_) => "InvalidRecipient",
             Self::Gmail(gmail::GmailError::ReauthorizationRequired { .. }) => "GmailReauthorizationRequired",
+            Self::Gmail(gmail::GmailError::InsufficientScope { .. }) => "GmailInsufficientScope",
             Self::Gmail(gmail::GmailError::RateLimited { .. }) => "GmailRateLimited",
             Self::Gmail(gmail::GmailError::QuotaExhausted { .. }) => "QuotaExceededError",
             Self::Gmail(e) if e.is_transient() => "GmailUnavailable",

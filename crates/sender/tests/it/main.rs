@@ -8,6 +8,7 @@ mod limits;
 mod smtp;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use pipeline_core::Telemetry;
 use pipeline_core::messages::{EmailToSend, new_message_id, now};
@@ -48,6 +49,7 @@ pub(crate) fn settings(prefix: &str) -> SenderSettings {
         throttle_max_replies: 5,
         throttle_window_secs: 86_400,
         claim_lease_secs: 60,
+        misconfigured_retry_secs: 60,
         redis_prefix: prefix.to_owned(),
     }
 }
@@ -58,7 +60,7 @@ pub(crate) async fn pool(db: &mailroom_tests::TestDb) -> PgPool {
 }
 
 pub(crate) async fn handler<S: Sink>(pool: PgPool, sink: S, settings: SenderSettings) -> SendHandler<S> {
-    SendHandler::new(pool, sink, connection().await, settings, "sender-test", &Telemetry::default())
+    SendHandler::new(pool, sink, connection().await, settings, "sender-test", &Arc::new(Telemetry::default()))
 }
 
 /// An `emails.to_send` message answering email `n` from `to`.
