@@ -139,3 +139,61 @@ async fn a_broker_user_without_its_roles_permissions_is_named_with_what_it_lacks
     assert_eq!(code, 2, "{output}");
     assert!(output.contains("unknown --role \"mailman\""), "{output}");
 }
+
+/// The Gmail settings of one role (`MAILBOX` or `OUTBOX`) against the fake Google.
+fn gmail_env(fake: &gmail_fake::FakeGmail, section: &str, refresh_token: &str) -> Vec<(&'static str, String)> {
+    let key =
+        |name: &str| -> &'static str { Box::leak(format!("MAILROOM__{section}__GMAIL__{name}").into_boxed_str()) };
+    vec![
+        (key("API_BASE"), fake.api_base()),
+        (key("TOKEN_URL"), fake.token_url()),
+        (key("CLIENT_ID"), gmail_fake::CLIENT_ID.to_owned()),
+        (key("CLIENT_SECRET"), gmail_fake::CLIENT_SECRET.to_owned()),
+        (key("REFRESH_TOKEN"), refresh_token.to_owned()),
+    ]
+}
+
+#[tokio::test]
+async fn missing_gmail_scopes_and_a_revoked_token_are_named_per_role() {
+    use gmail_fake::scope;
+    let (vhost, db, dir) = deployment().await;
+    let fake = gmail_fake::FakeGmail::start().await;
+    fake.grant("1//poller-readonly", &[scope::READONLY]);
+    fake.grant("1//sender-send-only", &[scope::SEND]);
+    fake.grant("1//modify", &[scope::MODIFY]);
+    fake.grant("1//revoked", &[scope::MODIFY]);
+    fake.revoke("1//revoked");
+    let doctor = |poller: &str, sender: &str| {
+        let mut env = env(&vhost, &db, &dir);
+        env.push(("MAILROOM__MAILBOX__KIND", "gmail".to_owned()));
+        env.push(("MAILROOM__OUTBOX__KIND", "gmail".to_owned()));
+        env.extend(gmail_env(&fake, "MAILBOX", poller));
+        env.extend(gmail_env(&fake, "OUTBOX", sender));
+        async move { run(&bin_path("mailroom"), &["doctor", "--json"], &env).await }
+    };
+
+    let (code, output) = doctor("1//poller-readonly", "1//sender-send-only").await;
+    assert_eq!(code, 1, "{output}");
+    let checks: Vec<Value> = serde_json::from_str(output.trim_end()).expect("--json");
+    let mailbox = check(&checks, "mailbox gmail");
+    assert_eq!(mailbox["outcome"], "fail", "{mailbox}");
+    let detail = mailbox["detail"].as_str().expect("detail");
+    assert!(detail.contains("granted gmail.readonly") && detail.contains("poller: read, label"), "{detail}");
+    assert!(mailbox["fix"].as_str().expect("fix").contains("mailroom gmail authorize"), "{mailbox}");
+    let outbox = check(&checks, "outbox gmail");
+    assert_eq!(outbox["outcome"], "fail", "{outbox}");
+    let detail = outbox["detail"].as_str().expect("detail");
+    assert!(detail.contains("save drafts") && detail.contains("gmail.compose"), "drafts need compose: {detail}");
+    assert!(!detail.contains("send replies"), "gmail.send may send: {detail}");
+
+    let (code, output) = doctor("1//modify", "1//revoked").await;
+    assert_eq!(code, 1, "{output}");
+    let checks: Vec<Value> = serde_json::from_str(output.trim_end()).expect("--json");
+    assert_eq!(check(&checks, "mailbox gmail")["outcome"], "ok", "{output}");
+    let outbox = check(&checks, "outbox gmail");
+    assert_eq!(outbox["outcome"], "fail");
+    assert!(outbox["fix"].as_str().expect("fix").contains("revoked"), "{outbox}");
+
+    let (code, output) = doctor("1//modify", "1//modify").await;
+    assert_eq!(code, 0, "{output}");
+}

@@ -32,6 +32,8 @@ pub(crate) struct TokenSource {
 }
 
 struct CachedToken {
+    /// The scopes the token endpoint said were granted (empty when it did not say).
+    scopes: Vec<String>,
     token: SecretString,
     refresh_at: Instant,
 }
@@ -44,6 +46,9 @@ struct TokenResponse {
     expires_in: Option<u64>,
     #[serde(default)]
     token_type: Option<String>,
+    /// The scopes granted, space-separated (Google sends them with every token).
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 /// The token endpoint's error body (RFC 6749 §5.2).
@@ -79,6 +84,15 @@ impl TokenSource {
         let token = fresh.token.clone();
         *cached = Some(fresh);
         Ok(token)
+    }
+
+    /// Refreshes now (whatever is cached) and returns the scopes the token endpoint says the
+    /// refresh token was granted: proves the client credentials and the refresh token.
+    pub(crate) async fn granted_scopes(&self, http: &reqwest::Client) -> Result<Vec<String>, GmailError> {
+        let fresh = self.refresh(http).await?;
+        let scopes = fresh.scopes.clone();
+        *self.cached.lock().await = Some(fresh);
+        Ok(scopes)
     }
 
     /// Forgets `rejected` after the API refused it, unless another caller already replaced it.
@@ -128,7 +142,8 @@ impl TokenSource {
         // Counted from when the request left: the lifetime started no earlier than that.
         let refresh_at = started + lifetime.saturating_sub(EXPIRY_MARGIN);
         tracing::debug!(expires_in_secs = lifetime.as_secs(), "refreshed the Gmail access token");
-        Ok(CachedToken { token: SecretString::from(token), refresh_at })
+        let scopes = parsed.scope.as_deref().map(crate::scopes::parse_list).unwrap_or_default();
+        Ok(CachedToken { token: SecretString::from(token), refresh_at, scopes })
     }
 }
 

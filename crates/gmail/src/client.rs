@@ -75,6 +75,12 @@ impl GmailClient {
         })
     }
 
+    /// Refreshes the access token and returns the scopes Google granted the refresh token
+    /// (`mailroom doctor`): proves the client id, secret and refresh token without reading mail.
+    pub async fn granted_scopes(&self) -> Result<Vec<String>, GmailError> {
+        self.auth.granted_scopes(&self.http).await
+    }
+
     /// Sets `maxResults` for listings, clamped to Gmail's 1–500.
     pub fn with_page_size(mut self, page_size: u32) -> Self {
         self.page_size = page_size.clamp(1, MAX_PAGE_SIZE);

@@ -59,7 +59,25 @@ pub struct Document {
     pub updated_at: DateTime<Utc>,
 }
 
-crate::from_row!(Document { document_id, agent_email, filename, stored_path, content_type, size_bytes, status, progress, page_count, chunk_count, error_type, error, warnings, skipped_pages, message_id, created_at, updated_at });
+crate::from_row!(Document {
+    document_id,
+    agent_email,
+    filename,
+    stored_path,
+    content_type,
+    size_bytes,
+    status,
+    progress,
+    page_count,
+    chunk_count,
+    error_type,
+    error,
+    warnings,
+    skipped_pages,
+    message_id,
+    created_at,
+    updated_at
+});
 
 /// What the upload API records for a new document.
 #[derive(Debug, Clone)]

@@ -33,7 +33,16 @@ pub struct ProviderProblemRow {
     pub last_seen: DateTime<Utc>,
 }
 
-crate::from_row!(ProviderProblemRow { provider, operation, worker, status, message, occurrences, first_seen, last_seen });
+crate::from_row!(ProviderProblemRow {
+    provider,
+    operation,
+    worker,
+    status,
+    message,
+    occurrences,
+    first_seen,
+    last_seen
+});
 
 /// Records one occurrence.
 pub async fn record(

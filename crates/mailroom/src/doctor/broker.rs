@@ -53,7 +53,8 @@ async fn redis(settings: &Settings) -> Vec<Check> {
     let url = redact_url(settings.redis.url.expose_secret());
     let check = async {
         let client = mailroom_redis::client(&settings.redis).map_err(|e| e.to_string())?;
-        let mut connection = client.get_multiplexed_async_connection().await.map_err(|e| mailroom_redis::describe(&e))?;
+        let mut connection =
+            client.get_multiplexed_async_connection().await.map_err(|e| mailroom_redis::describe(&e))?;
         redis::cmd("PING").query_async::<String>(&mut connection).await.map_err(|e| mailroom_redis::describe(&e))
     };
     vec![match check.await {

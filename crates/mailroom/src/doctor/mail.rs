@@ -1,8 +1,9 @@
 //! The mail checks of `mailroom doctor`: the mailbox the poller reads (IMAP login and folder,
 //! Gmail token and scopes) and the outbox the sender writes to (SMTP EHLO/TLS/AUTH, Gmail).
 
+use gmail::{GmailClient, GmailError, GmailSettings, scopes};
 use pipeline_core::Settings;
-use poller::{ImapSettings, ImapSource, MailboxSettings};
+use poller::{GmailSourceSettings, ImapSettings, ImapSource, MailboxSettings};
 use sender::settings::{OutboxKind, OutboxSettings};
 
 use super::{Check, timed};
@@ -37,7 +38,11 @@ async fn mailbox(settings: &Settings) -> Vec<Check> {
                 )
             }]
         }
-        other => vec![Check::skip(format!("mailbox {other}"), "checked by the Gmail checks below")],
+        "gmail" => vec![match settings.section::<GmailSourceSettings>("mailbox.gmail") {
+            Ok(gmail) => gmail_check("mailbox gmail", &gmail.client_settings(), Role::Poller).await,
+            Err(e) => Check::fail("mailbox gmail", e.to_string(), "fix the [mailbox.gmail] section"),
+        }],
+        other => vec![Check::fail(format!("mailbox {other}"), "unknown mailbox.kind", "set maildir, imap or gmail")],
     }
 }
 
@@ -79,6 +84,69 @@ async fn outbox(settings: &Settings) -> Vec<Check> {
             ),
         }],
         OutboxKind::Maildir => vec![Check::skip("outbox maildir", "replies are written to a local Maildir")],
-        OutboxKind::Gmail => vec![Check::skip("outbox gmail", "checked by the Gmail checks below")],
+        OutboxKind::Gmail => vec![match &outbox.gmail {
+            Some(gmail) => gmail_check("outbox gmail", gmail, Role::Sender).await,
+            None => Check::fail(
+                "outbox gmail",
+                "no [outbox.gmail] section",
+                "add client_id, client_secret and refresh_token",
+            ),
+        }],
     }
+}
+
+/// Which role's Gmail uses a refresh token must allow.
+#[derive(Clone, Copy)]
+enum Role {
+    Poller,
+    Sender,
+}
+
+impl Role {
+    fn prefix(self) -> &'static str {
+        match self {
+            Role::Poller => "poller:",
+            Role::Sender => "sender:",
+        }
+    }
+}
+
+/// Refreshes the token (client id, secret and refresh token) and checks the granted scopes
+/// against what the role does with Gmail ([`scopes::USES`]).
+async fn gmail_check(name: &str, settings: &GmailSettings, role: Role) -> Check {
+    let client = match GmailClient::new(settings) {
+        Ok(client) => client,
+        Err(e) => return Check::fail(name, e.to_string(), "fix api_base and token_url"),
+    };
+    let granted = match client.granted_scopes().await {
+        Ok(granted) => granted,
+        Err(e) => {
+            let fix = match &e {
+                GmailError::ReauthorizationRequired { .. } => {
+                    "the refresh token was revoked or expired: run `mailroom gmail authorize` and set the new one"
+                }
+                _ => "check client_id, client_secret, refresh_token and token_url",
+            };
+            return Check::fail(name, e.to_string(), fix);
+        }
+    };
+    if granted.is_empty() {
+        return Check::ok(name, "token refreshed; the token endpoint did not list the granted scopes");
+    }
+    let missing: Vec<_> =
+        scopes::not_allowed(&granted).into_iter().filter(|u| u.what.starts_with(role.prefix())).collect();
+    let shown = granted.iter().map(|s| scopes::short_name(s)).collect::<Vec<_>>().join(", ");
+    if missing.is_empty() {
+        return Check::ok(name, format!("token refreshed; granted {shown}"));
+    }
+    let lacking: Vec<String> =
+        missing.iter().map(|u| format!("{} (needs {})", u.what, scopes::describe(u.any_of))).collect();
+    Check::fail(
+        name,
+        format!("granted {shown}; not allowed: {}", lacking.join("; ")),
+        format!(
+            "re-authorise with the scopes the role needs (`mailroom gmail authorize --scope {}`)",
+            scopes::short_name(scopes::RECOMMENDED)
+        ),
+    )
 }
