@@ -324,10 +324,9 @@ pub async fn demo(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCod
         ("MAILROOM__MAILBOX__POLL_INTERVAL_MS", "250".into()),
         ("MAILROOM__OUTBOX__KIND", "maildir".into()),
         ("MAILROOM__OUTBOX__MAILDIR", dir.join("outbox").display().to_string()),
-        // A fresh quota per run, and room for the whole example mailbox at once (the default
-        // 250/day is smoothed to one reply every ~6 minutes).
+        // A fresh quota per run. The default quota is not overridden: its burst (25) answers
+        // the whole example mailbox at once, as it would a morning's mail.
         ("MAILROOM__SENDER__REDIS_PREFIX", format!("mailroom-demo:{}", uuid::Uuid::new_v4().simple())),
-        ("MAILROOM__SENDER__RATE_BURST", "250".into()),
         // Short retry delays so a transient hiccup does not stall the demo for a minute.
         ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "500,1000,2000".into()),
     ]
