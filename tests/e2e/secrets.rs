@@ -421,6 +421,9 @@ async fn no_secret_appears_in_any_log_output_or_dead_letter_even_at_debug_level(
         ("MAILROOM__EMBEDDINGS__OPENAI__API_KEY", embeddings_key.clone()),
         ("MAILROOM__LLM__PROVIDERS", "openai,anthropic,gemini,local".to_owned()),
         ("MAILROOM__LLM__COOLDOWN_SECS", "1".to_owned()),
+        // The fake providers refuse, so `local` writes the replies; send them anyway, so the
+        // SMTP relay (and its password) is used rather than a local draft folder.
+        ("MAILROOM__RAG__LOCAL_FALLBACK", "send".to_owned()),
         ("MAILROOM__LLM__OPENAI__BASE_URL", format!("{}/openai/v1", llms.base)),
         ("MAILROOM__LLM__OPENAI__API_KEY", openai_key.clone()),
         ("MAILROOM__LLM__ANTHROPIC__BASE_URL", format!("{}/anthropic/v1", llms.base)),
