@@ -3,12 +3,10 @@
 //! Only the settings live here (every binary loads and validates them); the client that uses
 //! them is `mailroom-redis`, so that binaries without Redis do not link the redis crate.
 
-use std::path::PathBuf;
-
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
-use crate::settings::{optional_path, redact_url};
+use crate::settings::{TlsFiles, redact_url};
 
 /// `[redis]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -21,30 +19,8 @@ pub struct RedisSettings {
 }
 
 /// `[redis.tls]`. Unlike `[amqp.tls]`, a CA file here *replaces* the bundled public roots (the
-/// redis client takes a single root store), which is what a private CA wants anyway. Paths are
-/// not secret and may be logged; key contents never are.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct RedisTlsSettings {
-    /// PEM file of the CA certificate(s) trusted for the server instead of the bundled public
-    /// roots. Empty: the public roots.
-    #[serde(default, deserialize_with = "optional_path")]
-    pub ca_file: Option<PathBuf>,
-    /// PEM file of the client certificate (chain), for servers that verify clients. Needs
-    /// `key_file`.
-    #[serde(default, deserialize_with = "optional_path")]
-    pub cert_file: Option<PathBuf>,
-    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1). Needs
-    /// `cert_file`.
-    #[serde(default, deserialize_with = "optional_path")]
-    pub key_file: Option<PathBuf>,
-}
-
-impl RedisTlsSettings {
-    /// Whether any TLS file is configured.
-    pub fn is_configured(&self) -> bool {
-        self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
-    }
-}
+/// redis client takes a single root store), which is what a private CA wants anyway.
+pub type RedisTlsSettings = TlsFiles;
 
 impl RedisSettings {
     /// Settings for `url` without TLS files (plain `redis://`, or `rediss://` trusting the public
@@ -63,22 +39,10 @@ impl RedisSettings {
         url::Url::parse(self.url.expose_secret()).is_ok_and(|u| matches!(u.scheme(), "rediss" | "valkeys"))
     }
 
-    /// Rejects TLS settings that could not mean what the operator intended, as
-    /// [`crate::settings::AmqpSettings::validate`] does: half a client identity, or TLS files with
-    /// a plain URL (which would otherwise connect unencrypted while the configuration suggests
-    /// otherwise).
+    /// Rejects TLS settings that could not mean what the operator intended
+    /// ([`TlsFiles::validate`]).
     pub fn validate(&self) -> Result<(), String> {
-        let tls = &self.tls;
-        if tls.cert_file.is_some() != tls.key_file.is_some() {
-            return Err("redis.tls.cert_file and redis.tls.key_file must be set together".to_owned());
-        }
-        if tls.is_configured() && !self.uses_tls() {
-            return Err(format!(
-                "redis.tls.* is set but redis.url ({}) is not rediss://; use rediss:// or clear the TLS keys",
-                self.redacted_url()
-            ));
-        }
-        Ok(())
+        self.tls.validate("redis", self.uses_tls(), &self.redacted_url(), "rediss")
     }
 }
 

@@ -82,12 +82,13 @@ pub struct AmqpSettings {
     pub tls: AmqpTlsSettings,
 }
 
-/// `[amqp.tls]`: the files an `amqps://` connection uses. File paths are not secret and may be
-/// logged; the key's contents are never read into anything that is.
+/// The files a TLS connection uses (`[amqp.tls]`, `[redis.tls]`). File paths are not secret and
+/// may be logged; the key's contents are never read into anything that is.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct AmqpTlsSettings {
-    /// PEM file of the CA certificate(s) that signed the broker's certificate, trusted in
-    /// addition to the bundled public roots. Empty: public roots only.
+pub struct TlsFiles {
+    /// PEM file of the CA certificate(s) that signed the server's certificate. For the broker
+    /// they are trusted in addition to the bundled public roots; for Redis instead of them (its
+    /// client takes one root store). Empty: public roots only.
     #[serde(default, deserialize_with = "optional_path")]
     pub ca_file: Option<PathBuf>,
     /// PEM file of the client certificate (chain) for mutual TLS. Needs `key_file`.
@@ -99,10 +100,36 @@ pub struct AmqpTlsSettings {
     pub key_file: Option<PathBuf>,
 }
 
-impl AmqpTlsSettings {
+/// `[amqp.tls]`.
+pub type AmqpTlsSettings = TlsFiles;
+
+impl TlsFiles {
     /// Whether any TLS file is configured.
     pub fn is_configured(&self) -> bool {
         self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
+    }
+
+    /// Rejects files that could not mean what the operator intended: a client certificate
+    /// without its key (or the reverse), or TLS files with a plain URL — which would otherwise
+    /// connect unencrypted while the configuration suggests otherwise. `section` is the settings
+    /// section (`amqp`, `redis`), `tls_scheme` the URL scheme that means TLS.
+    pub fn validate(
+        &self,
+        section: &str,
+        url_uses_tls: bool,
+        redacted_url: &str,
+        tls_scheme: &str,
+    ) -> Result<(), String> {
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(format!("{section}.tls.cert_file and {section}.tls.key_file must be set together"));
+        }
+        if self.is_configured() && !url_uses_tls {
+            return Err(format!(
+                "{section}.tls.* is set but {section}.url ({redacted_url}) is not {tls_scheme}://; use {tls_scheme}:// or \
+                 clear the TLS keys"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -129,21 +156,10 @@ impl AmqpSettings {
         url::Url::parse(self.url.expose_secret()).is_ok_and(|u| u.scheme() == "amqps")
     }
 
-    /// Rejects TLS settings that could not mean what the operator intended: a client certificate
-    /// without its key (or the reverse), or TLS files with a plain `amqp://` URL — which would
-    /// otherwise connect unencrypted while the configuration suggests otherwise.
+    /// Rejects TLS settings that could not mean what the operator intended
+    /// ([`TlsFiles::validate`]).
     pub fn validate(&self) -> Result<(), String> {
-        let tls = &self.tls;
-        if tls.cert_file.is_some() != tls.key_file.is_some() {
-            return Err("amqp.tls.cert_file and amqp.tls.key_file must be set together".to_owned());
-        }
-        if tls.is_configured() && !self.uses_tls() {
-            return Err(format!(
-                "amqp.tls.* is set but amqp.url ({}) is not amqps://; use amqps:// or clear the TLS keys",
-                self.redacted_url()
-            ));
-        }
-        Ok(())
+        self.tls.validate("amqp", self.uses_tls(), &self.redacted_url(), "amqps")
     }
 }
 
