@@ -233,10 +233,11 @@ async fn full_sync_then_history_publishes_every_message_once_with_gmail_threads_
     for id in ["18c9f0a1b2c3d4e1", "18c9f0a1b2c3d4e2", "18c9f0a1b2c3d4e3"] {
         assert_eq!(mods[id], vec![(vec![label_id.clone()], vec!["UNREAD".to_owned()])], "{id}");
     }
+    let failed_id = h.fake.label_id("Mailroom/Failed").expect("outcome label created");
     assert_eq!(
         mods["18c9f0a1b2c3d4e4"],
-        vec![(vec![label_id.clone()], vec![])],
-        "unparseable mail is labelled but stays unread for a person"
+        vec![(vec![label_id.clone()], vec![]), (vec![failed_id], vec![])],
+        "unparseable mail is labelled, then gets the Failed outcome, but stays unread for a person"
     );
 
     // Pass 2: incremental. A follow-up in the first thread, our own reply (SENT) and a second
@@ -574,6 +575,7 @@ async fn outcomes_are_labels_under_mailroom_and_only_answered_mail_loses_unread(
     }
     let report = h.synced().await;
     assert_eq!((report.published, report.outcomes), (0, 5));
+    let fake = h.fake.clone();
     let label_of = |expect: Expect| {
         let name = match expect {
             Expect::Answered => "Answered",
@@ -583,7 +585,7 @@ async fn outcomes_are_labels_under_mailroom_and_only_answered_mail_loses_unread(
             Expect::Failed => "Failed",
             Expect::Nothing => unreachable!("no label"),
         };
-        h.fake.label_id(&format!("Mailroom/{name}")).unwrap_or_else(|| panic!("label Mailroom/{name} created"))
+        fake.label_id(&format!("Mailroom/{name}")).unwrap_or_else(|| panic!("label Mailroom/{name} created"))
     };
     let outcome_labels: Vec<String> =
         SCENARIO.iter().filter(|(_, e)| *e != Expect::Nothing).map(|(_, e)| label_of(*e)).collect();

@@ -506,7 +506,10 @@ async fn outcomes_are_keywords_and_only_answered_mail_is_seen() {
     outcomes::reply(&pool, AGENT, failed, "sent").await;
     assert_eq!(h.synced().await.outcomes, 1);
     let (_, flags) = &all_flags(&mut mua).await[4];
-    assert!(flags.iter().any(|f| f == "$Mailroom-Answered") && !flags.iter().any(|f| f == "$Mailroom-Failed"), "{flags:?}");
+    assert!(
+        flags.iter().any(|f| f == "$Mailroom-Answered") && !flags.iter().any(|f| f == "$Mailroom-Failed"),
+        "{flags:?}"
+    );
     assert!(flags.iter().any(|f| f == "\\Seen"), "answered now, so read: {flags:?}");
     let _ = mua.logout().await;
     h.finish().await;

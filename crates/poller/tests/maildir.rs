@@ -13,7 +13,7 @@ use mailroom_tests::{TestDb, TestDir, TestVhost};
 use outcomes::{Expect, SCENARIO};
 use pipeline_core::{Producer, Settings, Telemetry};
 use poller::maildir_outcomes::KEYWORDS_FILE;
-use poller::{Ledger, MaildirSource, MailboxSettings, Poller, ScanReport, Step};
+use poller::{Ledger, MailboxSettings, MaildirSource, Poller, ScanReport, Step};
 
 const AGENT: &str = "support@northwind.example";
 
@@ -73,7 +73,8 @@ async fn outcomes_are_keyword_flags_and_only_answered_mail_is_seen() {
     let pool = mailroom_db::connect_and_migrate(&settings.database.url, 4).await.expect("database");
     let producer = Producer::new("poller-maildir-test", &settings, Arc::new(Telemetry::default()));
     producer.connect().await.expect("broker");
-    let mut poller = Poller::new(MaildirSource::new(&root).expect("source"), Ledger::new(pool.clone(), producer, mailbox));
+    let mut poller =
+        Poller::new(MaildirSource::new(&root).expect("source"), Ledger::new(pool.clone(), producer, mailbox));
 
     let report = synced(&mut poller).await;
     assert_eq!((report.published, report.outcomes), (SCENARIO.len(), 0));
