@@ -12,8 +12,14 @@
 //! message goes through the same ledger claim as any other source (the ledger key is Gmail's
 //! message id), is fetched raw only when the claim is ours, is published with Gmail's
 //! `threadId` (the sender replies in that thread) and its labels (`IMPORTANT` raises the
-//! priority), and then gets the processed label and, if configured, loses `UNREAD`. A message
-//! that does not parse is recorded as such and labelled, but stays unread for a person.
+//! priority), and then gets the processed label; it loses `UNREAD` there only with
+//! `mailbox.mark_read = "published"`. A message that does not parse is recorded as such and
+//! labelled, but stays unread for a person.
+//!
+//! Outcomes are labels under `mailbox.outcome_parent` (`Mailroom/Answered`, `Mailroom/Drafted`,
+//! `Mailroom/Needs person`, `Mailroom/Not support`, `Mailroom/Failed`), created when missing; a
+//! new outcome's label replaces the previous one's, and by default only answered mail loses
+//! `UNREAD`.
 //!
 //! Any Gmail error ends the pass without moving the cursor; the [`Poller`](crate::Poller)
 //! waits as long as Gmail asked (rate limits) or backs off, and stops polling when Google
@@ -21,7 +27,7 @@
 //! `gmail.modify`: it reads, labels and marks mail read), since only a new authorisation helps
 //! then.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use gmail::{GmailClient, GmailError, GmailSettings, MessageRef};
 use secrecy::{ExposeSecret, SecretString};
@@ -30,7 +36,7 @@ use tracing::{debug, info, warn};
 
 use crate::cursor::{self, Cursor, CursorKey};
 use crate::ledger::{Claim, Fetched, Ledger};
-use crate::{ScanReport, Source, SourceError};
+use crate::{Change, Outcome, ScanReport, Source, SourceError};
 
 /// Labels whose messages are never support mail to answer: our own replies and drafts (a
 /// reply sent to the agent's own address also lands in the inbox), spam and deleted mail.
@@ -63,7 +69,8 @@ pub struct GmailSourceSettings {
     /// Label put on every handled message (created when missing).
     #[serde(default = "default_processed_label")]
     pub processed_label: String,
-    /// Whether published messages lose `UNREAD`.
+    /// `false` keeps every message unread whatever `mailbox.mark_read` says (the same as
+    /// `mark_read = "never"` for this source).
     #[serde(default = "default_remove_unread")]
     pub remove_unread: bool,
     /// Results per listing page (1–500).
@@ -166,6 +173,8 @@ pub struct GmailSource {
     cursor_key: CursorKey,
     /// The processed label's id, looked up (or created) once per process.
     processed_label_id: Option<String>,
+    /// The outcome labels' ids, looked up (or created) when first needed.
+    outcome_label_ids: HashMap<Outcome, String>,
 }
 
 impl GmailSource {
@@ -180,6 +189,7 @@ impl GmailSource {
             settings: settings.clone(),
             cursor_key: CursorKey::new(agent_email, "gmail", user),
             processed_label_id: None,
+            outcome_label_ids: HashMap::new(),
         })
     }
 
@@ -196,6 +206,44 @@ impl GmailSource {
         debug!(label_id = %label.id, name = %label.name, "Processed label ready.");
         self.processed_label_id = Some(label.id.clone());
         Ok(label.id)
+    }
+
+    /// The id of an outcome's label, created when missing.
+    async fn outcome_label_id(&mut self, outcome: Outcome, parent: &str) -> Result<String, SourceError> {
+        if let Some(id) = self.outcome_label_ids.get(&outcome) {
+            return Ok(id.clone());
+        }
+        let label = self.client.ensure_label(&outcome.label(parent)).await?;
+        debug!(label_id = %label.id, name = %label.name, "Outcome label ready.");
+        self.outcome_label_ids.insert(outcome, label.id.clone());
+        Ok(label.id)
+    }
+
+    /// Labels each message with its outcome, removing the previous outcome's label, and
+    /// removes `UNREAD` where `mailbox.mark_read` says so.
+    async fn apply(&mut self, ledger: &Ledger, changes: &[Change]) -> Result<Vec<String>, SourceError> {
+        let settings = ledger.settings();
+        let mut done = Vec::with_capacity(changes.len());
+        for change in changes {
+            let add = self.outcome_label_id(change.outcome, &settings.outcome_parent).await?;
+            let mut remove = Vec::new();
+            if let Some(previous) = change.previous.filter(|p| *p != change.outcome) {
+                remove.push(self.outcome_label_id(previous, &settings.outcome_parent).await?);
+            }
+            if self.settings.remove_unread && settings.mark_read.on_outcome(change.outcome) {
+                remove.push("UNREAD".to_owned());
+            }
+            let remove: Vec<&str> = remove.iter().map(String::as_str).collect();
+            match self.client.modify_labels(&change.mailbox_id, &[add.as_str()], &remove).await {
+                Ok(_) => {}
+                Err(GmailError::NotFound { .. }) => {
+                    debug!(mailbox_id = %change.mailbox_id, "Message deleted before its outcome was shown.")
+                }
+                Err(e) => return Err(e.into()),
+            }
+            done.push(change.mailbox_id.clone());
+        }
+        Ok(done)
     }
 
     /// One pass: incremental from the stored cursor, or a full sync.
@@ -358,7 +406,7 @@ impl GmailSource {
         to_label.extend(published.mailbox_ids.into_iter().map(|id| (id, true)));
         // Label what was published even when the batch failed part way: the labels are what
         // a person sees in Gmail.
-        let labelled = self.label(label_id, &to_label).await;
+        let labelled = self.label(label_id, &to_label, ledger.settings().mark_read.at_publish()).await;
         if let Some(e) = published.error {
             return Err(e.into());
         }
@@ -366,10 +414,12 @@ impl GmailSource {
         Ok(complete)
     }
 
-    /// Puts the processed label on each message (and removes `UNREAD` where allowed).
-    async fn label(&self, label_id: &str, messages: &[(String, bool)]) -> Result<(), SourceError> {
+    /// Puts the processed label on each message (and removes `UNREAD` where allowed, when
+    /// `mark_read` is on).
+    async fn label(&self, label_id: &str, messages: &[(String, bool)], mark_read: bool) -> Result<(), SourceError> {
         for (id, may_lose_unread) in messages {
-            let remove: &[&str] = if *may_lose_unread && self.settings.remove_unread { &["UNREAD"] } else { &[] };
+            let remove: &[&str] =
+                if *may_lose_unread && mark_read && self.settings.remove_unread { &["UNREAD"] } else { &[] };
             match self.client.modify_labels(id, &[label_id], remove).await {
                 Ok(_) => {}
                 Err(GmailError::NotFound { .. }) => debug!(mailbox_id = %id, "Message deleted before it was labelled."),
@@ -401,6 +451,15 @@ impl Source for GmailSource {
             // Someone may have deleted or renamed the label (Gmail then refuses its id): look it
             // up again next pass rather than failing on a stale id forever.
             self.processed_label_id = None;
+        }
+        result
+    }
+
+    async fn apply_outcomes(&mut self, ledger: &Ledger, changes: &[Change]) -> Result<Vec<String>, SourceError> {
+        let result = self.apply(ledger, changes).await;
+        if let Err(SourceError::Gmail(GmailError::Permanent { .. })) = &result {
+            // As for the processed label: an outcome label may have been deleted or renamed.
+            self.outcome_label_ids.clear();
         }
         result
     }

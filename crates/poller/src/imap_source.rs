@@ -6,8 +6,9 @@
 //! without one (the first pass), or when the server renumbered the folder (a new
 //! UIDVALIDITY), a pass is a full sync of what the configured search finds (`UNSEEN` by
 //! default) and the cursor then moves to the top of the folder. Messages are fetched with
-//! `BODY.PEEK[]` (which leaves them unread), published through the ledger, and only then get
-//! `\Seen`.
+//! `BODY.PEEK[]` (which leaves them unread) and published through the ledger; they get `\Seen`
+//! then only with `mailbox.mark_read = "published"`. Outcomes are keywords (see
+//! `imap_outcomes`).
 //!
 //! Because UIDs mean nothing across UIDVALIDITY changes, the ledger key is the message's
 //! `Message-ID` (`imap:<id>`), or the SHA-256 of the raw message when it has none: a resync
@@ -43,7 +44,7 @@ use crate::cursor::{self, Cursor, CursorKey};
 use crate::ledger::{Claim, Fetched, Ledger};
 use crate::{ScanReport, Source, SourceError};
 
-type Session = async_imap::Session<TlsStream<TcpStream>>;
+pub(crate) type Session = async_imap::Session<TlsStream<TcpStream>>;
 
 /// `[mailbox.imap]` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -176,7 +177,7 @@ fn tls_config(ca_file: &str) -> Result<ClientConfig, SourceError> {
 }
 
 /// Runs an IMAP step with the command timeout, naming it in the error.
-async fn timed<T, E: Display>(
+pub(crate) async fn timed<T, E: Display>(
     limit: Duration,
     what: &str,
     step: impl Future<Output = Result<T, E>>,
@@ -447,7 +448,7 @@ impl ImapSource {
         to_mark.extend(published.mailbox_ids);
         let seen_uids: Vec<u32> =
             to_mark.iter().flat_map(|key| uids_of.get(key).into_iter().flatten().copied()).collect();
-        if !seen_uids.is_empty() {
+        if !seen_uids.is_empty() && ledger.settings().mark_read.at_publish() {
             timed(limit, "UID STORE", async {
                 session.uid_store(uid_set(&seen_uids), "+FLAGS.SILENT (\\Seen)").await?.try_collect::<Vec<_>>().await
             })
@@ -490,6 +491,19 @@ impl Source for ImapSource {
         let report = self.pass(&mut session, ledger).await?;
         self.session = Some(session);
         Ok(report)
+    }
+
+    async fn apply_outcomes(&mut self, ledger: &Ledger, changes: &[crate::Change]) -> Result<Vec<String>, SourceError> {
+        let mut session = match self.session.take() {
+            Some(session) => session,
+            None => self.connect().await?,
+        };
+        let folder = self.settings.folder.trim();
+        let done =
+            crate::imap_outcomes::apply(&mut session, folder, self.settings.timeout(), ledger.settings(), changes)
+                .await?;
+        self.session = Some(session);
+        Ok(done)
     }
 
     async fn wait_for_mail(&mut self, interval: Duration) {

@@ -27,12 +27,15 @@
 pub mod cursor;
 pub mod error;
 pub mod gmail_source;
+mod imap_outcomes;
 pub mod imap_source;
 pub mod ledger;
 pub mod maildir;
+pub mod maildir_outcomes;
+pub mod outcome;
+pub mod settings;
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -47,7 +50,6 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use serde::Deserialize;
 use tracing::{error, info, warn};
 
 pub use error::SourceError;
@@ -55,48 +57,11 @@ pub use gmail_source::{GmailSource, GmailSourceSettings};
 pub use imap_source::{ImapSettings, ImapSource};
 pub use ledger::{Claim, Fetched, Ledger, claim};
 pub use maildir::MaildirSource;
+pub use outcome::{Change, Outcome};
+pub use settings::{MailboxSettings, MarkRead};
 
 /// The binary's name.
 pub const NAME: &str = "poller";
-
-/// `[mailbox]` settings.
-#[derive(Debug, Clone, Deserialize)]
-pub struct MailboxSettings {
-    /// Source kind: `maildir`, `gmail` (settings in `[mailbox.gmail]`) or `imap`
-    /// (`[mailbox.imap]`).
-    pub kind: String,
-    /// Maildir path (`maildir` source).
-    pub maildir: PathBuf,
-    /// The support mailbox the messages belong to (matched case-insensitively: stored lower-case).
-    #[serde(deserialize_with = "pipeline_core::messages::deserialize_agent_address")]
-    pub agent_email: String,
-    /// Time between passes (and the first step of the backoff after a failure).
-    pub poll_interval_ms: u64,
-    /// Subject words that make a message urgent.
-    pub urgent_words: Vec<String>,
-    /// Senders whose mail is more urgent.
-    pub vip_senders: Vec<String>,
-    /// Sender domains whose mail is more urgent.
-    pub vip_domains: Vec<String>,
-    /// A claim older than this is taken over: its poller died between claim and publish.
-    pub claim_timeout_secs: u64,
-    /// The longest wait between passes after repeated failures (the mailbox's own "retry
-    /// after" can be longer, and is honoured).
-    #[serde(default = "default_max_backoff_secs")]
-    pub max_backoff_secs: u64,
-    /// Rollout control: the fraction (0.0–1.0) of new mail routed through the pipeline; the
-    /// rest is left untouched in the mailbox for the team's current process.
-    #[serde(default = "default_sample_rate")]
-    pub sample_rate: f64,
-}
-
-fn default_max_backoff_secs() -> u64 {
-    300
-}
-
-fn default_sample_rate() -> f64 {
-    1.0
-}
 
 /// Whether a mailbox message belongs to the configured sample. The decision hashes the
 /// mailbox's own id, so it is the same on every pass, after a restart and on every poller, and
@@ -168,6 +133,8 @@ pub struct ScanReport {
     pub unparseable: usize,
     /// Left for another poller or a later pass.
     pub skipped: usize,
+    /// Outcomes applied at the mailbox now (labels, keywords; see [`outcome`]).
+    pub outcomes: usize,
 }
 
 /// A mailbox the poller can read. A pass lists what is new, claims each message in the
@@ -186,6 +153,16 @@ pub trait Source: Send {
     fn wait_for_mail(&mut self, interval: Duration) -> impl Future<Output = ()> + Send {
         tokio::time::sleep(interval)
     }
+
+    /// Shows each message's new outcome at the mailbox (see [`outcome`]): its label or keyword
+    /// replaces the previous one, and it is marked read if `mailbox.mark_read` says so. Returns
+    /// the mailbox ids done, including messages no longer in the mailbox; one left out is tried
+    /// again next pass. Applying an outcome twice must change nothing.
+    fn apply_outcomes(
+        &mut self,
+        ledger: &Ledger,
+        changes: &[Change],
+    ) -> impl Future<Output = Result<Vec<String>, SourceError>> + Send;
 
     /// Ends the session with the mailbox, if there is one.
     fn close(&mut self) -> impl Future<Output = ()> + Send {
@@ -260,7 +237,7 @@ impl<S: Source> Poller<S> {
         if let Some(remaining) = self.not_before.and_then(|t| t.checked_duration_since(now)).filter(|d| !d.is_zero()) {
             return Step::BackingOff { remaining };
         }
-        match self.source.sync_once(&self.ledger).await {
+        match pass(&mut self.source, &self.ledger).await {
             Ok(report) => {
                 self.failures = 0;
                 self.not_before = None;
@@ -325,10 +302,18 @@ impl<S: Source> Poller<S> {
     }
 }
 
+/// One pass: new mail first, then the outcomes the pipeline recorded since the last pass.
+async fn pass<S: Source>(source: &mut S, ledger: &Ledger) -> Result<ScanReport, SourceError> {
+    let mut report = source.sync_once(ledger).await?;
+    report.outcomes = outcome::apply_pending(source, ledger).await?;
+    Ok(report)
+}
+
 /// Runs the poller until `shutdown`. The source's settings are checked before anything is
 /// connected, so a misconfigured mailbox fails at once with the key to fix.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
     let mailbox: MailboxSettings = settings.section("mailbox")?;
+    mailbox.validate()?;
     let agent_email = mailbox.agent_email.as_str();
     match mailbox.kind.as_str() {
         "maildir" => {
@@ -551,8 +536,14 @@ async fn poll<S: Source>(
         observer.step(&step);
         let backoff = match step {
             Step::Synced(r) => {
-                if r.published + r.unparseable > 0 {
-                    info!(published = r.published, unparseable = r.unparseable, skipped = r.skipped, "Synced mailbox.");
+                if r.published + r.unparseable + r.outcomes > 0 {
+                    info!(
+                        published = r.published,
+                        unparseable = r.unparseable,
+                        skipped = r.skipped,
+                        outcomes = r.outcomes,
+                        "Synced mailbox."
+                    );
                 }
                 None
             }

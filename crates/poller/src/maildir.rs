@@ -1,5 +1,8 @@
 //! Maildir, as mail clients and MTAs use it: new messages appear in `new/`; a reader moves each
-//! to `cur/` with an info suffix (`:2,S` = seen). The unique name before `:` is the mailbox id.
+//! to `cur/` with an info suffix (`:2,` + flags; `S` = seen, `R` = replied). The unique name
+//! before `:` is the mailbox id. The poller moves what it handled to `cur/`, unread (`:2,`)
+//! unless `mailbox.mark_read = "published"` (`:2,S`); outcomes are added later as keywords
+//! (see `maildir_outcomes`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,10 +46,12 @@ pub fn new_messages(root: &Path) -> std::io::Result<Vec<Entry>> {
     Ok(out)
 }
 
-/// Moves a message to `cur/` with the Seen flag. A message already moved (by another poller) is
-/// fine.
-pub fn mark_seen(root: &Path, entry: &Entry) -> std::io::Result<()> {
-    let target = root.join("cur").join(format!("{}:2,S", entry.id));
+/// Moves a message to `cur/`, with the Seen flag if `seen`: out of `new/`, which is the poller's
+/// cursor, but still unread for a person unless asked. A message already moved (by another
+/// poller) is fine.
+pub fn file_away(root: &Path, entry: &Entry, seen: bool) -> std::io::Result<()> {
+    let flags = if seen { "S" } else { "" };
+    let target = root.join("cur").join(format!("{}:2,{flags}", entry.id));
     match std::fs::rename(&entry.path, target) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -55,18 +60,20 @@ pub fn mark_seen(root: &Path, entry: &Entry) -> std::io::Result<()> {
 }
 
 /// The Maildir as a [`Source`]: each pass takes everything in `new/`, and a message leaves
-/// `new/` (to `cur/`, seen) only once the ledger says it is published or unparseable, so the
+/// `new/` (to `cur/`) only once the ledger says it is published or unparseable, so the
 /// directory itself is the cursor.
 #[derive(Debug, Clone)]
 pub struct MaildirSource {
     root: PathBuf,
+    /// The keyword letter of each outcome, read from (or added to) `dovecot-keywords` once.
+    letters: Option<crate::maildir_outcomes::Letters>,
 }
 
 impl MaildirSource {
     /// The source for the Maildir at `root`, creating its directories if missing.
     pub fn new(root: &Path) -> std::io::Result<Self> {
         ensure(root)?;
-        Ok(Self { root: root.to_path_buf() })
+        Ok(Self { root: root.to_path_buf(), letters: None })
     }
 }
 
@@ -76,6 +83,7 @@ impl Source for MaildirSource {
     }
 
     async fn sync_once(&mut self, ledger: &Ledger) -> Result<ScanReport, SourceError> {
+        let seen = ledger.settings().mark_read.at_publish();
         let mut report = ScanReport::default();
         let mut ready = Vec::new();
         let mut entries = HashMap::new();
@@ -87,7 +95,9 @@ impl Source for MaildirSource {
             match claim {
                 // Out of the sample: it stays in new/ for whoever reads the mailbox today.
                 Claim::Busy | Claim::OutOfSample => report.skipped += 1,
-                Claim::AlreadyPublished | Claim::Unparseable => mark_seen(&self.root, &entry)?,
+                Claim::AlreadyPublished => file_away(&self.root, &entry, seen)?,
+                // Unread whatever mark_read says: a person must look at it.
+                Claim::Unparseable => file_away(&self.root, &entry, false)?,
                 Claim::Publish(message_id) => {
                     let raw = match std::fs::read(&entry.path) {
                         Ok(raw) => raw,
@@ -114,7 +124,7 @@ impl Source for MaildirSource {
                             entries.insert(entry.id.clone(), entry);
                         }
                         None => {
-                            mark_seen(&self.root, &entry)?;
+                            file_away(&self.root, &entry, false)?;
                             report.unparseable += 1;
                         }
                     }
@@ -124,7 +134,7 @@ impl Source for MaildirSource {
         let published = ledger.publish(ready).await?;
         for id in &published.mailbox_ids {
             if let Some(entry) = entries.get(id) {
-                mark_seen(&self.root, entry)?;
+                file_away(&self.root, entry, seen)?;
             }
         }
         report.published += published.mailbox_ids.len();
@@ -133,5 +143,16 @@ impl Source for MaildirSource {
             Some(e) => Err(e.into()),
             None => Ok(report),
         }
+    }
+
+    async fn apply_outcomes(&mut self, ledger: &Ledger, changes: &[crate::Change]) -> Result<Vec<String>, SourceError> {
+        let settings = ledger.settings();
+        let letters = match self.letters.take() {
+            Some(letters) => letters,
+            None => crate::maildir_outcomes::Letters::ensure(&self.root, &settings.outcome_parent)?,
+        };
+        let done = crate::maildir_outcomes::apply(&self.root, &letters, settings.mark_read, changes);
+        self.letters = Some(letters);
+        Ok(done?)
     }
 }

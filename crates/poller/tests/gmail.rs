@@ -41,7 +41,13 @@ fn deliver(fake: &FakeGmail, id: &str, thread_id: &str, labels: &[&str], raw: Ve
 
 /// The poller over the fake with `refresh_token`, on `vhost` and `db`, through the real
 /// configuration layers as the binary reads them.
-async fn poller(fake: &FakeGmail, vhost: &TestVhost, db: &TestDb, refresh_token: &str) -> Poller<GmailSource> {
+async fn poller(
+    fake: &FakeGmail,
+    vhost: &TestVhost,
+    db: &TestDb,
+    refresh_token: &str,
+    mark_read: &str,
+) -> Poller<GmailSource> {
     let env = [
         ("MAILROOM__AMQP__URL", vhost.amqp_url()),
         ("MAILROOM__DATABASE__URL", db.url()),
@@ -54,6 +60,7 @@ async fn poller(fake: &FakeGmail, vhost: &TestVhost, db: &TestDb, refresh_token:
         ("MAILROOM__MAILBOX__GMAIL__REFRESH_TOKEN", refresh_token.to_owned()),
         // Small pages, so every listing spans several.
         ("MAILROOM__MAILBOX__GMAIL__PAGE_SIZE", "2".to_owned()),
+        ("MAILROOM__MAILBOX__MARK_READ", mark_read.to_owned()),
     ];
     let settings = Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))).expect("settings");
     let mailbox: MailboxSettings = settings.section("mailbox").expect("[mailbox]");
@@ -76,6 +83,9 @@ struct Harness {
     // Dropped first: its connections go before the vhost and database do.
     poller: Poller<GmailSource>,
     fake: FakeGmail,
+    /// `mailbox.mark_read`: these tests of publishing keep the behaviour of marking mail read
+    /// when published; the outcome test uses the default.
+    mark_read: &'static str,
     vhost: TestVhost,
     db: TestDb,
 }
@@ -86,15 +96,19 @@ impl Harness {
     }
 
     async fn start_with(fake: FakeGmail, refresh_token: &str) -> Self {
+        Self::start_marking(fake, refresh_token, "published").await
+    }
+
+    async fn start_marking(fake: FakeGmail, refresh_token: &str, mark_read: &'static str) -> Self {
         let vhost = TestVhost::create().await;
         let db = TestDb::create().await;
-        let poller = poller(&fake, &vhost, &db, refresh_token).await;
-        Self { poller, fake, vhost, db }
+        let poller = poller(&fake, &vhost, &db, refresh_token, mark_read).await;
+        Self { poller, fake, mark_read, vhost, db }
     }
 
     /// A new poller process on the same mailbox, broker and database, with `refresh_token`.
     async fn restart_with(&mut self, refresh_token: &str) {
-        let fresh = poller(&self.fake, &self.vhost, &self.db, refresh_token).await;
+        let fresh = poller(&self.fake, &self.vhost, &self.db, refresh_token, self.mark_read).await;
         let mut old = std::mem::replace(&mut self.poller, fresh);
         old.close().await;
         old.ledger().pool().close().await;
@@ -219,10 +233,11 @@ async fn full_sync_then_history_publishes_every_message_once_with_gmail_threads_
     for id in ["18c9f0a1b2c3d4e1", "18c9f0a1b2c3d4e2", "18c9f0a1b2c3d4e3"] {
         assert_eq!(mods[id], vec![(vec![label_id.clone()], vec!["UNREAD".to_owned()])], "{id}");
     }
+    let failed_id = h.fake.label_id("Mailroom/Failed").expect("outcome label created");
     assert_eq!(
         mods["18c9f0a1b2c3d4e4"],
-        vec![(vec![label_id.clone()], vec![])],
-        "unparseable mail is labelled but stays unread for a person"
+        vec![(vec![label_id.clone()], vec![]), (vec![failed_id], vec![])],
+        "unparseable mail is labelled, then gets the Failed outcome, but stays unread for a person"
     );
 
     // Pass 2: incremental. A follow-up in the first thread, our own reply (SENT) and a second
@@ -526,4 +541,82 @@ async fn cursors_only_move_forward_unless_the_uidvalidity_changes() {
     assert_eq!(cursor::load(&pool, &imap).await.expect("load"), Some(uid("3", 8)));
     assert_eq!(cursor::load(&pool, &key).await.expect("load"), Some(at("18446744073709551615")), "keys independent");
     pool.close().await;
+}
+
+#[path = "support/outcomes.rs"]
+mod outcomes;
+
+#[tokio::test]
+async fn outcomes_are_labels_under_mailroom_and_only_answered_mail_loses_unread() {
+    use outcomes::{Expect, SCENARIO};
+    let gmail = FakeGmail::start().await;
+    let ids: Vec<String> = (0..SCENARIO.len()).map(|i| format!("18fa00000000000{i}")).collect();
+    for (id, (name, _)) in ids.iter().zip(SCENARIO) {
+        let raw = email("Cy <cy@customer.example>", name, &format!("{name}@customer.example"));
+        deliver(&gmail, id, id, &["INBOX", "UNREAD"], raw, true);
+    }
+    // The default mailbox.mark_read: "answered".
+    let mut h = Harness::start_marking(gmail, REFRESH_TOKEN, "answered").await;
+    let labels = |h: &Harness, id: &str| h.fake.message(id).expect("message").label_ids;
+
+    let report = h.synced().await;
+    assert_eq!((report.published, report.outcomes), (SCENARIO.len(), 0), "nothing to show yet");
+    assert_eq!(h.drain().await.len(), SCENARIO.len());
+    let processed = h.fake.label_id("Mailroom/Processed").expect("processed label");
+    for id in &ids {
+        let now = labels(&h, id);
+        assert!(now.contains(&"UNREAD".to_owned()) && now.contains(&processed), "published, still unread: {now:?}");
+    }
+
+    // The later stages record what became of each email.
+    let pool = h.poller.ledger().pool().clone();
+    for (id, (_, expect)) in ids.iter().zip(SCENARIO) {
+        outcomes::record(&pool, AGENT, id, expect).await;
+    }
+    let report = h.synced().await;
+    assert_eq!((report.published, report.outcomes), (0, 5));
+    let fake = h.fake.clone();
+    let label_of = |expect: Expect| {
+        let name = match expect {
+            Expect::Answered => "Answered",
+            Expect::Drafted => "Drafted",
+            Expect::NotSupport => "Not support",
+            Expect::NeedsPerson => "Needs person",
+            Expect::Failed => "Failed",
+            Expect::Nothing => unreachable!("no label"),
+        };
+        fake.label_id(&format!("Mailroom/{name}")).unwrap_or_else(|| panic!("label Mailroom/{name} created"))
+    };
+    let outcome_labels: Vec<String> =
+        SCENARIO.iter().filter(|(_, e)| *e != Expect::Nothing).map(|(_, e)| label_of(*e)).collect();
+    for (id, (name, expect)) in ids.iter().zip(SCENARIO) {
+        let now = labels(&h, id);
+        let shown: Vec<&String> = now.iter().filter(|l| outcome_labels.contains(l)).collect();
+        match expect {
+            Expect::Nothing => assert!(shown.is_empty(), "{name}: no outcome yet: {now:?}"),
+            _ => assert_eq!(shown, [&label_of(expect)], "{name}: one outcome label: {now:?}"),
+        }
+        let unread = now.contains(&"UNREAD".to_owned());
+        assert_eq!(unread, expect != Expect::Answered, "{name}: only answered mail is read: {now:?}");
+        assert!(now.contains(&"INBOX".to_owned()), "{name}: stays in the inbox");
+        assert_eq!(outcomes::applied(&pool, AGENT, id).await.as_deref(), expect.stored(), "{name}");
+    }
+    let before = h.fake.count();
+    assert_eq!(h.synced().await.outcomes, 0, "each outcome is applied once");
+    assert!(
+        h.requests_since(before).iter().all(|r| !r.contains("/modify")),
+        "no label change without a new outcome: {:?}",
+        h.requests_since(before)
+    );
+
+    // The failed message's dead letter is replayed and answered: its label changes.
+    let failed = &ids[4];
+    outcomes::classify(&pool, AGENT, failed, true).await;
+    outcomes::reply(&pool, AGENT, failed, "sent").await;
+    assert_eq!(h.synced().await.outcomes, 1);
+    let now = labels(&h, failed);
+    assert!(now.contains(&label_of(Expect::Answered)) && !now.contains(&label_of(Expect::Failed)), "{now:?}");
+    assert!(!now.contains(&"UNREAD".to_owned()), "answered now, so read: {now:?}");
+    assert_eq!(outcomes::applied(&pool, AGENT, failed).await.as_deref(), Some("answered"));
+    h.finish().await;
 }

@@ -214,6 +214,9 @@ impl Harness {
             ("MAILROOM__MAILBOX__IMAP__FOLDER".to_owned(), FOLDER.to_owned()),
             ("MAILROOM__MAILBOX__IMAP__TLS_CA_FILE".to_owned(), server.ca_file.display().to_string()),
             ("MAILROOM__MAILBOX__IMAP__TIMEOUT_SECS".to_owned(), "20".to_owned()),
+            // These tests of publishing keep marking mail read when published; the outcome test
+            // sets the default ("answered") in `extra_env`.
+            ("MAILROOM__MAILBOX__MARK_READ".to_owned(), "published".to_owned()),
         ];
         env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let settings = Settings::load_from(None, env).expect("settings");
@@ -423,5 +426,91 @@ async fn a_refused_login_fails_the_pass_with_the_reason_and_backs_off() {
     let Step::Failed { retry_in, .. } = h.poller.step_at(now + retry_in).await else { panic!("expected a failure") };
     assert_eq!(retry_in, Duration::from_secs(2), "the backoff doubles");
     assert_eq!(h.cursor().await, None);
+    h.finish().await;
+}
+
+#[path = "support/outcomes.rs"]
+mod outcomes;
+
+/// Every flag and keyword of each message in the folder, by UID.
+async fn all_flags(session: &mut Session) -> Vec<(u32, Vec<String>)> {
+    session.select(FOLDER).await.expect("SELECT");
+    let fetches: Vec<_> =
+        session.uid_fetch("1:*", "(UID FLAGS)").await.expect("FETCH").try_collect().await.expect("FETCH");
+    let mut out: Vec<(u32, Vec<String>)> = fetches
+        .iter()
+        .map(|f| {
+            let flags = f
+                .flags()
+                .map(|flag| match flag {
+                    Flag::Seen => "\\Seen".to_owned(),
+                    Flag::Answered => "\\Answered".to_owned(),
+                    Flag::Custom(name) => name.into_owned(),
+                    other => format!("{other:?}"),
+                })
+                .collect();
+            (f.uid.expect("uid"), flags)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn outcomes_are_keywords_and_only_answered_mail_is_seen() {
+    use outcomes::{Expect, SCENARIO};
+    let server = Dovecot::start("");
+    let mut mua = client(&server).await;
+    mua.create(FOLDER).await.expect("CREATE");
+    for (name, _) in SCENARIO {
+        append(&mut mua, &email("Cy <cy@customer.example>", name, &format!("{name}@customer.example")), None).await;
+    }
+    let mut h = Harness::start(&server, PASSWORD, &[("MAILROOM__MAILBOX__MARK_READ", "answered")]).await;
+    let report = h.synced().await;
+    assert_eq!((report.published, report.outcomes), (SCENARIO.len(), 0));
+    assert_eq!(h.drain().await.len(), SCENARIO.len());
+    assert!(flags(&mut mua).await.iter().all(|(_, seen)| !seen), "published, still unread");
+
+    let pool = h.poller.ledger().pool().clone();
+    for (name, expect) in SCENARIO {
+        outcomes::record(&pool, AGENT, &format!("imap:{name}@customer.example"), expect).await;
+    }
+    let report = h.synced().await;
+    assert_eq!((report.published, report.outcomes), (0, 5));
+    let keyword = |expect: Expect| match expect {
+        Expect::Answered => "$Mailroom-Answered",
+        Expect::Drafted => "$Mailroom-Drafted",
+        Expect::NotSupport => "$Mailroom-NotSupport",
+        Expect::NeedsPerson => "$Mailroom-NeedsPerson",
+        Expect::Failed => "$Mailroom-Failed",
+        Expect::Nothing => "",
+    };
+    let now = all_flags(&mut mua).await;
+    for ((uid, flags), (name, expect)) in now.iter().zip(SCENARIO) {
+        let shown: Vec<&String> = flags.iter().filter(|f| f.starts_with("$Mailroom-")).collect();
+        match expect {
+            Expect::Nothing => assert!(shown.is_empty(), "{name} (UID {uid}): no outcome yet: {flags:?}"),
+            _ => assert_eq!(shown, [keyword(expect)], "{name} (UID {uid}): {flags:?}"),
+        }
+        let seen = flags.iter().any(|f| f == "\\Seen");
+        assert_eq!(seen, expect == Expect::Answered, "{name}: only answered mail is seen: {flags:?}");
+        assert_eq!(flags.iter().any(|f| f == "\\Answered"), expect == Expect::Answered, "{name}: {flags:?}");
+        let id = format!("imap:{name}@customer.example");
+        assert_eq!(outcomes::applied(&pool, AGENT, &id).await.as_deref(), expect.stored(), "{name}");
+    }
+    assert_eq!(h.synced().await.outcomes, 0, "each outcome is applied once");
+
+    // The failed message is answered after all (a replayed dead letter): the keyword changes.
+    let failed = "imap:failed@customer.example";
+    outcomes::classify(&pool, AGENT, failed, true).await;
+    outcomes::reply(&pool, AGENT, failed, "sent").await;
+    assert_eq!(h.synced().await.outcomes, 1);
+    let (_, flags) = &all_flags(&mut mua).await[4];
+    assert!(
+        flags.iter().any(|f| f == "$Mailroom-Answered") && !flags.iter().any(|f| f == "$Mailroom-Failed"),
+        "{flags:?}"
+    );
+    assert!(flags.iter().any(|f| f == "\\Seen"), "answered now, so read: {flags:?}");
+    let _ = mua.logout().await;
     h.finish().await;
 }
