@@ -926,7 +926,16 @@ async fn hostile_and_broken_mail_in_the_maildir_is_set_aside_with_a_reason_or_an
                     "{id}: {}",
                     letter.failure_info.error_message
                 );
-                let raw = std::fs::read(maildir.join("cur").join(format!("{id}:2,S"))).expect("moved to cur/");
+                // Set aside in cur/, still unread for the team (no `S` flag), with its outcome.
+                let prefix = format!("{id}:2,");
+                let file = std::fs::read_dir(maildir.join("cur"))
+                    .expect("cur/")
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .find(|name| name.starts_with(&prefix))
+                    .unwrap_or_else(|| panic!("{id}: not moved to cur/"));
+                assert!(!file[prefix.len()..].contains('S'), "{id}: set-aside mail stays unread: {file}");
+                let raw = std::fs::read(maildir.join("cur").join(&file)).expect("read from cur/");
                 assert!(letter.original_body() == raw, "{id}: the dead letter keeps the raw message");
             }
             "processed" => {
