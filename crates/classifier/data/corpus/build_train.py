@@ -379,6 +379,95 @@ SNIP = {
  (N,"thanks","","Re: エラーE03","直りました。ご対応ありがとうございました！"),
 ],
 }
+
+# A second batch, written after the first model's calibration split showed thin classes
+# (thank-you notes, colleagues' chatter, billing and privacy requests, urgent outages).
+EXTRA = {
+"en": [
+ (N,"thanks","","Re: Your question","Thank you, that answers it. Have a nice weekend!"),
+ (N,"thanks","","Re: Replacement part","The new part arrived this morning and everything works. Many thanks to the whole team."),
+ (N,"internal","","Re: Q3 planning","I've added my notes to the doc. Let's go through them at the standup tomorrow."),
+ (S,"billing","","Question about my invoice","My invoice shows a shipping fee although delivery was supposed to be free. Can you explain or correct it?"),
+ (S,"privacy","","What data do you keep about me?","Which personal information do you store about me and for how long? I'd like a copy."),
+ (S,"urgent_outage","","Nobody can log in - urgent","None of our staff can log in to your portal since 8 am. This is blocking our work, please respond quickly."),
+ (N,"survey","","Quick survey about your visit","Thanks for visiting our booth. Could you answer five short questions about the trade fair?"),
+],
+"de": [
+ (N,"thanks","","Re: Ihre Anfrage","Danke, das beantwortet meine Frage. Schönes Wochenende!"),
+ (N,"thanks","","Re: Ersatzteil","Das Ersatzteil ist heute angekommen und alles funktioniert wieder. Vielen Dank an das ganze Team."),
+ (N,"internal","","Re: Planung Q3","Ich habe meine Notizen ins Dokument geschrieben. Lass uns morgen im Stand-up drüber reden."),
+ (S,"billing","","Frage zur Rechnung","Auf meiner Rechnung stehen Versandkosten, obwohl der Versand kostenlos sein sollte. Können Sie das korrigieren?"),
+ (S,"privacy","","Welche Daten speichern Sie?","Welche persönlichen Daten haben Sie über mich gespeichert und wie lange? Ich hätte gern eine Kopie."),
+ (S,"urgent_outage","","Dringend: Login geht nicht","Seit 8 Uhr kann sich niemand aus unserem Team im Portal anmelden. Das blockiert unsere Arbeit, bitte schnell melden."),
+ (N,"survey","","Kurze Umfrage zur Messe","Danke für Ihren Besuch an unserem Stand. Beantworten Sie uns fünf kurze Fragen zur Messe?"),
+],
+"fr": [
+ (N,"thanks","","Re: Votre question","Merci, c'est parfait, j'ai ma réponse. Bon week-end !"),
+ (N,"thanks","","Re: Pièce de rechange","La pièce est arrivée ce matin et tout fonctionne. Un grand merci à toute l'équipe."),
+ (N,"internal","","Re: préparation réunion","J'ai ajouté mes remarques dans le document, on en parle demain au point d'équipe."),
+ (S,"billing","","Question sur ma facture","Ma facture indique des frais de livraison alors que la livraison devait être gratuite. Pouvez-vous corriger ?"),
+ (S,"privacy","","Quelles données conservez-vous ?","Quelles informations personnelles conservez-vous sur moi et combien de temps ? Je voudrais une copie."),
+ (S,"urgent_outage","","Urgent : connexion impossible","Depuis 8 h, personne chez nous ne peut se connecter à votre portail. Cela bloque notre travail, merci de répondre vite."),
+ (N,"survey","","Petit questionnaire","Merci de votre visite sur notre stand. Pouvez-vous répondre à cinq questions sur le salon ?"),
+],
+"es": [
+ (N,"thanks","","Re: Su consulta","Gracias, eso resuelve mi duda. ¡Buen fin de semana!"),
+ (N,"thanks","","Re: Pieza de repuesto","La pieza llegó esta mañana y todo funciona. Muchas gracias a todo el equipo."),
+ (N,"internal","","Re: planificación","He añadido mis notas al documento. Lo vemos mañana en la reunión diaria."),
+ (S,"billing","","Duda sobre mi factura","Mi factura incluye gastos de envío aunque el envío era gratuito. ¿Pueden corregirla?"),
+ (S,"privacy","","¿Qué datos guardan de mí?","¿Qué datos personales tienen sobre mí y durante cuánto tiempo? Quisiera una copia."),
+ (S,"urgent_outage","","Urgente: no podemos entrar","Desde las 8 nadie de nuestro equipo puede acceder a su portal. Nos bloquea el trabajo, respondan rápido por favor."),
+ (N,"survey","","Breve encuesta","Gracias por visitar nuestro stand. ¿Podría responder cinco preguntas sobre la feria?"),
+],
+"nl": [
+ (N,"thanks","","Re: Uw vraag","Dank u, daarmee is mijn vraag beantwoord. Fijn weekend!"),
+ (N,"thanks","","Re: Onderdeel","Het onderdeel is vanochtend binnengekomen en alles werkt. Hartelijk dank aan het team."),
+ (N,"internal","","Re: planning","Ik heb mijn aantekeningen in het document gezet, morgen bij de stand-up bespreken?"),
+ (S,"billing","","Vraag over mijn factuur","Op mijn factuur staan verzendkosten terwijl de verzending gratis zou zijn. Kunnen jullie dat aanpassen?"),
+ (S,"privacy","","Welke gegevens bewaren jullie?","Welke persoonsgegevens hebben jullie over mij en hoe lang? Ik wil graag een kopie."),
+ (S,"urgent_outage","","Spoed: inloggen lukt niet","Sinds 8 uur kan niemand van ons inloggen op jullie portaal. Dit blokkeert ons werk, graag snel reageren."),
+ (N,"survey","","Korte vragenlijst","Bedankt voor uw bezoek aan onze stand. Wilt u vijf vragen over de beurs beantwoorden?"),
+],
+"pt": [
+ (N,"thanks","","Re: A sua pergunta","Obrigado, isso responde à minha dúvida. Bom fim de semana!"),
+ (N,"thanks","","Re: Peça de substituição","A peça chegou esta manhã e está tudo a funcionar. Muito obrigada a toda a equipa."),
+ (N,"internal","","Re: planeamento","Acrescentei as minhas notas ao documento. Falamos amanhã na reunião de equipa."),
+ (S,"billing","","Dúvida sobre a fatura","A minha fatura tem custos de envio, mas o envio devia ser grátis. Podem corrigir?"),
+ (S,"privacy","","Que dados guardam sobre mim?","Que dados pessoais têm sobre mim e durante quanto tempo? Gostaria de uma cópia."),
+ (S,"urgent_outage","","Urgente: não conseguimos entrar","Desde as 8h ninguém da nossa equipa consegue entrar no vosso portal. Está a bloquear o trabalho, respondam depressa."),
+ (N,"survey","","Breve questionário","Obrigado pela visita ao nosso stand. Pode responder a cinco perguntas sobre a feira?"),
+],
+"it": [
+ (N,"thanks","","Re: La sua domanda","Grazie, questo risponde alla mia domanda. Buon fine settimana!"),
+ (N,"thanks","","Re: Ricambio","Il ricambio è arrivato stamattina e funziona tutto. Grazie mille a tutto il team."),
+ (N,"internal","","Re: pianificazione","Ho aggiunto le mie note al documento, ne parliamo domani alla riunione."),
+ (S,"billing","","Domanda sulla fattura","In fattura ci sono spese di spedizione ma la spedizione doveva essere gratuita. Potete correggere?"),
+ (S,"privacy","","Quali dati conservate su di me?","Quali dati personali avete su di me e per quanto tempo? Vorrei riceverne una copia."),
+ (S,"urgent_outage","","Urgente: non riusciamo ad accedere","Dalle 8 nessuno del nostro team riesce ad accedere al vostro portale. Siamo bloccati, rispondete presto."),
+ (N,"survey","","Breve questionario","Grazie per aver visitato il nostro stand. Può rispondere a cinque domande sulla fiera?"),
+],
+"pl": [
+ (N,"thanks","","Re: Pana pytanie","Dziękuję, to odpowiada na moje pytanie. Miłego weekendu!"),
+ (N,"thanks","","Re: Część zamienna","Część dotarła dziś rano i wszystko działa. Serdeczne podziękowania dla całego zespołu."),
+ (N,"internal","","Re: planowanie","Dopisałem swoje uwagi do dokumentu, omówimy je jutro na spotkaniu."),
+ (S,"billing","","Pytanie o fakturę","Na fakturze są koszty wysyłki, a wysyłka miała być darmowa. Czy możecie to poprawić?"),
+ (S,"privacy","","Jakie dane o mnie przechowujecie?","Jakie dane osobowe o mnie macie i jak długo je przechowujecie? Proszę o kopię."),
+ (S,"urgent_outage","","Pilne: nie możemy się zalogować","Od 8 rano nikt z naszego zespołu nie może zalogować się do portalu. To blokuje naszą pracę, proszę o szybką odpowiedź."),
+ (N,"survey","","Krótka ankieta","Dziękujemy za odwiedzenie naszego stoiska. Czy odpowie Pan na pięć pytań o targi?"),
+],
+"ja": [
+ (N,"thanks","","Re: お問い合わせの件","ご回答ありがとうございます。よく分かりました。良い週末を！"),
+ (N,"thanks","","Re: 交換部品","今朝部品が届き、すべて正常に動いています。皆様に感謝いたします。"),
+ (N,"internal","","Re: 計画","資料にコメントを追記しました。明日の朝会で確認しましょう。"),
+ (S,"billing","","請求書について質問","送料無料のはずが請求書に送料が含まれています。修正していただけますか？"),
+ (S,"privacy","","保有している個人情報について","私についてどのような個人情報をどのくらいの期間保有していますか？写しをお願いします。"),
+ (S,"urgent_outage","","至急：ログインできません","8時から弊社の誰もポータルにログインできません。業務が止まっていますので至急ご連絡ください。"),
+ (N,"survey","","簡単なアンケート","展示会ブースへのご来場ありがとうございました。5つの質問にご回答いただけますか？"),
+],
+}
+for _lang, _snips in EXTRA.items():
+    SNIP[_lang].extend(_snips)
+
 PEOPLE_KINDS = {"technical","account","order","returns","billing","product","warranty","privacy","unsubscribe_complaint","urgent_outage","forwarded_bounce","forwarded_auto","marketing","recruiting","internal","press","thanks","vendor","vendor_invoice"}
 SENDERS = ["lee","maria.k","jp.dubois","t.nguyen","sara","h.yamada","office","kontakt","anna.w","b.costa"]
 DOMAINS = ["gmail.com","outlook.com","web.de","orange.fr","libero.it","wp.pl","yahoo.co.jp","ziggo.nl","sapo.pt","example-corp.com"]
