@@ -5,6 +5,7 @@
 
 pub mod bench_cmd;
 pub mod broker_admin;
+pub mod classify_eval;
 pub mod config_cmd;
 pub mod demo_cmd;
 pub mod demo_preflight;
@@ -135,6 +136,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Eval { action: eval_cmd::EvalAction::Retrieval(args) } => {
             eval_cmd::retrieval(&settings, cli.config.as_deref(), args).await
         }
+        Command::Eval { action: eval_cmd::EvalAction::Classify(args) } => classify_eval::classify(&settings, args).await,
         Command::Topology { action: TopologyAction::Apply } => topology_cmd::apply(&settings).await,
         Command::Topology { action: TopologyAction::Verify } => topology_cmd::verify(&settings).await,
         Command::Status { json } => status_cmd::status(&settings, json).await,
