@@ -45,9 +45,11 @@ fn main() -> anyhow::Result<()> {
     );
     let bytes = trained.model.to_bytes();
     let classifier = OfflineClassifier::with_model(trained.model);
-    let calibration: Vec<_> =
-        corpus.iter().filter(|e| is_calibration(e, config.calibration_every)).cloned().collect();
-    println!("\n== calibration split (threshold {threshold}) ==\n{}", evaluate(&calibration, &classifier, threshold).render());
+    let calibration: Vec<_> = corpus.iter().filter(|e| is_calibration(e, config.calibration_every)).cloned().collect();
+    println!(
+        "\n== calibration split (threshold {threshold}) ==\n{}",
+        evaluate(&calibration, &classifier, threshold).render()
+    );
     if no_heldout {
         return Ok(());
     }

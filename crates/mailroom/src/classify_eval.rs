@@ -32,8 +32,8 @@ pub struct ClassifyArgs {
 
 /// Runs the evaluation.
 pub async fn classify(settings: &Settings, args: ClassifyArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.file)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
+    let text =
+        std::fs::read_to_string(&args.file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
     let set = parse_set(&text)?;
     let llm_settings: llm::LlmSettings = settings.section("llm")?;
     let classifier_settings: ClassifierSettings = settings.section("classifier")?;

@@ -136,7 +136,9 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Eval { action: eval_cmd::EvalAction::Retrieval(args) } => {
             eval_cmd::retrieval(&settings, cli.config.as_deref(), args).await
         }
-        Command::Eval { action: eval_cmd::EvalAction::Classify(args) } => classify_eval::classify(&settings, args).await,
+        Command::Eval { action: eval_cmd::EvalAction::Classify(args) } => {
+            classify_eval::classify(&settings, args).await
+        }
         Command::Topology { action: TopologyAction::Apply } => topology_cmd::apply(&settings).await,
         Command::Topology { action: TopologyAction::Verify } => topology_cmd::verify(&settings).await,
         Command::Status { json } => status_cmd::status(&settings, json).await,

@@ -173,7 +173,8 @@ mod tests {
 
     #[test]
     fn features_are_normalised_sorted_and_deterministic() {
-        let email = EmailText { from: "Ann <ann@x.com>", subject: "Re: E04", body: "ログインできません。help?" };
+        let email =
+            EmailText { from: "Ann <ann@x.com>", subject: "Re: E04", body: "ログインできません。help?" };
         let a = extract(&email, 1 << 16);
         assert_eq!(a, extract(&email, 1 << 16));
         assert!(a.entries.windows(2).all(|w| w[0].0 < w[1].0));

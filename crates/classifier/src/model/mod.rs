@@ -97,10 +97,8 @@ impl Model {
             return Err(ModelError::BadLength { expected, actual: bytes.len() });
         }
         let scale = f32::from_le_bytes(word(4));
-        let weights = bytes[HEADER_LEN..]
-            .chunks_exact(2)
-            .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])) * scale)
-            .collect();
+        let weights =
+            bytes[HEADER_LEN..].chunks_exact(2).map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])) * scale).collect();
         Ok(Self {
             weights,
             bias: f32::from_le_bytes(word(1)),
@@ -131,7 +129,8 @@ impl Model {
 
     /// The raw score (log-odds before calibration).
     pub fn score(&self, features: &Features) -> f64 {
-        let dot: f32 = features.entries.iter().map(|&(b, v)| self.weights.get(b as usize).copied().unwrap_or(0.0) * v).sum();
+        let dot: f32 =
+            features.entries.iter().map(|&(b, v)| self.weights.get(b as usize).copied().unwrap_or(0.0) * v).sum();
         f64::from(dot + self.bias)
     }
 
@@ -153,7 +152,12 @@ mod tests {
 
     #[test]
     fn round_trips_through_bytes() {
-        let model = Model { weights: vec![0.5, -1.0, 0.0, 0.25, 0.0, 0.0, 0.0, 0.0].repeat(32), bias: 0.1, platt_a: 2.0, platt_b: -0.3 };
+        let model = Model {
+            weights: vec![0.5, -1.0, 0.0, 0.25, 0.0, 0.0, 0.0, 0.0].repeat(32),
+            bias: 0.1,
+            platt_a: 2.0,
+            platt_b: -0.3,
+        };
         let back = Model::from_bytes(&model.to_bytes()).expect("valid");
         assert_eq!(back.weights.len(), 256);
         assert!(back.weights.iter().zip(&model.weights).all(|(a, b)| (a - b).abs() < 1e-3));
