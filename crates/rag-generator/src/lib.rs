@@ -252,6 +252,8 @@ impl RespondHandler {
                 reply.escalate = true;
                 reply.escalation_reason = Some("no relevant passage in the agent's documents".into());
             }
+            // A holding reply to an uncertain verdict is not sent unattended either.
+            reply.escalate |= msg.classification.needs_review;
             return Ok((reply, "none".into()));
         }
         let request = GenerateRequest {
