@@ -153,7 +153,7 @@ mod tests {
     #[test]
     fn round_trips_through_bytes() {
         let model = Model {
-            weights: vec![0.5, -1.0, 0.0, 0.25, 0.0, 0.0, 0.0, 0.0].repeat(32),
+            weights: [0.5, -1.0, 0.0, 0.25, 0.0, 0.0, 0.0, 0.0].repeat(32),
             bias: 0.1,
             platt_a: 2.0,
             platt_b: -0.3,

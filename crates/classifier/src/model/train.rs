@@ -58,7 +58,7 @@ pub fn is_calibration(email: &LabelledEmail, every: u64) -> bool {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    h % every == 0
+    h.is_multiple_of(every)
 }
 
 /// Fits the raw weights on `(features, label)` pairs.
