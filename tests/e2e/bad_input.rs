@@ -376,6 +376,7 @@ fn valid_message(queue: &str, record_id: &str, n: usize, base_doc: &Doc) -> Valu
                 category: "technical_issue".into(),
                 confidence: 0.9,
                 llm_provider: "local".into(),
+                needs_review: false,
             },
         )),
         "emails.to_send" => serde_json::to_value(EmailToSend {

@@ -208,6 +208,38 @@ async fn a_question_the_documents_cannot_answer_is_escalated_not_invented() {
     assert!(!reply.generated_response.contains("ZEBRA"));
 }
 
+#[tokio::test]
+async fn a_support_verdict_below_the_confidence_threshold_becomes_a_draft() {
+    let stack = start(Vec::new()).await;
+    ingest_knowledge(&stack).await;
+    // A threshold no verdict reaches: every support email is answered as a draft for a person.
+    let env = [
+        ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "200,400".to_owned()),
+        // Above the verdict below (about 0.99), below a certain one: the draft is the threshold's
+        // doing, not the model's.
+        ("MAILROOM__CLASSIFIER__AUTO_ANSWER_MIN_CONFIDENCE", "0.9999".to_owned()),
+    ];
+    let (_classifier, _generator) = (stack.spawn_worker("classifier", &env), stack.spawn_worker("rag-generator", &env));
+    let conn = lapin::Connection::connect(&stack.vhost.amqp_url(), lapin::ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let publisher = Publisher::open(&conn, None).await.expect("publisher");
+    let question = email(
+        "unsure",
+        AGENT_A,
+        "lee@example.com",
+        "Feedback",
+        "The display showed E04 once, then it went away. Should I worry?",
+        &[],
+    );
+    publisher.publish(&question).await.expect("publish");
+    let ch = conn.create_channel().await.expect("channel");
+    let sends = collect_sends(&ch, &["unsure"]).await;
+    let reply = &sends[0];
+    assert!(reply.escalate, "a low-confidence verdict is never sent automatically: {reply:?}");
+    assert!(reply.escalation_reason.as_deref().is_some_and(|r| r.contains("auto_answer_min_confidence")), "{reply:?}");
+}
+
 async fn drain_sends(ch: &lapin::Channel) -> Vec<EmailToSend> {
     let mut got = Vec::new();
     while let Some(m) = ch.basic_get("emails.to_send".into(), BasicGetOptions { no_ack: true }).await.expect("get") {

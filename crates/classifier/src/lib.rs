@@ -4,12 +4,18 @@
 //! Mail that must never get an automatic reply (auto-replies, bounces, mailing lists, our own
 //! mail: [`rules`]) is classified `OTHER`/`automated` before any model is asked. Everything
 //! else goes to the LLM failover chain with the seed's prompt; when the chain reaches `local`
-//! (the offline default) the [`local`] lexical classifier answers. The verdict is recorded once
+//! (the offline default) the trained [`model`] decides, with a calibrated confidence (the
+//! [`local`] lexicon only names the support topic). A support verdict whose confidence is below
+//! `classifier.auto_answer_min_confidence` is still passed on, flagged `needs_review`, so the
+//! generator's reply becomes a draft for a person. The verdict is recorded once
 //! per email; support inquiries are published to `email_exchange`/`respond`. A redelivered
 //! message finds its recorded verdict and re-publishes the same `emails.to_respond` message
 //! (same `message_id`) rather than classifying again.
 
+pub mod eval;
 pub mod local;
+pub mod model;
+pub mod offline;
 pub mod rules;
 
 use std::sync::Arc;
@@ -24,7 +30,15 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tracing::info;
 
-use crate::local::LocalClassifier;
+use crate::offline::OfflineClassifier;
+
+/// `[classifier]` settings.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierSettings {
+    /// Support verdicts below this confidence become drafts for a person.
+    pub auto_answer_min_confidence: f64,
+}
 
 /// The binary's name.
 pub const WORKER_NAME: &str = "classifier";
@@ -79,13 +93,29 @@ pub fn user_prompt(email: &EmailToClassify) -> String {
 /// The `emails.to_classify` handler.
 pub struct ClassifyHandler {
     pool: PgPool,
+    classifier: Classifier,
+}
+
+/// Rules, then the provider chain or the offline model: the decision without the recording,
+/// shared by the worker and `mailroom eval classify`.
+pub struct Classifier {
     chain: ProviderChain,
-    local: LocalClassifier,
+    offline: OfflineClassifier,
+    min_confidence: f64,
+}
+
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("providers", &self.chain.names())
+            .field("min_confidence", &self.min_confidence)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for ClassifyHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClassifyHandler").field("providers", &self.chain.names()).finish_non_exhaustive()
+        f.debug_struct("ClassifyHandler").field("classifier", &self.classifier).finish_non_exhaustive()
     }
 }
 
@@ -98,19 +128,45 @@ fn db_error(e: sqlx::Error) -> HandlerError {
 }
 
 impl ClassifyHandler {
-    /// A handler over a migrated database and a provider chain.
-    pub fn new(pool: PgPool, chain: ProviderChain) -> Self {
-        Self { pool, chain, local: LocalClassifier::new() }
+    /// A handler over a migrated database and a classifier.
+    pub fn new(pool: PgPool, classifier: Classifier) -> Self {
+        Self { pool, classifier }
+    }
+}
+
+impl Classifier {
+    /// A classifier over a provider chain, the committed offline model and the threshold below
+    /// which support verdicts need a person.
+    pub fn new(chain: ProviderChain, min_confidence: f64) -> Result<Self, model::ModelError> {
+        Ok(Self { chain, offline: OfflineClassifier::embedded()?, min_confidence })
     }
 
-    /// Decides, without recording: rules first, then the chain (or the local model).
+    /// The provider chain (for its counters).
+    pub fn chain(&self) -> &ProviderChain {
+        &self.chain
+    }
+
+    /// Whether a verdict may be answered without a person.
+    pub fn auto_answer(&self, verdict: &Classification) -> bool {
+        verdict.is_support_inquiry && verdict.confidence >= self.min_confidence
+    }
+
+    /// Decides, without recording: rules first, then the chain (or the local model). The
+    /// verdict's `needs_review` is set from the threshold.
     pub async fn classify(&self, email: &EmailToClassify) -> Result<(Classification, Option<String>), HandlerError> {
+        let (mut verdict, reason) = self.decide(email).await?;
+        verdict.needs_review = verdict.is_support_inquiry && !self.auto_answer(&verdict);
+        Ok((verdict, reason))
+    }
+
+    async fn decide(&self, email: &EmailToClassify) -> Result<(Classification, Option<String>), HandlerError> {
         if let Some(reason) = rules::automated_reason(email) {
             let verdict = Classification {
                 is_support_inquiry: false,
                 category: "automated".into(),
                 confidence: 1.0,
                 llm_provider: "rules".into(),
+                needs_review: false,
             };
             return Ok((verdict, Some(reason)));
         }
@@ -132,17 +188,19 @@ impl ClassifyHandler {
                     category: value["category"].as_str().unwrap_or("other").trim().to_owned(),
                     confidence: value["confidence"].as_f64().unwrap_or(0.5),
                     llm_provider: provider,
+                    needs_review: false,
                 },
                 None,
             ),
             ChainOutcome::UseLocal => {
-                let v = self.local.classify(&email.subject, &email.body);
+                let v = self.offline.classify(&email.from, &email.subject, &email.body);
                 (
                     Classification {
                         is_support_inquiry: v.is_support_inquiry,
                         category: v.category,
                         confidence: v.confidence,
                         llm_provider: "local".into(),
+                        needs_review: false,
                     },
                     None,
                 )
@@ -160,7 +218,7 @@ impl Handler for ClassifyHandler {
         let stored = match stored {
             Some(row) => row,
             None => {
-                let (verdict, reason) = self.classify(&email).await?;
+                let (verdict, reason) = self.classifier.classify(&email).await?;
                 let respond_id = verdict.is_support_inquiry.then(new_message_id);
                 pipeline::record_classification(
                     &self.pool,
@@ -200,6 +258,8 @@ impl Handler for ClassifyHandler {
                 category: stored.category,
                 confidence: stored.confidence,
                 llm_provider: stored.llm_provider,
+                // Recomputed from the recorded confidence, so a redelivery decides alike.
+                needs_review: stored.confidence < self.classifier.min_confidence,
             },
         );
         out.message_id = respond_id;
@@ -222,8 +282,10 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
         detail.health.set_detail("providers", summary);
     });
     let chain = ProviderChain::for_worker(&llm_settings, "classify", &llm_metrics, &health)?;
-    info!(providers = ?chain.names(), "Classifier starting.");
-    let handler = Arc::new(ClassifyHandler::new(pool, chain));
+    let classifier_settings: ClassifierSettings = settings.section("classifier")?;
+    info!(providers = ?chain.names(), min_confidence = classifier_settings.auto_answer_min_confidence, "Classifier starting.");
+    let classifier = Classifier::new(chain, classifier_settings.auto_answer_min_confidence)?;
+    let handler = Arc::new(ClassifyHandler::new(pool, classifier));
     pipeline_core::serve_worker_with(WORKER_NAME, &EMAILS_TO_CLASSIFY, handler, &settings, telemetry, shutdown).await?;
     Ok(())
 }

@@ -1,4 +1,6 @@
-//! The offline classifier: the "local" LLM provider.
+//! The hand-weighted lexicon. Since the trained [`crate::model`] decides support vs not (see
+//! [`crate::offline`]), the lexicon only names the support topic of a verdict; the rest of this
+//! description is how it scores, which its tests still check.
 //!
 //! It answers one question, "is this email a support inquiry we should answer?", plus a category,
 //! without any network call. It is meant to be good enough to run the pipeline without an LLM and

@@ -19,6 +19,9 @@ use crate::retrieval_eval::{self, EmbedderFigures, EvalSet};
 pub enum EvalAction {
     /// Retrieval quality over the evaluation set (recall@k, MRR, per language, off-topic).
     Retrieval(RetrievalArgs),
+    /// Classification quality of the configured provider chain over a labelled `.jsonl` set
+    /// (confusion matrix, per language, auto-answer precision, calibration, cost).
+    Classify(crate::classify_eval::ClassifyArgs),
 }
 
 /// `mailroom eval retrieval`.

@@ -5,6 +5,7 @@
 
 pub mod bench_cmd;
 pub mod broker_admin;
+pub mod classify_eval;
 pub mod config_cmd;
 pub mod demo_cmd;
 pub mod demo_preflight;
@@ -134,6 +135,9 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Up(args) => up_cmd::up(&settings, args).await,
         Command::Eval { action: eval_cmd::EvalAction::Retrieval(args) } => {
             eval_cmd::retrieval(&settings, cli.config.as_deref(), args).await
+        }
+        Command::Eval { action: eval_cmd::EvalAction::Classify(args) } => {
+            classify_eval::classify(&settings, args).await
         }
         Command::Topology { action: TopologyAction::Apply } => topology_cmd::apply(&settings).await,
         Command::Topology { action: TopologyAction::Verify } => topology_cmd::verify(&settings).await,

@@ -25,6 +25,7 @@ impl Handler for Relay {
             category: "relay".into(),
             confidence: 1.0,
             llm_provider: "relay".into(),
+            needs_review: false,
         };
         let out = EmailToRespond::new(&email, verdict);
         Ok(vec![Outgoing::message(&out).map_err(|e| HandlerError::permanent("EncodeError", e))?])

@@ -187,6 +187,11 @@ pub struct Classification {
     pub confidence: f64,
     /// Which provider produced the classification (`gemini`, `local`, …).
     pub llm_provider: String,
+    /// The confidence is below the mailbox's `classifier.auto_answer_min_confidence`: the reply
+    /// must be a draft for a person, never sent automatically. Absent in older messages, which
+    /// predate the threshold and were answered as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub needs_review: bool,
 }
 
 /// Body of `emails.to_respond`: a support inquiry waiting for a grounded answer.
@@ -533,6 +538,7 @@ mod tests {
                 category: "product_question".into(),
                 confidence: 0.9,
                 llm_provider: "local".into(),
+                needs_review: false,
             },
         );
         assert_eq!(respond.original_message_id, a.message_id);

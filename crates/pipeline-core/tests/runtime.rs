@@ -100,6 +100,7 @@ fn respond_to(email: &EmailToClassify) -> Result<Vec<Outgoing>, HandlerError> {
         category: "test".into(),
         confidence: 1.0,
         llm_provider: "test".into(),
+        needs_review: false,
     };
     Ok(vec![Outgoing::message(&EmailToRespond::new(email, verdict)).expect("encodes")])
 }

@@ -237,12 +237,23 @@ impl RespondHandler {
             reply.escalation_reason =
                 Some(format!("category {category:?} needs a person (rag.human_categories); the reply is a suggestion"));
         }
+        if msg.classification.needs_review {
+            // The classifier was not sure enough that this is a support inquiry to answer
+            // unattended (classifier.auto_answer_min_confidence): a person decides.
+            reply.escalate = true;
+            reply.escalation_reason = Some(format!(
+                "classifier confidence {:.2} is below classifier.auto_answer_min_confidence; the reply is a draft",
+                msg.classification.confidence
+            ));
+        }
         if hits.is_empty() {
             reply.generated_response = extractive::holding_reply(&self.settings.signature);
             if self.settings.no_context == NoContext::Escalate {
                 reply.escalate = true;
                 reply.escalation_reason = Some("no relevant passage in the agent's documents".into());
             }
+            // A holding reply to an uncertain verdict is not sent unattended either.
+            reply.escalate |= msg.classification.needs_review;
             return Ok((reply, "none".into()));
         }
         let request = GenerateRequest {

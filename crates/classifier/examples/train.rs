@@ -1,0 +1,63 @@
+//! Trains the offline classifier from `data/corpus/train.jsonl`, writes `data/model.bin`, and
+//! prints the calibration split's and the frozen held-out set's figures.
+//!
+//! `cargo run -p classifier --example train --release` (deterministic: same corpus, same bytes).
+//! `--threshold X` sets the auto-answer threshold used in the report (default 0.8, the
+//! `classifier.auto_answer_min_confidence` default); `--dry-run` does not write the weights;
+//! `--no-heldout` stops before the held-out set (for tuning on the calibration split only).
+
+use std::path::Path;
+
+use classifier::eval::parse_set;
+use classifier::model::train::{TrainConfig, is_calibration, train};
+use classifier::offline::{OfflineClassifier, evaluate};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let threshold = args
+        .iter()
+        .position(|a| a == "--threshold")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse::<f64>())
+        .transpose()?
+        .unwrap_or(0.8);
+    let dry_run = args.iter().any(|a| a == "--dry-run");
+    // For tuning on the calibration split without seeing the held-out figures.
+    let no_heldout = args.iter().any(|a| a == "--no-heldout");
+    let env_f64 = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok());
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let corpus = parse_set(&std::fs::read_to_string(data.join("corpus/train.jsonl"))?)?;
+    let mut config = TrainConfig::default();
+    // Overrides for experiments; the committed weights use the defaults.
+    if let Some(v) = env_f64("TRAIN_EPOCHS") {
+        config.epochs = v as usize;
+    }
+    if let Some(v) = env_f64("TRAIN_LR") {
+        config.learning_rate = v;
+    }
+    if let Some(v) = env_f64("TRAIN_L2") {
+        config.l2 = v;
+    }
+    let trained = train(&corpus, &config);
+    println!(
+        "trained on {} emails, calibrated on {} (Platt a={:.3} b={:.3})",
+        trained.fitted, trained.calibration, trained.model.platt_a, trained.model.platt_b
+    );
+    let bytes = trained.model.to_bytes();
+    let classifier = OfflineClassifier::with_model(trained.model);
+    let calibration: Vec<_> = corpus.iter().filter(|e| is_calibration(e, config.calibration_every)).cloned().collect();
+    println!(
+        "\n== calibration split (threshold {threshold}) ==\n{}",
+        evaluate(&calibration, &classifier, threshold).render()
+    );
+    if no_heldout {
+        return Ok(());
+    }
+    let heldout = parse_set(&std::fs::read_to_string(data.join("corpus/heldout.jsonl"))?)?;
+    println!("== held-out (threshold {threshold}) ==\n{}", evaluate(&heldout, &classifier, threshold).render());
+    if !dry_run {
+        std::fs::write(data.join("model.bin"), &bytes)?;
+        println!("wrote data/model.bin ({} bytes)", bytes.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! The offline verdict: the trained [`crate::model`] decides whether an email is a support
+//! inquiry and how sure it is; the [`crate::local`] lexicon only names the topic, because the
+//! generator's `rag.human_categories` (e.g. `billing`) is keyed by it.
+
+use pipeline_core::messages::EmailToClassify;
+
+use crate::eval::{LabelledEmail, Outcome, Report};
+use crate::local::{LocalClassifier, LocalVerdict};
+use crate::model::{EmailText, Model, ModelError};
+use crate::rules;
+
+/// Support topics the lexicon can name.
+const SUPPORT_TOPICS: [&str; 7] =
+    ["product_question", "technical_issue", "order_status", "returns_refunds", "billing", "account_access", "warranty"];
+
+/// The trained model plus the topic lexicon.
+pub struct OfflineClassifier {
+    model: Model,
+    lexicon: LocalClassifier,
+}
+
+impl std::fmt::Debug for OfflineClassifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OfflineClassifier").field("model", &self.model).finish_non_exhaustive()
+    }
+}
+
+impl OfflineClassifier {
+    /// Over the committed weights.
+    pub fn embedded() -> Result<Self, ModelError> {
+        Ok(Self::with_model(Model::embedded()?))
+    }
+
+    /// Over any model (training and tests).
+    pub fn with_model(model: Model) -> Self {
+        Self { model, lexicon: LocalClassifier::new() }
+    }
+
+    /// The calibrated probability that the email is a support inquiry.
+    pub fn p_support(&self, from: &str, subject: &str, body: &str) -> f64 {
+        self.model.probability(&EmailText { from, subject, body })
+    }
+
+    /// The verdict: support when `P(support) ≥ 0.5`; the confidence is the calibrated
+    /// probability of the verdict given.
+    pub fn classify(&self, from: &str, subject: &str, body: &str) -> LocalVerdict {
+        let p = self.p_support(from, subject, body);
+        let is_support_inquiry = p >= 0.5;
+        let topic = self.lexicon.classify(subject, body).category;
+        let topic_is_support = SUPPORT_TOPICS.contains(&topic.as_str());
+        let category = match (is_support_inquiry, topic_is_support) {
+            (true, true) | (false, false) => topic,
+            // The lexicon knows fewer languages than the model: a support verdict without a
+            // named topic is a generic question, a non-support one is "other".
+            (true, false) => "product_question".to_owned(),
+            (false, true) => "other".to_owned(),
+        };
+        LocalVerdict { is_support_inquiry, category, confidence: if is_support_inquiry { p } else { 1.0 - p } }
+    }
+}
+
+/// The pipeline's message for a labelled email, addressed to a test mailbox.
+pub fn to_classify(email: &LabelledEmail) -> EmailToClassify {
+    EmailToClassify {
+        message_id: email.id.clone(),
+        timestamp: Default::default(),
+        email_id: email.id.clone(),
+        thread_id: None,
+        from: email.from.clone(),
+        to: "support@eval.example".into(),
+        subject: email.subject.clone(),
+        body: email.body.clone(),
+        headers: email.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        labels: Vec::new(),
+        agent_email: "support@eval.example".into(),
+        priority: 0,
+        metadata: Default::default(),
+    }
+}
+
+/// Runs a labelled set through what the worker does offline (the loop-safety rules, then the
+/// model) with `min_confidence` as the auto-answer threshold.
+pub fn evaluate(set: &[LabelledEmail], classifier: &OfflineClassifier, min_confidence: f64) -> Report {
+    let outcomes: Vec<Outcome> = set
+        .iter()
+        .map(|email| {
+            let (predicted, p_support, provider) = if rules::automated_reason(&to_classify(email)).is_some() {
+                (false, 0.0, "rules")
+            } else {
+                let p = classifier.p_support(&email.from, &email.subject, &email.body);
+                (p >= 0.5, p, "local")
+            };
+            Outcome {
+                id: email.id.clone(),
+                lang: email.lang.clone(),
+                kind: email.kind.clone(),
+                truth: email.is_support(),
+                predicted,
+                p_support,
+                auto_answer: predicted && p_support >= min_confidence,
+                provider: provider.into(),
+            }
+        })
+        .collect();
+    Report::new(&outcomes)
+}
