@@ -50,12 +50,24 @@ pub(crate) async fn exchange(
     on_error: impl FnOnce(&RawResponse) -> LlmError,
     answer: impl FnOnce(&serde_json::Value) -> Result<String, String>,
 ) -> Result<String, LlmError> {
+    let (_, body) = json_body(provider, request, api_key, on_error).await?;
+    answer(&body).map_err(|message| invalid_output(provider, redact(&message, api_key)))
+}
+
+/// Sends the request and returns the status and JSON body of a success; a failure is classified
+/// by `on_error`, a success that is not JSON is a configuration error ([`unexpected_body`]).
+async fn json_body(
+    provider: &str,
+    request: reqwest::RequestBuilder,
+    api_key: &str,
+    on_error: impl FnOnce(&RawResponse) -> LlmError,
+) -> Result<(u16, serde_json::Value), LlmError> {
     let response = send(provider, request, api_key).await?;
     if !response.is_success() {
         return Err(on_error(&response));
     }
     let body = response.json().ok_or_else(|| unexpected_body(provider, &response, api_key))?;
-    answer(&body).map_err(|message| invalid_output(provider, redact(&message, api_key)))
+    Ok((response.status, body))
 }
 
 /// The JSON value in a model's text answer ([`crate::json::extract_json`]); text that holds
@@ -130,8 +142,8 @@ pub(crate) fn mentions(haystack: &str, needles: &[&str]) -> bool {
 }
 
 /// A model lookup (`GET`): sends `request`, classifies a non-success answer with `on_error`,
-/// and checks the body with `found` (a `None` there means the model is not served, a
-/// configuration error like a 404).
+/// and checks the body with `found` (an error there means the model is not served: a
+/// configuration error, like a 404).
 pub(crate) async fn lookup(
     provider: &str,
     request: reqwest::RequestBuilder,
@@ -139,12 +151,8 @@ pub(crate) async fn lookup(
     on_error: impl FnOnce(&RawResponse) -> LlmError,
     found: impl FnOnce(&serde_json::Value) -> Result<String, String>,
 ) -> Result<String, LlmError> {
-    let response = send(provider, request, api_key).await?;
-    if !response.is_success() {
-        return Err(on_error(&response));
-    }
-    let body = response.json().ok_or_else(|| unexpected_body(provider, &response, api_key))?;
-    found(&body).map_err(|message| misconfigured(provider, Some(response.status), redact(&message, api_key)))
+    let (status, body) = json_body(provider, request, api_key, on_error).await?;
+    found(&body).map_err(|message| misconfigured(provider, Some(status), redact(&message, api_key)))
 }
 
 /// Joins a base URL and a path without doubling or dropping the slash; an empty base means
