@@ -21,7 +21,7 @@ pub mod rules;
 use std::sync::Arc;
 
 use llm::metrics::SharedMetric;
-use llm::{ChainOutcome, GenerateRequest, LlmMetrics, ProviderChain, ProviderHealth};
+use llm::{ChainOutcome, GenerateRequest, LlmMetrics, ProviderChain};
 use mailroom_db::pipeline::{self, NewClassification};
 use pipeline_core::messages::{Classification, EmailToClassify, EmailToRespond, new_message_id};
 use pipeline_core::topology::EMAILS_TO_CLASSIFY;
@@ -276,9 +276,8 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let llm_metrics = LlmMetrics::default();
     llm_metrics
         .register(&|name: &str, help: &str, metric: SharedMetric| telemetry.metrics.register(name, help, metric));
-    let health = ProviderHealth::default();
     let detail = Arc::clone(&telemetry);
-    mailroom_db::provider_problems::persist(&health, pool.clone(), WORKER_NAME, move |summary| {
+    let health = mailroom_db::provider_problems::worker_health(pool.clone(), WORKER_NAME, move |summary| {
         detail.health.set_detail("providers", summary);
     });
     let chain = ProviderChain::for_worker(&llm_settings, "classify", &llm_metrics, &health)?;

@@ -1,7 +1,7 @@
 //! The `provider_problems` table: each remote provider's current configuration error, written
 //! by the workers that meet it and read by `mailroom status` (and `mailroom doctor`).
 //!
-//! [`persist`] connects a worker's [`ProviderHealth`] to the table and to its readiness detail:
+//! [`worker_health`] connects a worker's [`ProviderHealth`] to the table and to its readiness detail:
 //! every occurrence upserts the row (the health registry already folds repeated log lines, and a
 //! misconfigured provider is asked at most once per cool-down), a recovery deletes it. Writes
 //! run in the background so a slow database never delays the email being handled; a failed
@@ -92,15 +92,15 @@ pub async fn list(pool: &PgPool) -> Result<Option<Vec<ProviderProblemRow>>, sqlx
         .map(Some)
 }
 
-/// Keeps the table and the worker's readiness detail in step with `health`: `detail` is called
-/// with the current one-line summary (or `None` once every provider is fine) after each event.
-/// Must be called inside a Tokio runtime.
-pub fn persist(
-    health: &ProviderHealth,
+/// A worker's provider health, kept in step with the table and its readiness detail: `detail`
+/// is called with the current one-line summary (or `None` once every provider is fine) after
+/// each event. Must be called inside a Tokio runtime.
+pub fn worker_health(
     pool: PgPool,
     worker: &'static str,
     detail: impl Fn(Option<String>) + Send + Sync + 'static,
-) {
+) -> ProviderHealth {
+    let health = ProviderHealth::default();
     health.on_event(move |health, event| {
         detail(health.summary());
         let pool = pool.clone();
@@ -119,4 +119,5 @@ pub fn persist(
             }
         });
     });
+    health
 }

@@ -345,9 +345,8 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let llm_metrics = LlmMetrics::default();
     llm_metrics
         .register(&|name: &str, help: &str, metric: SharedMetric| telemetry.metrics.register(name, help, metric));
-    let health = ProviderHealth::default();
     let detail = Arc::clone(&telemetry);
-    mailroom_db::provider_problems::persist(&health, pool.clone(), WORKER_NAME, move |summary| {
+    let health = mailroom_db::provider_problems::worker_health(pool.clone(), WORKER_NAME, move |summary| {
         detail.health.set_detail("providers", summary);
     });
     let chain =
