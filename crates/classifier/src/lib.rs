@@ -12,6 +12,7 @@
 //! message finds its recorded verdict and re-publishes the same `emails.to_respond` message
 //! (same `message_id`) rather than classifying again.
 
+pub mod content_rules;
 pub mod eval;
 pub mod local;
 pub mod model;
@@ -38,7 +39,54 @@ use crate::offline::OfflineClassifier;
 pub struct ClassifierSettings {
     /// Support verdicts below this confidence become drafts for a person.
     pub auto_answer_min_confidence: f64,
+    /// Per-mailbox thresholds (`agent_email` → threshold) that replace the default one.
+    #[serde(default)]
+    pub auto_answer_min_confidence_by_mailbox: std::collections::BTreeMap<String, f64>,
 }
+
+impl ClassifierSettings {
+    /// The thresholds, checked: each within 0..=1.
+    pub fn thresholds(&self) -> Result<Thresholds, String> {
+        let check = |what: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) { Ok(v) } else { Err(format!("{what} = {v} is not between 0 and 1")) }
+        };
+        let default = check("classifier.auto_answer_min_confidence", self.auto_answer_min_confidence)?;
+        let per_mailbox = self
+            .auto_answer_min_confidence_by_mailbox
+            .iter()
+            .map(|(mailbox, v)| {
+                check(&format!("classifier.auto_answer_min_confidence_by_mailbox.\"{mailbox}\""), *v)
+                    .map(|v| (mailbox.trim().to_lowercase(), v))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Thresholds { default, per_mailbox })
+    }
+}
+
+/// The auto-answer threshold of each mailbox.
+#[derive(Debug, Clone, Default)]
+pub struct Thresholds {
+    /// For mailboxes without their own.
+    pub default: f64,
+    /// Lower-case `agent_email` → threshold.
+    pub per_mailbox: std::collections::HashMap<String, f64>,
+}
+
+impl Thresholds {
+    /// One threshold for every mailbox.
+    pub fn uniform(default: f64) -> Self {
+        Self { default, per_mailbox: Default::default() }
+    }
+
+    /// The threshold for mail received by `agent_email`.
+    pub fn for_mailbox(&self, agent_email: &str) -> f64 {
+        self.per_mailbox.get(&agent_email.trim().to_lowercase()).copied().unwrap_or(self.default)
+    }
+}
+
+/// The confidence a support verdict is capped at when [`rules::Decision::PersonFirst`] applies:
+/// below any auto-answer threshold above one half.
+pub const PERSON_FIRST_CONFIDENCE: f64 = 0.5;
 
 /// The binary's name.
 pub const WORKER_NAME: &str = "classifier";
@@ -101,14 +149,14 @@ pub struct ClassifyHandler {
 pub struct Classifier {
     chain: ProviderChain,
     offline: OfflineClassifier,
-    min_confidence: f64,
+    thresholds: Thresholds,
 }
 
 impl std::fmt::Debug for Classifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Classifier")
             .field("providers", &self.chain.names())
-            .field("min_confidence", &self.min_confidence)
+            .field("thresholds", &self.thresholds)
             .finish_non_exhaustive()
     }
 }
@@ -137,8 +185,8 @@ impl ClassifyHandler {
 impl Classifier {
     /// A classifier over a provider chain, the committed offline model and the threshold below
     /// which support verdicts need a person.
-    pub fn new(chain: ProviderChain, min_confidence: f64) -> Result<Self, model::ModelError> {
-        Ok(Self { chain, offline: OfflineClassifier::embedded()?, min_confidence })
+    pub fn new(chain: ProviderChain, thresholds: Thresholds) -> Result<Self, model::ModelError> {
+        Ok(Self { chain, offline: OfflineClassifier::embedded()?, thresholds })
     }
 
     /// The provider chain (for its counters).
@@ -146,30 +194,45 @@ impl Classifier {
         &self.chain
     }
 
-    /// Whether a verdict may be answered without a person.
-    pub fn auto_answer(&self, verdict: &Classification) -> bool {
-        verdict.is_support_inquiry && verdict.confidence >= self.min_confidence
+    /// Whether a verdict on mail received by `agent_email` may be answered without a person.
+    pub fn auto_answer(&self, agent_email: &str, verdict: &Classification) -> bool {
+        verdict.is_support_inquiry && verdict.confidence >= self.thresholds.for_mailbox(agent_email)
     }
 
     /// Decides, without recording: rules first, then the chain (or the local model). The
     /// verdict's `needs_review` is set from the threshold.
     pub async fn classify(&self, email: &EmailToClassify) -> Result<(Classification, Option<String>), HandlerError> {
         let (mut verdict, reason) = self.decide(email).await?;
-        verdict.needs_review = verdict.is_support_inquiry && !self.auto_answer(&verdict);
+        verdict.needs_review = verdict.is_support_inquiry && !self.auto_answer(&email.agent_email, &verdict);
         Ok((verdict, reason))
     }
 
     async fn decide(&self, email: &EmailToClassify) -> Result<(Classification, Option<String>), HandlerError> {
-        if let Some(reason) = rules::automated_reason(email) {
-            let verdict = Classification {
-                is_support_inquiry: false,
-                category: "automated".into(),
-                confidence: 1.0,
-                llm_provider: "rules".into(),
-                needs_review: false,
-            };
-            return Ok((verdict, Some(reason)));
+        let person_first = match rules::decide(email) {
+            Some(rules::Decision::Automated(reason)) => {
+                let verdict = Classification {
+                    is_support_inquiry: false,
+                    category: "automated".into(),
+                    confidence: 1.0,
+                    llm_provider: "rules".into(),
+                    needs_review: false,
+                };
+                return Ok((verdict, Some(reason)));
+            }
+            Some(rules::Decision::PersonFirst(reason)) => Some(reason),
+            None => None,
+        };
+        let (mut verdict, reason) = self.ask_models(email).await?;
+        if person_first.is_some() && verdict.is_support_inquiry {
+            // Recorded this way, a redelivery (which recomputes `needs_review` from the stored
+            // confidence) decides alike: never answered without a person.
+            verdict.confidence = verdict.confidence.min(PERSON_FIRST_CONFIDENCE);
         }
+        Ok((verdict, person_first.or(reason)))
+    }
+
+    /// The provider chain, or the offline model when the chain reaches `local`.
+    async fn ask_models(&self, email: &EmailToClassify) -> Result<(Classification, Option<String>), HandlerError> {
         let request = GenerateRequest {
             system: SYSTEM_PROMPT.into(),
             user: user_prompt(email),
@@ -259,7 +322,7 @@ impl Handler for ClassifyHandler {
                 confidence: stored.confidence,
                 llm_provider: stored.llm_provider,
                 // Recomputed from the recorded confidence, so a redelivery decides alike.
-                needs_review: stored.confidence < self.classifier.min_confidence,
+                needs_review: stored.confidence < self.classifier.thresholds.for_mailbox(&email.agent_email),
             },
         );
         out.message_id = respond_id;
@@ -282,8 +345,9 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     });
     let chain = ProviderChain::for_worker(&llm_settings, "classify", &llm_metrics, &health)?;
     let classifier_settings: ClassifierSettings = settings.section("classifier")?;
-    info!(providers = ?chain.names(), min_confidence = classifier_settings.auto_answer_min_confidence, "Classifier starting.");
-    let classifier = Classifier::new(chain, classifier_settings.auto_answer_min_confidence)?;
+    let thresholds = classifier_settings.thresholds().map_err(anyhow::Error::msg)?;
+    info!(providers = ?chain.names(), thresholds = ?thresholds, "Classifier starting.");
+    let classifier = Classifier::new(chain, thresholds)?;
     let handler = Arc::new(ClassifyHandler::new(pool, classifier));
     pipeline_core::serve_worker_with(WORKER_NAME, &EMAILS_TO_CLASSIFY, handler, &settings, telemetry, shutdown).await?;
     Ok(())

@@ -84,11 +84,17 @@ pub fn evaluate(set: &[LabelledEmail], classifier: &OfflineClassifier, min_confi
     let outcomes: Vec<Outcome> = set
         .iter()
         .map(|email| {
-            let (predicted, p_support, provider) = if rules::automated_reason(&to_classify(email)).is_some() {
-                (false, 0.0, "rules")
-            } else {
-                let p = classifier.p_support(&email.from, &email.subject, &email.body);
-                (p >= 0.5, p, "local")
+            let p = || classifier.p_support(&email.from, &email.subject, &email.body);
+            let (predicted, p_support, provider) = match rules::decide(&to_classify(email)) {
+                Some(rules::Decision::Automated(_)) => (false, 0.0, "rules"),
+                Some(rules::Decision::PersonFirst(_)) => {
+                    let p = p();
+                    (p >= 0.5, if p >= 0.5 { p.min(crate::PERSON_FIRST_CONFIDENCE) } else { p }, "local")
+                }
+                None => {
+                    let p = p();
+                    (p >= 0.5, p, "local")
+                }
             };
             Outcome {
                 id: email.id.clone(),

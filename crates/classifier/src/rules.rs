@@ -19,10 +19,17 @@
 //! 7. an automated sender mailbox (see [`is_automated_local_part`] for the exact list and why
 //!    generic role names like `info` or `support` are *not* on it).
 //!
+//! A message from an automated sender (rule 7) that carries a person's `Reply-To` or web-form
+//! fields is a person's message relayed by a web form: [`decide`] lets the model judge it, and
+//! never auto-answers it. After the header rules, [`decide`] applies the
+//! [`content_rules`] (auto-reply and bounce subjects, phishing look-alikes, nine languages).
+//!
 //! Header names are compared case-insensitively and values are trimmed, because the map holds
 //! whatever the mailbox API returned (`auto-submitted`, `AUTO-SUBMITTED`, `Auto-Submitted`).
 
 use mail_mime::quoting::starts_with_ignore_ascii_case;
+
+use crate::content_rules;
 use pipeline_core::messages::EmailToClassify;
 
 /// Returns why `email` must be treated as automated mail (classified `OTHER`, never answered), or
@@ -30,6 +37,11 @@ use pipeline_core::messages::EmailToClassify;
 ///
 /// The reason is short and meant for logs and the dashboard, e.g. `"Auto-Submitted: auto-replied"`.
 pub fn automated_reason(email: &EmailToClassify) -> Option<String> {
+    header_reason(email).or_else(|| automated_sender(email))
+}
+
+/// Rules 1–6: the sender is our own address, or a header marks the message as automated.
+fn header_reason(email: &EmailToClassify) -> Option<String> {
     let sender = bare_address(&email.from);
 
     // A message from our own mailbox is either our own reply coming back or a spoof; answering it
@@ -82,14 +94,72 @@ pub fn automated_reason(email: &EmailToClassify) -> Option<String> {
     if let Some(name) = list_header {
         return Some(format!("mailing-list header {name}"));
     }
+    None
+}
 
-    if !sender.is_empty() {
-        let local = sender.rsplit_once('@').map_or(sender, |(local, _)| local);
-        if is_automated_local_part(local) {
-            return Some(format!("automated sender address {sender}"));
+/// Rule 7 alone: the sender mailbox belongs to a machine.
+fn automated_sender(email: &EmailToClassify) -> Option<String> {
+    let sender = bare_address(&email.from);
+    let local = sender.rsplit_once('@').map_or(sender, |(local, _)| local);
+    (!sender.is_empty() && is_automated_local_part(local)).then(|| format!("automated sender address {sender}"))
+}
+
+/// What the rules decide before any model is asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Automated mail: classified `OTHER`/`automated`, never answered.
+    Automated(String),
+    /// A person's message relayed by a machine (a web contact form sent from a no-reply
+    /// address): the model still decides, but a support verdict is never answered
+    /// automatically, because the reply would go to the relay, not to the person.
+    PersonFirst(String),
+}
+
+/// The header rules, then the no-reply relay exception, then the [`content_rules`].
+pub fn decide(email: &EmailToClassify) -> Option<Decision> {
+    if let Some(reason) = header_reason(email) {
+        return Some(Decision::Automated(reason));
+    }
+    if let Some(reason) = automated_sender(email) {
+        return Some(match web_form_evidence(email) {
+            Some(evidence) => Decision::PersonFirst(format!("{reason}, but {evidence}: a person answers")),
+            None => Decision::Automated(reason),
+        });
+    }
+    content_rules::signal(&email.subject, &email.body).map(|s| Decision::Automated(s.reason()))
+}
+
+/// Why a message from a no-reply sender looks like a person's message relayed by a web form:
+/// a `Reply-To` naming a person's address, or at least two form-field labels (name, e-mail,
+/// message, phone … in the nine languages) at the start of lines.
+fn web_form_evidence(email: &EmailToClassify) -> Option<String> {
+    let sender = bare_address(&email.from);
+    let reply_to = email.headers.iter().find(|(name, _)| name.trim().eq_ignore_ascii_case("Reply-To"));
+    if let Some((_, value)) = reply_to {
+        let addr = bare_address(value);
+        let local = addr.rsplit_once('@').map_or(addr, |(local, _)| local);
+        if addr.contains('@') && !addr.eq_ignore_ascii_case(sender) && !is_automated_local_part(local) {
+            return Some(format!("Reply-To names {addr}"));
         }
     }
-    None
+    const FIELDS: [&[&str]; 4] = [
+        &["name", "nom", "nombre", "naam", "nome", "imię", "お名前", "氏名"],
+        &["email", "e-mail", "courriel", "correo", "e-mailadres", "メールアドレス", "adres e-mail"],
+        &["message", "nachricht", "mensaje", "bericht", "mensagem", "messaggio", "wiadomość", "お問い合わせ内容"],
+        &["phone", "telefon", "téléphone", "teléfono", "telefoon", "telefone", "telefono", "電話番号"],
+    ];
+    let labels: Vec<String> = email
+        .body
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim().trim_start_matches(['*', '-', ' ']);
+            let (label, _) = line.split_once([':', '：'])?;
+            Some(label.trim().trim_end_matches('*').trim().to_lowercase())
+        })
+        .collect();
+    let found =
+        FIELDS.iter().filter(|names| labels.iter().any(|l| names.iter().any(|n| l == n || l.ends_with(n)))).count();
+    (found >= 2).then(|| format!("the body holds {found} web-form fields"))
 }
 
 /// Extracts the bare address from `Name <addr@host>`, `<addr@host>`, `addr@host` or `mailto:` forms.

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use classifier::eval::{Outcome, Report, parse_set};
 use classifier::offline::to_classify;
-use classifier::{Classifier, ClassifierSettings};
+use classifier::{Classifier, ClassifierSettings, Thresholds};
 use llm::{LlmMetrics, ProviderChain, ProviderHealth};
 use pipeline_core::Settings;
 use serde_json::json;
@@ -40,13 +40,12 @@ pub async fn classify(settings: &Settings, args: ClassifyArgs) -> anyhow::Result
     let threshold = args.threshold.unwrap_or(classifier_settings.auto_answer_min_confidence);
     let chain =
         ProviderChain::for_worker(&llm_settings, "classify", &LlmMetrics::default(), &ProviderHealth::default())?;
-    let classifier = Classifier::new(chain, threshold)?;
+    let classifier = Classifier::new(chain, Thresholds::uniform(threshold))?;
     let mut outcomes = Vec::with_capacity(set.len());
     for email in &set {
-        let (verdict, _) = classifier
-            .classify(&to_classify(email))
-            .await
-            .map_err(|e| anyhow::anyhow!("classifying {}: {e}", email.id))?;
+        let message = to_classify(email);
+        let (verdict, _) =
+            classifier.classify(&message).await.map_err(|e| anyhow::anyhow!("classifying {}: {e}", email.id))?;
         let p_support = if verdict.is_support_inquiry { verdict.confidence } else { 1.0 - verdict.confidence };
         outcomes.push(Outcome {
             id: email.id.clone(),
@@ -55,7 +54,7 @@ pub async fn classify(settings: &Settings, args: ClassifyArgs) -> anyhow::Result
             truth: email.is_support(),
             predicted: verdict.is_support_inquiry,
             p_support,
-            auto_answer: classifier.auto_answer(&verdict),
+            auto_answer: classifier.auto_answer(&message.agent_email, &verdict),
             provider: verdict.llm_provider.clone(),
         });
     }
