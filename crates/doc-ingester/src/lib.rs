@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use embedders::{EmbedError, Embedder, EmbeddingSettings};
+use mailroom_db::QueryFailed;
 use mailroom_db::documents::{self, status};
 use pipeline_core::messages::DocumentToIngest;
 use pipeline_core::topology::DOCUMENTS_TO_INGEST;
@@ -135,7 +136,7 @@ impl IngestError {
             IngestError::InvalidDocumentId(_) => "InvalidMessage",
             IngestError::Embed(_) => "EmbeddingFailed",
             IngestError::Store(_) => "VectorStoreFailed",
-            IngestError::Db(_) => "DatabaseUnavailable",
+            IngestError::Db(e) => mailroom_db::error_type(e),
             IngestError::DocumentDeleted => "DocumentDeleted",
         }
     }
@@ -148,6 +149,16 @@ impl IngestError {
             IngestError::Db(e) => mailroom_db::is_transient(e),
             _ => false,
         }
+    }
+}
+
+impl pipeline_core::Classify for IngestError {
+    fn fate(&self) -> pipeline_core::Fate {
+        pipeline_core::Fate::retry_if(self.is_transient())
+    }
+
+    fn error_type(&self) -> &'static str {
+        IngestError::error_type(self)
     }
 }
 
@@ -281,7 +292,7 @@ impl Handler for IngestHandler {
             let e = IngestError::InvalidDocumentId(document_id);
             return Err(HandlerError::permanent(e.error_type(), e));
         };
-        let row = documents::get(pool, id).await.map_err(|e| HandlerError::transient("DatabaseUnavailable", e))?;
+        let row = documents::get(pool, id).await.map_err(QueryFailed)?;
         let Some(row) = row else {
             // Deleted after upload: nothing to ingest, nothing to record.
             info!(%document_id, "Document was deleted before ingestion; skipping.");
@@ -307,7 +318,7 @@ impl Handler for IngestHandler {
                     // Best effort: if the database is what failed, the dead letter still says why.
                     let _ = documents::mark_failed(pool, id, e.error_type(), &e.to_string()).await;
                 }
-                Err(HandlerError::classified(transient, e.error_type(), e))
+                Err(e.into())
             }
         }
     }

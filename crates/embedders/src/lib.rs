@@ -50,6 +50,17 @@ fn status_suffix(status: Option<u16>) -> String {
     status.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
 }
 
+/// Every embedding failure is recorded as `EmbeddingFailed`, retried when transient.
+impl pipeline_core::Classify for EmbedError {
+    fn fate(&self) -> pipeline_core::Fate {
+        pipeline_core::Fate::retry_if(self.is_transient())
+    }
+
+    fn error_type(&self) -> &'static str {
+        "EmbeddingFailed"
+    }
+}
+
 impl EmbedError {
     /// Whether retrying can help.
     pub fn is_transient(&self) -> bool {

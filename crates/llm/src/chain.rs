@@ -107,6 +107,16 @@ fn summary(errors: &[LlmError]) -> String {
     errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
+impl pipeline_core::Classify for ChainError {
+    fn fate(&self) -> pipeline_core::Fate {
+        pipeline_core::Fate::retry_if(self.is_transient())
+    }
+
+    fn error_type(&self) -> &'static str {
+        ChainError::error_type(self)
+    }
+}
+
 impl ChainError {
     /// The error type recorded with a failed message: `QuotaExceededError` (the seed's name)
     /// or `LlmRequestRejected`.

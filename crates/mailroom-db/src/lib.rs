@@ -101,6 +101,31 @@ impl DbError {
     }
 }
 
+/// A query that failed, with its fate: the one mapping of database errors every worker uses.
+///
+/// Transient (`DatabaseUnavailable`, climbs the retry ladder): I/O, TLS, pool exhaustion, the
+/// server shutting down or refusing connections, serialisation failures and deadlocks (see
+/// [`is_transient`]). Anything else (`DatabaseError`: a constraint, a bad query, a type
+/// mismatch) will fail the same way on every retry and is dead-lettered.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct QueryFailed(#[from] pub sqlx::Error);
+
+impl pipeline_core::Classify for QueryFailed {
+    fn fate(&self) -> pipeline_core::Fate {
+        pipeline_core::Fate::retry_if(is_transient(&self.0))
+    }
+
+    fn error_type(&self) -> &'static str {
+        error_type(&self.0)
+    }
+}
+
+/// `DatabaseUnavailable` for a [transient](is_transient) driver error, else `DatabaseError`.
+pub fn error_type(e: &sqlx::Error) -> &'static str {
+    if is_transient(e) { "DatabaseUnavailable" } else { "DatabaseError" }
+}
+
 /// Whether a driver error is worth retrying: I/O, pool exhaustion, or the server shutting down.
 pub fn is_transient(e: &sqlx::Error) -> bool {
     match e {
@@ -216,4 +241,22 @@ pub async fn connect_and_migrate(url: &SecretString, max_connections: u32) -> Re
 /// The parts of sqlx the binaries use, so they share this crate's version and features.
 pub mod sqlx_reexport {
     pub use sqlx::{PgPool, query, query_as, query_scalar};
+}
+
+#[cfg(test)]
+mod tests {
+    use pipeline_core::{Fate, HandlerError};
+
+    use super::QueryFailed;
+
+    #[test]
+    fn an_outage_retries_and_a_refused_query_is_dead_lettered() {
+        // The classifier used to mark every database error transient, and the sender named both
+        // kinds `DatabaseError`; every worker now goes through this one mapping.
+        let outage: HandlerError = QueryFailed(sqlx::Error::Io(std::io::Error::other("reset"))).into();
+        assert_eq!((outage.fate, outage.error_type.as_ref()), (Fate::Transient, "DatabaseUnavailable"));
+        let refused: HandlerError = QueryFailed(sqlx::Error::ColumnNotFound("x".into())).into();
+        assert_eq!((refused.fate, refused.error_type.as_ref()), (Fate::Permanent, "DatabaseError"));
+        assert_eq!(refused.source.to_string(), sqlx::Error::ColumnNotFound("x".into()).to_string());
+    }
 }

@@ -44,17 +44,6 @@ impl HandlerError {
         Self { fate: Fate::Permanent, error_type: error_type.into(), source: source.into() }
     }
 
-    /// A failure whose fate the source error decided (`transient` from its own
-    /// `is_transient()`).
-    pub fn classified(
-        transient: bool,
-        error_type: impl Into<Cow<'static, str>>,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
-    ) -> Self {
-        let fate = if transient { Fate::Transient } else { Fate::Permanent };
-        Self { fate, error_type: error_type.into(), source: source.into() }
-    }
-
     /// The message must wait about `wait` before it can be handled; no retry is spent, so a
     /// message may be deferred any number of times.
     pub fn defer(
@@ -80,6 +69,30 @@ impl HandlerError {
             cause = c.source();
         }
         lines.join("\n")
+    }
+}
+
+/// An adapter's error that knows its own fate. Each library error implements it once; `?` (or
+/// `.map_err(HandlerError::from)`) then turns it into a [`HandlerError`] with that fate and
+/// type, so no handler decides an adapter's fate again by hand.
+pub trait Classify: std::error::Error + Send + Sync + 'static {
+    /// Retry, dead-letter or wait.
+    fn fate(&self) -> Fate;
+    /// Machine-readable kind for `failure_info.error_type` (e.g. `DatabaseUnavailable`).
+    fn error_type(&self) -> &'static str;
+}
+
+impl<E: Classify> From<E> for HandlerError {
+    fn from(e: E) -> Self {
+        Self { fate: e.fate(), error_type: e.error_type().into(), source: Box::new(e) }
+    }
+}
+
+impl Fate {
+    /// `Transient` when `transient`, else `Permanent`: the usual mapping of an adapter's own
+    /// `is_transient()`.
+    pub fn retry_if(transient: bool) -> Self {
+        if transient { Fate::Transient } else { Fate::Permanent }
     }
 }
 

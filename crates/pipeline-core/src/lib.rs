@@ -20,7 +20,7 @@ pub mod telemetry;
 pub mod topology;
 
 pub use consumer::{DeliveryMeta, Disposition, Handler, Processor, Worker, serve_worker, serve_worker_with};
-pub use error::{Fate, HandlerError};
+pub use error::{Classify, Fate, HandlerError};
 pub use producer::{Producer, ProducerError};
 pub use publisher::{Outgoing, PublishError, Publisher};
 pub use settings::Settings;

@@ -20,6 +20,7 @@ use embedders::{Embedder, EmbeddingSettings};
 use llm::metrics::SharedMetric;
 use llm::{ChainOutcome, GenerateRequest, LlmMetrics, ProviderChain, ProviderHealth};
 use mail_mime::quoting::{own_text, request_text};
+use mailroom_db::QueryFailed;
 use mailroom_db::pipeline::{self, NewResponse};
 use pipeline_core::messages::{ContextUsed, EmailToRespond, EmailToSend, new_message_id, now, reply_subject};
 use pipeline_core::topology::EMAILS_TO_RESPOND;
@@ -195,12 +196,8 @@ impl RespondHandler {
             Err(_) => {}
             Ok(_) => self.health.succeeded(self.embedder.model_id(), "embed"),
         }
-        let (vector, _cached) =
-            embedded.map_err(|e| HandlerError::classified(e.is_transient(), "EmbeddingFailed", e))?;
-        self.retriever
-            .retrieve(&msg.agent_email, &question, &vector, Mode::Hybrid)
-            .await
-            .map_err(|e| HandlerError::classified(e.is_transient(), "VectorStoreFailed", e))
+        let (vector, _cached) = embedded.map_err(HandlerError::from)?;
+        self.retriever.retrieve(&msg.agent_email, &question, &vector, Mode::Hybrid).await.map_err(HandlerError::from)
     }
 
     /// Drafts the reply (not stored, not published): `(message, provider)`.
@@ -262,11 +259,7 @@ impl RespondHandler {
             max_tokens: 600,
             temperature: 0.2,
         };
-        let outcome = self
-            .chain
-            .generate(&request)
-            .await
-            .map_err(|e| HandlerError::classified(e.is_transient(), e.error_type(), e))?;
+        let outcome = self.chain.generate(&request).await.map_err(HandlerError::from)?;
         let provider = match outcome {
             ChainOutcome::Answered { value, provider } => {
                 reply.generated_response = value.trim().to_owned();
@@ -297,32 +290,28 @@ impl Handler for RespondHandler {
     type Input = EmailToRespond;
 
     async fn handle(&self, msg: EmailToRespond, _meta: &DeliveryMeta) -> Result<Vec<Outgoing>, HandlerError> {
-        // An outage retries; a row the database refuses (a value it cannot store) never will.
-        let db = |e: sqlx::Error| {
-            let transient = mailroom_db::is_transient(&e);
-            HandlerError::classified(transient, if transient { "DatabaseUnavailable" } else { "DatabaseError" }, e)
-        };
-        let stored = match pipeline::get_response(&self.pool, &msg.agent_email, &msg.email_id).await.map_err(db)? {
-            Some(stored) => stored,
-            None => {
-                let (reply, provider) = self.draft(&msg).await?;
-                let body = serde_json::to_value(&reply).map_err(|e| HandlerError::permanent("EncodeError", e))?;
-                pipeline::record_response(
-                    &self.pool,
-                    &NewResponse {
-                        agent_email: &msg.agent_email,
-                        email_id: &msg.email_id,
-                        respond_message_id: &msg.message_id,
-                        send_message_id: &reply.message_id,
-                        send_message: &body,
-                        llm_provider: &provider,
-                        escalate: reply.escalate,
-                    },
-                )
-                .await
-                .map_err(db)?
-            }
-        };
+        let stored =
+            match pipeline::get_response(&self.pool, &msg.agent_email, &msg.email_id).await.map_err(QueryFailed)? {
+                Some(stored) => stored,
+                None => {
+                    let (reply, provider) = self.draft(&msg).await?;
+                    let body = serde_json::to_value(&reply).map_err(|e| HandlerError::permanent("EncodeError", e))?;
+                    pipeline::record_response(
+                        &self.pool,
+                        &NewResponse {
+                            agent_email: &msg.agent_email,
+                            email_id: &msg.email_id,
+                            respond_message_id: &msg.message_id,
+                            send_message_id: &reply.message_id,
+                            send_message: &body,
+                            llm_provider: &provider,
+                            escalate: reply.escalate,
+                        },
+                    )
+                    .await
+                    .map_err(QueryFailed)?
+                }
+            };
         let reply: EmailToSend =
             serde_json::from_value(stored).map_err(|e| HandlerError::permanent("StoredResponseInvalid", e))?;
         info!(

@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mail_mime::ReplySpec;
+use mailroom_db::QueryFailed;
 use pipeline_core::messages::EmailToSend;
 use pipeline_core::telemetry::Health;
 use pipeline_core::topology::EMAILS_TO_SEND;
@@ -138,10 +139,6 @@ pub fn reply_message_id(agent_email: &str, email_id: &str) -> String {
     let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     let domain = agent_email.rsplit_once('@').map_or("mailroom.invalid", |(_, d)| d).to_ascii_lowercase();
     format!("mailroom.{hex}@{domain}")
-}
-
-fn db_error(e: sqlx::Error) -> HandlerError {
-    HandlerError::classified(mailroom_db::is_transient(&e), "DatabaseError", e)
 }
 
 fn limit_error(e: LimitError) -> HandlerError {
@@ -298,7 +295,7 @@ impl<S: Sink> SendHandler<S> {
             claimed_by: &self.claimed_by,
         };
         let (token, takeover) =
-            match sendlog::claim(&self.pool, &claim, self.settings.claim_lease()).await.map_err(db_error)? {
+            match sendlog::claim(&self.pool, &claim, self.settings.claim_lease()).await.map_err(QueryFailed)? {
                 ClaimOutcome::Done(state) => {
                     info!(message_id, email_id, state, "Email already answered; nothing sent.");
                     return Ok(Outcome::Duplicate(state));
@@ -404,7 +401,7 @@ impl<S: Sink> SendHandler<S> {
                 self.metrics.defer("provider_quota");
                 HandlerError::defer(wait, e.error_type(), e)
             }
-            _ => HandlerError::classified(e.is_transient(), e.error_type(), e),
+            _ => e.into(),
         }
     }
 
@@ -489,7 +486,7 @@ impl<S: Sink> SendHandler<S> {
     ) -> Result<(), HandlerError> {
         let ours = sendlog::complete(&self.pool, &msg.agent_email, &msg.email_id, token, state, provider_id, reason)
             .await
-            .map_err(db_error)?;
+            .map_err(QueryFailed)?;
         if !ours {
             warn!(message_id = %msg.message_id, email_id = %msg.email_id,
                 "Claim was taken over while delivering (lease too short for this sink?).");

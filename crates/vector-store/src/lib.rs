@@ -67,6 +67,17 @@ pub enum StoreError {
     Permanent(String),
 }
 
+/// Every store failure is recorded as `VectorStoreFailed`, retried when transient.
+impl pipeline_core::Classify for StoreError {
+    fn fate(&self) -> pipeline_core::Fate {
+        pipeline_core::Fate::retry_if(self.is_transient())
+    }
+
+    fn error_type(&self) -> &'static str {
+        "VectorStoreFailed"
+    }
+}
+
 impl StoreError {
     /// Whether retrying can help.
     pub fn is_transient(&self) -> bool {

@@ -86,6 +86,16 @@ pub enum SinkError {
     Config(String),
 }
 
+impl pipeline_core::Classify for SinkError {
+    fn fate(&self) -> pipeline_core::Fate {
+        pipeline_core::Fate::retry_if(self.is_transient())
+    }
+
+    fn error_type(&self) -> &'static str {
+        SinkError::error_type(self)
+    }
+}
+
 impl SinkError {
     /// Whether a later attempt may succeed. SMTP follows RFC 5321 (4yz transient, 5yz
     /// permanent; no answer at all — connection or timeout — transient); Gmail's HTTP answers
