@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::transport::{self, ErrorClass, RawResponse};
-use crate::{GenerateRequest, LlmError, LlmProvider, ProviderSettings, json};
+use crate::{GenerateRequest, Generated, LlmError, LlmProvider, ProviderSettings, Usage, json};
 
 const PROVIDER: &str = "anthropic";
 
@@ -55,7 +55,7 @@ impl AnthropicProvider {
         }
     }
 
-    async fn call(&self, request: &GenerateRequest, system: &str) -> Result<String, LlmError> {
+    async fn call(&self, request: &GenerateRequest, system: &str) -> Result<Generated<String>, LlmError> {
         let client = transport::client(&self.client, PROVIDER)?;
         let key = self.api_key.expose_secret().trim();
         let body = Body {
@@ -71,7 +71,8 @@ impl AnthropicProvider {
             http = http.header("x-api-key", transport::secret_header(PROVIDER, key)?);
         }
         tracing::debug!(provider = PROVIDER, model = %self.model, "calling the LLM");
-        transport::exchange(PROVIDER, http, key, |response| error_from_response(response, key), answer_text).await
+        transport::exchange(PROVIDER, http, key, |response| error_from_response(response, key), answer_text, usage)
+            .await
     }
 }
 
@@ -80,7 +81,7 @@ impl LlmProvider for AnthropicProvider {
         PROVIDER
     }
 
-    fn generate<'a>(&'a self, request: &'a GenerateRequest) -> BoxFuture<'a, Result<String, LlmError>> {
+    fn generate<'a>(&'a self, request: &'a GenerateRequest) -> BoxFuture<'a, Result<Generated<String>, LlmError>> {
         Box::pin(self.call(request, &request.system))
     }
 
@@ -88,11 +89,11 @@ impl LlmProvider for AnthropicProvider {
         &'a self,
         request: &'a GenerateRequest,
         schema: &'a Value,
-    ) -> BoxFuture<'a, Result<Value, LlmError>> {
+    ) -> BoxFuture<'a, Result<Generated<Value>, LlmError>> {
         Box::pin(async move {
             let system = json::system_with_schema(&request.system, schema);
-            let text = self.call(request, &system).await?;
-            transport::parse_json(PROVIDER, &text, self.api_key.expose_secret())
+            let answer = self.call(request, &system).await?;
+            transport::parse_json(PROVIDER, answer, self.api_key.expose_secret())
         })
     }
 
@@ -157,6 +158,17 @@ fn answer_text(body: &Value) -> Result<String, String> {
         Some(reason) => format!("the answer has no text (stop_reason {reason})"),
         None => "the answer has no text".to_owned(),
     })
+}
+
+/// The call's tokens from `usage`: `input_tokens` plus the prompt cache's
+/// `cache_creation_input_tokens` and `cache_read_input_tokens` in (together the whole prompt),
+/// `output_tokens` out.
+fn usage(body: &Value) -> Option<Usage> {
+    Usage::from_fields(
+        body.get("usage"),
+        &["input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"],
+        &["output_tokens"],
+    )
 }
 
 /// Classifies an error (`{"type":"error","error":{"type","message"}}`): 429 and the 5xx family

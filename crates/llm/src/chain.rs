@@ -10,8 +10,9 @@
 //! back through the retry ladder) unless every provider rejected the request itself, which no
 //! retry will fix.
 //!
-//! With [`ProviderChain::with_metrics`] the walk also records each request's outcome and
-//! latency, each skip and each failover in [`LlmMetrics`].
+//! Each entry counts its answers, failures and skips, and the tokens its responses reported
+//! ([`ProviderChain::stats`]). With [`ProviderChain::with_metrics`] the walk also records each
+//! request's outcome and latency, the tokens, each skip and each failover in [`LlmMetrics`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -27,8 +28,9 @@ use provider_http::ProviderHealth;
 
 use crate::anthropic::AnthropicProvider;
 use crate::gemini::GeminiProvider;
-use crate::metrics::{self, FailoverLabels, LlmMetrics, NO_PROVIDER_LEFT, ProviderLabels, RequestLabels};
+use crate::metrics::{self, FailoverLabels, LlmMetrics, NO_PROVIDER_LEFT, ProviderLabels, RequestLabels, TokenLabels};
 use crate::openai::{self, OpenAiProvider};
+use crate::usage::{Generated, TokenCounters, TokenStats, Usage};
 use crate::{GenerateRequest, LlmError, LlmProvider, LlmSettings};
 
 /// The name of the offline entry.
@@ -172,6 +174,8 @@ pub struct ChainStats {
     pub failures_by: HashMap<String, u64>,
     /// Times the entry was skipped because it was cooling down.
     pub skipped_by: HashMap<String, u64>,
+    /// Tokens the entry's responses reported (all zero for `local`, which spends none).
+    pub tokens_by: HashMap<String, TokenStats>,
 }
 
 struct Slot {
@@ -182,6 +186,7 @@ struct Slot {
     answered: AtomicU64,
     failures: AtomicU64,
     skipped: AtomicU64,
+    tokens: TokenCounters,
 }
 
 impl Slot {
@@ -219,6 +224,13 @@ impl Recorder {
         self.metrics.requests.get_or_create(&labels).inc();
     }
 
+    fn tokens(&self, name: &str, usage: Usage) {
+        for (direction, tokens) in [("input", usage.input_tokens), ("output", usage.output_tokens)] {
+            let labels = TokenLabels { provider: name.to_owned(), operation: self.operation.clone(), direction };
+            self.metrics.tokens.get_or_create(&labels).inc_by(tokens);
+        }
+    }
+
     fn failover(&self, from: &str, to: &str) {
         self.metrics.failovers.get_or_create(&FailoverLabels { from: from.to_owned(), to: to.to_owned() }).inc();
     }
@@ -253,6 +265,7 @@ impl ProviderChain {
                 answered: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
                 skipped: AtomicU64::new(0),
+                tokens: TokenCounters::default(),
             })
             .collect();
         Self { slots, cooldown, recorder: None, health: None }
@@ -340,6 +353,7 @@ impl ProviderChain {
             *stats.answered_by.entry(slot.name.clone()).or_default() += slot.answered.load(Ordering::Relaxed);
             *stats.failures_by.entry(slot.name.clone()).or_default() += slot.failures.load(Ordering::Relaxed);
             *stats.skipped_by.entry(slot.name.clone()).or_default() += slot.skipped.load(Ordering::Relaxed);
+            stats.tokens_by.entry(slot.name.clone()).or_default().add(slot.tokens.snapshot());
         }
         stats
     }
@@ -359,12 +373,13 @@ impl ProviderChain {
     ) -> Result<ChainOutcome<Value>, ChainError> {
         self.walk(|provider| {
             Box::pin(async move {
-                let value = provider.generate_json(request, schema).await?;
-                validate(&value).map_err(|reason| LlmError::InvalidOutput {
+                let answer = provider.generate_json(request, schema).await?;
+                validate(&answer.value).map_err(|reason| LlmError::InvalidOutput {
                     provider: provider.name().to_owned(),
                     message: format!("the answer does not match the expected shape: {reason}"),
+                    usage: answer.usage,
                 })?;
-                Ok(value)
+                Ok(answer)
             })
         })
         .await
@@ -374,7 +389,7 @@ impl ProviderChain {
     /// caller's request for `'a`, the duration of the walk.
     async fn walk<'a, T, F>(&'a self, call: F) -> Result<ChainOutcome<T>, ChainError>
     where
-        F: Fn(&'a dyn LlmProvider) -> BoxFuture<'a, Result<T, LlmError>>,
+        F: Fn(&'a dyn LlmProvider) -> BoxFuture<'a, Result<Generated<T>, LlmError>>,
     {
         let mut errors = Vec::new();
         // The provider whose request failed last: the next entry the walk uses is where it
@@ -426,8 +441,9 @@ impl ProviderChain {
                 recorder.request(name, outcome, started.elapsed().as_secs_f64());
             }
             self.report_health(name, &result);
+            self.count_tokens(slot, &result);
             match result {
-                Ok(value) => {
+                Ok(Generated { value, .. }) => {
                     slot.answered.fetch_add(1, Ordering::Relaxed);
                     return Ok(ChainOutcome::Answered { value, provider: slot.name.clone() });
                 }
@@ -456,6 +472,20 @@ impl ProviderChain {
             Err(ChainError::Rejected { errors })
         } else {
             Err(ChainError::AllFailed { errors })
+        }
+    }
+
+    /// Counts the tokens of a response that came back: an answer, or an unusable one (billed
+    /// too). A failed request got no answer and spent nothing.
+    fn count_tokens<T>(&self, slot: &Slot, result: &Result<Generated<T>, LlmError>) {
+        let usage = match result {
+            Ok(answer) => answer.usage,
+            Err(LlmError::InvalidOutput { usage, .. }) => *usage,
+            Err(_) => return,
+        };
+        slot.tokens.record(usage);
+        if let (Some(recorder), Some(usage)) = (&self.recorder, usage) {
+            recorder.tokens(&slot.name, usage);
         }
     }
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::transport::{self, ErrorClass, RawResponse};
-use crate::{GenerateRequest, LlmError, LlmProvider, ProviderSettings};
+use crate::{GenerateRequest, Generated, LlmError, LlmProvider, ProviderSettings, Usage};
 
 const PROVIDER: &str = "gemini";
 
@@ -58,7 +58,7 @@ impl GeminiProvider {
         }
     }
 
-    async fn call(&self, request: &GenerateRequest, schema: Option<&Value>) -> Result<String, LlmError> {
+    async fn call(&self, request: &GenerateRequest, schema: Option<&Value>) -> Result<Generated<String>, LlmError> {
         let client = transport::client(&self.client, PROVIDER)?;
         let key = self.api_key.expose_secret().trim();
         let response_schema = schema.map(to_gemini_schema);
@@ -78,7 +78,8 @@ impl GeminiProvider {
             http = http.header("x-goog-api-key", transport::secret_header(PROVIDER, key)?);
         }
         tracing::debug!(provider = PROVIDER, url = %self.url, json = schema.is_some(), "calling the LLM");
-        transport::exchange(PROVIDER, http, key, |response| error_from_response(response, key), answer_text).await
+        transport::exchange(PROVIDER, http, key, |response| error_from_response(response, key), answer_text, usage)
+            .await
     }
 }
 
@@ -87,7 +88,7 @@ impl LlmProvider for GeminiProvider {
         PROVIDER
     }
 
-    fn generate<'a>(&'a self, request: &'a GenerateRequest) -> BoxFuture<'a, Result<String, LlmError>> {
+    fn generate<'a>(&'a self, request: &'a GenerateRequest) -> BoxFuture<'a, Result<Generated<String>, LlmError>> {
         Box::pin(self.call(request, None))
     }
 
@@ -95,10 +96,10 @@ impl LlmProvider for GeminiProvider {
         &'a self,
         request: &'a GenerateRequest,
         schema: &'a Value,
-    ) -> BoxFuture<'a, Result<Value, LlmError>> {
+    ) -> BoxFuture<'a, Result<Generated<Value>, LlmError>> {
         Box::pin(async move {
-            let text = self.call(request, Some(schema)).await?;
-            transport::parse_json(PROVIDER, &text, self.api_key.expose_secret())
+            let answer = self.call(request, Some(schema)).await?;
+            transport::parse_json(PROVIDER, answer, self.api_key.expose_secret())
         })
     }
 
@@ -197,6 +198,17 @@ fn answer_text(body: &Value) -> Result<String, String> {
         Some(reason) if reason != "STOP" => format!("no text in the answer (finishReason {reason})"),
         _ => "the answer has no text".to_owned(),
     })
+}
+
+/// The call's tokens from `usageMetadata`: `promptTokenCount` in (cached content included),
+/// `candidatesTokenCount` plus a thinking model's `thoughtsTokenCount` out. A blocked prompt
+/// reports only its prompt.
+fn usage(body: &Value) -> Option<Usage> {
+    Usage::from_fields(
+        body.get("usageMetadata"),
+        &["promptTokenCount"],
+        &["candidatesTokenCount", "thoughtsTokenCount"],
+    )
 }
 
 /// Converts a JSON Schema to the OpenAPI subset `responseSchema` accepts: keeps `type`,

@@ -6,6 +6,10 @@
 //! the dead-letter queue take over. The offline default, `local`, is an entry of the chain that
 //! tells the caller to use its own local model (rules and lexical scoring in the classifier,
 //! extractive answers in the generator).
+//!
+//! Every answer comes with the tokens the provider reports spending ([`Usage`], `None` when the
+//! response carries none), which the chain adds up per provider ([`ChainStats::tokens_by`],
+//! `mailroom_llm_tokens_total`).
 
 use std::time::Duration;
 
@@ -20,6 +24,7 @@ pub mod json;
 pub mod metrics;
 pub mod openai;
 mod transport;
+pub mod usage;
 
 pub use anthropic::AnthropicProvider;
 pub use chain::{ChainError, ChainOutcome, ChainStats, Entry, ProviderChain, UnknownProvider};
@@ -27,6 +32,7 @@ pub use gemini::GeminiProvider;
 pub use metrics::LlmMetrics;
 pub use openai::OpenAiProvider;
 pub use provider_http::{ProviderHealth, ProviderProblem};
+pub use usage::{Generated, TokenStats, Usage};
 
 /// One generation request. Untrusted text (a customer's email) belongs in `user`, framed as
 /// data by the caller; `system` carries the instructions.
@@ -102,6 +108,9 @@ pub enum LlmError {
         provider: String,
         /// What was wrong.
         message: String,
+        /// The tokens the unusable answer cost, if the response said (they are billed all the
+        /// same).
+        usage: Option<Usage>,
     },
 }
 
@@ -135,17 +144,17 @@ pub trait LlmProvider: Send + Sync {
     /// `gemini`, `anthropic`, `openai` (or the configured name of an OpenAI-compatible server).
     fn name(&self) -> &str;
 
-    /// Free text.
-    fn generate<'a>(&'a self, request: &'a GenerateRequest) -> BoxFuture<'a, Result<String, LlmError>>;
+    /// Free text, with the tokens the call spent when the response says.
+    fn generate<'a>(&'a self, request: &'a GenerateRequest) -> BoxFuture<'a, Result<Generated<String>, LlmError>>;
 
-    /// A JSON value. `schema` is a JSON Schema object the provider is asked to follow (natively
+    /// A JSON value, with the tokens the call spent when the response says. `schema` is a JSON Schema object the provider is asked to follow (natively
     /// where the API supports it); the answer is parsed robustly (code fences, surrounding
     /// prose) with [`json::extract_json`] — an answer that is not JSON is `InvalidOutput`.
     fn generate_json<'a>(
         &'a self,
         request: &'a GenerateRequest,
         schema: &'a serde_json::Value,
-    ) -> BoxFuture<'a, Result<serde_json::Value, LlmError>>;
+    ) -> BoxFuture<'a, Result<Generated<serde_json::Value>, LlmError>>;
 
     /// A cheap call that proves the endpoint, the key and the model without spending tokens: the
     /// provider's model lookup (`mailroom doctor`). `Ok` describes what the provider said. A

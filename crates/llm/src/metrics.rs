@@ -1,5 +1,6 @@
 //! Prometheus metrics of the failover chain: each provider request with its outcome and
-//! latency, the cool-down skips, and every failover from one entry to the next.
+//! latency, the tokens the providers report, the cool-down skips, and every failover from one
+//! entry to the next.
 //!
 //! The families are plain `prometheus-client` ones, so this crate needs no part of
 //! `pipeline-core`: a binary creates one [`LlmMetrics`], registers it in its worker's registry
@@ -12,6 +13,9 @@
 //! - `mailroom_llm_request_duration_seconds{provider, operation}` (histogram)
 //! - `mailroom_llm_skipped_total{provider, operation}` (not asked: cooling down)
 //! - `mailroom_llm_failovers_total{from, to}`
+//! - `mailroom_llm_tokens_total{provider, operation, direction}` (`direction` `input` or
+//!   `output`: the tokens the provider reported for its answers, unusable ones included; an
+//!   answer without usage adds nothing, and the `local` model spends none)
 //! - `mailroom_llm_provider_misconfigured{provider, operation}` (gauge: 1 while the provider's
 //!   last answer was a configuration error — a wrong key, a permission, a retired model)
 
@@ -46,6 +50,17 @@ pub struct ProviderLabels {
     pub provider: String,
     /// What the chain was used for.
     pub operation: String,
+}
+
+/// Labels of the token counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    /// The entry's name.
+    pub provider: String,
+    /// What the chain was used for.
+    pub operation: String,
+    /// `input` (the prompt) or `output` (the answer).
+    pub direction: &'static str,
 }
 
 /// Labels of a failover.
@@ -93,6 +108,8 @@ pub struct LlmMetrics {
     pub failovers: Family<FailoverLabels, Counter>,
     /// 1 while a provider's last answer was a configuration error, 0 once it answers.
     pub misconfigured: Family<ProviderLabels, Gauge>,
+    /// Tokens the providers reported spending, by provider, operation and direction.
+    pub tokens: Family<TokenLabels, Counter>,
 }
 
 impl Default for LlmMetrics {
@@ -103,6 +120,7 @@ impl Default for LlmMetrics {
             skipped: Family::default(),
             failovers: Family::default(),
             misconfigured: Family::default(),
+            tokens: Family::default(),
         }
     }
 }
@@ -166,6 +184,11 @@ impl LlmMetrics {
             "llm_provider_misconfigured",
             "1 while an LLM provider's last answer was a configuration error (wrong key, permission, retired model)",
             SharedMetric(Box::new(self.misconfigured.clone())),
+        );
+        registry.register(
+            "llm_tokens",
+            "Tokens LLM providers reported for their answers, by direction (input: the prompt, output: the answer)",
+            SharedMetric(Box::new(self.tokens.clone())),
         );
     }
 }

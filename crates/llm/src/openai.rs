@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::transport::{self, ErrorClass, RawResponse};
-use crate::{GenerateRequest, LlmError, LlmProvider, ProviderSettings, json};
+use crate::{GenerateRequest, Generated, LlmError, LlmProvider, ProviderSettings, Usage, json};
 
 /// The name used when none is configured.
 pub const DEFAULT_NAME: &str = "openai";
@@ -58,7 +58,7 @@ impl OpenAiProvider {
         }
     }
 
-    async fn call(&self, request: &GenerateRequest, schema: Option<&Value>) -> Result<String, LlmError> {
+    async fn call(&self, request: &GenerateRequest, schema: Option<&Value>) -> Result<Generated<String>, LlmError> {
         let provider = self.name.as_str();
         let client = transport::client(&self.client, provider)?;
         let key = self.api_key.expose_secret().trim();
@@ -85,8 +85,15 @@ impl OpenAiProvider {
             http = http.header(reqwest::header::AUTHORIZATION, value);
         }
         tracing::debug!(provider, model = %self.model, json = schema.is_some(), "calling the LLM");
-        transport::exchange(provider, http, key, |response| error_from_response(provider, response, key), answer_text)
-            .await
+        transport::exchange(
+            provider,
+            http,
+            key,
+            |response| error_from_response(provider, response, key),
+            answer_text,
+            usage,
+        )
+        .await
     }
 }
 
@@ -95,7 +102,7 @@ impl LlmProvider for OpenAiProvider {
         &self.name
     }
 
-    fn generate<'a>(&'a self, request: &'a GenerateRequest) -> BoxFuture<'a, Result<String, LlmError>> {
+    fn generate<'a>(&'a self, request: &'a GenerateRequest) -> BoxFuture<'a, Result<Generated<String>, LlmError>> {
         Box::pin(self.call(request, None))
     }
 
@@ -103,10 +110,10 @@ impl LlmProvider for OpenAiProvider {
         &'a self,
         request: &'a GenerateRequest,
         schema: &'a Value,
-    ) -> BoxFuture<'a, Result<Value, LlmError>> {
+    ) -> BoxFuture<'a, Result<Generated<Value>, LlmError>> {
         Box::pin(async move {
-            let text = self.call(request, Some(schema)).await?;
-            transport::parse_json(&self.name, &text, self.api_key.expose_secret())
+            let answer = self.call(request, Some(schema)).await?;
+            transport::parse_json(&self.name, answer, self.api_key.expose_secret())
         })
     }
 
@@ -193,6 +200,12 @@ fn answer_text(body: &Value) -> Result<String, String> {
             None => "the answer has no content".to_owned(),
         }),
     }
+}
+
+/// The call's tokens from `usage`: `prompt_tokens` in, `completion_tokens` (reasoning tokens
+/// included) out. Some compatible servers send no `usage`, or `null`: unknown.
+fn usage(body: &Value) -> Option<Usage> {
+    Usage::from_fields(body.get("usage"), &["prompt_tokens"], &["completion_tokens"])
 }
 
 /// Classifies an error response. A 429 normally means "slow down", but OpenAI also uses it for

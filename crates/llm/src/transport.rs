@@ -1,5 +1,6 @@
 //! What the three HTTP providers share beyond [`provider_http`]: mapping its failures and the
-//! providers' error classification into [`LlmError`], and endpoint joining.
+//! providers' error classification into [`LlmError`], taking the answer and its token usage
+//! from a success, and endpoint joining.
 
 use reqwest::header::HeaderValue;
 
@@ -8,6 +9,7 @@ pub(crate) use provider_http::{
 };
 
 use crate::LlmError;
+use crate::usage::{Generated, Usage};
 
 /// The client, or the error a call returns when there is none (constructors are infallible
 /// by interface, so the reason is kept until the first call).
@@ -41,17 +43,22 @@ pub(crate) async fn send(
 }
 
 /// One call: send, classify a non-success answer with `on_error`, and take the answer's text
-/// from a success with `answer` (an error there is unusable output). The key is redacted from
-/// every message.
+/// from a success with `answer` (an error there is unusable output) and its token usage with
+/// `usage`. The key is redacted from every message.
 pub(crate) async fn exchange(
     provider: &str,
     request: reqwest::RequestBuilder,
     api_key: &str,
     on_error: impl FnOnce(&RawResponse) -> LlmError,
     answer: impl FnOnce(&serde_json::Value) -> Result<String, String>,
-) -> Result<String, LlmError> {
+    usage: impl FnOnce(&serde_json::Value) -> Option<Usage>,
+) -> Result<Generated<String>, LlmError> {
     let (_, body) = json_body(provider, request, api_key, on_error).await?;
-    answer(&body).map_err(|message| invalid_output(provider, redact(&message, api_key)))
+    let usage = usage(&body);
+    match answer(&body) {
+        Ok(value) => Ok(Generated { value, usage }),
+        Err(message) => Err(invalid_output(provider, redact(&message, api_key), usage)),
+    }
 }
 
 /// Sends the request and returns the status and JSON body of a success; a failure is classified
@@ -70,10 +77,18 @@ async fn json_body(
     Ok((response.status, body))
 }
 
-/// The JSON value in a model's text answer ([`crate::json::extract_json`]); text that holds
-/// none is unusable output of that provider.
-pub(crate) fn parse_json(provider: &str, text: &str, api_key: &str) -> Result<serde_json::Value, LlmError> {
-    crate::json::extract_json(text).map_err(|e| invalid_output(provider, redact(&e, api_key)))
+/// The JSON value in a model's text answer ([`crate::json::extract_json`]), with the answer's
+/// usage; text that holds none is unusable output of that provider (whose tokens were spent
+/// all the same).
+pub(crate) fn parse_json(
+    provider: &str,
+    answer: Generated<String>,
+    api_key: &str,
+) -> Result<Generated<serde_json::Value>, LlmError> {
+    match crate::json::extract_json(&answer.value) {
+        Ok(value) => Ok(Generated { value, usage: answer.usage }),
+        Err(e) => Err(invalid_output(provider, redact(&e, api_key), answer.usage)),
+    }
 }
 
 /// The error for a redirect (see [`provider_http::redirect_message`]); `None` for any other
@@ -88,9 +103,9 @@ pub(crate) fn misconfigured(provider: &str, status: Option<u16>, message: String
     LlmError::Misconfigured { provider: provider.to_owned(), status, message }
 }
 
-/// Shorthand for an unusable answer. `message` must already be redacted.
-pub(crate) fn invalid_output(provider: &str, message: String) -> LlmError {
-    LlmError::InvalidOutput { provider: provider.to_owned(), message }
+/// Shorthand for an unusable answer that cost `usage`. `message` must already be redacted.
+pub(crate) fn invalid_output(provider: &str, message: String, usage: Option<Usage>) -> LlmError {
+    LlmError::InvalidOutput { provider: provider.to_owned(), message, usage }
 }
 
 /// The error for a 2xx response whose body is not the documented shape: usually a wrong

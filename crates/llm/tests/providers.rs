@@ -11,60 +11,15 @@ use llm::chain::{Entry, UnknownProvider};
 use llm::metrics::SharedMetric;
 use llm::{
     AnthropicProvider, ChainError, ChainOutcome, GeminiProvider, GenerateRequest, LlmError, LlmMetrics, LlmProvider,
-    LlmSettings, OpenAiProvider, ProviderChain, ProviderSettings,
+    LlmSettings, OpenAiProvider, ProviderChain,
 };
 use mailroom_tests::fake_http::{FakeServer, Reply};
-use secrecy::SecretString;
 use serde_json::{Value, json};
 
-const KEY: &str = "sk-test-0123456789abcdef";
-const TIMEOUT: Duration = Duration::from_secs(10);
-
-// ---------------------------------------------------------------- fake server
+mod common;
+use common::*;
 
 // ---------------------------------------------------------------- helpers
-
-fn settings(base_url: &str, key: &str, model: &str) -> ProviderSettings {
-    ProviderSettings {
-        base_url: base_url.to_owned(),
-        api_key: SecretString::from(key.to_owned()),
-        model: model.to_owned(),
-    }
-}
-
-fn gemini(server: &FakeServer) -> GeminiProvider {
-    GeminiProvider::new(&settings(&format!("{}/v1beta", server.base), KEY, "gemini-2.0-flash"), TIMEOUT)
-}
-
-fn anthropic(server: &FakeServer) -> AnthropicProvider {
-    AnthropicProvider::new(&settings(&format!("{}/v1", server.base), KEY, "claude-sonnet-4-20250514"), TIMEOUT)
-}
-
-fn openai(server: &FakeServer) -> OpenAiProvider {
-    OpenAiProvider::new("openai", &settings(&format!("{}/v1", server.base), KEY, "gpt-4o-mini"), TIMEOUT)
-}
-
-fn request() -> GenerateRequest {
-    GenerateRequest {
-        system: "You classify customer support emails.".to_owned(),
-        user: "<email>My invoice is wrong.</email>".to_owned(),
-        max_tokens: 256,
-        temperature: 0.2,
-    }
-}
-
-fn schema() -> Value {
-    json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "additionalProperties": false,
-        "properties": {
-            "category": {"type": "string", "enum": ["billing", "technical", "other"], "description": "Topic"},
-            "confidence": {"type": "number"}
-        },
-        "required": ["category", "confidence"]
-    })
-}
 
 fn assert_key_hidden(error: &LlmError) {
     let shown = format!("{error} {error:?}");
@@ -127,20 +82,6 @@ fn closed_port() -> u16 {
 
 // ---------------------------------------------------------------- Gemini wire format
 
-fn gemini_text(parts: &[&str]) -> Value {
-    let parts: Vec<Value> = parts.iter().map(|t| json!({"text": t})).collect();
-    json!({
-        "candidates": [{
-            "content": {"parts": parts, "role": "model"},
-            "finishReason": "STOP",
-            "index": 0,
-            "safetyRatings": [{"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"}]
-        }],
-        "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 5, "totalTokenCount": 17},
-        "modelVersion": "gemini-2.0-flash"
-    })
-}
-
 fn gemini_error(code: u16, status: &str, message: &str, details: Value) -> Value {
     json!({"error": {"code": code, "message": message, "status": status, "details": details}})
 }
@@ -182,7 +123,7 @@ async fn gemini_sends_the_documented_request_and_concatenates_parts() {
     let provider = gemini(&server);
     assert_eq!(provider.name(), "gemini");
 
-    let text = provider.generate(&request()).await.expect("generation succeeds");
+    let text = provider.generate(&request()).await.expect("generation succeeds").value;
 
     assert_eq!(text, "Hello, world.");
     let sent = server.only_request();
@@ -210,7 +151,7 @@ async fn gemini_json_mode_sends_a_converted_response_schema() {
     let provider =
         GeminiProvider::new(&settings(&format!("{}/v1beta/", server.base), KEY, "models/gemini-2.5-pro"), TIMEOUT);
 
-    let value = provider.generate_json(&request(), &schema()).await.expect("JSON generation succeeds");
+    let value = provider.generate_json(&request(), &schema()).await.expect("JSON generation succeeds").value;
 
     assert_eq!(value, json!({"category": "billing", "confidence": 0.9}));
     let sent = server.only_request();
@@ -351,19 +292,6 @@ async fn gemini_blocked_prompt_and_safety_stop_are_unusable_answers() {
 
 // ---------------------------------------------------------------- Anthropic wire format
 
-fn anthropic_text(text: &str) -> Value {
-    json!({
-        "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-sonnet-4-20250514",
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn",
-        "stop_sequence": null,
-        "usage": {"input_tokens": 25, "output_tokens": 9}
-    })
-}
-
 fn anthropic_error(kind: &str, message: &str) -> Value {
     json!({"type": "error", "error": {"type": kind, "message": message}})
 }
@@ -384,7 +312,7 @@ async fn anthropic_sends_the_documented_request() {
     let provider = anthropic(&server);
     assert_eq!(provider.name(), "anthropic");
 
-    let text = provider.generate(&request()).await.expect("generation succeeds");
+    let text = provider.generate(&request()).await.expect("generation succeeds").value;
 
     assert_eq!(text, "Hello, world");
     let sent = server.only_request();
@@ -415,8 +343,8 @@ async fn anthropic_json_puts_the_schema_in_the_system_prompt_and_parses_fences_a
     let server = FakeServer::sequence(move |n| Reply::json(200, anthropic_text(answers[n % 2]))).await;
     let provider = anthropic(&server);
 
-    let first = provider.generate_json(&request(), &schema()).await.expect("fenced JSON parses");
-    let second = provider.generate_json(&request(), &schema()).await.expect("JSON in prose parses");
+    let first = provider.generate_json(&request(), &schema()).await.expect("fenced JSON parses").value;
+    let second = provider.generate_json(&request(), &schema()).await.expect("JSON in prose parses").value;
 
     assert_eq!(first, json!({"category": "billing", "confidence": 0.8}));
     assert_eq!(second, json!({"category": "technical", "confidence": 0.6}));
@@ -504,22 +432,6 @@ async fn anthropic_client_errors_are_permanent_or_misconfiguration_except_credit
 
 // ---------------------------------------------------------------- OpenAI wire format
 
-fn openai_text(content: Value, finish_reason: &str) -> Value {
-    json!({
-        "id": "chatcmpl-123",
-        "object": "chat.completion",
-        "created": 1_700_000_000,
-        "model": "gpt-4o-mini",
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": content, "refusal": null},
-            "logprobs": null,
-            "finish_reason": finish_reason
-        }],
-        "usage": {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}
-    })
-}
-
 fn openai_error(message: &str, kind: &str, code: Option<&str>) -> Value {
     json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
 }
@@ -530,7 +442,7 @@ async fn openai_sends_the_documented_request() {
     let provider = openai(&server);
     assert_eq!(provider.name(), "openai");
 
-    let text = provider.generate(&request()).await.expect("generation succeeds");
+    let text = provider.generate(&request()).await.expect("generation succeeds").value;
 
     assert_eq!(text, "Hello there");
     let sent = server.only_request();
@@ -557,7 +469,7 @@ async fn openai_compatible_server_without_key_gets_no_authorization_and_keeps_it
     let server = FakeServer::start(|_| Reply::json(200, openai_text(json!("hi"), "stop"))).await;
     let provider = OpenAiProvider::new("ollama", &settings(&format!("{}/v1", server.base), "", "llama3.2"), TIMEOUT);
     assert_eq!(provider.name(), "ollama");
-    assert_eq!(provider.generate(&request()).await.expect("generation succeeds"), "hi");
+    assert_eq!(provider.generate(&request()).await.expect("generation succeeds").value, "hi");
     let sent = server.only_request();
     assert!(sent.header("authorization").is_none(), "no key, no Authorization header: {:?}", sent.headers);
     assert_eq!(sent.body["model"], "llama3.2");
@@ -570,7 +482,7 @@ async fn openai_json_mode_uses_json_object_and_mentions_json() {
     })
     .await;
 
-    let value = openai(&server).generate_json(&request(), &schema()).await.expect("JSON generation succeeds");
+    let value = openai(&server).generate_json(&request(), &schema()).await.expect("JSON generation succeeds").value;
 
     assert_eq!(value, json!({"category": "other", "confidence": 0.4}));
     let sent = server.only_request();

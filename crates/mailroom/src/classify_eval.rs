@@ -2,8 +2,9 @@
 //! classifier exactly as the worker would with the configured `llm.providers` chain (the
 //! loop-safety rules, then each provider in turn, the offline model when the chain reaches
 //! `local`), and prints the confusion matrix, per-language accuracy, the precision of what would
-//! be answered automatically, calibration, and the cost: calls per provider. Providers do not
-//! report token counts to the chain, so tokens are `n/a`.
+//! be answered automatically, calibration, and the cost: per provider, the calls answered,
+//! failed and skipped and the input and output tokens the provider reported (`n/a` when its
+//! responses carried no usage; `local` is free).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,9 +12,10 @@ use std::process::ExitCode;
 use classifier::eval::{Outcome, Report, parse_set};
 use classifier::offline::to_classify;
 use classifier::{Classifier, ClassifierSettings, Thresholds};
-use llm::{LlmMetrics, ProviderChain, ProviderHealth};
+use llm::chain::LOCAL;
+use llm::{ChainStats, LlmMetrics, ProviderChain, ProviderHealth, TokenStats};
 use pipeline_core::Settings;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// `mailroom eval classify`.
 #[derive(Debug, clap::Args)]
@@ -59,21 +61,8 @@ pub async fn classify(settings: &Settings, args: ClassifyArgs) -> anyhow::Result
         });
     }
     let report = Report::new(&outcomes);
-    let stats = classifier.chain().stats();
-    let mut providers: Vec<&String> =
-        stats.answered_by.keys().chain(stats.failures_by.keys()).chain(stats.skipped_by.keys()).collect();
-    providers.sort();
-    providers.dedup();
-    let count = |m: &std::collections::HashMap<String, u64>, p: &String| m.get(p).copied().unwrap_or(0);
+    let costs = costs(&classifier.chain().stats());
     if args.json {
-        let cost: Vec<_> = providers
-            .iter()
-            .map(|p| {
-                json!({"provider": p, "answered": count(&stats.answered_by, p),
-                       "failed": count(&stats.failures_by, p), "skipped": count(&stats.skipped_by, p),
-                       "tokens": null})
-            })
-            .collect();
         let out = json!({
             "emails": report.total(),
             "accuracy": report.accuracy(),
@@ -87,22 +76,140 @@ pub async fn classify(settings: &Settings, args: ClassifyArgs) -> anyhow::Result
                 .collect::<serde_json::Map<_, _>>(),
             "ece": report.ece,
             "verdicts_by_provider": report.by_provider,
-            "cost": cost,
+            "cost": costs.iter().map(Cost::to_json).collect::<Vec<_>>(),
             "misses": report.errors.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!("providers: {:?}   auto-answer threshold: {threshold}", classifier.chain().names());
         print!("{}", report.render());
-        println!("cost (calls per provider; tokens are not reported by the providers: n/a):");
-        for p in &providers {
-            println!(
-                "  {p}: answered {}, failed {}, skipped {}, tokens n/a",
-                count(&stats.answered_by, p),
-                count(&stats.failures_by, p),
-                count(&stats.skipped_by, p)
-            );
+        println!("cost (calls and tokens per provider; n/a: the provider reported no usage):");
+        for cost in &costs {
+            println!("  {}", cost.render());
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One provider's cost: its calls and the tokens it reported.
+#[derive(Debug, Clone, PartialEq)]
+struct Cost {
+    provider: String,
+    answered: u64,
+    failed: u64,
+    skipped: u64,
+    tokens: TokenStats,
+}
+
+/// The cost of every entry of the chain, by name.
+fn costs(stats: &ChainStats) -> Vec<Cost> {
+    let mut providers: Vec<&String> = stats
+        .answered_by
+        .keys()
+        .chain(stats.failures_by.keys())
+        .chain(stats.skipped_by.keys())
+        .chain(stats.tokens_by.keys())
+        .collect();
+    providers.sort();
+    providers.dedup();
+    let count = |by: &std::collections::HashMap<String, u64>, p: &String| by.get(p).copied().unwrap_or(0);
+    providers
+        .into_iter()
+        .map(|p| Cost {
+            provider: p.clone(),
+            answered: count(&stats.answered_by, p),
+            failed: count(&stats.failures_by, p),
+            skipped: count(&stats.skipped_by, p),
+            tokens: stats.tokens_by.get(p).copied().unwrap_or_default(),
+        })
+        .collect()
+}
+
+impl Cost {
+    /// The offline model, which spends no tokens.
+    fn is_free(&self) -> bool {
+        self.provider == LOCAL
+    }
+
+    /// `--json`: tokens are numbers, or `null` when the provider reported no usage.
+    fn to_json(&self) -> Value {
+        json!({
+            "provider": self.provider,
+            "answered": self.answered,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "input_tokens": self.tokens.input(),
+            "output_tokens": self.tokens.output(),
+            "answers_without_usage": self.tokens.unreported,
+            "free": self.is_free(),
+        })
+    }
+
+    /// One line of the text report.
+    fn render(&self) -> String {
+        let tokens = match (self.tokens.input(), self.tokens.output()) {
+            _ if self.is_free() => "tokens 0 (local model: free)".to_owned(),
+            (Some(input), Some(output)) if self.tokens.unreported > 0 => {
+                format!("tokens in {input} / out {output} (+{} answers without usage: n/a)", self.tokens.unreported)
+            }
+            (Some(input), Some(output)) => format!("tokens in {input} / out {output}"),
+            _ => "tokens n/a (no usage reported)".to_owned(),
+        };
+        format!(
+            "{}: answered {}, failed {}, skipped {}, {tokens}",
+            self.provider, self.answered, self.failed, self.skipped
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn by(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
+        pairs.iter().map(|(name, n)| ((*name).to_owned(), *n)).collect()
+    }
+
+    #[test]
+    fn the_cost_table_shows_tokens_unknown_usage_and_the_free_local_model() {
+        let tokens = |input_tokens, output_tokens, reported, unreported| TokenStats {
+            input_tokens,
+            output_tokens,
+            reported,
+            unreported,
+        };
+        let stats = ChainStats {
+            answered_by: by(&[("gemini", 3), ("ollama", 1), ("openai", 2), ("local", 4)]),
+            failures_by: by(&[("gemini", 1), ("ollama", 0), ("openai", 0), ("local", 0)]),
+            skipped_by: by(&[("gemini", 2), ("ollama", 0), ("openai", 0), ("local", 0)]),
+            tokens_by: HashMap::from([
+                ("gemini".to_owned(), tokens(1200, 300, 4, 0)),
+                ("ollama".to_owned(), tokens(0, 0, 0, 1)),
+                ("openai".to_owned(), tokens(40, 10, 1, 1)),
+                ("local".to_owned(), TokenStats::default()),
+            ]),
+        };
+        let costs = costs(&stats);
+        let lines: Vec<String> = costs.iter().map(Cost::render).collect();
+        assert_eq!(
+            lines,
+            [
+                "gemini: answered 3, failed 1, skipped 2, tokens in 1200 / out 300",
+                "local: answered 4, failed 0, skipped 0, tokens 0 (local model: free)",
+                "ollama: answered 1, failed 0, skipped 0, tokens n/a (no usage reported)",
+                "openai: answered 2, failed 0, skipped 0, tokens in 40 / out 10 (+1 answers without usage: n/a)",
+            ]
+        );
+        let json: Vec<Value> = costs.iter().map(Cost::to_json).collect();
+        assert_eq!(
+            json[0],
+            json!({"provider": "gemini", "answered": 3, "failed": 1, "skipped": 2, "input_tokens": 1200,
+                   "output_tokens": 300, "answers_without_usage": 0, "free": false})
+        );
+        assert_eq!((&json[1]["input_tokens"], &json[1]["free"]), (&json!(0), &json!(true)));
+        assert_eq!((&json[2]["input_tokens"], &json[2]["output_tokens"]), (&Value::Null, &Value::Null));
+        assert_eq!(json[3]["answers_without_usage"], 1);
+    }
 }
