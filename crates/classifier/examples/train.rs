@@ -1,10 +1,11 @@
 //! Trains the offline classifier from `data/corpus/train.jsonl`, writes `data/model.bin`, and
-//! prints the calibration split's and the frozen held-out set's figures.
+//! prints the figures of the calibration split and of the development set (`dev.jsonl`), the
+//! two sets tuning may look at. The blind held-out set (`heldout.jsonl`) is not read here: it is
+//! evaluated with `mailroom eval classify`, once the weights are final.
 //!
 //! `cargo run -p classifier --example train --release` (deterministic: same corpus, same bytes).
 //! `--threshold X` sets the auto-answer threshold used in the report (default 0.8, the
-//! `classifier.auto_answer_min_confidence` default); `--dry-run` does not write the weights;
-//! `--no-heldout` stops before the held-out set (for tuning on the calibration split only).
+//! `classifier.auto_answer_min_confidence` default); `--dry-run` does not write the weights.
 
 use std::path::Path;
 
@@ -22,8 +23,6 @@ fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(0.8);
     let dry_run = args.iter().any(|a| a == "--dry-run");
-    // For tuning on the calibration split without seeing the held-out figures.
-    let no_heldout = args.iter().any(|a| a == "--no-heldout");
     let env_f64 = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok());
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
     let corpus = parse_set(&std::fs::read_to_string(data.join("corpus/train.jsonl"))?)?;
@@ -50,11 +49,8 @@ fn main() -> anyhow::Result<()> {
         "\n== calibration split (threshold {threshold}) ==\n{}",
         evaluate(&calibration, &classifier, threshold).render()
     );
-    if no_heldout {
-        return Ok(());
-    }
-    let heldout = parse_set(&std::fs::read_to_string(data.join("corpus/heldout.jsonl"))?)?;
-    println!("== held-out (threshold {threshold}) ==\n{}", evaluate(&heldout, &classifier, threshold).render());
+    let dev = parse_set(&std::fs::read_to_string(data.join("corpus/dev.jsonl"))?)?;
+    println!("== development set (threshold {threshold}) ==\n{}", evaluate(&dev, &classifier, threshold).render());
     if !dry_run {
         std::fs::write(data.join("model.bin"), &bytes)?;
         println!("wrote data/model.bin ({} bytes)", bytes.len());

@@ -4,25 +4,27 @@
 //! Mail that must never get an automatic reply (auto-replies, bounces, mailing lists, our own
 //! mail: [`rules`]) is classified `OTHER`/`automated` before any model is asked. Everything
 //! else goes to the LLM failover chain with the seed's prompt; when the chain reaches `local`
-//! (the offline default) the trained [`model`] decides, with a calibrated confidence (the
-//! [`local`] lexicon only names the support topic). A support verdict whose confidence is below
-//! `classifier.auto_answer_min_confidence` is still passed on, flagged `needs_review`, so the
-//! generator's reply becomes a draft for a person. The verdict is recorded once
+//! (the offline default) the trained [`model`] decides, with a calibrated confidence
+//! ([`topics`] names the support topic). A support verdict whose confidence is below the
+//! mailbox's auto-answer threshold (`classifier.auto_answer_min_confidence`, or its entry in
+//! `classifier.auto_answer_min_confidence_by_mailbox`) is still passed on, flagged
+//! `needs_review`, so the generator's reply becomes a draft for a person. The verdict is recorded once
 //! per email; support inquiries are published to `email_exchange`/`respond`. A redelivered
 //! message finds its recorded verdict and re-publishes the same `emails.to_respond` message
 //! (same `message_id`) rather than classifying again.
 
 pub mod content_rules;
 pub mod eval;
-pub mod local;
 pub mod model;
 pub mod offline;
 pub mod rules;
+pub mod topics;
 
 use std::sync::Arc;
 
 use llm::metrics::SharedMetric;
 use llm::{ChainOutcome, GenerateRequest, LlmMetrics, ProviderChain};
+use mailroom_db::QueryFailed;
 use mailroom_db::pipeline::{self, NewClassification};
 use pipeline_core::messages::{Classification, EmailToClassify, EmailToRespond, new_message_id};
 use pipeline_core::topology::EMAILS_TO_CLASSIFY;
@@ -167,14 +169,6 @@ impl std::fmt::Debug for ClassifyHandler {
     }
 }
 
-fn db_error(e: sqlx::Error) -> HandlerError {
-    if mailroom_db::is_transient(&e) {
-        HandlerError::transient("DatabaseUnavailable", e)
-    } else {
-        HandlerError::transient("DatabaseError", e)
-    }
-}
-
 impl ClassifyHandler {
     /// A handler over a migrated database and a classifier.
     pub fn new(pool: PgPool, classifier: Classifier) -> Self {
@@ -243,7 +237,7 @@ impl Classifier {
             .chain
             .generate_json(&request, &verdict_schema(), &validate_verdict)
             .await
-            .map_err(|e| HandlerError::classified(e.is_transient(), e.error_type(), e))?;
+            .map_err(HandlerError::from)?;
         Ok(match outcome {
             ChainOutcome::Answered { value, provider } => (
                 Classification {
@@ -277,7 +271,7 @@ impl Handler for ClassifyHandler {
 
     async fn handle(&self, email: EmailToClassify, meta: &DeliveryMeta) -> Result<Vec<Outgoing>, HandlerError> {
         let stored =
-            pipeline::get_classification(&self.pool, &email.agent_email, &email.email_id).await.map_err(db_error)?;
+            pipeline::get_classification(&self.pool, &email.agent_email, &email.email_id).await.map_err(QueryFailed)?;
         let stored = match stored {
             Some(row) => row,
             None => {
@@ -299,7 +293,7 @@ impl Handler for ClassifyHandler {
                     },
                 )
                 .await
-                .map_err(db_error)?
+                .map_err(QueryFailed)?
             }
         };
         let message_id = email.message_id.as_str();
@@ -351,4 +345,31 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let handler = Arc::new(ClassifyHandler::new(pool, classifier));
     pipeline_core::serve_worker_with(WORKER_NAME, &EMAILS_TO_CLASSIFY, handler, &settings, telemetry, shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(default: f64, per_mailbox: &[(&str, f64)]) -> ClassifierSettings {
+        ClassifierSettings {
+            auto_answer_min_confidence: default,
+            auto_answer_min_confidence_by_mailbox: per_mailbox.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_mailbox_threshold_replaces_the_default_for_that_mailbox_only() {
+        let t = settings(0.8, &[("Billing@Example.com", 0.95)]).thresholds().unwrap();
+        assert_eq!(t.for_mailbox("billing@example.com"), 0.95);
+        assert_eq!(t.for_mailbox(" BILLING@example.COM"), 0.95);
+        assert_eq!(t.for_mailbox("support@example.com"), 0.8);
+    }
+
+    #[test]
+    fn thresholds_outside_zero_to_one_are_refused_by_name() {
+        let err = settings(0.8, &[("billing@example.com", 1.5)]).thresholds().unwrap_err();
+        assert!(err.contains("billing@example.com") && err.contains("1.5"), "{err}");
+        assert!(settings(-0.1, &[]).thresholds().unwrap_err().contains("auto_answer_min_confidence"));
+    }
 }

@@ -1,22 +1,27 @@
 //! The offline verdict: the trained [`crate::model`] decides whether an email is a support
-//! inquiry and how sure it is; the [`crate::local`] lexicon only names the topic, because the
-//! generator's `rag.human_categories` (e.g. `billing`) is keyed by it.
+//! inquiry and how sure it is; [`crate::topics`] names the topic of a support inquiry, because
+//! the generator's `rag.human_categories` (e.g. `billing`) is keyed by it.
 
 use pipeline_core::messages::EmailToClassify;
 
 use crate::eval::{LabelledEmail, Outcome, Report};
-use crate::local::{LocalClassifier, LocalVerdict};
 use crate::model::{EmailText, Model, ModelError};
-use crate::rules;
+use crate::{rules, topics};
 
-/// Support topics the lexicon can name.
-const SUPPORT_TOPICS: [&str; 7] =
-    ["product_question", "technical_issue", "order_status", "returns_refunds", "billing", "account_access", "warranty"];
+/// The offline classifier's verdict on one email.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalVerdict {
+    /// Whether the email is a customer-support inquiry that should get an automatic reply.
+    pub is_support_inquiry: bool,
+    /// A [`topics::TOPICS`] name for support, `other` otherwise.
+    pub category: String,
+    /// The calibrated probability of the verdict given (0.5–1.0).
+    pub confidence: f64,
+}
 
-/// The trained model plus the topic lexicon.
+/// The trained model plus the topic keywords.
 pub struct OfflineClassifier {
     model: Model,
-    lexicon: LocalClassifier,
 }
 
 impl std::fmt::Debug for OfflineClassifier {
@@ -33,7 +38,7 @@ impl OfflineClassifier {
 
     /// Over any model (training and tests).
     pub fn with_model(model: Model) -> Self {
-        Self { model, lexicon: LocalClassifier::new() }
+        Self { model }
     }
 
     /// The calibrated probability that the email is a support inquiry.
@@ -46,15 +51,7 @@ impl OfflineClassifier {
     pub fn classify(&self, from: &str, subject: &str, body: &str) -> LocalVerdict {
         let p = self.p_support(from, subject, body);
         let is_support_inquiry = p >= 0.5;
-        let topic = self.lexicon.classify(subject, body).category;
-        let topic_is_support = SUPPORT_TOPICS.contains(&topic.as_str());
-        let category = match (is_support_inquiry, topic_is_support) {
-            (true, true) | (false, false) => topic,
-            // The lexicon knows fewer languages than the model: a support verdict without a
-            // named topic is a generic question, a non-support one is "other".
-            (true, false) => "product_question".to_owned(),
-            (false, true) => "other".to_owned(),
-        };
+        let category = if is_support_inquiry { topics::topic(subject, body) } else { "other" }.to_owned();
         LocalVerdict { is_support_inquiry, category, confidence: if is_support_inquiry { p } else { 1.0 - p } }
     }
 }

@@ -288,6 +288,33 @@ mod tests {
     const CUSTOMER: &str = "Jane Doe <jane.doe@example.com>";
 
     #[test]
+    fn web_form_mail_from_a_no_reply_sender_goes_to_a_person() {
+        // A person's Reply-To.
+        let mut form = email("Website <no-reply@northwind-desk.com>", &[("Reply-To", "oliver.grant@gmail.com")]);
+        assert!(matches!(decide(&form), Some(Decision::PersonFirst(r)) if r.contains("oliver.grant@gmail.com")));
+        // Form fields in German, without a Reply-To.
+        form.headers.clear();
+        form.body = "Neue Nachricht über das Kontaktformular\nName: Jana Novak\nE-Mail: jana@example.cz\n\
+                     Nachricht: Passt die Tischplatte auf das Gestell Pro?"
+            .into();
+        assert!(matches!(decide(&form), Some(Decision::PersonFirst(_))), "{:?}", decide(&form));
+        // A plain no-reply notification stays automated.
+        let notice = email("no-reply@shop.example", &[("Reply-To", "no-reply@shop.example")]);
+        assert!(matches!(decide(&notice), Some(Decision::Automated(_))));
+        // Header rules win over form fields.
+        form.headers.insert("Auto-Submitted".into(), "auto-generated".into());
+        assert!(matches!(decide(&form), Some(Decision::Automated(_))));
+    }
+
+    #[test]
+    fn content_rules_apply_after_the_header_rules() {
+        let mut ooo = email(CUSTOMER, &[]);
+        ooo.subject = "Risposta automatica: Ordine 5521".into();
+        assert!(matches!(decide(&ooo), Some(Decision::Automated(r)) if r.contains("auto-reply subject")));
+        assert_eq!(decide(&email(CUSTOMER, &[])), None);
+    }
+
+    #[test]
     fn ordinary_customer_mail_is_not_automated() {
         assert_eq!(reason(CUSTOMER, &[]), None);
         let typical = [
