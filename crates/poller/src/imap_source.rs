@@ -7,8 +7,8 @@
 //! UIDVALIDITY), a pass is a full sync of what the configured search finds (`UNSEEN` by
 //! default) and the cursor then moves to the top of the folder. Messages are fetched with
 //! `BODY.PEEK[]` (which leaves them unread) and published through the ledger; they get `\Seen`
-//! then only with `mailbox.mark_read = "published"`. Outcomes are keywords (see
-//! `imap_outcomes`).
+//! then only with `mailbox.mark_read = "published"`. Outcomes are keywords or folders (see
+//! `imap_outcomes`, `imap_folders`).
 //!
 //! Because UIDs mean nothing across UIDVALIDITY changes, the ledger key is the message's
 //! `Message-ID` (`imap:<id>`), or the SHA-256 of the raw message when it has none: a resync
@@ -41,6 +41,7 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tracing::{debug, info, warn};
 
 use crate::cursor::{self, Cursor, CursorKey};
+use crate::imap_folders::MoveSupport;
 use crate::ledger::{Claim, Fetched, Ledger};
 use crate::{ScanReport, Source, SourceError};
 
@@ -199,7 +200,7 @@ pub fn mailbox_key(raw: &[u8]) -> String {
 }
 
 /// A UID set for a command: `1,5,9`.
-fn uid_set(uids: &[u32]) -> String {
+pub(crate) fn uid_set(uids: &[u32]) -> String {
     uids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
 
@@ -210,6 +211,7 @@ pub struct ImapSource {
     cursor_key: CursorKey,
     session: Option<Session>,
     can_idle: bool,
+    moves: MoveSupport,
 }
 
 impl std::fmt::Debug for ImapSource {
@@ -234,6 +236,7 @@ impl ImapSource {
             cursor_key: CursorKey::new(agent_email, "imap", settings.folder.trim()),
             session: None,
             can_idle: false,
+            moves: MoveSupport::default(),
         })
     }
 
@@ -286,6 +289,7 @@ impl ImapSource {
             timed(limit, &format!("login as {username}"), async { login.await.map_err(|(e, _)| e) }).await?;
         let capabilities = timed(limit, "CAPABILITY", session.capabilities()).await?;
         self.can_idle = capabilities.has_str("IDLE");
+        self.moves = MoveSupport::of(&capabilities);
         if self.settings.idle && !self.can_idle {
             warn!(%address, "The IMAP server does not offer IDLE; polling instead.");
         }
@@ -498,10 +502,9 @@ impl Source for ImapSource {
             Some(session) => session,
             None => self.connect().await?,
         };
-        let folder = self.settings.folder.trim();
+        let (folder, limit) = (self.settings.folder.trim(), self.settings.timeout());
         let done =
-            crate::imap_outcomes::apply(&mut session, folder, self.settings.timeout(), ledger.settings(), changes)
-                .await?;
+            crate::imap_outcomes::apply(&mut session, self.moves, folder, limit, ledger.settings(), changes).await?;
         self.session = Some(session);
         Ok(done)
     }

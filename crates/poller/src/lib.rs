@@ -27,6 +27,7 @@
 pub mod cursor;
 pub mod error;
 pub mod gmail_source;
+mod imap_folders;
 mod imap_outcomes;
 pub mod imap_source;
 pub mod ledger;
@@ -58,7 +59,7 @@ pub use imap_source::{ImapSettings, ImapSource};
 pub use ledger::{Claim, Fetched, Ledger, claim};
 pub use maildir::MaildirSource;
 pub use outcome::{Change, Outcome};
-pub use settings::{MailboxSettings, MarkRead};
+pub use settings::{ImapOutcomes, MailboxSettings, MarkRead};
 
 /// The binary's name.
 pub const NAME: &str = "poller";
@@ -154,8 +155,8 @@ pub trait Source: Send {
         tokio::time::sleep(interval)
     }
 
-    /// Shows each message's new outcome at the mailbox (see [`outcome`]): its label or keyword
-    /// replaces the previous one, and it is marked read if `mailbox.mark_read` says so. Returns
+    /// Shows each message's new outcome at the mailbox (see [`outcome`]): its label, keyword or
+    /// folder replaces the previous one, and it is marked read if `mailbox.mark_read` says so. Returns
     /// the mailbox ids done, including messages no longer in the mailbox; one left out is tried
     /// again next pass. Applying an outcome twice must change nothing.
     fn apply_outcomes(

@@ -4,8 +4,8 @@
 //! (`classifications`), the sender's send log (`replies`). After each successful pass the
 //! poller, which holds the mailbox connection, derives every message's [`Outcome`] from them
 //! ([`pending`]) and applies the new ones at the mailbox through its [`Source`] — a Gmail label,
-//! an IMAP keyword, a Maildir keyword — then records them in the ledger (`mailbox_messages.outcome`,
-//! [`record`]), so each is applied once. Only answered mail is marked read by default
+//! an IMAP keyword or folder (`mailbox.imap_outcomes`), a Maildir keyword — then records them in
+//! the ledger (`mailbox_messages.outcome`, [`record`]), so each is applied once. Only answered mail is marked read by default
 //! ([`MarkRead`](crate::MarkRead)); everything else stays unread, with its label, for the team.
 //!
 //! A message the pipeline never finished gets an outcome too, after `mailbox.outcome_timeout_secs`:
@@ -61,16 +61,21 @@ impl Outcome {
         Self::ALL.into_iter().find(|o| o.as_str() == stored)
     }
 
-    /// The Gmail label under `parent`: `Mailroom/Needs person`.
-    pub fn label(self, parent: &str) -> String {
-        let name = match self {
+    /// The name a person reads: `Needs person`. The last part of the Gmail label and of the
+    /// IMAP outcome folder.
+    pub fn display_name(self) -> &'static str {
+        match self {
             Self::Answered => "Answered",
             Self::Drafted => "Drafted",
             Self::NeedsPerson => "Needs person",
             Self::NotSupport => "Not support",
             Self::Failed => "Failed",
-        };
-        format!("{parent}/{name}")
+        }
+    }
+
+    /// The Gmail label under `parent`: `Mailroom/Needs person`.
+    pub fn label(self, parent: &str) -> String {
+        format!("{parent}/{}", self.display_name())
     }
 
     /// The IMAP (and Maildir) keyword under `parent`: `$Mailroom-NeedsPerson`. An IMAP atom: no

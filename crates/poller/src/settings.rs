@@ -46,10 +46,25 @@ pub struct MailboxSettings {
     /// inquiry that got no reply — so it cannot wait unseen forever.
     #[serde(default = "default_outcome_timeout_secs")]
     pub outcome_timeout_secs: u64,
-    /// Parent of the outcome labels and keywords: Gmail labels `<parent>/Answered` …, IMAP and
-    /// Maildir keywords `$<parent>-Answered` … (ASCII letters, digits, `-` and `_`).
+    /// Parent of the outcome labels, keywords and folders: Gmail labels `<parent>/Answered` …,
+    /// IMAP and Maildir keywords `$<parent>-Answered` … (ASCII letters, digits, `-` and `_`),
+    /// IMAP folders `<parent><delimiter>Answered` … (no control characters, `*`, `%`, `"`, `\`).
     #[serde(default = "default_outcome_parent")]
     pub outcome_parent: String,
+    /// How the IMAP source shows outcomes (see [`ImapOutcomes`]).
+    #[serde(default)]
+    pub imap_outcomes: ImapOutcomes,
+}
+
+/// `mailbox.imap_outcomes`: how the IMAP source shows a message's outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum ImapOutcomes {
+    /// A keyword on the message, which stays in the folder (`$Mailroom-Answered`).
+    #[default]
+    Keywords,
+    /// The message is moved into a folder per outcome (`Mailroom/Answered`), created when missing.
+    Folders,
 }
 
 /// `mailbox.mark_read`: when the poller marks a message read (Gmail: removes `UNREAD`; IMAP:
@@ -67,6 +82,19 @@ pub enum MarkRead {
     Never,
 }
 
+impl TryFrom<String> for ImapOutcomes {
+    type Error = String;
+
+    /// Refuses anything else, naming the key and the values it takes.
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "keywords" => Ok(Self::Keywords),
+            "folders" => Ok(Self::Folders),
+            other => Err(format!("mailbox.imap_outcomes must be \"keywords\" or \"folders\", not {other:?}")),
+        }
+    }
+}
+
 impl MarkRead {
     /// Whether a message is marked read as soon as it is published.
     pub fn at_publish(self) -> bool {
@@ -80,10 +108,29 @@ impl MarkRead {
 }
 
 impl MailboxSettings {
+    /// Whether outcomes are IMAP folders (the `imap` source with `imap_outcomes = "folders"`).
+    pub fn outcome_folders(&self) -> bool {
+        self.kind == "imap" && self.imap_outcomes == ImapOutcomes::Folders
+    }
+
     /// Refuses settings the outcome labels cannot work with, naming the key.
     pub fn validate(&self) -> Result<(), SourceError> {
+        if self.imap_outcomes == ImapOutcomes::Folders && self.kind != "imap" {
+            return Err(SourceError::Settings(format!(
+                "mailbox.imap_outcomes = \"folders\" needs mailbox.kind = \"imap\" (it is {:?})",
+                self.kind
+            )));
+        }
         let parent = self.outcome_parent.as_str();
-        if parent.is_empty() || !parent.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if self.outcome_folders() {
+            // It only names folders: spaces and non-ASCII are fine (encoded in modified UTF-7).
+            if parent.trim().is_empty() || parent.chars().any(|c| c.is_control() || "*%\"\\".contains(c)) {
+                return Err(SourceError::Settings(format!(
+                    "mailbox.outcome_parent {parent:?} must be a folder name without control characters, '*', '%', \
+                     '\"' or '\\'"
+                )));
+            }
+        } else if parent.is_empty() || !parent.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(SourceError::Settings(format!(
                 "mailbox.outcome_parent {parent:?} must be ASCII letters, digits, '-' or '_' (it names IMAP keywords)"
             )));
@@ -106,4 +153,36 @@ fn default_outcome_timeout_secs() -> u64 {
 
 fn default_outcome_parent() -> String {
     "Mailroom".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use pipeline_core::Settings;
+
+    use super::*;
+
+    fn mailbox(env: &[(&str, &str)]) -> Result<MailboxSettings, String> {
+        let env = env.iter().map(|(k, v)| (format!("MAILROOM__MAILBOX__{k}"), (*v).to_owned()));
+        let settings = Settings::load_from(None, env).map_err(|e| e.to_string())?;
+        let mailbox: MailboxSettings = settings.section("mailbox").map_err(|e| e.to_string())?;
+        mailbox.validate().map_err(|e| e.to_string())?;
+        Ok(mailbox)
+    }
+
+    #[test]
+    fn imap_outcomes_are_keywords_unless_folders_are_asked_for() {
+        assert_eq!(mailbox(&[]).expect("defaults").imap_outcomes, ImapOutcomes::Keywords);
+        let folders = mailbox(&[("KIND", "imap"), ("IMAP_OUTCOMES", "folders"), ("OUTCOME_PARENT", "Équipe support")])
+            .expect("folders may have spaces and non-ASCII");
+        assert!(folders.outcome_folders());
+        let error = mailbox(&[("KIND", "imap"), ("IMAP_OUTCOMES", "labels")]).expect_err("unknown value");
+        assert!(error.contains("imap_outcomes") && error.contains("folders"), "{error}");
+        let error = mailbox(&[("IMAP_OUTCOMES", "folders")]).expect_err("maildir has no folders mode");
+        assert!(error.contains("mailbox.imap_outcomes") && error.contains("maildir"), "{error}");
+        let error = mailbox(&[("KIND", "imap"), ("OUTCOME_PARENT", "Équipe support")]).expect_err("keyword parent");
+        assert!(error.contains("mailbox.outcome_parent"), "{error}");
+        let error = mailbox(&[("KIND", "imap"), ("IMAP_OUTCOMES", "folders"), ("OUTCOME_PARENT", "All*")])
+            .expect_err("a LIST wildcard");
+        assert!(error.contains("mailbox.outcome_parent"), "{error}");
+    }
 }

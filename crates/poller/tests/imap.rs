@@ -1,176 +1,25 @@
 //! The IMAP source against a real IMAP server: Debian's Dovecot, started per test with its own
-//! configuration, a self-signed certificate made with the openssl CLI, a passwd-file user and a
-//! free port, with the real broker and database behind the ledger. Mail is delivered with IMAP
-//! APPEND from a second session, and the tests read flags back the same way.
+//! configuration (`support/dovecot.rs`), with the real broker and database behind the ledger.
+//! Mail is delivered with IMAP APPEND from a second session, and the tests read flags back the
+//! same way. Outcomes as folders are tested in `imap_folders.rs`.
 //!
 //! Needs `dovecot` (package dovecot-imapd; `.ci/run` installs it) and root, since Dovecot
 //! stores mail as the `mail` user.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_imap::types::Flag;
 use futures_util::TryStreamExt;
-use lapin::options::BasicGetOptions;
-use mailroom_tests::{TestDb, TestDir, TestVhost, free_port};
 use pipeline_core::messages::EmailToClassify;
-use pipeline_core::{Producer, Settings, Telemetry};
-use poller::cursor::{self, CursorKey};
-use poller::{ImapSettings, ImapSource, Ledger, MailboxSettings, Poller, ScanReport, Step};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use poller::Step;
 
-const AGENT: &str = "support@northwind.example";
-const USER: &str = "agent";
-const PASSWORD: &str = "s3cret-imap-pass";
-const FOLDER: &str = "Support";
+#[path = "support/dovecot.rs"]
+mod dovecot;
+#[path = "support/outcomes.rs"]
+mod outcomes;
 
-/// A Dovecot IMAPS server on 127.0.0.1, stopped (SIGTERM, then SIGKILL) on drop.
-struct Dovecot {
-    child: Child,
-    port: u16,
-    ca_file: PathBuf,
-    dir: TestDir,
-}
-
-impl Dovecot {
-    /// Starts Dovecot; `extra` is appended to its configuration.
-    fn start(extra: &str) -> Self {
-        let dovecot = ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-            .expect("dovecot is not installed: apt-get install -y dovecot-imapd (.ci/run does)");
-        let dir = TestDir::create();
-        let root = dir.path.clone();
-        let run = |program: &str, args: &[&str]| {
-            let out = Command::new(program).args(args).current_dir(&root).output().expect("run helper");
-            assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-            String::from_utf8_lossy(&out.stdout).trim().to_owned()
-        };
-        // Dovecot's unprivileged processes must reach the files.
-        run("chmod", &["755", "."]);
-        // A throw-away CA and a server certificate it signs (rustls, like browsers, refuses a
-        // CA certificate as the server's own).
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        let ca = ["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Mailroom test CA"];
-        run("openssl", &[&["req", "-x509"][..], &ec, &ca].concat());
-        std::fs::write(
-            root.join("server.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        )
-        .expect("extensions file");
-        let csr = ["-keyout", "key.pem", "-out", "server.csr", "-subj", "/CN=localhost"];
-        run("openssl", &[&["req"][..], &ec, &csr].concat());
-        run(
-            "openssl",
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "cert.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "server.ext",
-            ],
-        );
-        std::fs::write(root.join("passwd"), format!("{USER}:{{PLAIN}}{PASSWORD}\n")).expect("passwd file");
-        for sub in ["mail", "run", "state"] {
-            std::fs::create_dir_all(root.join(sub)).expect("dovecot dirs");
-        }
-        // Dovecot refuses to store mail as root; the system `mail` user owns the mail store.
-        let uid: u32 = run("id", &["-u", "mail"]).parse().expect("uid of mail");
-        let gid: u32 = run("id", &["-g", "mail"]).parse().expect("gid of mail");
-        std::os::unix::fs::chown(root.join("mail"), Some(uid), Some(gid))
-            .expect("chown the mail store to `mail` (the IMAP tests need root)");
-        let port = free_port();
-        let d = root.display();
-        let config = format!(
-            "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\nprotocols = imap\n\
-             listen = 127.0.0.1\nssl = required\nssl_cert = <{d}/cert.pem\nssl_key = <{d}/key.pem\n\
-             auth_mechanisms = plain\nfirst_valid_uid = 1\nmail_location = maildir:{d}/mail/%u\n\
-             passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {d}/passwd\n}}\n\
-             userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={d}/mail/%u\n}}\n\
-             service imap-login {{\n  inet_listener imap {{\n    port = 0\n  }}\n  inet_listener imaps {{\n    \
-             port = {port}\n    ssl = yes\n  }}\n}}\n{extra}\n"
-        );
-        std::fs::write(root.join("dovecot.conf"), config).expect("dovecot.conf");
-        let log = std::fs::File::create(root.join("foreground.log")).expect("log file");
-        let child = Command::new(dovecot)
-            .args(["-F", "-c"])
-            .arg(root.join("dovecot.conf"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn dovecot");
-        let server = Self { child, port, ca_file: root.join("ca.pem"), dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            let log = std::fs::read_to_string(server.dir.path.join("foreground.log")).unwrap_or_default();
-            assert!(Instant::now() < deadline, "dovecot did not listen on {port}: {log}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        // SIGTERM lets the master stop its login, auth and imap processes with it.
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-type Session = async_imap::Session<TlsStream<TcpStream>>;
-
-/// The test's own IMAP session, as a mail client or MTA would use the server.
-async fn client(server: &Dovecot) -> Session {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&server.ca_file).expect("cert.pem") {
-        roots.add(cert.expect("certificate")).expect("root");
-    }
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = TcpStream::connect(("127.0.0.1", server.port)).await.expect("connect");
-    let name = ServerName::try_from("127.0.0.1").expect("server name");
-    let tls = TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("TLS");
-    let mut client = async_imap::Client::new(tls);
-    client.read_response().await.expect("greeting").expect("greeting");
-    client.login(USER, PASSWORD).await.map_err(|(e, _)| e).expect("login")
-}
-
-async fn append(session: &mut Session, raw: &[u8], flags: Option<&str>) {
-    session.append(FOLDER, flags, None, raw).await.expect("APPEND");
-}
+use dovecot::*;
 
 /// `(message id header, seen)` of every message in the folder, by UID.
 async fn flags(session: &mut Session) -> Vec<(u32, bool)> {
@@ -183,97 +32,28 @@ async fn flags(session: &mut Session) -> Vec<(u32, bool)> {
     out
 }
 
-fn email(from: &str, subject: &str, message_id: &str) -> Vec<u8> {
-    format!(
-        "From: {from}\r\nTo: {AGENT}\r\nSubject: {subject}\r\nMessage-ID: <{message_id}>\r\nDate: Wed, 26 Nov 2025 10:00:00 +0000\r\n\r\nHello, {subject}.\r\n"
-    )
-    .into_bytes()
-}
-
-/// The poller, a vhost and a database for one test.
-struct Harness {
-    // Dropped first: its connections go before the vhost and database do.
-    poller: Poller<ImapSource>,
-    vhost: TestVhost,
-    _db: TestDb,
-}
-
-impl Harness {
-    async fn start(server: &Dovecot, password: &str, extra_env: &[(&str, &str)]) -> Self {
-        let vhost = TestVhost::create().await;
-        let db = TestDb::create().await;
-        let mut env = vec![
-            ("MAILROOM__AMQP__URL".to_owned(), vhost.amqp_url()),
-            ("MAILROOM__DATABASE__URL".to_owned(), db.url()),
-            ("MAILROOM__MAILBOX__KIND".to_owned(), "imap".to_owned()),
-            ("MAILROOM__MAILBOX__AGENT_EMAIL".to_owned(), AGENT.to_owned()),
-            ("MAILROOM__MAILBOX__IMAP__HOST".to_owned(), "127.0.0.1".to_owned()),
-            ("MAILROOM__MAILBOX__IMAP__PORT".to_owned(), server.port.to_string()),
-            ("MAILROOM__MAILBOX__IMAP__USERNAME".to_owned(), USER.to_owned()),
-            ("MAILROOM__MAILBOX__IMAP__PASSWORD".to_owned(), password.to_owned()),
-            ("MAILROOM__MAILBOX__IMAP__FOLDER".to_owned(), FOLDER.to_owned()),
-            ("MAILROOM__MAILBOX__IMAP__TLS_CA_FILE".to_owned(), server.ca_file.display().to_string()),
-            ("MAILROOM__MAILBOX__IMAP__TIMEOUT_SECS".to_owned(), "20".to_owned()),
-            // These tests of publishing keep marking mail read when published; the outcome test
-            // sets the default ("answered") in `extra_env`.
-            ("MAILROOM__MAILBOX__MARK_READ".to_owned(), "published".to_owned()),
-        ];
-        env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let settings = Settings::load_from(None, env).expect("settings");
-        let mailbox: MailboxSettings = settings.section("mailbox").expect("[mailbox]");
-        let imap: ImapSettings = settings.section("mailbox.imap").expect("[mailbox.imap]");
-        let pool = mailroom_db::connect_and_migrate(&settings.database.url, 4).await.expect("database");
-        let producer = Producer::new("poller-imap-test", &settings, Arc::new(Telemetry::default()));
-        // Declares the topology, so the test can read the queue even before anything is published.
-        producer.connect().await.expect("broker");
-        let source = ImapSource::new(AGENT, &imap).expect("imap source");
-        Self { poller: Poller::new(source, Ledger::new(pool, producer, mailbox)), vhost, _db: db }
-    }
-
-    /// One pass that must succeed; a pass that finds the session gone (the server closes
-    /// sessions on a deleted folder) is followed by one more, which reconnects.
-    async fn synced(&mut self) -> ScanReport {
-        let now = Instant::now();
-        match self.poller.step_at(now).await {
-            Step::Synced(report) => report,
-            Step::Failed { error, retry_in } => match self.poller.step_at(now + retry_in).await {
-                Step::Synced(report) => report,
-                other => panic!("expected a completed pass after {error}, got {other:?}"),
-            },
-            other => panic!("expected a completed pass, got {other:?}"),
-        }
-    }
-
-    async fn drain(&self) -> Vec<EmailToClassify> {
-        let conn = lapin::Connection::connect(&self.vhost.amqp_url(), lapin::ConnectionProperties::default())
-            .await
-            .expect("connect");
-        let ch = conn.create_channel().await.expect("channel");
-        let mut out = Vec::new();
-        while let Some(m) =
-            ch.basic_get("emails.to_classify".into(), BasicGetOptions { no_ack: true }).await.expect("basic.get")
-        {
-            out.push(serde_json::from_slice(&m.delivery.data).expect("emails.to_classify body"));
-        }
-        let _ = conn.close(200, "done".into()).await;
-        out
-    }
-
-    async fn cursor(&self) -> Option<(String, Option<i64>)> {
-        let key = CursorKey::new(AGENT, "imap", FOLDER);
-        cursor::load(self.poller.ledger().pool(), &key).await.expect("cursor").map(|c| (c.position, c.validity))
-    }
-
-    async fn finish(mut self) {
-        self.poller.close().await;
-        self.poller.ledger().pool().close().await;
-    }
-}
-
-fn ids(messages: &[EmailToClassify]) -> Vec<&str> {
-    let mut ids: Vec<&str> = messages.iter().map(|m| m.email_id.as_str()).collect();
-    ids.sort_unstable();
-    ids
+/// Every flag and keyword of each message in the folder, by UID.
+async fn all_flags(session: &mut Session) -> Vec<(u32, Vec<String>)> {
+    session.select(FOLDER).await.expect("SELECT");
+    let fetches: Vec<_> =
+        session.uid_fetch("1:*", "(UID FLAGS)").await.expect("FETCH").try_collect().await.expect("FETCH");
+    let mut out: Vec<(u32, Vec<String>)> = fetches
+        .iter()
+        .map(|f| {
+            let flags = f
+                .flags()
+                .map(|flag| match flag {
+                    Flag::Seen => "\\Seen".to_owned(),
+                    Flag::Answered => "\\Answered".to_owned(),
+                    Flag::Custom(name) => name.into_owned(),
+                    other => format!("{other:?}"),
+                })
+                .collect();
+            (f.uid.expect("uid"), flags)
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 #[tokio::test]
@@ -306,6 +86,8 @@ async fn uid_sync_publishes_each_message_once_marks_it_seen_and_survives_a_uidva
         [(1, true), (2, true), (3, true), (4, false)],
         "published mail is seen; unparseable mail stays unread for a person"
     );
+    let (_, unparseable) = &all_flags(&mut mua).await[3];
+    assert!(unparseable.iter().any(|f| f == "$Mailroom-Failed"), "found by its digest: {unparseable:?}");
     let (position, validity) = h.cursor().await.expect("cursor stored");
     assert_eq!(position, "4");
     let first_validity = validity.expect("UIDVALIDITY stored");
@@ -427,33 +209,6 @@ async fn a_refused_login_fails_the_pass_with_the_reason_and_backs_off() {
     assert_eq!(retry_in, Duration::from_secs(2), "the backoff doubles");
     assert_eq!(h.cursor().await, None);
     h.finish().await;
-}
-
-#[path = "support/outcomes.rs"]
-mod outcomes;
-
-/// Every flag and keyword of each message in the folder, by UID.
-async fn all_flags(session: &mut Session) -> Vec<(u32, Vec<String>)> {
-    session.select(FOLDER).await.expect("SELECT");
-    let fetches: Vec<_> =
-        session.uid_fetch("1:*", "(UID FLAGS)").await.expect("FETCH").try_collect().await.expect("FETCH");
-    let mut out: Vec<(u32, Vec<String>)> = fetches
-        .iter()
-        .map(|f| {
-            let flags = f
-                .flags()
-                .map(|flag| match flag {
-                    Flag::Seen => "\\Seen".to_owned(),
-                    Flag::Answered => "\\Answered".to_owned(),
-                    Flag::Custom(name) => name.into_owned(),
-                    other => format!("{other:?}"),
-                })
-                .collect();
-            (f.uid.expect("uid"), flags)
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 #[tokio::test]
