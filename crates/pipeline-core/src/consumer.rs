@@ -34,7 +34,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use tracing::{debug, error, info, warn};
 
-use crate::amqp::{self, Backoff};
+use crate::amqp;
+use crate::backoff::Backoff;
 use crate::error::{Fate, HandlerError};
 use crate::messages::{DeadLetter, FailureInfo};
 use crate::publisher::{Outgoing, Publisher, RETRY_COUNT_HEADER, int_header};

@@ -3,6 +3,7 @@
 //! hand-over, settings loading, and telemetry (logs, metrics, health endpoint).
 
 pub mod amqp;
+pub mod backoff;
 pub mod binary;
 pub mod consumer;
 pub mod content;

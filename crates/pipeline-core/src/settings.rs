@@ -461,32 +461,7 @@ pub fn vhost_of(raw: &str) -> String {
     if vhost.is_empty() {
         return "/".to_owned();
     }
-    percent_decode(vhost)
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let hex = |b: u8| char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok());
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let decoded = match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
-        {
-            (b'%', Some(hi), Some(lo)) => Some(hi * 16 + lo),
-            _ => None,
-        };
-        match decoded {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(vhost).decode_utf8_lossy().into_owned()
 }
 
 #[cfg(test)]

@@ -280,8 +280,7 @@ impl<S: Source> Poller<S> {
         let settings = self.ledger.settings();
         let base = Duration::from_millis(settings.poll_interval_ms.max(1));
         let cap = Duration::from_secs(settings.max_backoff_secs).max(base);
-        let doublings = self.failures.saturating_sub(1).min(20);
-        base.saturating_mul(1 << doublings).min(cap)
+        pipeline_core::backoff::exponential(base, cap, self.failures.saturating_sub(1))
     }
 
     /// Waits before the next step: `backoff` when the last step asked for it, otherwise until

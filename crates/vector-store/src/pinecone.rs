@@ -11,15 +11,21 @@
 //! vectors and about 2 MB per request), so re-ingesting a document with fewer chunks leaves no
 //! stale higher-index chunks behind.
 //!
-//! Errors: HTTP 408, 429 and 5xx, timeouts and connection failures are
-//! [`StoreError::Transient`]; other statuses are [`StoreError::Permanent`]. Messages carry
+//! Requests go through [`provider_http`], like every other provider client: a client that
+//! follows no redirects (reqwest would carry the custom `Api-Key` header to another host) and
+//! refuses TLS below 1.2, the key in a header marked sensitive, the whole body read before it
+//! is judged.
+//!
+//! Errors: the statuses [`provider_http::is_transient_status`] names (408, 425, 429, 5xx but
+//! 501/505), timeouts and connection failures are [`StoreError::Transient`]; a redirect (a
+//! wrong `index_host`) and other statuses are [`StoreError::Permanent`]. Messages carry
 //! Pinecone's own error message (`{"code":N,"message":..}` or `{"error":{"code":..,"message":..}}`,
 //! else the raw body) and never the API key.
 
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -42,13 +48,12 @@ const MAX_QUOTED_CHARS: usize = 500;
 /// A [`VectorStore`] over one Pinecone serverless index, one namespace per agent.
 #[derive(Debug, Clone)]
 pub struct PineconeStore {
-    client: reqwest::Client,
+    /// The error is kept until the first call: constructors are infallible by interface.
+    client: Result<reqwest::Client, String>,
     /// Scheme and host, without a trailing slash.
     base_url: String,
     api_key: SecretString,
     api_version: String,
-    /// Per-request timeout; `None` when `timeout_secs` is 0.
-    timeout: Option<Duration>,
 }
 
 impl PineconeStore {
@@ -57,29 +62,23 @@ impl PineconeStore {
     /// per-request timeout.
     pub fn new(settings: &PineconeSettings) -> Self {
         Self {
-            client: reqwest::Client::new(),
+            client: provider_http::build_client(Duration::from_secs(settings.timeout_secs)),
             base_url: base_url(&settings.index_host),
             api_key: settings.api_key.clone(),
             api_version: settings.api_version.clone(),
-            timeout: (settings.timeout_secs > 0).then(|| Duration::from_secs(settings.timeout_secs)),
         }
     }
 
     /// A request to `path` with the authentication, version and content-type headers.
     fn request(&self, method: Method, path: &str) -> Result<RequestBuilder, StoreError> {
-        let mut key = HeaderValue::from_str(self.api_key.expose_secret())
+        let client = self.client.as_ref().map_err(|e| StoreError::Permanent(format!("pinecone: {e}")))?;
+        let key = provider_http::secret_header(self.api_key.expose_secret().trim())
             .map_err(|_| StoreError::Permanent("the Pinecone API key is not a valid HTTP header value".to_owned()))?;
-        key.set_sensitive(true);
-        let mut builder = self
-            .client
+        Ok(client
             .request(method, format!("{}{path}", self.base_url))
             .header("Api-Key", key)
             .header("X-Pinecone-Api-Version", self.api_version.as_str())
-            .header(CONTENT_TYPE, "application/json");
-        if let Some(timeout) = self.timeout {
-            builder = builder.timeout(timeout);
-        }
-        Ok(builder)
+            .header(CONTENT_TYPE, "application/json"))
     }
 
     /// The index's vector dimension and vector count (`POST /describe_index_stats`): a cheap
@@ -91,10 +90,17 @@ impl PineconeStore {
 
     /// Sends a request and returns the body of a 2xx response; any other outcome is an error.
     async fn send(&self, op: &str, builder: RequestBuilder) -> Result<String, StoreError> {
-        let response = builder.send().await.map_err(|e| self.transport_error(op, &e))?;
-        let status = response.status();
-        let body = response.text().await.map_err(|e| self.transport_error(op, &e))?;
-        if status.is_success() { Ok(body) } else { Err(self.status_error(op, status, &body)) }
+        let key = self.api_key.expose_secret();
+        let response = provider_http::send(builder, key).await.map_err(|e| {
+            let message = self.redact(format!("pinecone {op}: {e}"));
+            if e.is_transient() { StoreError::Transient(message) } else { StoreError::Permanent(message) }
+        })?;
+        if let Some(redirect) = provider_http::redirect_message(&response, key) {
+            return Err(StoreError::Permanent(self.redact(format!("pinecone {op}: {redirect}"))));
+        }
+        let body = String::from_utf8_lossy(&response.body).into_owned();
+        let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if response.is_success() { Ok(body) } else { Err(self.status_error(op, status, &body)) }
     }
 
     /// [`Self::send`], then decodes the JSON body.
@@ -110,25 +116,11 @@ impl PineconeStore {
         })
     }
 
-    /// Maps a failure to get a response (or its body) to a [`StoreError`].
-    fn transport_error(&self, op: &str, error: &reqwest::Error) -> StoreError {
-        let mut message = format!("pinecone {op}: {error}");
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        let message = self.redact(message);
-        if error.is_builder() { StoreError::Permanent(message) } else { StoreError::Transient(message) }
-    }
-
     /// Maps a non-2xx response to a [`StoreError`].
     fn status_error(&self, op: &str, status: StatusCode, body: &str) -> StoreError {
         let message = self.redact(format!("pinecone {op}: HTTP {}: {}", status.as_u16(), error_message(status, body)));
         tracing::debug!(op, status = status.as_u16(), %message, "pinecone request failed");
-        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT || status.is_server_error()
-        {
+        if provider_http::is_transient_status(status.as_u16()) {
             StoreError::Transient(message)
         } else {
             StoreError::Permanent(message)

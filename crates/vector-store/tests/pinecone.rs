@@ -810,6 +810,28 @@ async fn rate_limit_is_transient() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_a_permanent_error_and_the_key_never_leaves_for_the_other_host() {
+    // A second fake on another port stands for "another host": it records every request.
+    let elsewhere = FakePinecone::start().await;
+    let location = format!("{}/query", elsewhere.host());
+    let app = Router::new().fallback(move || {
+        let location = location.clone();
+        async move { (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, location)]).into_response() }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the redirecting host");
+    let addr = listener.local_addr().expect("redirecting host address");
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve the redirecting host");
+    });
+    let store = store_for(&format!("http://{addr}"), API_KEY, API_VERSION, 10);
+    let message = permanent_message(store.search(ALICE, &unit([1.0, 0.0, 0.0, 0.0]), 3, 0.0).await);
+    server.abort();
+    assert!(message.contains("redirect") && message.contains(&elsewhere.host()), "{message}");
+    assert!(!message.contains(API_KEY), "{message}");
+    assert!(elsewhere.requests().is_empty(), "the redirect was followed: {:?}", elsewhere.requests());
+}
+
+#[tokio::test]
 async fn server_errors_are_transient() {
     let fake = FakePinecone::start().await;
     let store = fake.store();
