@@ -29,6 +29,7 @@ use pipeline_core::messages::{
     IncomingEmail, new_message_id, now,
 };
 use pipeline_core::topology::{self, Route};
+use sender::sink::MaildirSink;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::process::Child;
@@ -127,46 +128,60 @@ fn header_fields(raw: &[u8]) -> Vec<(String, String)> {
     fields
 }
 
-/// No reply in the outbox carries a header the customer's input tried to inject: no Bcc or Cc,
-/// exactly one To naming no injected address, a plain-text single part, every header line a
-/// real field. Returns how many replies were checked.
+/// No reply in the outbox carries a header the customer's input tried to inject (see
+/// [`assert_reply_clean`]). Returns how many replies were checked.
 pub(crate) fn assert_outbox_clean(outbox: &Path) -> usize {
     let files = outbox_files(outbox);
-    for file in &files {
-        let raw = std::fs::read(file).expect("read reply");
-        let fields = header_fields(&raw);
-        let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
-        let show = || String::from_utf8_lossy(&raw[..raw.len().min(3000)]).into_owned();
-        assert!(
-            names.iter().all(|n| !n.starts_with("<broken")),
-            "broken header block in {}:\n{}",
-            file.display(),
-            show()
-        );
-        assert!(
-            !names.contains(&"bcc") && !names.contains(&"cc"),
-            "injected recipients in {}:\n{}",
-            file.display(),
-            show()
-        );
-        assert!(
-            !names.iter().any(|n| n.starts_with("x-injected")),
-            "injected header in {}:\n{}",
-            file.display(),
-            show()
-        );
-        let to: Vec<&String> = fields.iter().filter(|(n, _)| n == "to").map(|(_, v)| v).collect();
-        assert_eq!(to.len(), 1, "one To in {}:\n{}", file.display(), show());
-        assert!(!to[0].contains("evil.example") && !to[0].contains(','), "To of {}: {}", file.display(), to[0]);
-        for (name, value) in &fields {
-            if name != "subject" {
-                assert!(!value.contains("evil.example"), "{name}: {value} in {}", file.display());
-            }
-        }
-        let content_type = fields.iter().find(|(n, _)| n == "content-type").map(|(_, v)| v.as_str()).unwrap_or("");
-        assert!(content_type.starts_with("text/plain"), "single text part in {}: {content_type}", file.display());
-    }
+    files.iter().for_each(|file| assert_reply_clean(file));
     files.len()
+}
+
+/// The reply files (sent or drafted) in the outbox for the email `email_id` of `agent`: the
+/// files whose names carry the key of the reply's `Message-ID`.
+fn replies_to(outbox: &Path, agent: &str, email_id: &str) -> Vec<PathBuf> {
+    let key = MaildirSink::reply_key(&sender::reply_message_id(agent, email_id));
+    [outbox.to_path_buf(), outbox.join(".Drafts")]
+        .iter()
+        .flat_map(|folder| MaildirSink::deliveries(folder).expect("read the outbox"))
+        .filter(|file| file.key.as_ref() == Some(&key))
+        .map(|file| file.path)
+        .collect()
+}
+
+/// A case marked `outbox_clean`: its own reply is in the outbox, once, and carries nothing
+/// injected.
+fn assert_case_reply_clean(case: &str, outbox: &Path, agent: &str, email_id: &str) {
+    let files = replies_to(outbox, agent, email_id);
+    assert_eq!(files.len(), 1, "{case} (outbox_clean): one reply in the outbox, found {files:?}");
+    assert_reply_clean(&files[0]);
+}
+
+/// The reply in `file` carries no header the customer's input tried to inject: no Bcc or Cc,
+/// exactly one To naming no injected address, a plain-text single part, every header line a
+/// real field.
+fn assert_reply_clean(file: &Path) {
+    let raw = std::fs::read(file).expect("read reply");
+    let fields = header_fields(&raw);
+    let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+    let show = || String::from_utf8_lossy(&raw[..raw.len().min(3000)]).into_owned();
+    assert!(names.iter().all(|n| !n.starts_with("<broken")), "broken header block in {}:\n{}", file.display(), show());
+    assert!(
+        !names.contains(&"bcc") && !names.contains(&"cc"),
+        "injected recipients in {}:\n{}",
+        file.display(),
+        show()
+    );
+    assert!(!names.iter().any(|n| n.starts_with("x-injected")), "injected header in {}:\n{}", file.display(), show());
+    let to: Vec<&String> = fields.iter().filter(|(n, _)| n == "to").map(|(_, v)| v).collect();
+    assert_eq!(to.len(), 1, "one To in {}:\n{}", file.display(), show());
+    assert!(!to[0].contains("evil.example") && !to[0].contains(','), "To of {}: {}", file.display(), to[0]);
+    for (name, value) in &fields {
+        if name != "subject" {
+            assert!(!value.contains("evil.example"), "{name}: {value} in {}", file.display());
+        }
+    }
+    let content_type = fields.iter().find(|(n, _)| n == "content-type").map(|(_, v)| v.as_str()).unwrap_or("");
+    assert!(content_type.starts_with("text/plain"), "single text part in {}: {content_type}", file.display());
 }
 
 /// Keys under a Redis prefix (the sender's quota and throttle), deleted on drop.
@@ -735,7 +750,14 @@ async fn amqp_bodies_on_every_work_queue_are_dead_lettered_with_a_reason_or_proc
     }
     assert!(wrong.is_empty(), "{} of {} cases went wrong:\n{}", wrong.len(), expanded.len(), wrong.join("\n"));
 
-    // Replies carry nothing injected, and every process is still up.
+    // Replies carry nothing injected — each case marked so has its own reply, checked — and
+    // every process is still up.
+    for case in expanded.iter().filter(|c| c.expect["outbox_clean"] == true) {
+        assert!(case.queue.starts_with("emails."), "{}: outbox_clean on a queue that makes no reply", case.id);
+        let body: Value = serde_json::from_slice(&case.body).unwrap_or(Value::Null);
+        let agent = body["agent_email"].as_str().unwrap_or(AGENT_A);
+        assert_case_reply_clean(&case.id, &outbox.path, agent, &case.record_id);
+    }
     let replies = assert_outbox_clean(&outbox.path);
     assert!(replies >= 50, "{replies} replies in the outbox");
     assert!(stack.api.try_wait().expect("status").is_none(), "the upload API still runs");
@@ -913,6 +935,7 @@ async fn hostile_and_broken_mail_in_the_maildir_is_set_aside_with_a_reason_or_an
         .filter(|l| l.failure_info.error_type == "UnparseableEmail")
         .map(|l| (l.message_id.clone(), l))
         .collect();
+    let mut no_end = Vec::new();
     for (id, expect) in &expected {
         let (message_id, state, reason) = &ledger[id];
         match expect["fate"].as_str().expect("fate") {
@@ -943,8 +966,9 @@ async fn hostile_and_broken_mail_in_the_maildir_is_set_aside_with_a_reason_or_an
                 assert_eq!(state, "published", "{id} was to be published ({reason:?})");
                 let end = &ends[id];
                 match expect["end"].as_str() {
-                    None => {}
+                    None => no_end.push(format!("{id} ended {end:?}")),
                     Some("replied") => assert!(matches!(end, End::Replied), "{id} ended {end:?}"),
+                    Some("not_support") => assert!(matches!(end, End::NotSupport), "{id} ended {end:?}"),
                     Some("dead_letter") => {
                         let types = strings(&expect["error_type"]);
                         assert!(
@@ -954,10 +978,14 @@ async fn hostile_and_broken_mail_in_the_maildir_is_set_aside_with_a_reason_or_an
                     }
                     Some(other) => panic!("unknown end {other}"),
                 }
+                if expect["outbox_clean"] == true {
+                    assert_case_reply_clean(id, &outbox, AGENT_A, id);
+                }
             }
             other => panic!("unknown fate {other}"),
         }
     }
+    assert!(no_end.is_empty(), "every processed case names its end; these do not:\n{}", no_end.join("\n"));
     // Every dead letter is accounted for: set-aside mail, or a case that expects one.
     for d in &dead {
         let letter = d.decoded.as_ref().unwrap_or_else(|| panic!("not an envelope: {}", d.envelope));

@@ -1,6 +1,7 @@
 //! The sender as real processes: the shared send quota across three senders with one killed
-//! mid-run (no email answered twice, none lost), the reply throttle, and the mail-loop guard —
-//! our own reply fed back into the poller's mailbox never produces another reply.
+//! mid-run (no email answered twice, none lost — counted by outbox file, and a reply delivered
+//! twice in one second is two files), the reply throttle, and the mail-loop guard — our own
+//! reply fed back into the poller's mailbox never produces another reply.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -10,6 +11,7 @@ use chrono::{DateTime, Utc};
 use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, run, signal, spawn, wait_for};
 use pipeline_core::Publisher;
 use pipeline_core::messages::{EmailToSend, new_message_id, now};
+use sender::sink::{Kind, MaildirSink, OutgoingReply, Sink as _};
 use sqlx::PgPool;
 
 const AGENT: &str = "support@northwind.example";
@@ -22,6 +24,15 @@ fn files(folder: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// The files of a Maildir folder, and the replies they deliver (the reply key in each name).
+/// Every delivery is a file of its own, so a reply delivered twice — even twice in one second —
+/// shows as more files than replies.
+fn files_and_replies(folder: &Path) -> (usize, usize) {
+    let files = MaildirSink::deliveries(folder).expect("read the outbox");
+    let replies: HashSet<&String> = files.iter().filter_map(|f| f.key.as_ref()).collect();
+    (files.len(), replies.len())
 }
 
 fn to_send(n: usize, to: &str) -> EmailToSend {
@@ -106,12 +117,7 @@ async fn three_senders_share_the_quota_and_a_killed_one_neither_loses_nor_repeat
     assert_eq!(storm.iter().filter(|(s,)| s == "drafted").count(), 1, "the sixth reply to one address is a draft");
 
     // Exactly one file per answered email: none twice, none lost.
-    let sent_files = files(&outbox.path);
-    let keys: HashSet<String> = sent_files
-        .iter()
-        .map(|p| p.file_name().expect("name").to_string_lossy().split('.').next().unwrap_or_default().to_owned())
-        .collect();
-    assert_eq!((sent_files.len(), keys.len()), (499, 499), "one sent file per email");
+    assert_eq!(files_and_replies(&outbox.path), (499, 499), "one sent file per email");
     assert_eq!(files(&outbox.path.join(".Drafts")).len(), 1);
 
     // The quota: at most the limit in any window (the burst comes out of it), and the whole run
@@ -155,6 +161,32 @@ async fn three_senders_share_the_quota_and_a_killed_one_neither_loses_nor_repeat
     for k in keys {
         let _: () = redis::AsyncCommands::del(&mut redis, k).await.expect("del");
     }
+}
+
+/// The takeover test's count is not fooled by the case it exists for: a reply delivered a
+/// second time (a sender taking over a claim while the first is still delivering), within the
+/// same second, through the sender's own sink.
+#[tokio::test]
+async fn the_takeover_count_sees_a_reply_delivered_twice_in_one_second() {
+    let outbox = TestDir::create();
+    let sink = MaildirSink::new(&outbox.path).expect("outbox");
+    let reply = |email_id: &str| OutgoingReply {
+        message_id: sender::reply_message_id(AGENT, email_id),
+        raw: format!("Subject: Re: Question\r\n\r\nAnswer to {email_id}.\r\n").into_bytes(),
+        from: AGENT.into(),
+        to: "customer@example.com".into(),
+        thread_id: None,
+    };
+    sink.deliver(&reply("email-0001"), Kind::Send).await.expect("deliver");
+    assert_eq!(files_and_replies(&outbox.path), (1, 1));
+    mailroom_tests::start_of_next_second().await;
+    let twice = [
+        sink.deliver(&reply("email-0002"), Kind::Send).await.expect("deliver"),
+        sink.deliver(&reply("email-0002"), Kind::Send).await.expect("deliver again"),
+    ];
+    let second_of = |name: &str| name.split('.').next().unwrap_or_default().to_owned();
+    assert_eq!(second_of(&twice[0]), second_of(&twice[1]), "delivered within one second: {twice:?}");
+    assert_eq!(files_and_replies(&outbox.path), (3, 2), "the second delivery is a file of its own");
 }
 
 #[tokio::test]

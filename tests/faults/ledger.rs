@@ -9,8 +9,9 @@
 //!
 //! Terminal states:
 //! - **sent** — `replies.state = 'sent'` and exactly one file in the outbox (`cur/` or `new/`)
-//!   whose name starts with the hash of the reply's `Message-ID` (the sender derives it from
-//!   the email id, so a second delivery of the same reply has the same prefix);
+//!   whose name carries the key of the reply's `Message-ID` (the sender derives it from the
+//!   email id, so a second delivery of the same reply has the same key, and — every delivery
+//!   being a file of its own, even within one second — is a second file);
 //! - **drafted** — `replies.state = 'drafted'` and exactly one file in `.Drafts`;
 //! - **not support** — `classifications.is_support_inquiry = false`, and nothing downstream;
 //! - **dead-lettered** — an envelope in `dead_letter_queue` naming the email (or, for mail the
@@ -29,8 +30,8 @@ use std::path::Path;
 
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
+use sender::sink::MaildirSink;
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 use sqlx::PgPool;
 
 use crate::mailbox::{AGENT, Fed, Kind};
@@ -74,9 +75,9 @@ pub(crate) struct Snapshot {
     pub(crate) responses: HashMap<String, bool>,
     /// `replies`: id → state.
     pub(crate) replies: HashMap<String, String>,
-    /// Sent reply files by name prefix (the hash of the reply's `Message-ID`).
+    /// Sent reply files by the reply key in their names (of the reply's `Message-ID`).
     pub(crate) sent_files: HashMap<String, usize>,
-    /// Draft files by name prefix.
+    /// Draft files by reply key.
     pub(crate) draft_files: HashMap<String, usize>,
     /// Dead letters.
     pub(crate) dead_letters: Vec<DeadLetter>,
@@ -125,28 +126,26 @@ impl Report {
     }
 }
 
-/// The outbox file-name prefix of the reply to `email_id`: the sender's Maildir sink names
-/// files by the first 16 bytes of SHA-256 of the reply's `Message-ID`, which
-/// [`sender::reply_message_id`] derives from the answered email.
+/// The key in the outbox file names of the reply to `email_id` ([`MaildirSink::reply_key`] of
+/// the `Message-ID` that [`sender::reply_message_id`] derives from the answered email).
 pub(crate) fn outbox_key(email_id: &str) -> String {
-    let digest = Sha256::digest(sender::reply_message_id(AGENT, email_id).as_bytes());
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    MaildirSink::reply_key(&sender::reply_message_id(AGENT, email_id))
 }
 
-/// Reply files under a Maildir folder (`cur/` and `new/`), counted by name prefix.
+/// The files of a Maildir folder (`cur/` and `new/`) counted by the reply key in their names:
+/// every delivery is a file, so a reply delivered twice counts two. A file whose name carries
+/// no key is counted under [`NOT_A_REPLY`], which no fed email answers to.
 pub(crate) fn files_by_key(folder: &Path) -> HashMap<String, usize> {
+    let files = MaildirSink::deliveries(folder).unwrap_or_else(|e| panic!("read the outbox: {e}"));
     let mut out = HashMap::new();
-    for sub in ["cur", "new"] {
-        if let Ok(entries) = std::fs::read_dir(folder.join(sub)) {
-            for entry in entries.filter_map(Result::ok) {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let key = name.split('.').next().unwrap_or_default().to_owned();
-                *out.entry(key).or_default() += 1;
-            }
-        }
+    for file in files {
+        *out.entry(file.key.unwrap_or_else(|| NOT_A_REPLY.to_owned())).or_default() += 1;
     }
     out
 }
+
+/// Where [`files_by_key`] counts files that are not the sender's.
+const NOT_A_REPLY: &str = "(no reply key)";
 
 /// Reads every dead letter of the vhost without taking it: each is fetched unacknowledged and
 /// all are given back (in their order) when the channel closes, so `dead_letter_queue` keeps
@@ -356,7 +355,7 @@ pub(crate) fn check(fed: &[Fed], snap: &Snapshot) -> Report {
     }
     for (folder, files) in [("outbox", &snap.sent_files), ("outbox/.Drafts", &snap.draft_files)] {
         for (key, n) in files.iter().filter(|(k, _)| !keys.contains_key(*k)) {
-            v.push(format!("{folder}: {n} file(s) {key}.* answer no fed email"));
+            v.push(format!("{folder}: {n} file(s) with key {key} answer no fed email"));
         }
     }
     if snap.inbox_new > 0 {

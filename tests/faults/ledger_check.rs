@@ -1,6 +1,7 @@
 //! The ledger check must be able to fail: after a clean run it passes, and each of the faults
 //! the scenarios exist to catch, injected by hand, makes it fail with a violation naming the
-//! email — a reply lost from the outbox, a reply delivered twice past the send log, a missing
+//! email — a reply lost from the outbox, a reply delivered twice within one second past the
+//! send log (two real deliveries through the sender's Maildir sink), a missing
 //! send-log row, a message whose ack was dropped (left unacknowledged, then stranded in its
 //! queue) and an email dead-lettered on top of being answered (a second publish of the same
 //! email that bypassed the stages' records). After each, the damage is undone and the check
@@ -17,7 +18,10 @@ use lapin::{BasicProperties, types::FieldTable};
 use pipeline_core::messages::{DeadLetter, FailureInfo};
 use pipeline_core::topology::FAILED_EMAILS;
 
+use sender::sink::{Kind, MaildirSink, OutgoingReply, Sink as _};
+
 use crate::ledger::{self, Report, Snapshot, Terminal};
+use crate::mailbox::AGENT;
 use crate::pipeline::{Options, Pipeline};
 use crate::services;
 
@@ -49,12 +53,8 @@ fn assert_caught(report: &Report, case: &str, needle: &str) {
 
 fn sent_file(p: &Pipeline, email_id: &str) -> PathBuf {
     let key = ledger::outbox_key(email_id);
-    std::fs::read_dir(p.outbox().join("cur"))
-        .expect("outbox")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|path| path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{key}."))))
-        .expect("the reply file")
+    let files = MaildirSink::deliveries(&p.outbox()).expect("outbox");
+    files.into_iter().find(|f| f.key.as_ref() == Some(&key)).expect("the reply file").path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,13 +80,31 @@ async fn the_ledger_check_fails_on_a_lost_or_repeated_reply_a_dropped_ack_or_a_s
     std::fs::rename(&aside, &file).expect("put it back");
     check_now(&p, true).await.assert_clean();
 
-    // 2. The same reply delivered a second time, past the send log (same Message-ID, so the
-    //    same file-name prefix, another unique part).
+    // 2. The same reply delivered twice within one second, past the send log, by the sender's
+    //    own sink (two real deliveries: same Message-ID, so the same key). The pipeline's file
+    //    is set aside meanwhile, so the two are all the outbox holds of that reply.
     let file = sent_file(&p, twice);
-    let copy = file.with_file_name(format!("{}.9999999999.duplicate:2,S", ledger::outbox_key(twice)));
-    std::fs::copy(&file, &copy).expect("duplicate the reply");
+    let reply = OutgoingReply {
+        message_id: sender::reply_message_id(AGENT, twice),
+        raw: std::fs::read(&file).expect("read the reply"),
+        from: AGENT.into(),
+        to: "customer@example.com".into(),
+        thread_id: None,
+    };
+    std::fs::rename(&file, &aside).expect("set the reply aside");
+    let sink = MaildirSink::new(&p.outbox()).expect("the outbox");
+    mailroom_tests::start_of_next_second().await;
+    let copies = [
+        sink.deliver(&reply, Kind::Send).await.expect("deliver"),
+        sink.deliver(&reply, Kind::Send).await.expect("deliver again"),
+    ];
+    let second_of = |name: &str| name.split('.').next().unwrap_or_default().to_owned();
+    assert_eq!(second_of(&copies[0]), second_of(&copies[1]), "delivered within one second: {copies:?}");
     assert_caught(&check_now(&p, true).await, "a reply sent twice", &format!("{twice}: 2 sent reply file(s)"));
-    std::fs::remove_file(&copy).expect("remove the duplicate");
+    for name in &copies {
+        std::fs::remove_file(p.outbox().join("cur").join(name)).expect("remove a copy");
+    }
+    std::fs::rename(&aside, &file).expect("put it back");
     check_now(&p, true).await.assert_clean();
 
     // 3. A send-log row gone (the reply went out but nothing says so).

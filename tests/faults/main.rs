@@ -18,8 +18,8 @@
 //!   behind a provider that is down for the whole run;
 //! - [`backlog`]: a backlog of over 10,000 emails in `emails.to_classify` for a classifier that
 //!   starts late, drained most urgent first;
-//! - [`ledger_check`]: the check itself fails when one reply is deleted or duplicated, one send
-//!   log row goes missing, one ack is dropped or one email is dead-lettered on top of being
+//! - [`ledger_check`]: the check itself fails when one reply is deleted or delivered twice
+//!   within one second, one send log row goes missing, one ack is dropped or one email is dead-lettered on top of being
 //!   answered.
 //!
 //! The scenarios stop and restart services every other test uses, so this binary runs on its

@@ -229,6 +229,14 @@ where
     }
 }
 
+/// Sleeps until just after the system clock's next whole second, so that what a test does next
+/// (two deliveries of one reply, say) happens within one second of the clock.
+pub async fn start_of_next_second() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970");
+    tokio::time::sleep(Duration::from_nanos(u64::from(1_000_000_000 - now.subsec_nanos())) + Duration::from_millis(5))
+        .await;
+}
+
 /// A fresh directory under the system temp dir; removed (with its contents) on drop.
 #[derive(Debug)]
 pub struct TestDir {

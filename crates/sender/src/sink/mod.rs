@@ -10,7 +10,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use gmail_api::GmailSink;
-pub use maildir::MaildirSink;
+pub use maildir::{Delivery, MaildirSink};
 pub use smtp::{SmtpSink, check as check_smtp};
 
 use crate::settings::{OutboxKind, OutboxSettings};

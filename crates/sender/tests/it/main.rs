@@ -5,6 +5,7 @@
 mod gmail;
 mod handler;
 mod limits;
+mod maildir;
 mod smtp;
 
 use std::path::Path;
