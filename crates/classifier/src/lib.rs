@@ -360,7 +360,7 @@ mod tests {
 
     #[test]
     fn a_mailbox_threshold_replaces_the_default_for_that_mailbox_only() {
-        let t = settings(0.8, &[("Billing@Example.com", 0.95)]).thresholds().unwrap();
+        let t = settings(0.8, &[("Billing@Example.com", 0.95)]).thresholds().expect("valid thresholds");
         assert_eq!(t.for_mailbox("billing@example.com"), 0.95);
         assert_eq!(t.for_mailbox(" BILLING@example.COM"), 0.95);
         assert_eq!(t.for_mailbox("support@example.com"), 0.8);
@@ -368,8 +368,8 @@ mod tests {
 
     #[test]
     fn thresholds_outside_zero_to_one_are_refused_by_name() {
-        let err = settings(0.8, &[("billing@example.com", 1.5)]).thresholds().unwrap_err();
+        let err = settings(0.8, &[("billing@example.com", 1.5)]).thresholds().expect_err("out of range");
         assert!(err.contains("billing@example.com") && err.contains("1.5"), "{err}");
-        assert!(settings(-0.1, &[]).thresholds().unwrap_err().contains("auto_answer_min_confidence"));
+        assert!(settings(-0.1, &[]).thresholds().expect_err("out of range").contains("auto_answer_min_confidence"));
     }
 }

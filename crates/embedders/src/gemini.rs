@@ -5,7 +5,6 @@
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::transport::{self, Dimension, RawResponse};
 use crate::{EmbedError, ProviderSettings};
@@ -132,38 +131,24 @@ struct ContentEmbedding {
     values: Vec<f32>,
 }
 
-/// Classifies a Google RPC style error (`{"error":{"code","message","status","details"}}`; some
-/// front ends wrap it in a one-element array). The retry hint comes from the `RetryInfo` detail,
-/// else from a `retry-after` header.
+/// Classifies a Google RPC style error ([`provider_http::GoogleError`]). The retry hint comes
+/// from the `RetryInfo` detail, else from a `retry-after` header; a per-day quota, a spending
+/// cap or a wrong key is permanent.
 fn error_from_response(response: &RawResponse, api_key: &str) -> EmbedError {
     if let Some(error) = transport::redirect_error(PROVIDER, response, api_key) {
         return error;
     }
     let status = response.status;
-    let body: Option<Value> = serde_json::from_slice(&response.body).ok();
-    let error = body.as_ref().and_then(|b| b.get("error").or_else(|| b.get(0).and_then(|first| first.get("error"))));
-    let field = |name: &str| error.and_then(|e| e.get(name)).and_then(Value::as_str);
-    let mut message =
-        field("message").map(str::to_owned).unwrap_or_else(|| transport::body_excerpt(status, &response.body));
-    if let Some(rpc_status) = field("status") {
-        message = format!("{message} ({rpc_status})");
+    let error = provider_http::GoogleError::parse(response);
+    let mut message = error.message.clone();
+    // A per-day quota or a spending cap will not clear for hours, a wrong key never.
+    let quota = error.daily_quota();
+    if let Some(quota) = &quota {
+        message = format!("{message} [quota {quota}]");
     }
-    let transient = transport::is_transient_status(status);
-    let retry_after = if transient {
-        error
-            .and_then(|e| e.get("details"))
-            .and_then(Value::as_array)
-            .and_then(|details| {
-                details.iter().find(|d| {
-                    d.get("@type").and_then(Value::as_str).is_some_and(|t| t.ends_with("google.rpc.RetryInfo"))
-                })
-            })
-            .and_then(|info| info.get("retryDelay"))
-            .and_then(Value::as_str)
-            .and_then(transport::parse_proto_duration)
-            .or_else(|| transport::retry_after(&response.headers))
-    } else {
-        None
-    };
+    let transient =
+        transport::is_transient_status(status) && quota.is_none() && !error.spending_cap() && !error.key_invalid();
+    let retry_after =
+        if transient { error.retry_delay().or_else(|| transport::retry_after(&response.headers)) } else { None };
     transport::status_error(PROVIDER, status, transport::redact(&message, api_key), transient, retry_after)
 }

@@ -6,7 +6,6 @@
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::transport::{self, Dimension, RawResponse};
 use crate::{EmbedError, ProviderSettings};
@@ -125,28 +124,18 @@ fn in_input_order(data: Vec<EmbeddingItem>, expected: usize) -> Result<Vec<Vec<f
     slots.into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| mismatch("the server skipped an index".to_owned()))
 }
 
-/// Classifies an error response. A 429 normally means "slow down", but OpenAI also uses it for
-/// an exhausted balance or spend limit (`insufficient_quota`), which no amount of waiting fixes.
+/// Classifies an error response ([`provider_http::OpenAiError`]). A 429 normally means "slow
+/// down", but OpenAI also uses it for an exhausted balance or spend limit (`insufficient_quota`
+/// and the other quota codes), which no amount of waiting fixes.
 fn error_from_response(response: &RawResponse, api_key: &str) -> EmbedError {
     if let Some(error) = transport::redirect_error(PROVIDER, response, api_key) {
         return error;
     }
     let status = response.status;
-    let body: Option<Value> = serde_json::from_slice(&response.body).ok();
-    let error = body.as_ref().and_then(|b| b.get("error"));
-    let field = |name: &str| error.and_then(|e| e.get(name)).and_then(Value::as_str);
-    let message = field("message")
-        .or_else(|| error.and_then(Value::as_str))
-        .or_else(|| body.as_ref().and_then(|b| b.get("message")).and_then(Value::as_str))
-        .map(str::to_owned)
-        .unwrap_or_else(|| transport::body_excerpt(status, &response.body));
-    let (code, kind) = (field("code"), field("type"));
-    let quota_exhausted = code == Some("insufficient_quota") || kind == Some("insufficient_quota");
-    let message = match code.or(kind) {
-        Some(code) => format!("{message} ({code})"),
-        None => message,
-    };
-    let transient = transport::is_transient_status(status) && !quota_exhausted;
+    let error = provider_http::OpenAiError::parse(response);
+    // Money or a wrong key or model: waiting will not help, whatever the status.
+    let transient = transport::is_transient_status(status) && !error.quota_exhausted() && !error.misconfigured();
     let retry_after = if transient { transport::retry_after(&response.headers) } else { None };
+    let message = error.message;
     transport::status_error(PROVIDER, status, transport::redact(&message, api_key), transient, retry_after)
 }

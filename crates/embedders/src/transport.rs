@@ -9,9 +9,7 @@ use std::sync::OnceLock;
 use reqwest::header::HeaderValue;
 use serde::de::DeserializeOwned;
 
-pub(crate) use provider_http::{
-    RawResponse, body_excerpt, build_client, is_transient_status, parse_proto_duration, redact, retry_after,
-};
+pub(crate) use provider_http::{RawResponse, body_excerpt, build_client, is_transient_status, redact, retry_after};
 
 use crate::{EmbedError, normalize};
 

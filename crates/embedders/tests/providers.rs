@@ -216,6 +216,22 @@ async fn openai_429_insufficient_quota_is_permanent() {
 }
 
 #[tokio::test]
+async fn openai_quota_codes_are_the_ones_the_llm_client_knows() {
+    // Drift found by issue 14: the embedder only knew `insufficient_quota`, the LLM client also
+    // `billing_hard_limit_reached` and `billing_not_active`; both now read provider_http's list.
+    for code in ["billing_hard_limit_reached", "billing_not_active"] {
+        let error = openai_error_for(move || {
+            Reply::json(429, openai_error("You have reached your hard limit.", code, Some(code)))
+                .header("retry-after", "20")
+        })
+        .await;
+        let (status, message) = expect_permanent(&error);
+        assert_eq!(status, Some(429));
+        assert!(message.contains(code), "{message}");
+    }
+}
+
+#[tokio::test]
 async fn openai_400_is_permanent_with_the_providers_message() {
     let error = openai_error_for(|| {
         Reply::json(
@@ -486,6 +502,31 @@ async fn gemini_429_uses_retry_info_delay() {
     assert_eq!(status, Some(429));
     assert!(message.contains("Resource has been exhausted") && message.contains("RESOURCE_EXHAUSTED"), "{message}");
     assert_eq!(retry_after, Some(Duration::from_secs(37)));
+}
+
+#[tokio::test]
+async fn gemini_a_per_day_quota_is_permanent_like_for_the_llm_client() {
+    // Drift found by issue 14: the embedder retried an exhausted per-day quota every few
+    // seconds, while the LLM client already knew it will not clear for hours.
+    let error = gemini_error_for(|| {
+        Reply::json(
+            429,
+            gemini_error(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "Quota exceeded for quota metric 'Embed content requests' and limit 'per day'.",
+                json!([
+                    {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{"quotaId": "EmbedContentRequestsPerDayPerProjectPerModel-FreeTier"}]},
+                    {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"},
+                ]),
+            ),
+        )
+    })
+    .await;
+    let (status, message) = expect_permanent(&error);
+    assert_eq!(status, Some(429));
+    assert!(message.contains("[quota EmbedContentRequestsPerDayPerProjectPerModel-FreeTier]"), "{message}");
+    assert_eq!(error.retry_after(), None);
 }
 
 #[tokio::test]

@@ -18,21 +18,6 @@ const PROVIDER: &str = "gemini";
 /// The public endpoint, used when `base_url` is empty.
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com/v1beta";
 
-/// Phrases of 429 messages that mean money, not rate: a spending cap or depleted prepaid
-/// credits. Every Gemini 429 says "check your plan and billing details", so "billing" alone
-/// does not count.
-const QUOTA_PHRASES: &[&str] = &[
-    "spending cap",
-    "spend cap",
-    "spending limit",
-    "spend limit",
-    "credits are depleted",
-    "billing account",
-    "billing is disabled",
-    "billing has been disabled",
-    "billing is not enabled",
-];
-
 /// The Gemini API.
 #[derive(Debug)]
 pub struct GeminiProvider {
@@ -297,66 +282,21 @@ fn error_from_response(response: &RawResponse, api_key: &str) -> LlmError {
     if let Some(error) = transport::redirect_error(PROVIDER, response, api_key) {
         return error;
     }
-    let status = response.status;
-    let body = response.json();
-    let error = body.as_ref().and_then(|b| b.get("error").or_else(|| b.get(0).and_then(|first| first.get("error"))));
-    let field = |name: &str| error.and_then(|e| e.get(name)).and_then(Value::as_str);
-    let mut message =
-        field("message").map(str::to_owned).unwrap_or_else(|| transport::body_excerpt(status, &response.body));
-    if let Some(rpc_status) = field("status") {
-        message = format!("{message} ({rpc_status})");
-    }
-    let details: &[Value] =
-        error.and_then(|e| e.get("details")).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    let detail = |kind: &'static str| {
-        details.iter().filter(move |d| d.get("@type").and_then(Value::as_str).is_some_and(|t| t.ends_with(kind)))
-    };
-    // A wrong key is a 400 INVALID_ARGUMENT whose ErrorInfo says API_KEY_INVALID.
-    let key_invalid = detail("google.rpc.ErrorInfo")
-        .any(|info| info.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID"))
-        || message.starts_with("API key not valid");
-    let daily_quota = if status == 429 { daily_quota_violation(detail("google.rpc.QuotaFailure")) } else { None };
-    let class = if key_invalid {
+    let error = provider_http::GoogleError::parse(response);
+    let mut message = error.message.clone();
+    let class = if error.key_invalid() {
         ErrorClass::Misconfigured
-    } else if let Some(quota) = daily_quota {
+    } else if let Some(quota) = error.daily_quota() {
         message = format!("{message} [quota {quota}]");
         ErrorClass::QuotaExhausted
-    } else if status == 429 && transport::mentions(&message, QUOTA_PHRASES) {
+    } else if error.spending_cap() {
         ErrorClass::QuotaExhausted
-    } else if transport::is_transient_status(status) {
-        let retry_after = detail("google.rpc.RetryInfo")
-            .find_map(|info| info.get("retryDelay").and_then(Value::as_str))
-            .and_then(transport::parse_proto_duration)
-            .or_else(|| transport::retry_after(&response.headers));
-        ErrorClass::Transient(retry_after)
+    } else if transport::is_transient_status(response.status) {
+        ErrorClass::Transient(error.retry_delay().or_else(|| transport::retry_after(&response.headers)))
     } else {
         ErrorClass::Permanent
     };
     transport::status_error(PROVIDER, response, &message, class, api_key)
-}
-
-/// The id of the first per-day quota among `QuotaFailure` violations (`quotaId` such as
-/// `GenerateRequestsPerDayPerProjectPerModel-FreeTier`, or a `quotaMetric`/`description` that
-/// says so).
-fn daily_quota_violation<'a>(failures: impl Iterator<Item = &'a Value>) -> Option<String> {
-    failures
-        .flat_map(|failure| failure.get("violations").and_then(Value::as_array).into_iter().flatten())
-        .find(|violation| {
-            ["quotaId", "quotaMetric", "description"].iter().any(|field| {
-                violation.get(*field).and_then(Value::as_str).is_some_and(|text| {
-                    let text = text.to_lowercase();
-                    text.contains("perday") || text.contains("per_day") || text.contains("per day")
-                })
-            })
-        })
-        .map(|violation| {
-            violation
-                .get("quotaId")
-                .or_else(|| violation.get("quotaMetric"))
-                .and_then(Value::as_str)
-                .unwrap_or("per day")
-                .to_owned()
-        })
 }
 
 #[cfg(test)]

@@ -21,13 +21,6 @@ pub const DEFAULT_NAME: &str = "openai";
 /// The public endpoint, used when `base_url` is empty.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
-/// Error codes (or types) that mean money, not rate: a 429 `insufficient_quota` will not clear
-/// by waiting.
-const QUOTA_CODES: &[&str] = &["insufficient_quota", "billing_hard_limit_reached", "billing_not_active"];
-
-/// Error codes that mean the key or the model is wrong, not this request.
-const MISCONFIGURATION_CODES: &[&str] = &["invalid_api_key", "model_not_found"];
-
 /// An OpenAI-compatible chat completions server.
 #[derive(Debug)]
 pub struct OpenAiProvider {
@@ -214,31 +207,17 @@ fn error_from_response(provider: &str, response: &RawResponse, api_key: &str) ->
     if let Some(error) = transport::redirect_error(provider, response, api_key) {
         return error;
     }
-    let status = response.status;
-    let body = response.json();
-    let error = body.as_ref().and_then(|b| b.get("error"));
-    let field = |name: &str| error.and_then(|e| e.get(name)).and_then(Value::as_str);
-    let message = field("message")
-        .or_else(|| error.and_then(Value::as_str))
-        .or_else(|| body.as_ref().and_then(|b| b.get("message")).and_then(Value::as_str))
-        .map(str::to_owned)
-        .unwrap_or_else(|| transport::body_excerpt(status, &response.body));
-    let (code, kind) = (field("code"), field("type"));
-    let quota_exhausted = [code, kind].into_iter().flatten().any(|c| QUOTA_CODES.contains(&c));
-    let message = match code.or(kind) {
-        Some(code) => format!("{message} ({code})"),
-        None => message,
-    };
+    let error = provider_http::OpenAiError::parse(response);
     // A wrong key or model is named by its code whatever the status a compatible server uses.
-    let misconfigured = [code, kind].into_iter().flatten().any(|c| MISCONFIGURATION_CODES.contains(&c));
-    let class = if quota_exhausted {
+    let class = if error.quota_exhausted() {
         ErrorClass::QuotaExhausted
-    } else if misconfigured {
+    } else if error.misconfigured() {
         ErrorClass::Misconfigured
-    } else if transport::is_transient_status(status) {
+    } else if transport::is_transient_status(response.status) {
         ErrorClass::Transient(transport::retry_after(&response.headers))
     } else {
         ErrorClass::Permanent
     };
+    let message = error.message;
     transport::status_error(provider, response, &message, class, api_key)
 }

@@ -5,7 +5,7 @@
 use reqwest::header::HeaderValue;
 
 pub(crate) use provider_http::{
-    RawResponse, body_excerpt, build_client, excerpt, is_transient_status, parse_proto_duration, redact, retry_after,
+    RawResponse, body_excerpt, build_client, excerpt, is_transient_status, redact, retry_after,
 };
 
 use crate::LlmError;

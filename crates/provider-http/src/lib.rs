@@ -11,6 +11,8 @@
 //! - [`redact`], [`body_excerpt`], [`excerpt`], [`redirect_message`]: error messages that quote
 //!   the provider without leaking the key or kilobytes of HTML.
 //!
+//! - [`error_body`]: what an OpenAI- or Google-shaped error body says (quota exhausted, wrong
+//!   key), one reading for the LLM and embedding clients;
 //! - [`health`]: configuration errors (401, 403, model not found) kept, logged loudly and
 //!   handed to the worker's readiness, metrics and `mailroom status`.
 //!
@@ -18,8 +20,10 @@
 
 use std::time::Duration;
 
+pub mod error_body;
 pub mod health;
 
+pub use error_body::{GoogleError, OpenAiError};
 pub use health::{HealthEvent, ProviderHealth, ProviderProblem};
 
 use reqwest::header::{HeaderMap, HeaderValue};
