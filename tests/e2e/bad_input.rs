@@ -24,9 +24,10 @@ use lapin::options::BasicGetOptions;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, repo_root, run, spawn_logged, wait_for};
 use pipeline_core::Publisher;
+use pipeline_core::dead_letter::DeadLetter;
 use pipeline_core::messages::{
-    Classification, DeadLetter, DocumentMetadata, DocumentToIngest, EmailToClassify, EmailToRespond, EmailToSend,
-    IncomingEmail, new_message_id, now,
+    Classification, DocumentMetadata, DocumentToIngest, EmailToClassify, EmailToRespond, EmailToSend, IncomingEmail,
+    new_message_id, now,
 };
 use pipeline_core::topology::{self, Route};
 use sender::sink::MaildirSink;

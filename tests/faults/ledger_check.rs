@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use lapin::{BasicProperties, types::FieldTable};
-use pipeline_core::messages::{DeadLetter, FailureInfo};
+use pipeline_core::dead_letter::{DeadLetter, FailureInfo};
 use pipeline_core::topology::FAILED_EMAILS;
 
 use sender::sink::{Kind, MaildirSink, OutgoingReply, Sink as _};

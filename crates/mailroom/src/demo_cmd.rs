@@ -16,13 +16,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use pipeline_core::Settings;
+use pipeline_core::dead_letter::Shape;
 use pipeline_core::topology::Topology;
 use secrecy::ExposeSecret as _;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::demo_preflight::{COMPOSE, preflight};
-use crate::dlq_cmd::{DlqReader, Shape};
+use crate::dlq_cmd::DlqReader;
 use crate::procs::{self, Output, WORKERS, amqp_user, database_url, vhost_url};
 
 /// `mailroom demo` options.

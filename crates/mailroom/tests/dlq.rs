@@ -15,7 +15,8 @@ use lapin::options::{BasicGetOptions, BasicRejectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, run, signal, spawn, wait_for};
-use pipeline_core::messages::{DeadLetter, DocumentMetadata, DocumentToIngest, FailureInfo, new_message_id, now};
+use pipeline_core::dead_letter::{DeadLetter, FailureInfo};
+use pipeline_core::messages::{DocumentMetadata, DocumentToIngest, new_message_id, now};
 use pipeline_core::publisher::{Outgoing, Publisher, RETRY_COUNT_HEADER};
 use pipeline_core::topology::{
     DEAD_LETTER_QUEUE, DOCUMENTS_TO_INGEST, EMAILS_TO_CLASSIFY, EMAILS_TO_SEND, QueueSpec, Route,

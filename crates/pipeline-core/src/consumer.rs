@@ -29,15 +29,15 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use tracing::{debug, error, info, warn};
 
 use crate::amqp;
 use crate::backoff::Backoff;
+use crate::dead_letter::{DeadLetter, FailureInfo};
 use crate::error::{Fate, HandlerError};
-use crate::messages::{DeadLetter, FailureInfo};
 use crate::publisher::{Outgoing, Publisher, RETRY_COUNT_HEADER, int_header};
 use crate::settings::{ConsumerSettings, Settings};
 use crate::telemetry::{DeadLetterLabels, QueueLabel, Telemetry};
@@ -307,19 +307,10 @@ impl<H: Handler> Processor<H> {
             consumer_id: self.consumer_id.to_string(),
         };
         let envelope = DeadLetter::new(self.queue.name, &delivery.data, info);
-        let route = self.queue.failure_route();
-        let mut out = match serde_json::to_vec(&envelope) {
-            Ok(body) => Outgoing {
-                route,
-                body,
-                message_id: envelope.message_id.clone(),
-                priority: None,
-                correlation_id: meta.correlation_id.clone(),
-                headers: FieldTable::default(),
-            },
+        let out = match envelope.outgoing(self.queue.failure_route(), meta.correlation_id.clone()) {
+            Ok(out) => out,
             Err(e) => return self.requeue(delivery, meta, &e).await,
         };
-        out.headers.insert("x-original-queue".into(), AMQPValue::LongString(self.queue.name.into()));
         let message_id = meta.message_id.as_deref().unwrap_or("-");
         match self.publisher.send(&out).await {
             Ok(()) => {
@@ -667,11 +658,6 @@ impl<H: Handler> Worker<H> {
             ),
         }
     }
-}
-
-/// Properties for a message republished by an operator tool (replay): persistent JSON.
-pub fn replay_properties(original: &BasicProperties) -> BasicProperties {
-    original.clone().with_delivery_mode(2)
 }
 
 /// Runs a consuming worker the way every stage binary does: serves `/metrics`, `/healthz` and

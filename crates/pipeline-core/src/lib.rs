@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod binary;
 pub mod consumer;
 pub mod content;
+pub mod dead_letter;
 pub mod error;
 pub mod http;
 pub mod messages;

@@ -56,7 +56,7 @@ pub fn deserialize_agent_address<'de, D: serde::Deserializer<'de>>(d: D) -> Resu
     String::deserialize(d).map(|a| agent_address(&a))
 }
 
-fn serialize_timestamp<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_timestamp<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
@@ -402,76 +402,6 @@ impl PipelineMessage for DocumentToIngest {
     }
 }
 
-/// `failure_info` of a dead letter.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FailureInfo {
-    /// Human-readable reason.
-    pub error_message: String,
-    /// Machine-readable kind (`QuotaExceededError`, `InvalidJson`, …).
-    pub error_type: String,
-    /// How many retries were spent before giving up.
-    pub retry_count: u32,
-    /// The error's cause chain (Rust errors carry no stack; the chain is what explains them).
-    pub stack_trace: String,
-    /// Which worker gave up.
-    pub consumer_id: String,
-}
-
-/// Body of `dead_letter_queue`: the original message inside an envelope saying why it failed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeadLetter {
-    /// Unique id of this envelope.
-    pub message_id: String,
-    /// When the message was dead-lettered.
-    #[serde(serialize_with = "serialize_timestamp")]
-    pub timestamp: DateTime<Utc>,
-    /// The queue the original message was consumed from.
-    pub original_queue: String,
-    /// The original body: its JSON when it was JSON, else its text.
-    pub original_message: serde_json::Value,
-    /// The original body, base64-encoded, when it was not valid UTF-8 (so replay loses nothing).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub original_message_base64: Option<String>,
-    /// Why it failed.
-    pub failure_info: FailureInfo,
-}
-
-impl DeadLetter {
-    /// Wraps a raw body: JSON bodies are embedded as JSON, anything else as text or base64.
-    pub fn new(original_queue: &str, body: &[u8], failure_info: FailureInfo) -> Self {
-        use base64::Engine as _;
-        let (original_message, original_message_base64) = match serde_json::from_slice::<serde_json::Value>(body) {
-            Ok(value) => (value, None),
-            Err(_) => match std::str::from_utf8(body) {
-                Ok(text) => (serde_json::Value::String(text.to_owned()), None),
-                Err(_) => (serde_json::Value::Null, Some(base64::engine::general_purpose::STANDARD.encode(body))),
-            },
-        };
-        Self {
-            message_id: new_message_id(),
-            timestamp: now(),
-            original_queue: original_queue.to_owned(),
-            original_message,
-            original_message_base64,
-            failure_info,
-        }
-    }
-
-    /// The original body's bytes, as they were consumed (JSON is re-serialised compactly).
-    pub fn original_body(&self) -> Vec<u8> {
-        use base64::Engine as _;
-        if let Some(bytes) =
-            self.original_message_base64.as_ref().and_then(|e| base64::engine::general_purpose::STANDARD.decode(e).ok())
-        {
-            return bytes;
-        }
-        match &self.original_message {
-            serde_json::Value::String(text) => text.clone().into_bytes(),
-            other => other.to_string().into_bytes(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,22 +481,5 @@ mod tests {
         assert_eq!(reply_subject("Re: Re: RE: Where is my order?"), "Re: Where is my order?");
         assert_eq!(reply_subject("AW: Frage"), "Re: Frage");
         assert_eq!(reply_subject("  "), "Re: your message");
-    }
-
-    #[test]
-    fn dead_letter_keeps_every_kind_of_body() {
-        let info = FailureInfo {
-            error_message: "bad".into(),
-            error_type: "InvalidJson".into(),
-            retry_count: 0,
-            stack_trace: String::new(),
-            consumer_id: "t".into(),
-        };
-        for body in [&b"{\"a\":1}"[..], b"not json", &[0xff, 0xfe, 0x00]] {
-            let dl = DeadLetter::new("emails.to_classify", body, info.clone());
-            let round: DeadLetter =
-                serde_json::from_slice(&serde_json::to_vec(&dl).expect("encodes")).expect("decodes");
-            assert_eq!(round.original_body(), body);
-        }
     }
 }

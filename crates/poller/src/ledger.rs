@@ -352,12 +352,12 @@ impl Ledger {
 /// operators can match it to `mailbox_messages`.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct Unparseable(pub pipeline_core::messages::DeadLetter);
+pub struct Unparseable(pub pipeline_core::dead_letter::DeadLetter);
 
 impl Unparseable {
     /// The envelope for `raw`, which failed to parse for `reason`.
     pub fn new(mailbox_id: &str, message_id: &str, raw: &[u8], reason: &str) -> Self {
-        let info = pipeline_core::messages::FailureInfo {
+        let info = pipeline_core::dead_letter::FailureInfo {
             error_message: format!("{reason} (mailbox id {mailbox_id})"),
             error_type: "UnparseableEmail".into(),
             retry_count: 0,
@@ -365,7 +365,7 @@ impl Unparseable {
             consumer_id: crate::NAME.into(),
         };
         let mut envelope =
-            pipeline_core::messages::DeadLetter::new(pipeline_core::topology::EMAILS_TO_CLASSIFY.name, raw, info);
+            pipeline_core::dead_letter::DeadLetter::new(pipeline_core::topology::EMAILS_TO_CLASSIFY.name, raw, info);
         envelope.message_id = message_id.to_owned();
         Self(envelope)
     }
