@@ -42,8 +42,11 @@ use serde_json::{Value, json};
 const DEFINITIONS: &str = "deploy/rabbitmq/definitions.json";
 /// The vhost the file defines.
 const FILE_VHOST: &str = "mailroom";
-/// Every role user the file must define, as `mailroom-<role>`.
-const ROLES: [&str; 7] = ["admin", "poller", "classifier", "rag-generator", "sender", "doc-ingester", "upload-api"];
+/// Every role user the file must define, as `mailroom-<role>`: the admin and one per binary.
+fn role_names() -> BTreeSet<String> {
+    std::iter::once("admin").chain(pipeline_core::consumer::binary_names()).map(str::to_owned).collect()
+}
+
 /// How long one AMQP operation may take before the test calls it hung.
 const OP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -372,21 +375,19 @@ fn route(r: Route) -> (&'static str, String) {
 /// The role table of the design: each consumer publishes its next stage (if any), its retry
 /// ladder and its dead letters; the producers publish their one route.
 fn roles(topology: &Topology) -> Vec<Role> {
-    let retry = |q: &QueueSpec| (RETRY_EXCHANGE, topology.retry_ladder(q)[0].queue.clone());
-    let consumer = |name, q: &'static QueueSpec, next: Option<Route>| {
-        let mut publishes: Vec<_> = next.into_iter().map(route).collect();
-        publishes.push(retry(q));
-        publishes.push(route(q.failure_route()));
-        Role { name, consumes: Some(q), publishes }
-    };
-    vec![
-        Role { name: "poller", consumes: None, publishes: vec![route(topology::CLASSIFY)] },
-        consumer("classifier", &EMAILS_TO_CLASSIFY, Some(topology::RESPOND)),
-        consumer("rag-generator", &EMAILS_TO_RESPOND, Some(topology::SEND)),
-        consumer("sender", &EMAILS_TO_SEND, None),
-        consumer("doc-ingester", &DOCUMENTS_TO_INGEST, None),
-        Role { name: "upload-api", consumes: None, publishes: vec![route(topology::INGEST)] },
-    ]
+    // From the one list of binaries: what each publishes, plus a consumer's first retry step and
+    // its failure route.
+    pipeline_core::consumer::BINARIES
+        .into_iter()
+        .map(|binary| {
+            let mut publishes: Vec<_> = binary.publishes.iter().copied().map(route).collect();
+            if let Some(q) = binary.consumes {
+                publishes.push((RETRY_EXCHANGE, topology.retry_ladder(q)[0].queue.clone()));
+                publishes.push(route(q.failure_route()));
+            }
+            Role { name: binary.name, consumes: binary.consumes, publishes }
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -402,7 +403,7 @@ fn definitions_define_every_role_with_anchored_regexes_and_placeholder_passwords
         .iter()
         .map(|u| role_of(u["name"].as_str().expect("name")).to_owned())
         .collect();
-    assert_eq!(users, ROLES.iter().map(|r| (*r).to_owned()).collect(), "one user per role, no others");
+    assert_eq!(users, role_names(), "one user per role, no others");
     for user in defs["users"].as_array().expect("users") {
         // An empty hash matches no password: nobody logs in until an operator sets one.
         assert_eq!(user["password_hash"], "", "{}: passwords in the file are placeholders", user["name"]);
@@ -414,7 +415,7 @@ fn definitions_define_every_role_with_anchored_regexes_and_placeholder_passwords
         defs["vhosts"].as_array().expect("vhosts").iter().filter_map(|v| v["name"].as_str()).collect();
     assert_eq!(vhosts, [FILE_VHOST]);
     let permissions = defs["permissions"].as_array().expect("permissions");
-    assert_eq!(permissions.len(), ROLES.len(), "one permission entry per role");
+    assert_eq!(permissions.len(), role_names().len(), "one permission entry per role");
     for p in permissions {
         for kind in ["configure", "write", "read"] {
             let regex = p[kind].as_str().expect("regex");
@@ -511,11 +512,16 @@ async fn each_operation_needs_exactly_the_permission_the_definitions_grant_for_i
 // The roles of definitions.json
 // ---------------------------------------------------------------------------------------------
 
-/// A handler that does nothing: the runtime's broker operations are what is under test.
-struct Idle;
+/// A handler that does nothing but say where it would publish: the runtime's broker
+/// operations are what is under test.
+struct Idle(&'static [Route]);
 
 impl Handler for Idle {
     type Input = Value;
+
+    fn publishes(&self) -> &'static [Route] {
+        self.0
+    }
 
     async fn handle(&self, _input: Value, _meta: &DeliveryMeta) -> Result<Vec<Outgoing>, HandlerError> {
         Ok(Vec::new())
@@ -537,9 +543,10 @@ fn settings_for(url: &str) -> Settings {
 }
 
 /// Runs the real consumer runtime as `role` until it reports ready (or fails the test).
-async fn worker_becomes_ready(role: &str, queue: &'static QueueSpec, url: &str) {
+async fn worker_becomes_ready(role: &str, queue: &'static QueueSpec, publishes: &'static [Route], url: &str) {
     let telemetry = Arc::new(Telemetry::default());
-    let worker = pipeline_core::Worker::new(role, queue, Arc::new(Idle), &settings_for(url), telemetry.clone());
+    let worker =
+        pipeline_core::Worker::new(role, queue, Arc::new(Idle(publishes)), &settings_for(url), telemetry.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(worker.run(async move {
         let _ = stopped.await;
@@ -605,7 +612,10 @@ async fn each_role_can_do_exactly_what_it_needs_and_is_refused_the_rest() {
         // And the real runtime, as this role, with `topology.declare = false`.
         let url = roles_vhost.url(name);
         match role.consumes {
-            Some(queue) => worker_becomes_ready(name, queue, &url).await,
+            Some(queue) => {
+                let binary = pipeline_core::consumer::binary(name).expect("a binary");
+                worker_becomes_ready(name, queue, binary.publishes, &url).await
+            }
             None => {
                 let producer = Producer::new(name, &settings_for(&url), Arc::new(Telemetry::default()));
                 producer.connect().await.unwrap_or_else(|e| panic!("{name} producer as mailroom-{name}: {e}"));

@@ -4,11 +4,9 @@
 
 use mailroom_tests::{TestDir, bin_path, run};
 
-const WORKERS: &[&str] = &["upload-api", "doc-ingester", "classifier", "rag-generator", "sender", "poller"];
-
 #[tokio::test]
 async fn workers_exit_on_an_unknown_variable_naming_it() {
-    for worker in WORKERS {
+    for worker in pipeline_core::consumer::binary_names() {
         let env = [("MAILROOM__SENDER__RATE_LIMT", "5".to_owned())];
         let (code, out) = run(&bin_path(worker), &[], &env).await;
         assert_eq!(code, 2, "{worker}: {out}");

@@ -23,7 +23,10 @@ use crate::ledger::{self, Report, Snapshot};
 use crate::mailbox::{self, AGENT, Fed};
 
 /// The four stages of the email path.
-pub(crate) const STAGES: [&str; 4] = ["poller", "classifier", "rag-generator", "sender"];
+pub(crate) const STAGES: [&str; 4] = {
+    let [a, b, c, d] = pipeline_core::consumer::MAIL_STAGES;
+    [a.name, b.name, c.name, d.name]
+};
 
 /// The retry ladder of every scenario (see the module docs).
 pub(crate) const RETRY_DELAYS_MS: &str = "500,2000,8000,15000,20000";

@@ -267,6 +267,9 @@ impl Classifier {
 }
 
 impl Handler for ClassifyHandler {
+    fn publishes(&self) -> &'static [pipeline_core::topology::Route] {
+        pipeline_core::consumer::roles::CLASSIFIER.publishes
+    }
     type Input = EmailToClassify;
 
     async fn handle(&self, email: EmailToClassify, meta: &DeliveryMeta) -> Result<Vec<Outgoing>, HandlerError> {
@@ -296,9 +299,7 @@ impl Handler for ClassifyHandler {
                 .map_err(QueryFailed)?
             }
         };
-        let message_id = email.message_id.as_str();
         info!(
-            message_id,
             email_id = %email.email_id,
             support = stored.is_support_inquiry,
             category = %stored.category,

@@ -283,6 +283,9 @@ impl IngestHandler {
 }
 
 impl Handler for IngestHandler {
+    fn publishes(&self) -> &'static [pipeline_core::topology::Route] {
+        pipeline_core::consumer::roles::DOC_INGESTER.publishes
+    }
     type Input = DocumentToIngest;
 
     async fn handle(&self, msg: DocumentToIngest, meta: &DeliveryMeta) -> Result<Vec<Outgoing>, HandlerError> {

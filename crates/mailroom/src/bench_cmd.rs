@@ -41,11 +41,15 @@ use serde_json::{Value, json};
 
 use crate::procs::{self, Output, Worker, amqp_user, database_url, vhost_url};
 
-/// The pipeline's stages, in start order (consumers before the poller, so nothing waits).
-const PIPELINE: [&str; 4] = ["classifier", "rag-generator", "sender", "poller"];
+/// The mail stages, in start order (consumers before the poller, so nothing waits).
+const PIPELINE: [&str; 4] = {
+    let [poller, classifier, generator, sender] = pipeline_core::consumer::MAIL_STAGES;
+    [classifier.name, generator.name, sender.name, poller.name]
+};
 
 /// Stages that only ingest the knowledge base; stopped before the measurements.
-const INGESTION: [&str; 2] = ["upload-api", "doc-ingester"];
+const INGESTION: [&str; 2] =
+    [pipeline_core::consumer::roles::UPLOAD_API.name, pipeline_core::consumer::roles::DOC_INGESTER.name];
 
 /// Targets on the reference machine (2 cores, broker and databases on the same host).
 const TARGET_OFFLINE: f64 = 1_000.0;

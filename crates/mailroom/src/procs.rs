@@ -12,8 +12,12 @@ use secrecy::{ExposeSecret as _, SecretString};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
-/// Every pipeline worker binary, in start order (producers last, so consumers are ready).
-pub const WORKERS: [&str; 6] = ["upload-api", "doc-ingester", "classifier", "rag-generator", "sender", "poller"];
+/// Every pipeline worker binary, in start order (producers last, so consumers are ready): the
+/// names of [`pipeline_core::consumer::BINARIES`].
+pub const WORKERS: [&str; 6] = {
+    let b = pipeline_core::consumer::BINARIES;
+    [b[0].name, b[1].name, b[2].name, b[3].name, b[4].name, b[5].name]
+};
 
 /// A worker binary is missing.
 #[derive(Debug, thiserror::Error)]

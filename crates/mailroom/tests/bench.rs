@@ -69,7 +69,7 @@ async fn a_quick_bench_runs_every_measurement_and_prints_the_figures() {
     let latency = line("(d) ");
     assert!(latency.contains("p50") && latency.contains("p99"), "{stdout}");
     let rss = line("(e) ");
-    for worker in ["poller", "classifier", "rag-generator", "sender", "upload-api", "doc-ingester"] {
+    for worker in pipeline_core::consumer::binary_names() {
         assert!(rss.contains(&format!("{worker} ")), "{worker} missing: {rss}");
     }
     // Every email of the throughput runs got a real reply file in the outbox.

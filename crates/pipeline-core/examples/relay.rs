@@ -18,6 +18,11 @@ struct Relay {
 impl Handler for Relay {
     type Input = EmailToClassify;
 
+    fn publishes(&self) -> &'static [pipeline_core::topology::Route] {
+        // Stands in for the classifier.
+        pipeline_core::consumer::roles::CLASSIFIER.publishes
+    }
+
     async fn handle(&self, email: EmailToClassify, _meta: &DeliveryMeta) -> Result<Vec<Outgoing>, HandlerError> {
         tokio::time::sleep(self.delay).await;
         let verdict = Classification {

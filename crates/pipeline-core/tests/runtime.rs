@@ -11,6 +11,7 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicGetOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use mailroom_tests::{TestVhost, example_path, mgmt, signal, spawn, wait_for};
+use pipeline_core::consumer::roles::CLASSIFIER;
 use pipeline_core::dead_letter::DeadLetter;
 use pipeline_core::messages::{EmailToClassify, EmailToRespond, IncomingEmail};
 use pipeline_core::topology::{self, EMAILS_TO_CLASSIFY, Topology};
@@ -115,6 +116,10 @@ struct Flaky {
 impl Handler for Flaky {
     type Input = EmailToClassify;
 
+    fn publishes(&self) -> &'static [pipeline_core::topology::Route] {
+        CLASSIFIER.publishes
+    }
+
     async fn handle(&self, email: EmailToClassify, _meta: &DeliveryMeta) -> Result<Vec<Outgoing>, HandlerError> {
         let n = {
             let mut attempts = self.attempts.lock().expect("lock");
@@ -214,6 +219,10 @@ struct Picky {
 impl Handler for Picky {
     type Input = EmailToClassify;
 
+    fn publishes(&self) -> &'static [pipeline_core::topology::Route] {
+        CLASSIFIER.publishes
+    }
+
     async fn handle(&self, email: EmailToClassify, _meta: &DeliveryMeta) -> Result<Vec<Outgoing>, HandlerError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if email.subject.contains("reject") {
@@ -298,6 +307,10 @@ struct Unreliable {
 
 impl Handler for Unreliable {
     type Input = EmailToClassify;
+
+    fn publishes(&self) -> &'static [pipeline_core::topology::Route] {
+        CLASSIFIER.publishes
+    }
 
     async fn handle(&self, email: EmailToClassify, _meta: &DeliveryMeta) -> Result<Vec<Outgoing>, HandlerError> {
         let attempt = {
@@ -657,6 +670,10 @@ struct Waiting {
 
 impl Handler for Waiting {
     type Input = EmailToClassify;
+
+    fn publishes(&self) -> &'static [pipeline_core::topology::Route] {
+        CLASSIFIER.publishes
+    }
 
     async fn handle(&self, email: EmailToClassify, meta: &DeliveryMeta) -> Result<Vec<Outgoing>, HandlerError> {
         let n = {

@@ -10,7 +10,8 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use mailroom_tests::TestVhost;
-use pipeline_core::consumer::{UsedTopology, next_stage_routes};
+use pipeline_core::consumer::UsedTopology;
+use pipeline_core::consumer::roles::CLASSIFIER;
 use pipeline_core::messages::{EmailToClassify, IncomingEmail};
 use pipeline_core::topology::{self, EMAILS_TO_CLASSIFY, QueueSpec};
 use pipeline_core::{DeliveryMeta, Handler, HandlerError, Outgoing, Producer, Settings, Telemetry, Worker};
@@ -76,6 +77,10 @@ struct Idle;
 impl Handler for Idle {
     type Input = serde_json::Value;
 
+    fn publishes(&self) -> &'static [pipeline_core::topology::Route] {
+        CLASSIFIER.publishes
+    }
+
     async fn handle(&self, _input: serde_json::Value, _meta: &DeliveryMeta) -> Result<Vec<Outgoing>, HandlerError> {
         Ok(Vec::new())
     }
@@ -108,7 +113,7 @@ async fn a_worker_needs_only_its_queue_and_the_exchanges_it_publishes_to() {
     let vhost = TestVhost::create().await;
     let s = settings(&vhost);
     let conn = connect(&vhost).await;
-    let used = UsedTopology::consumer(&EMAILS_TO_CLASSIFY, next_stage_routes(&EMAILS_TO_CLASSIFY));
+    let used = CLASSIFIER.used_topology();
 
     // Its exchanges but not its queue: not ready, and the reason names what is missing.
     declare_only(&conn, &UsedTopology { queues: Default::default(), ..used.clone() }).await;

@@ -287,6 +287,9 @@ impl RespondHandler {
 }
 
 impl Handler for RespondHandler {
+    fn publishes(&self) -> &'static [pipeline_core::topology::Route] {
+        pipeline_core::consumer::roles::RAG_GENERATOR.publishes
+    }
     type Input = EmailToRespond;
 
     async fn handle(&self, msg: EmailToRespond, _meta: &DeliveryMeta) -> Result<Vec<Outgoing>, HandlerError> {

@@ -235,7 +235,7 @@ impl<S: Sink> SendHandler<S> {
             Err(e @ mail_mime::BuildError::InvalidMessageId { field: "in_reply_to" | "references", .. })
                 if !msg.in_reply_to.iter().chain(&msg.references).any(|id| id.contains(['\r', '\n', '\0'])) =>
             {
-                warn!(message_id = %msg.message_id, error = %e, "Unusable message id; replying without threading headers.");
+                warn!(error = %e, "Unusable message id; replying without threading headers.");
                 mail_mime::build_reply(ReplySpec { in_reply_to: None, references: Vec::new(), ..spec })
                     .map_err(|e| HandlerError::permanent("InvalidReply", e))?
             }
@@ -297,7 +297,7 @@ impl<S: Sink> SendHandler<S> {
         let (token, takeover) =
             match sendlog::claim(&self.pool, &claim, self.settings.claim_lease()).await.map_err(QueryFailed)? {
                 ClaimOutcome::Done(state) => {
-                    info!(message_id, email_id, state, "Email already answered; nothing sent.");
+                    info!(email_id, state, "Email already answered; nothing sent.");
                     return Ok(Outcome::Duplicate(state));
                 }
                 ClaimOutcome::Busy(remaining) => {
@@ -320,13 +320,13 @@ impl<S: Sink> SendHandler<S> {
         if let Some((wait, block)) = self.blocked(kind) {
             self.release(agent, email_id, token).await;
             self.metrics.defer("sink_misconfigured");
-            debug!(message_id, email_id, wait_ms = wait.as_millis() as u64, "Outbox misconfigured; reply deferred.");
+            debug!(email_id, wait_ms = wait.as_millis() as u64, "Outbox misconfigured; reply deferred.");
             return Err(HandlerError::defer(wait, block.error_type, block.reason));
         }
         if takeover {
             match self.sink.find(&reply, kind).await {
                 Ok(Lookup::Delivered(id)) => {
-                    info!(message_id, email_id, provider_id = %id, "Found the reply a crashed sender delivered.");
+                    info!(email_id, provider_id = %id, "Found the reply a crashed sender delivered.");
                     let state = if kind == Kind::Send { Final::Sent } else { Final::Drafted };
                     self.complete(msg, token, state, Some(&id), reason.as_deref()).await?;
                     return Ok(match kind {
@@ -363,7 +363,7 @@ impl<S: Sink> SendHandler<S> {
         }
         if self.settings.mode == Mode::DryRun {
             self.complete(msg, token, Final::DryRun, None, reason.as_deref()).await?;
-            info!(message_id, email_id, would = kind.as_str(), to = %msg.to, "Dry run: reply logged, not delivered.");
+            info!(email_id, would = kind.as_str(), to = %msg.to, "Dry run: reply logged, not delivered.");
             return Ok(Outcome::DryRun(kind));
         }
         match self.sink.deliver(&reply, kind).await {
@@ -373,12 +373,12 @@ impl<S: Sink> SendHandler<S> {
                 self.complete(msg, token, state, Some(&id), reason.as_deref()).await?;
                 match kind {
                     Kind::Send => {
-                        info!(message_id, email_id, sink = self.sink.name(), provider_id = %id, "Sent reply.");
+                        info!(email_id, sink = self.sink.name(), provider_id = %id, "Sent reply.");
                         Ok(Outcome::Sent(id))
                     }
                     Kind::Draft => {
                         let reason = reason.unwrap_or_default();
-                        info!(message_id, email_id, sink = self.sink.name(), provider_id = %id, %reason, "Saved reply as a draft.");
+                        info!(email_id, sink = self.sink.name(), provider_id = %id, %reason, "Saved reply as a draft.");
                         Ok(Outcome::Drafted { id, reason })
                     }
                 }
@@ -462,7 +462,7 @@ impl<S: Sink> SendHandler<S> {
     ) -> Result<Outcome, HandlerError> {
         let reason = "delivery in doubt: a sender stopped mid-delivery and the sink cannot tell whether the reply went out; \
                       check the sent mail before sending this draft";
-        warn!(message_id = %msg.message_id, email_id = %msg.email_id, "Delivery in doubt; saving a draft instead of sending twice.");
+        warn!(email_id = %msg.email_id, "Delivery in doubt; saving a draft instead of sending twice.");
         match self.sink.deliver(reply, Kind::Draft).await {
             Ok(id) => {
                 self.sink_works(Kind::Draft);
@@ -488,7 +488,7 @@ impl<S: Sink> SendHandler<S> {
             .await
             .map_err(QueryFailed)?;
         if !ours {
-            warn!(message_id = %msg.message_id, email_id = %msg.email_id,
+            warn!(email_id = %msg.email_id,
                 "Claim was taken over while delivering (lease too short for this sink?).");
         }
         Ok(())
@@ -503,6 +503,9 @@ impl<S: Sink> SendHandler<S> {
 }
 
 impl<S: Sink> Handler for SendHandler<S> {
+    fn publishes(&self) -> &'static [pipeline_core::topology::Route] {
+        pipeline_core::consumer::roles::SENDER.publishes
+    }
     type Input = EmailToSend;
 
     async fn handle(&self, msg: EmailToSend, _meta: &DeliveryMeta) -> Result<Vec<Outgoing>, HandlerError> {

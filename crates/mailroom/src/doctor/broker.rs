@@ -7,7 +7,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use pipeline_core::Settings;
-use pipeline_core::consumer::{PIPELINE_BINARIES, UsedTopology};
+use pipeline_core::consumer::{UsedTopology, binary_names};
 use pipeline_core::settings::redact_url;
 use secrecy::ExposeSecret as _;
 
@@ -85,7 +85,7 @@ async fn broker_checks(settings: &Settings, role: Option<&str>) -> Vec<Check> {
         }
     };
     let mut checks = vec![Check::ok("broker", format!("logged in at {url}"))];
-    let roles: Vec<&str> = role.map_or_else(|| PIPELINE_BINARIES.to_vec(), |r| vec![r]);
+    let roles: Vec<&str> = role.map_or_else(|| binary_names().collect(), |r| vec![r]);
     let used = UsedTopology::union(roles.iter().copied());
     let who = role.map_or_else(|| "every binary".to_owned(), |r| format!("the {r}"));
     let topology = topology(&connection, &used, &who).await;

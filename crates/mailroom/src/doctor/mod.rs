@@ -117,7 +117,8 @@ pub async fn doctor(settings: &Settings, role: Option<&str>, json: bool) -> anyh
     if let Some(role) = role
         && pipeline_core::consumer::used_by(role).is_none()
     {
-        anyhow::bail!("unknown --role {role:?}; one of {}", pipeline_core::consumer::PIPELINE_BINARIES.join(", "));
+        let known: Vec<_> = pipeline_core::consumer::binary_names().collect();
+        anyhow::bail!("unknown --role {role:?}; one of {}", known.join(", "));
     }
     let checks = run_checks(settings, role).await;
     if json {
