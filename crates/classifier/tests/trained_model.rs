@@ -20,59 +20,68 @@ fn classifier() -> OfflineClassifier {
     OfflineClassifier::embedded().expect("committed weights")
 }
 
-/// The blind held-out set, as frozen (see `data/corpus/HELDOUT.md`).
+/// The blind held-out sets, as frozen (see `data/corpus/HELDOUT.md` and `HELDOUT-V3.md`), with
+/// their sha256 when they were committed, before any training on them.
 const HELDOUT: &str = include_str!("../data/corpus/heldout.jsonl");
-/// Its sha256 when it was committed, before any training on it.
 const HELDOUT_SHA256: &str = "27d7a7c81bc56882616e6f00bf560ac279d8d10d75df2aa33d665129228354f3";
+const HELDOUT_V3: &str = include_str!("../data/corpus/heldout-v3.jsonl");
+const HELDOUT_V3_SHA256: &str = "b2b74848df944c1bddaf03d8cfaf81e7249a6ed1950df4ce55954be4e41bd9e2";
 
 /// The targets: accuracy 0.9, precision 0.97 of what is answered automatically.
 const TARGET_ACCURACY: f64 = 0.9;
 const TARGET_PRECISION: f64 = 0.97;
 
-#[test]
-fn development_set_meets_the_targets() {
-    // The earlier held-out set, looked at while the training mail was written: a development
-    // set now, so meeting the targets here is necessary, not sufficient.
-    let set = parse_set(include_str!("../data/corpus/dev.jsonl")).expect("development set");
+fn report(set: &str) -> classifier::eval::Report {
+    let set = parse_set(set).expect("labelled set");
     let report = evaluate(&set, &classifier(), default_threshold());
     println!("{}", report.render());
+    assert!(report.total() >= 150);
     assert_eq!(report.per_lang.len(), 9, "all nine languages: {:?}", report.per_lang.keys());
+    report
+}
+
+#[test]
+fn development_set_meets_the_targets() {
+    // The first held-out set, looked at while the training mail was written: a development set
+    // now, so meeting the targets here is necessary, not sufficient.
+    let report = report(include_str!("../data/corpus/dev.jsonl"));
     assert!(report.accuracy() >= TARGET_ACCURACY, "development accuracy {:.3}", report.accuracy());
     assert!(
         report.auto_answer_precision() >= TARGET_PRECISION,
-        "development auto-answer precision {:.3}",
+        "development precision {:.3}",
         report.auto_answer_precision()
     );
 }
 
 #[test]
-fn blind_held_out_set_does_not_regress() {
-    // Measured once, on the committed weights, after they were final: accuracy 0.898 and
-    // auto-answer precision 0.953 (61 of 64) at the default threshold, short of the targets
-    // (0.9 and 0.97; see the README). This fails on any regression below what was measured;
-    // raise the floors to the targets once a model meets them on a set it has never seen.
-    let set = parse_set(HELDOUT).expect("held-out set");
-    let report = evaluate(&set, &classifier(), default_threshold());
-    println!("{}", report.render());
-    assert!(report.total() >= 200);
-    assert_eq!(report.per_lang.len(), 9, "all nine languages: {:?}", report.per_lang.keys());
-    assert!(report.accuracy() >= 0.898 - 1e-9, "held-out accuracy {:.3} < 0.898", report.accuracy());
-    assert!(
-        report.auto_answer_precision() >= 0.953 - 5e-4,
-        "auto-answer precision {:.3} < 0.953",
-        report.auto_answer_precision()
-    );
+fn blind_held_out_sets_meet_the_accuracy_target_and_do_not_regress_in_precision() {
+    // Measured on the committed weights after they and the default threshold were final (the
+    // README has the tables): v3, evaluated once, accuracy 0.940 and auto-answer precision 0.946;
+    // v2, seen once before (by its totals only), 0.935 and 0.947. Accuracy meets the target;
+    // precision falls short of 0.97, so it is held at what was measured: raise the floor to
+    // the target once a model meets it on a set it has never seen.
+    for (name, set, precision_floor) in [("heldout-v3", HELDOUT_V3, 0.946), ("heldout", HELDOUT, 0.947)] {
+        let report = report(set);
+        assert!(report.accuracy() >= TARGET_ACCURACY, "{name}: accuracy {:.3} < 0.9", report.accuracy());
+        assert!(
+            report.auto_answer_precision() >= precision_floor - 5e-4,
+            "{name}: auto-answer precision {:.3} < {precision_floor}",
+            report.auto_answer_precision()
+        );
+    }
 }
 
 #[test]
-fn held_out_set_is_frozen_and_apart_from_training() {
+fn held_out_sets_are_frozen_and_apart_from_training() {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(HELDOUT.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(hex, HELDOUT_SHA256, "the held-out set changed after it was frozen");
+    for (set, frozen) in [(HELDOUT, HELDOUT_SHA256), (HELDOUT_V3, HELDOUT_V3_SHA256)] {
+        let hex: String = sha2::Sha256::digest(set.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, frozen, "a held-out set changed after it was frozen");
+    }
     let train = parse_set(include_str!("../data/corpus/train.jsonl")).expect("training set");
     let dev = parse_set(include_str!("../data/corpus/dev.jsonl")).expect("development set");
-    for h in parse_set(HELDOUT).expect("held-out set").iter().chain(&dev) {
+    let blind = [HELDOUT, HELDOUT_V3].map(|s| parse_set(s).expect("held-out set"));
+    for h in blind.iter().flatten().chain(&dev) {
         assert!(!train.iter().any(|t| t.body == h.body && t.subject == h.subject), "{} is in training", h.id);
     }
     assert!(train.len() >= 500);

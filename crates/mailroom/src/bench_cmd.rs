@@ -714,6 +714,9 @@ pub async fn bench(settings: &Settings, mut args: BenchArgs) -> anyhow::Result<E
         ("MAILROOM__SENDER__RATE_LIMIT", "1000000".into()),
         ("MAILROOM__SENDER__RATE_WINDOW_SECS", "1".into()),
         ("MAILROOM__SENDER__RATE_BURST", "1000000".into()),
+        // Every support verdict sent, not drafted: the bench measures the pipeline, not how
+        // cautious the classifier is (a draft takes the same path through the sender).
+        ("MAILROOM__CLASSIFIER__AUTO_ANSWER_MIN_CONFIDENCE", "0".into()),
         ("MAILROOM__TELEMETRY__LEVEL", args.log_level.clone()),
     ]
     .into_iter()
