@@ -6,6 +6,8 @@
 //! `cargo run -p classifier --example train --release` (deterministic: same corpus, same bytes).
 //! `--threshold X` sets the auto-answer threshold used in the report (default 0.9, the
 //! `classifier.auto_answer_min_confidence` default); `--dry-run` does not write the weights.
+//! `TRAIN_VALIDATE=w-360..w-640` (cross-writer validation) trains without one writer's batch
+//! of `written.jsonl` (its `group`s `w-360` to `w-639`) and reports on that batch instead.
 
 use std::path::Path;
 
@@ -36,6 +38,23 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = env_f64("TRAIN_L2") {
         config.l2 = v;
+    }
+    // Cross-writer validation: `TRAIN_VALIDATE=w-360..w-640` trains without the `written`
+    // emails of those groups (one writer's batch) and reports on them, then stops.
+    if let Ok(range) = std::env::var("TRAIN_VALIDATE") {
+        let (from, to) = range.split_once("..").ok_or_else(|| anyhow::anyhow!("TRAIN_VALIDATE=w-A..w-B"))?;
+        let n = |g: &str| g.strip_prefix("w-").and_then(|v| v.parse::<usize>().ok());
+        let (from, to) = (n(from).unwrap_or(0), n(to).unwrap_or(usize::MAX));
+        let held = |e: &classifier::eval::LabelledEmail| n(&e.group).is_some_and(|i| (from..to).contains(&i));
+        let (validate, rest): (Vec<_>, Vec<_>) = corpus.iter().cloned().partition(held);
+        let trained = train(&rest, &config);
+        let classifier = OfflineClassifier::with_model(trained.model);
+        println!(
+            "== validation: {} emails of another writer ==\n{}",
+            validate.len(),
+            evaluate(&validate, &classifier, threshold).render()
+        );
+        return Ok(());
     }
     let trained = train(&corpus, &config);
     println!(
