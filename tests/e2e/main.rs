@@ -5,6 +5,7 @@ mod bad_input;
 mod broker_security;
 mod deletion;
 mod demo;
+mod dependencies;
 mod deploy;
 mod doctor;
 mod extraction;
