@@ -3,7 +3,6 @@
 //! replaces the document's rows in `chunks` — text, page and full-text columns, with an empty
 //! embedding (the in-memory vector index skips those rows).
 
-use futures_util::future::BoxFuture;
 use sqlx::PgPool;
 
 use crate::postgres::db_error;
@@ -40,6 +39,17 @@ impl<S: VectorStore> Catalogued<S> {
         tx.commit().await.map_err(db_error)
     }
 
+    /// Searches are the inner store's own.
+    async fn find(
+        &self,
+        agent_email: &str,
+        query: &[f32],
+        top_k: usize,
+        min_score: f32,
+    ) -> Result<Vec<SearchHit>, StoreError> {
+        self.inner.search(agent_email, query, top_k, min_score).await
+    }
+
     async fn delete(&self, agent_email: &str, document_id: &str) -> Result<(), StoreError> {
         self.inner.delete_document(agent_email, document_id).await?;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
@@ -54,31 +64,4 @@ impl<S: VectorStore> Catalogued<S> {
     }
 }
 
-impl<S: VectorStore> VectorStore for Catalogued<S> {
-    fn replace_document<'a>(
-        &'a self,
-        agent_email: &'a str,
-        document_id: &'a str,
-        chunks: Vec<ChunkRecord>,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(self.replace(agent_email, document_id, chunks))
-    }
-
-    fn delete_document<'a>(
-        &'a self,
-        agent_email: &'a str,
-        document_id: &'a str,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(self.delete(agent_email, document_id))
-    }
-
-    fn search<'a>(
-        &'a self,
-        agent_email: &'a str,
-        query: &'a [f32],
-        top_k: usize,
-        min_score: f32,
-    ) -> BoxFuture<'a, Result<Vec<SearchHit>, StoreError>> {
-        self.inner.search(agent_email, query, top_k, min_score)
-    }
-}
+crate::boxed_vector_store!(Catalogued<S> where S: VectorStore);

@@ -114,6 +114,43 @@ pub trait VectorStore: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<SearchHit>, StoreError>>;
 }
 
+/// Implements [`VectorStore`] for a type with inherent `async fn replace`, `delete` and `find`
+/// of the trait's arguments: the boxing the trait needs (it is used as `dyn VectorStore`),
+/// written once for every store.
+macro_rules! boxed_vector_store {
+    ($t:ty $(where $g:ident: $bound:path)?) => {
+        impl$(<$g: $bound>)? $crate::VectorStore for $t {
+            fn replace_document<'a>(
+                &'a self,
+                agent_email: &'a str,
+                document_id: &'a str,
+                chunks: Vec<$crate::ChunkRecord>,
+            ) -> futures_util::future::BoxFuture<'a, Result<(), $crate::StoreError>> {
+                Box::pin(self.replace(agent_email, document_id, chunks))
+            }
+
+            fn delete_document<'a>(
+                &'a self,
+                agent_email: &'a str,
+                document_id: &'a str,
+            ) -> futures_util::future::BoxFuture<'a, Result<(), $crate::StoreError>> {
+                Box::pin(self.delete(agent_email, document_id))
+            }
+
+            fn search<'a>(
+                &'a self,
+                agent_email: &'a str,
+                query: &'a [f32],
+                top_k: usize,
+                min_score: f32,
+            ) -> futures_util::future::BoxFuture<'a, Result<Vec<$crate::SearchHit>, $crate::StoreError>> {
+                Box::pin(self.find(agent_email, query, top_k, min_score))
+            }
+        }
+    };
+}
+pub(crate) use boxed_vector_store;
+
 /// `[vector_store]` settings.
 #[derive(Debug, Clone, Deserialize)]
 pub struct VectorStoreSettings {

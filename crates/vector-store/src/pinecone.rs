@@ -24,7 +24,6 @@
 
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -32,7 +31,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{ChunkRecord, PineconeSettings, SearchHit, StoreError, VectorStore};
+use crate::{ChunkRecord, PineconeSettings, SearchHit, StoreError};
 
 /// Most vectors per upsert request (Pinecone accepts 1000; 100 is its recommendation).
 const UPSERT_BATCH_VECTORS: usize = 100;
@@ -294,34 +293,7 @@ impl PineconeStore {
     }
 }
 
-impl VectorStore for PineconeStore {
-    fn replace_document<'a>(
-        &'a self,
-        agent_email: &'a str,
-        document_id: &'a str,
-        chunks: Vec<ChunkRecord>,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(self.replace(agent_email, document_id, chunks))
-    }
-
-    fn delete_document<'a>(
-        &'a self,
-        agent_email: &'a str,
-        document_id: &'a str,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(self.delete(agent_email, document_id))
-    }
-
-    fn search<'a>(
-        &'a self,
-        agent_email: &'a str,
-        query: &'a [f32],
-        top_k: usize,
-        min_score: f32,
-    ) -> BoxFuture<'a, Result<Vec<SearchHit>, StoreError>> {
-        Box::pin(self.find(agent_email, query, top_k, min_score))
-    }
-}
+crate::boxed_vector_store!(PineconeStore);
 
 /// `https://` + host unless the host already names its scheme; no trailing slash.
 /// What `describe_index_stats` says of the index.

@@ -23,12 +23,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures_util::TryStreamExt;
-use futures_util::future::BoxFuture;
 use sqlx::{PgPool, Row};
 
 use self::cache::Cache;
 use self::index::{AgentIndex, IndexBuilder};
-use crate::{ChunkRecord, PostgresSettings, SearchHit, StoreError, VectorStore};
+use crate::{ChunkRecord, PostgresSettings, SearchHit, StoreError};
 
 pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
     match &e {
@@ -343,31 +342,4 @@ impl PgVectorStore {
     }
 }
 
-impl VectorStore for PgVectorStore {
-    fn replace_document<'a>(
-        &'a self,
-        agent_email: &'a str,
-        document_id: &'a str,
-        chunks: Vec<ChunkRecord>,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(self.replace(agent_email, document_id, chunks))
-    }
-
-    fn delete_document<'a>(
-        &'a self,
-        agent_email: &'a str,
-        document_id: &'a str,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(self.delete(agent_email, document_id))
-    }
-
-    fn search<'a>(
-        &'a self,
-        agent_email: &'a str,
-        query: &'a [f32],
-        top_k: usize,
-        min_score: f32,
-    ) -> BoxFuture<'a, Result<Vec<SearchHit>, StoreError>> {
-        Box::pin(self.find(agent_email, query, top_k, min_score))
-    }
-}
+crate::boxed_vector_store!(PgVectorStore);
