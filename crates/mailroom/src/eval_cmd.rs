@@ -99,7 +99,7 @@ pub async fn evaluate_provider(
     let pool = mailroom_db::connect_and_migrate(&settings.database.url, 4).await?;
     let ingester = doc_ingester::Ingester::from_settings(&settings, pool.clone())?.with_extractor(extractor.into());
     let rag: rag_generator::RagSettings = settings.section("rag")?;
-    let k = k.unwrap_or(rag.top_k);
+    let k = k.unwrap_or(rag.retrieval.top_k);
     let figures =
         retrieval_eval::evaluate(&settings, &pool, &ingester, &settings.storage.dir, root, set, provider.agent, k)
             .await;

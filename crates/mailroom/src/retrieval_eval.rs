@@ -269,8 +269,8 @@ pub async fn evaluate(
     }
 
     let mut rag: RagSettings = settings.section("rag")?;
-    rag.top_k = k;
-    let retriever = Retriever::new(ingester.store().clone(), pool.clone(), rag.retrieval());
+    rag.retrieval.top_k = k;
+    let retriever = Retriever::new(ingester.store().clone(), pool.clone(), rag.retrieval);
     // One search object for the trace, so the agent's term statistics are counted once.
     let trace_search = vector_store::LexicalSearch::new(pool.clone());
     let texts: Vec<String> = set.questions.iter().map(|q| q.question.clone()).collect();

@@ -59,21 +59,9 @@ pub enum LocalFallback {
 /// `[rag]` settings.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RagSettings {
-    /// Passages retrieved per question.
-    pub top_k: usize,
-    /// Least cosine similarity of a vector candidate.
-    pub min_similarity: f32,
-    /// Least weighted share of the question's terms a passage must contain for the question to
-    /// count as answerable (see [`retrieval`]).
-    pub min_lexical_score: f32,
-    /// Similarity at which a passage counts as relevant without sharing terms with the question.
-    pub vector_alone_similarity: f32,
-    /// Candidates taken from each search before fusion.
-    pub candidates: usize,
-    /// Weight of the vector list in the fusion (the full-text list weighs 1).
-    pub vector_weight: f32,
-    /// Memory for cached term statistics, in MiB.
-    pub term_stats_budget_mb: usize,
+    /// The retrieval keys of `[rag]` (`top_k`, `min_similarity`, …; see [`retrieval`]).
+    #[serde(flatten)]
+    pub retrieval: RetrievalSettings,
     /// Behaviour without relevant passages.
     pub no_context: NoContext,
     /// Behaviour when every configured remote LLM failed and `local` wrote the reply.
@@ -132,21 +120,6 @@ pub fn user_prompt(msg: &EmailToRespond, hits: &[SearchHit], max_email_chars: us
     out
 }
 
-impl RagSettings {
-    /// The retrieval part.
-    pub fn retrieval(&self) -> RetrievalSettings {
-        RetrievalSettings {
-            top_k: self.top_k,
-            min_similarity: self.min_similarity,
-            min_lexical_score: self.min_lexical_score,
-            vector_alone_similarity: self.vector_alone_similarity,
-            candidates: self.candidates,
-            vector_weight: self.vector_weight,
-            term_stats_budget_bytes: self.term_stats_budget_mb.saturating_mul(1 << 20),
-        }
-    }
-}
-
 /// The `emails.to_respond` handler.
 pub struct RespondHandler {
     pool: PgPool,
@@ -175,7 +148,7 @@ impl RespondHandler {
         store: Arc<dyn VectorStore>,
         settings: RagSettings,
     ) -> Self {
-        let retriever = Retriever::new(store, pool.clone(), settings.retrieval());
+        let retriever = Retriever::new(store, pool.clone(), settings.retrieval);
         Self { pool, chain, embedder, cache, retriever, settings, health: ProviderHealth::default() }
     }
 

@@ -54,13 +54,14 @@ impl Mode {
 }
 
 /// The retrieval part of `[rag]`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
 pub struct RetrievalSettings {
-    /// Passages returned.
+    /// Passages returned per question.
     pub top_k: usize,
     /// Least cosine similarity of a vector candidate.
     pub min_similarity: f32,
-    /// Least weighted share of the question's terms some passage must contain.
+    /// Least weighted share of the question's terms some passage must contain for the question
+    /// to count as answerable.
     pub min_lexical_score: f32,
     /// Similarity at which a passage counts as relevant without lexical support.
     pub vector_alone_similarity: f32,
@@ -68,8 +69,15 @@ pub struct RetrievalSettings {
     pub candidates: usize,
     /// Weight of the vector list in the fusion (the full-text list weighs 1).
     pub vector_weight: f32,
-    /// Memory for the full-text search's cached term statistics, in bytes.
-    pub term_stats_budget_bytes: usize,
+    /// Memory for the full-text search's cached term statistics, in MiB.
+    pub term_stats_budget_mb: usize,
+}
+
+impl RetrievalSettings {
+    /// [`Self::term_stats_budget_mb`] in bytes.
+    pub fn term_stats_budget_bytes(&self) -> usize {
+        self.term_stats_budget_mb.saturating_mul(1 << 20)
+    }
 }
 
 /// Runs the searches and the fusion for one agent's question.
@@ -89,7 +97,7 @@ impl std::fmt::Debug for Retriever {
 impl Retriever {
     /// Vector search in `store`, full-text search in the `chunks` catalogue of `pool`.
     pub fn new(store: Arc<dyn VectorStore>, pool: PgPool, settings: RetrievalSettings) -> Self {
-        Self { store, lexical: LexicalSearch::with_budget(pool, settings.term_stats_budget_bytes), settings }
+        Self { store, lexical: LexicalSearch::with_budget(pool, settings.term_stats_budget_bytes()), settings }
     }
 
     /// The settings in use.
@@ -252,7 +260,7 @@ mod tests {
         vector_alone_similarity: 0.6,
         candidates: 10,
         vector_weight: 1.0,
-        term_stats_budget_bytes: 1 << 20,
+        term_stats_budget_mb: 1,
     };
 
     #[test]
