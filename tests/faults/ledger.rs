@@ -31,7 +31,6 @@ use std::path::Path;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use sender::sink::MaildirSink;
-use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::mailbox::{AGENT, Fed, Kind};
@@ -158,13 +157,14 @@ pub(crate) async fn read_dead_letters(amqp_url: &str, take: Option<&str>) -> Vec
     while let Some(m) =
         ch.basic_get("dead_letter_queue".into(), BasicGetOptions { no_ack: false }).await.expect("basic.get")
     {
-        let envelope: Value = serde_json::from_slice(&m.delivery.data).unwrap_or(Value::Null);
+        // The one decoder the operator's commands use (envelopes and broker dead letters alike).
+        let info = pipeline_core::dead_letter::decode(&m.delivery.properties, &m.delivery.data, m.delivery.redelivered);
         let letter = DeadLetter {
-            message_id: envelope["message_id"].as_str().unwrap_or_default().to_owned(),
-            email_id: envelope["original_message"]["email_id"].as_str().map(str::to_owned),
-            queue: envelope["original_queue"].as_str().unwrap_or_default().to_owned(),
-            error_type: envelope["failure_info"]["error_type"].as_str().unwrap_or_default().to_owned(),
-            error_message: envelope["failure_info"]["error_message"].as_str().unwrap_or_default().to_owned(),
+            message_id: info.id,
+            email_id: info.email_id,
+            queue: info.original_queue.unwrap_or_default(),
+            error_type: info.error_type,
+            error_message: info.error_message,
         };
         if take == Some(letter.message_id.as_str()) {
             m.delivery.acker.ack(BasicAckOptions::default()).await.expect("ack");

@@ -239,6 +239,7 @@ mod tests {
             dead_lettered_at: Some(now - chrono::Duration::minutes(20)),
             consumer_id: None,
             original_message_id: None,
+            email_id: None,
             redelivered: false,
         };
         let select = |ids: &[&str], filter: Filter| {

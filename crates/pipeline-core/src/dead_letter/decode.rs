@@ -52,6 +52,9 @@ pub struct DeadLetterInfo {
     pub consumer_id: Option<String>,
     /// `message_id` of the original message.
     pub original_message_id: Option<String>,
+    /// `email_id` of the original message, when it was one of the pipeline's (the email an
+    /// operator traces).
+    pub email_id: Option<String>,
     /// Whether the broker has delivered it before (someone read it and returned it).
     pub redelivered: bool,
 }
@@ -164,6 +167,7 @@ pub fn decode(properties: &BasicProperties, body: &[u8], redelivered: bool) -> D
             dead_lettered_at: map.get("timestamp").and_then(Value::as_str).and_then(parse_time).or(amqp_time),
             consumer_id: text(info, "consumer_id"),
             original_message_id: map.get("original_message").and_then(|m| text(m, "message_id")),
+            email_id: map.get("original_message").and_then(|m| text(m, "email_id")),
             redelivered,
         };
     }
@@ -172,10 +176,10 @@ pub fn decode(properties: &BasicProperties, body: &[u8], redelivered: bool) -> D
         let queue = field("queue").or_else(|| header_str(headers, "x-last-death-queue"));
         let reason = field("reason").unwrap_or_else(|| "unknown".to_owned());
         let count = table_u64(death, "count");
-        let original_message_id = serde_json::from_slice::<Value>(body)
-            .ok()
-            .and_then(|v| v.get("message_id").and_then(Value::as_str).map(str::to_owned))
-            .or_else(|| amqp_id.clone());
+        let original = serde_json::from_slice::<Value>(body).ok();
+        let original_field = |name: &str| original.as_ref().and_then(|v| v.get(name)?.as_str().map(str::to_owned));
+        let original_message_id = original_field("message_id").or_else(|| amqp_id.clone());
+        let email_id = original_field("email_id");
         return DeadLetterInfo {
             id: amqp_id.unwrap_or_else(|| content_id(body)),
             shape: Shape::XDeath,
@@ -191,6 +195,7 @@ pub fn decode(properties: &BasicProperties, body: &[u8], redelivered: bool) -> D
             dead_lettered_at: table_u64(death, "time").and_then(unix_time).or(amqp_time),
             consumer_id: None,
             original_message_id,
+            email_id,
             redelivered,
         };
     }
@@ -205,6 +210,7 @@ pub fn decode(properties: &BasicProperties, body: &[u8], redelivered: bool) -> D
         dead_lettered_at: amqp_time,
         consumer_id: None,
         original_message_id: None,
+        email_id: None,
         redelivered,
     }
 }
