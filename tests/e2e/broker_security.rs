@@ -148,7 +148,8 @@ struct Account {
 
 /// `definitions.json` loaded under throw-away names: vhost `mailroom-sec-<id>`, users
 /// `mailroom-sec-<id>-<role>`, so parallel tests (and a real `mailroom` vhost on the same broker)
-/// never collide. Passwords are set the way README.md tells operators to, after the import.
+/// never collide. Passwords are set the way docs/OPERATIONS.md tells operators to, after the
+/// import.
 struct RoleVhost {
     accounts: BTreeMap<String, Account>,
     guard: BrokerAccounts,
@@ -466,7 +467,7 @@ async fn each_operation_needs_exactly_the_permission_the_definitions_grant_for_i
     // 4.2.5 checks no permission for them — while publishing and consuming are refused. (4.2.6
     // and 4.3.0 demand configure for passive declares, later releases any permission on the
     // resource: rabbitmq-server#16085, #16272. If this fails after a broker upgrade, that is why;
-    // README.md, Security, says what changes then.)
+    // docs/OPERATIONS.md, Security, says what changes then.)
     let (url, _nobody) = user_with(&vhost.name, "none", "^$", "^$", "^$").await;
     let conn = connect(&url).await;
     allowed("a user without permissions", "check the topology passively", check_topology(&conn, &topology).await);

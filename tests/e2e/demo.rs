@@ -134,10 +134,10 @@ async fn the_demo_answers_drafts_skips_and_dead_letters_the_bundled_mailbox() {
     assert!(out.contains("Vhosts are managed through the management API"), "{out}");
 }
 
-/// A fresh install has RabbitMQ's management plugin off (DESIGN.md §7) and the README's command
-/// must work there: with nothing listening where the management API should be, the demo creates
-/// its vhost with `rabbitmqctl` and ends exactly as with the API. The test needs root (or the
-/// rabbitmq user) for `rabbitmqctl`, as the demo itself does on such a machine.
+/// A fresh install has RabbitMQ's management plugin off (docs/ARCHITECTURE.md, "Machines") and the
+/// README's command must work there: with nothing listening where the management API should be, the
+/// demo creates its vhost with `rabbitmqctl` and ends exactly as with the API. The test needs root
+/// (or the rabbitmq user) for `rabbitmqctl`, as the demo itself does on such a machine.
 #[tokio::test]
 async fn the_demo_works_without_the_management_api() {
     let closed = format!("http://127.0.0.1:{}", mailroom_tests::free_port());

@@ -105,7 +105,8 @@ fn crate_sources(bin: &str) -> String {
 
 /// Whether a worker serves `/metrics`, `/healthz` and `/readyz`: it runs through the consumer
 /// runtime's `serve_worker*`, binds pipeline-core's `HealthServer` (the poller) or merges
-/// `pipeline_core::http::router` into its own app. Every worker must (DESIGN.md §6).
+/// `pipeline_core::http::router` into its own app. Every worker must (docs/ARCHITECTURE.md,
+/// "Binaries").
 fn serves_health(bin: &str) -> bool {
     let src = crate_sources(bin);
     src.contains("serve_worker") || src.contains("HealthServer::bind") || src.contains("http::router")
@@ -525,7 +526,8 @@ fn scaled_objects_watch_the_work_queues_of_the_topology() {
         let (target, ..) = by_queue.get(queue).unwrap_or_else(|| panic!("no ScaledObject for {queue}"));
         assert_eq!(target, worker, "{queue} is consumed by {worker}");
     }
-    // The seed's HPA: classifier 3 to 12 replicas, 50 ready messages per replica.
+    // The classifier's planned autoscaling (docs/ARCHITECTURE.md): 3 to 12 replicas, 50 ready
+    // messages per replica.
     assert_eq!(by_queue[EMAILS_TO_CLASSIFY.name], ("classifier".into(), 3, 12, Some("50".into())));
 
     // The trigger authentication reads a key the Secret template has.
@@ -674,8 +676,9 @@ fn pods_probe_the_health_endpoints_and_drain_before_they_are_killed() {
             );
         }
 
-        // Every worker serves the endpoints (DESIGN.md §6), so every pod is probed and scraped;
-        // a probe of a port nobody listens on would restart the pod forever, hence the check.
+        // Every worker serves the endpoints (docs/ARCHITECTURE.md), so every pod is probed and
+        // scraped; a probe of a port nobody listens on would restart the pod forever, hence the
+        // check.
         let port = if worker == "upload-api" { api_port } else { worker_port };
         assert!(serves_health(&worker), "{worker} serves no /healthz and /readyz, so it cannot be probed");
         assert_eq!(doc.value("containerPort"), Some(port.to_string()), "{worker} exposes its health port");

@@ -22,10 +22,11 @@
 //!   within one second, one send log row goes missing, one ack is dropped or one email is dead-lettered on top of being
 //!   answered.
 //!
-//! The scenarios stop and restart services every other test uses, so this binary runs on its
-//! own, after the rest of the suite and one test at a time (`--test-threads 1`; README "Run the
-//! tests"). Each outage is a guard ([`services::Outage`]) that brings its service back, and
-//! waits until it is healthy, even when the scenario fails half-way (tested in [`services`]).
+//! The scenarios stop and restart services every other test uses, so this binary runs on its own,
+//! after the rest of the suite and one test at a time (`--test-threads 1`; docs/TESTING.md,
+//! "Running the tests"). Each outage is a guard ([`services::Outage`]) that brings its service
+//! back, and waits until it is healthy, even when the scenario fails half-way (tested in
+//! [`services`]).
 //!
 //! Randomness (which worker is killed when) comes from one seed per scenario, printed at the
 //! start; `MAILROOM_FAULTS_SEED=<n>` repeats a run. Worker logs are in the harness's log

@@ -2,8 +2,8 @@
 //! throw-away PostgreSQL database per test (both removed afterwards, even when the test fails),
 //! real binaries spawned with the environment pointing at them, and polling with a deadline.
 //!
-//! Defaults match DESIGN.md §7; `MAILROOM_TEST_AMQP_HOST`, `MAILROOM_TEST_MGMT_URL` and
-//! `MAILROOM_TEST_PG_URL` point the tests elsewhere.
+//! Defaults match the machines of docs/ARCHITECTURE.md ("Machines"); `MAILROOM_TEST_AMQP_HOST`,
+//! `MAILROOM_TEST_MGMT_URL` and `MAILROOM_TEST_PG_URL` point the tests elsewhere.
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -19,7 +19,7 @@
 #    the tests (.ci/run calls it).
 #
 # These are throw-away test certificates: the keys are readable by the broker's user and by the
-# tests, and nothing here is meant for production (see README.md, "Security").
+# tests, and nothing here is meant for production (see docs/OPERATIONS.md, "Security").
 set -euo pipefail
 
 DIR=${MAILROOM_TLS_DIR:-/var/tmp/mailroom-tls}

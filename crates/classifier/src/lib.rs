@@ -1,17 +1,17 @@
 //! `classifier`: consumes `emails.to_classify` and decides which emails are customer-support
 //! inquiries.
 //!
-//! Mail that must never get an automatic reply (auto-replies, bounces, mailing lists, our own
-//! mail: [`rules`]) is classified `OTHER`/`automated` before any model is asked. Everything
-//! else goes to the LLM failover chain with the seed's prompt; when the chain reaches `local`
-//! (the offline default) the trained [`model`] decides, with a calibrated confidence
-//! ([`topics`] names the support topic). A support verdict whose confidence is below the
+//! Mail that must never get an automatic reply (auto-replies, bounces, mailing lists, our own mail:
+//! [`rules`]) is classified `OTHER`/`automated` before any model is asked. Everything else goes to
+//! the LLM failover chain with the classification prompt ([`SYSTEM_PROMPT`]); when the chain
+//! reaches `local` (the offline default) the trained [`model`] decides, with a calibrated
+//! confidence ([`topics`] names the support topic). A support verdict whose confidence is below the
 //! mailbox's auto-answer threshold (`classifier.auto_answer_min_confidence`, or its entry in
-//! `classifier.auto_answer_min_confidence_by_mailbox`) is still passed on, flagged
-//! `needs_review`, so the generator's reply becomes a draft for a person. The verdict is recorded once
-//! per email; support inquiries are published to `email_exchange`/`respond`. A redelivered
-//! message finds its recorded verdict and re-publishes the same `emails.to_respond` message
-//! (same `message_id`) rather than classifying again.
+//! `classifier.auto_answer_min_confidence_by_mailbox`) is still passed on, flagged `needs_review`,
+//! so the generator's reply becomes a draft for a person. The verdict is recorded once per email;
+//! support inquiries are published to `email_exchange`/`respond`. A redelivered message finds its
+//! recorded verdict and re-publishes the same `emails.to_respond` message (same `message_id`)
+//! rather than classifying again.
 
 pub mod content_rules;
 pub mod eval;
@@ -96,7 +96,8 @@ pub const WORKER_NAME: &str = "classifier";
 /// Longest body sent to a model; support questions are short, newsletters are not.
 const MAX_BODY_CHARS: usize = 8_000;
 
-/// The seed's classification prompt, hardened: the email is data, never instructions.
+/// The classification prompt (docs/ARCHITECTURE.md), hardened: the email is data, never
+/// instructions.
 pub const SYSTEM_PROMPT: &str = "You classify emails received by a company's customer-support mailbox. \
 Decide whether the email is a CUSTOMER_SUPPORT_INQUIRY (a customer or prospect asking for help, information, \
 an order, a return, a refund, or reporting a problem with the company's products or services) or OTHER \

@@ -1,4 +1,5 @@
-//! The ordered failover list of providers, as the seed's `LLMFactory` had it.
+//! The ordered failover list of providers (`llm.providers`; docs/ARCHITECTURE.md, design
+//! decisions).
 //!
 //! Entries are tried in order. A provider that fails in a way that will last (rate limit,
 //! outage, exhausted quota, wrong key) is put in a cool-down and skipped until it ends, so a
@@ -120,8 +121,8 @@ impl pipeline_core::Classify for ChainError {
 }
 
 impl ChainError {
-    /// The error type recorded with a failed message: `QuotaExceededError` (the seed's name)
-    /// or `LlmRequestRejected`.
+    /// The error type recorded with a failed message: `QuotaExceededError` (the dead-letter
+    /// contract's name) or `LlmRequestRejected`.
     pub fn error_type(&self) -> &'static str {
         match self {
             ChainError::AllFailed { .. } => "QuotaExceededError",

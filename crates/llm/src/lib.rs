@@ -1,11 +1,11 @@
 //! LLM providers behind one trait, over their real wire formats — Gemini `generateContent`,
-//! Anthropic Messages, OpenAI-compatible chat completions (OpenAI, Ollama, vLLM, llama.cpp) —
-//! and [`ProviderChain`], the ordered failover list of the seed's `LLMFactory`: a provider that
-//! is out of quota or failing is skipped for a cool-down and the next one is tried; when every
-//! provider fails the error is transient (`QuotaExceededError`), so the retry ladder and then
-//! the dead-letter queue take over. The offline default, `local`, is an entry of the chain that
-//! tells the caller to use its own local model (rules and lexical scoring in the classifier,
-//! extractive answers in the generator).
+//! Anthropic Messages, OpenAI-compatible chat completions (OpenAI, Ollama, vLLM, llama.cpp) — and
+//! [`ProviderChain`], the ordered failover list of providers (docs/ARCHITECTURE.md): a provider
+//! that is out of quota or failing is skipped for a cool-down and the next one is tried; when every
+//! provider fails the error is transient (`QuotaExceededError`), so the retry ladder and then the
+//! dead-letter queue take over. The offline default, `local`, is an entry of the chain that tells
+//! the caller to use its own local model (rules and lexical scoring in the classifier, extractive
+//! answers in the generator).
 //!
 //! Every answer comes with the tokens the provider reports spending ([`Usage`], `None` when the
 //! response carries none), which the chain adds up per provider ([`ChainStats::tokens_by`],

@@ -18,7 +18,7 @@
 //!   emails arrive at a fixed rate of a fraction (50 %) of (b);
 //! - **(e)** the peak RSS (`VmHWM`) of every worker process.
 //!
-//! The sender's quota is set out of the way (the seed's 250/day would measure the quota) and
+//! The sender's quota is set out of the way (the default 250/day would measure the quota) and
 //! every email comes from its own address (the reply throttle allows 5 replies per address).
 //! The figures depend on the machine and on what else runs on it; the command prints them as
 //! measured and says which targets they miss, it does not fail on a miss.
@@ -708,7 +708,7 @@ pub async fn bench(settings: &Settings, mut args: BenchArgs) -> anyhow::Result<E
         ("MAILROOM__MAILBOX__POLL_INTERVAL_MS", args.poll_interval_ms.to_string()),
         ("MAILROOM__OUTBOX__KIND", "maildir".into()),
         ("MAILROOM__OUTBOX__MAILDIR", outbox.display().to_string()),
-        // The quota out of the way (the seed's 250/day would be the whole measurement), in a
+        // The quota out of the way (the default 250/day would be the whole measurement), in a
         // Redis namespace of this run.
         ("MAILROOM__SENDER__REDIS_PREFIX", format!("mailroom-bench:{}", uuid::Uuid::new_v4().simple())),
         ("MAILROOM__SENDER__RATE_LIMIT", "1000000".into()),

@@ -1,6 +1,6 @@
-//! What the CLI asks of RabbitMQ beyond publishing and consuming, done so that it works on a
-//! fresh install, where the management plugin (the HTTP API on 15672) is off (DESIGN.md §7) and
-//! `mailroom demo` must still work as the README promises.
+//! What the CLI asks of RabbitMQ beyond publishing and consuming, done so that it works on a fresh
+//! install, where the management plugin (the HTTP API on 15672) is off (docs/ARCHITECTURE.md,
+//! "Machines") and `mailroom demo` must still work as the README promises.
 //!
 //! - **Vhosts and permissions** ([`VhostAdmin`]): through the management API when it answers;
 //!   otherwise, for a broker on this machine, through `rabbitmqctl`, which talks to the node over

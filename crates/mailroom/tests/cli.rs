@@ -15,8 +15,8 @@ fn env_for(vhost: &TestVhost) -> Vec<(&'static str, String)> {
     vec![("MAILROOM__AMQP__URL", vhost.amqp_url()), ("MAILROOM__MANAGEMENT__URL", mailroom_tests::mgmt_url())]
 }
 
-/// The seed's Python declarations, with the argument types pika sends: signed 32-bit integers
-/// and long strings.
+/// The contract's queue declarations as a Python client makes them (docs/ARCHITECTURE.md), with
+/// the argument types pika sends: signed 32-bit integers and long strings.
 fn seed_arguments(ttl: i32, priority: Option<i32>, dlrk: &str) -> FieldTable {
     let mut args = FieldTable::default();
     if let Some(p) = priority {
@@ -42,7 +42,7 @@ async fn apply_creates_the_seed_topology_and_verify_detects_drift() {
     let (code, out) = run(mailroom(), &["topology", "verify"], &env).await;
     assert_eq!(code, 0, "{out}");
 
-    // Exactly the seed's queues with the seed's argument values (plus our retry queues).
+    // Exactly the contract's queues with its argument values (plus our retry queues).
     let client = mgmt();
     let queues = client.queues(&vhost.name).await.expect("queues");
     let classify = queues.iter().find(|q| q.name == "emails.to_classify").expect("classify queue");
@@ -93,7 +93,7 @@ async fn apply_creates_the_seed_topology_and_verify_detects_drift() {
     let (code, _) = run(mailroom(), &["topology", "verify"], &env).await;
     assert_eq!(code, 0);
 
-    // A client written from the seed re-declares our queues with pika's argument types.
+    // A client written from the contract re-declares our queues with pika's argument types.
     let conn = Connection::connect(&vhost.amqp_url(), ConnectionProperties::default()).await.expect("connect");
     let channel = conn.create_channel().await.expect("channel");
     let durable = QueueDeclareOptions { durable: true, ..Default::default() };

@@ -2,12 +2,12 @@
 //!
 //! `cargo run --release -p pipeline-core --example relay_bench -- [N] [PREFETCH] [CONCURRENCY]`
 //!
-//! N persistent messages (a ~1 KiB seed-shaped email each) are loaded into the first of four
-//! queues of a throw-away vhost; three relays then move them hop to hop (publish with confirms,
-//! `mandatory`, ack after confirm) while a sink counts arrivals at the fourth queue. The figure is
-//! N divided by the time from starting the relays to the last arrival. The same is done twice:
-//! relays built on `pipeline_core::Worker` (JSON decode, handler, metrics, retry machinery), and
-//! relays written directly against lapin with the same prefetch and concurrency. The code is
+//! N persistent messages (a ~1 KiB `emails.to_classify` body each) are loaded into the first of
+//! four queues of a throw-away vhost; three relays then move them hop to hop (publish with
+//! confirms, `mandatory`, ack after confirm) while a sink counts arrivals at the fourth queue. The
+//! figure is N divided by the time from starting the relays to the last arrival. The same is done
+//! twice: relays built on `pipeline_core::Worker` (JSON decode, handler, metrics, retry machinery),
+//! and relays written directly against lapin with the same prefetch and concurrency. The code is
 //! `pipeline_core::relay_bench`, shared with `mailroom bench`.
 
 use lapin::{Connection, ConnectionProperties};

@@ -1,4 +1,4 @@
-//! The JSON bodies that travel on each queue, field for field as the architecture document's
+//! The JSON bodies that travel on each queue, field for field as docs/ARCHITECTURE.md gives their
 //! schemas. Unknown fields are accepted and ignored so that newer producers never break older
 //! consumers; a missing required field or a wrong type is a decode error, which the consumer
 //! runtime treats as a permanent failure.
@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::topology::{self, Route};
 
-/// Priority used when a producer does not say (the middle of the seed's 1–10 range).
+/// Priority used when a producer does not say (the middle of the 1–10 range).
 pub const DEFAULT_PRIORITY: u8 = 5;
 /// Highest priority `emails.to_classify` honours (its `x-max-priority`).
 pub const MAX_PRIORITY: u8 = 10;
@@ -30,7 +30,7 @@ pub trait PipelineMessage: Serialize + DeserializeOwned + Send + Sync + 'static 
     }
 }
 
-/// A fresh message id (UUID v4), as the seed's producers make them.
+/// A fresh message id (UUID v4), as every producer makes them (docs/ARCHITECTURE.md).
 pub fn new_message_id() -> String {
     Uuid::new_v4().to_string()
 }

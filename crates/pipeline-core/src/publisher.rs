@@ -1,6 +1,6 @@
 //! Publishing with publisher confirms and `mandatory`: a publish succeeds only when the broker
 //! has confirmed it, and a nack or an unroutable (returned) message is an error, never a silent
-//! drop. Properties follow DESIGN.md §3.
+//! drop. Properties follow docs/ARCHITECTURE.md ("Messages").
 
 use std::sync::Arc;
 
@@ -88,7 +88,7 @@ impl Outgoing {
         self
     }
 
-    /// The AMQP properties of DESIGN.md §3.
+    /// The AMQP properties of docs/ARCHITECTURE.md ("Messages").
     pub fn properties(&self) -> BasicProperties {
         let correlation = self.correlation_id.as_deref().unwrap_or(&self.message_id);
         let mut props = BasicProperties::default()

@@ -145,7 +145,8 @@ pub async fn declare(conn: &Connection) -> Result<(), RelayBenchError> {
     Ok(())
 }
 
-/// Loads `n` persistent seed-shaped emails (~1 KiB each) into the first queue, confirmed.
+/// Loads `n` persistent `emails.to_classify`-shaped emails (~1 KiB each) into the first queue,
+/// confirmed.
 pub async fn preload(conn: &Connection, n: usize) -> Result<(), RelayBenchError> {
     let publisher = Publisher::open(conn, None).await?;
     let email = EmailToClassify::new(

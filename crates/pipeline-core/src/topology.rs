@@ -1,10 +1,10 @@
-//! The broker topology as data: the seed's exchanges, queues, arguments and bindings, plus the
-//! retry delay queues. Every other part of Mailroom names queues and exchanges through the
-//! constants here, so a name is spelled exactly once.
+//! The broker topology as data: the exchanges, queues, arguments and bindings of the contract in
+//! docs/ARCHITECTURE.md, plus the retry delay queues. Every other part of Mailroom names queues and
+//! exchanges through the constants here, so a name is spelled exactly once.
 //!
 //! Argument types matter to RabbitMQ's equivalence check, so numbers are declared as signed
-//! 32-bit integers and names as long strings — what Python's pika sends for the seed's
-//! `queue_declare` calls — so any client written from the seed can re-declare our queues.
+//! 32-bit integers and names as long strings — what Python's pika sends for these
+//! `queue_declare` calls — so any client written from that contract can re-declare our queues.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,7 +20,7 @@ pub const EMAIL_EXCHANGE: &str = "email_exchange";
 pub const DOCUMENT_EXCHANGE: &str = "document_exchange";
 /// Direct exchange every failed message is dead-lettered through.
 pub const DEAD_LETTER_EXCHANGE: &str = "dead_letter_exchange";
-/// Direct exchange feeding the retry delay queues (Mailroom's only addition to the seed).
+/// Direct exchange feeding the retry delay queues (Mailroom's only exchange beyond the contract).
 pub const RETRY_EXCHANGE: &str = "retry_exchange";
 
 /// An exchange and routing key: where a message is published.
@@ -48,7 +48,7 @@ pub const FAILED_DOCUMENTS: Route = Route { exchange: DEAD_LETTER_EXCHANGE, rout
 /// because that is the only exchange the poller may publish to (least privilege).
 pub const UNPARSEABLE_EMAILS: Route = Route { exchange: EMAIL_EXCHANGE, routing_key: "unparseable" };
 
-/// One of the seed's queues.
+/// One of the contract's queues (the work queues and the dead-letter queue).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueSpec {
     /// Queue name.
@@ -74,7 +74,7 @@ impl QueueSpec {
         self.dead_letter.unwrap_or(FAILED_EMAILS)
     }
 
-    /// Looks a queue of the seed up by name.
+    /// Looks one of the contract's queues up by name.
     pub fn by_name(name: &str) -> Option<&'static QueueSpec> {
         WORK_QUEUES.iter().copied().chain([&DEAD_LETTER_QUEUE]).find(|q| q.name == name)
     }
@@ -219,7 +219,7 @@ fn retry_queue_name(queue: &str, delay_ms: u32) -> String {
 }
 
 impl Topology {
-    /// The seed's topology plus one delay queue per retry step and work queue.
+    /// The contract's topology plus one delay queue per retry step and work queue.
     ///
     /// Delay queues are named after their delay, so changing the ladder adds new queues instead
     /// of re-declaring old ones with another TTL (which the broker would refuse).

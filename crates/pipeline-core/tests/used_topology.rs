@@ -33,8 +33,9 @@ async fn connect(vhost: &TestVhost) -> Connection {
     Connection::connect(&vhost.amqp_url(), ConnectionProperties::default()).await.expect("connect")
 }
 
-/// Declares exactly `used`, as the seed's topology has it, and nothing more: exchanges durable
-/// direct, queues with their arguments and bound to their route (its exchange must be in `used`).
+/// Declares exactly `used`, as the topology (docs/ARCHITECTURE.md) has it, and nothing more:
+/// exchanges durable direct, queues with their arguments and bound to their route (its exchange
+/// must be in `used`).
 async fn declare_only(conn: &Connection, used: &UsedTopology) {
     let channel = conn.create_channel().await.expect("channel");
     let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };

@@ -347,9 +347,9 @@ impl Ledger {
     }
 }
 
-/// The dead letter of a mailbox message that is not an email: the seed's envelope around the raw
-/// bytes (as text, or base64 when they are not UTF-8), with the ledger's message id as its id so
-/// operators can match it to `mailbox_messages`.
+/// The dead letter of a mailbox message that is not an email: the dead-letter envelope
+/// (docs/ARCHITECTURE.md) around the raw bytes (as text, or base64 when they are not UTF-8), with
+/// the ledger's message id as its id so operators can match it to `mailbox_messages`.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Unparseable(pub pipeline_core::dead_letter::DeadLetter);

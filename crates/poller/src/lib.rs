@@ -1,5 +1,5 @@
-//! `poller`, the seed's Email Poller Service: takes new mail from the mailbox, assigns the
-//! seed's priority 1–10 and publishes it to `email_exchange`/`classify`.
+//! `poller`, the pipeline's mail intake (docs/ARCHITECTURE.md): takes new mail from the mailbox,
+//! assigns its priority 1–10 and publishes it to `email_exchange`/`classify`.
 //!
 //! Every message is first claimed in PostgreSQL (`mailbox_messages`, see [`ledger`]), keyed by
 //! mailbox and the mailbox's own id, with the message id it will be published under. A restart
@@ -80,8 +80,8 @@ pub fn in_sample(sample_rate: f64, mailbox_id: &str) -> bool {
     f64::from(bucket) / f64::from(u32::MAX) < sample_rate
 }
 
-/// The seed's priority 1–10: 5, +3 for an urgent word in the subject, +2 for a listed sender
-/// or domain, +2 for Gmail's `IMPORTANT` label.
+/// The priority 1–10 of `emails.to_classify` (docs/ARCHITECTURE.md): 5, +3 for an urgent word in
+/// the subject, +2 for a listed sender or domain, +2 for Gmail's `IMPORTANT` label.
 pub fn priority(settings: &MailboxSettings, email: &ParsedEmail, labels: &[String]) -> u8 {
     let subject = email.subject.to_lowercase();
     let words: Vec<&str> = subject.split(|c: char| !c.is_alphanumeric()).collect();

@@ -1,4 +1,4 @@
-//! The question-embedding cache in Redis (the seed's "caches embeddings in Redis"): keyed by the
+//! The question-embedding cache in Redis (docs/ARCHITECTURE.md, "Redis"): keyed by the
 //! embedder's model id and the SHA-256 of the text, with a TTL. The cache only saves work — if
 //! Redis is unavailable the embedding is computed and the email goes on.
 

@@ -1,5 +1,5 @@
-//! `sender`, the seed's Email Sender Consumer: consumes `emails.to_send` and delivers each reply
-//! exactly once in effect, under the agent mailbox's sending quota.
+//! `sender`, the pipeline's last stage (docs/ARCHITECTURE.md): consumes `emails.to_send` and
+//! delivers each reply exactly once in effect, under the agent mailbox's sending quota.
 //!
 //! For each message the [`SendHandler`]:
 //! 1. builds the reply (`In-Reply-To`, `References`, `Re:` without stacking, a `Message-ID`

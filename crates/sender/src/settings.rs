@@ -16,7 +16,7 @@ pub enum Mode {
     /// Every reply becomes a draft for a human.
     Draft,
     /// Everything happens and is logged (quota, throttle, send log) except the delivery itself:
-    /// the seed's shadow mode for a first rollout.
+    /// the shadow mode of a first rollout (docs/ARCHITECTURE.md, design decisions).
     DryRun,
 }
 

@@ -1,9 +1,9 @@
-//! `upload-api`: the HTTP API agents upload their knowledge documents through (the seed's "Web
-//! Upload API").
+//! `upload-api`: the HTTP API agents upload their knowledge documents through
+//! (docs/ARCHITECTURE.md).
 //!
 //! `POST /documents` (multipart: `file`, `agent_email`) streams the file to the storage
 //! directory under a generated name while enforcing the size limit, recognises PDF, plain text
-//! and Markdown by content, records the document as `queued`, publishes the seed's
+//! and Markdown by content, records the document as `queued`, publishes the
 //! `documents.to_ingest` message with a confirm and answers 202. If anything after the file is
 //! written fails, the file and the record are removed again: an upload is whole or absent.
 //! `GET /documents?agent_email=…`, `GET /documents/{id}` and `DELETE /documents/{id}` manage

@@ -1,8 +1,8 @@
 //! The trained offline classifier: a logistic regression over hashed word and character
 //! n-grams ([`features`]), with Platt-scaled probabilities.
 //!
-//! The weights are trained by [`train`] from `data/corpus/train.jsonl` (see the README,
-//! "Classification and answers") and committed as `data/model.bin`, which the binary embeds,
+//! The weights are trained by [`train`] from `data/corpus/train.jsonl` (see
+//! docs/CLASSIFICATION.md) and committed as `data/model.bin`, which the binary embeds,
 //! so the classifier needs no file or network at run time and every build answers alike.
 //!
 //! # Weight file (`MRCLS001`, little-endian)

@@ -4,10 +4,10 @@
 //! configurable prefetch and runs up to `concurrency` handlers at once. For each delivery the
 //! [`Processor`] decodes the body, calls the [`Handler`], publishes its outputs with confirms and
 //! only then acks the input. Failures are typed: a transient one goes to the next delay queue of
-//! the retry ladder (and comes back to the work queue when its TTL expires), a permanent one —
-//! or a transient one past the last step — is wrapped in the seed's dead-letter envelope,
-//! published to `dead_letter_exchange`, and only then acked. If even that publish fails the
-//! delivery is returned to the queue, so nothing is ever dropped.
+//! the retry ladder (and comes back to the work queue when its TTL expires), a permanent one — or a
+//! transient one past the last step — is wrapped in the dead-letter envelope
+//! (docs/ARCHITECTURE.md), published to `dead_letter_exchange`, and only then acked. If even that
+//! publish fails the delivery is returned to the queue, so nothing is ever dropped.
 //!
 //! Connection loss ends the session; the worker reconnects with backoff and jitter, re-declares
 //! and resumes. On shutdown it stops consuming, lets in-flight handlers finish within the drain

@@ -20,7 +20,7 @@ use crate::publisher::{RETRY_COUNT_HEADER, int_header};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Shape {
-    /// Published by a worker inside the seed's envelope.
+    /// Published by a worker inside the dead-letter envelope.
     Envelope,
     /// Dead-lettered by the broker (`x-death` header), body untouched.
     XDeath,
@@ -130,7 +130,7 @@ fn content_id(body: &[u8]) -> String {
 }
 
 /// Timestamps as our producers write them (RFC 3339) or as Python's `isoformat()` does
-/// (no offset: UTC by the seed's convention).
+/// (no offset: UTC by the schemas' convention, docs/ARCHITECTURE.md).
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))

@@ -1,6 +1,6 @@
 //! The envelope a worker wraps a message in when it gives up on it: [`DeadLetter::new`] and
 //! [`DeadLetter::outgoing`] write it, [`as_envelope`] and [`original_bytes`] read it back
-//! (leniently, so that the seed's envelopes are read too).
+//! (leniently, so that envelopes of the same shape from other producers are read too).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -95,8 +95,9 @@ impl DeadLetter {
     }
 }
 
-/// A JSON body that is one of our (or the seed's) envelopes, read leniently: only
-/// `original_queue`, `failure_info` and one of the two original-message fields are required.
+/// A JSON body that is one of our envelopes (or another producer's of the same shape), read
+/// leniently: only `original_queue`, `failure_info` and one of the two original-message fields are
+/// required.
 pub(super) fn as_envelope(body: &[u8]) -> Option<serde_json::Map<String, Value>> {
     let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else { return None };
     let is_envelope = map.get("original_queue").is_some_and(Value::is_string)

@@ -3,8 +3,8 @@
 //!
 //! Two shapes of dead letter arrive in that queue, and both are decoded into one
 //! [`DeadLetterInfo`]:
-//! - **envelopes** ([`DeadLetter`]) that a worker published after giving up (DESIGN.md §3): a
-//!   JSON body with `original_queue`, `original_message` (or `original_message_base64`) and
+//! - **envelopes** ([`DeadLetter`]) that a worker published after giving up (docs/ARCHITECTURE.md):
+//!   a JSON body with `original_queue`, `original_message` (or `original_message_base64`) and
 //!   `failure_info`, plus the [`ORIGINAL_QUEUE_HEADER`] header. Their id is the envelope's
 //!   `message_id`.
 //! - **broker-dead-lettered** messages (TTL expiry, a reject without requeue): the body is the
