@@ -151,9 +151,10 @@ async fn three_senders_share_the_quota_and_a_killed_one_neither_loses_nor_repeat
     for mut s in senders {
         let _ = tokio::time::timeout(Duration::from_secs(30), s.wait()).await;
     }
-    let mut redis = redis::aio::ConnectionManager::new(
+    let mut redis = redis::aio::ConnectionManager::new_with_config(
         mailroom_redis::client(&pipeline_core::settings::RedisSettings::from_url("redis://127.0.0.1:6379"))
             .expect("url"),
+        sender::redis_config(),
     )
     .await
     .expect("redis");

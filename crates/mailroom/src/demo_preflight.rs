@@ -66,7 +66,13 @@ pub async fn preflight(settings: &Settings) -> (Vec<Unreachable>, Option<Result<
     }
     let redis = async {
         let client = mailroom_redis::client(&settings.redis).map_err(|e| e.to_string())?;
-        let mut conn = client.get_multiplexed_async_connection().await.map_err(|e| mailroom_redis::describe(&e))?;
+        // No time-outs of the client's own (redis-rs 1.x defaults: 1 s to connect, 0.5 s for the
+        // reply): the preflight's deadline below is the one reported.
+        let unbounded = redis::AsyncConnectionConfig::new().set_connection_timeout(None).set_response_timeout(None);
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&unbounded)
+            .await
+            .map_err(|e| mailroom_redis::describe(&e))?;
         redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(|e| mailroom_redis::describe(&e))
     };
     match tokio::time::timeout(timeout, redis).await {

@@ -7,6 +7,7 @@ use pipeline_core::settings::RedisSettings;
 use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 use tokio::sync::OnceCell;
 use tracing::warn;
 
@@ -57,9 +58,11 @@ impl EmbeddingCache {
         let client = self.client.as_ref()?;
         self.connection
             .get_or_try_init(|| async {
+                // One reconnection attempt, 1 s (plus jitter) after a failure.
                 let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(std::time::Duration::from_secs(2))
-                    .set_response_timeout(std::time::Duration::from_secs(2))
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(Duration::from_secs(2)))
+                    .set_min_delay(Duration::from_secs(1))
                     .set_number_of_retries(1);
                 ConnectionManager::new_with_config(client.clone(), config).await
             })

@@ -513,19 +513,20 @@ impl<S: Sink> Handler for SendHandler<S> {
     }
 }
 
-/// How the sender's Redis connection reconnects. redis-rs 0.32 hands its `factor` to backon
-/// as the delay *multiplier* (from a 1 s minimum, capped at 60 s), so its defaults wait 1 s, then
-/// 60 s, between reconnection attempts: one Redis restart of more than a second left every send
-/// blocked for a minute or more (found by the fault-injection suite). Delays are capped at 2 s
-/// here, and a dead connection or an unanswered command fails within seconds, so the handler
-/// gets a transient error (retry ladder) instead of hanging.
+/// How the sender's Redis connection reconnects: up to 5 attempts, 1 s apart, then 2 s (an
+/// exponential backoff from 1 s, doubling, capped at 2 s, with jitter). Without the cap a Redis
+/// restart of more than a second left every send blocked for a minute or more (found by the
+/// fault-injection suite: redis-rs 0.32's defaults waited 1 s, then 60 s). A dead connection or
+/// an unanswered command fails within seconds (connect 2 s, response 5 s), so the handler gets a
+/// transient error (retry ladder) instead of hanging.
 pub fn redis_config() -> redis::aio::ConnectionManagerConfig {
     redis::aio::ConnectionManagerConfig::new()
-        .set_factor(2)
-        .set_max_delay(2_000)
+        .set_min_delay(Duration::from_secs(1))
+        .set_exponent_base(2.0)
+        .set_max_delay(Duration::from_secs(2))
         .set_number_of_retries(5)
-        .set_connection_timeout(Duration::from_secs(2))
-        .set_response_timeout(Duration::from_secs(5))
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(5)))
 }
 
 /// The sender's Redis could not be reached.

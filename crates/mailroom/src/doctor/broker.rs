@@ -53,8 +53,13 @@ async fn redis(settings: &Settings) -> Vec<Check> {
     let url = redact_url(settings.redis.url.expose_secret());
     let check = async {
         let client = mailroom_redis::client(&settings.redis).map_err(|e| e.to_string())?;
-        let mut connection =
-            client.get_multiplexed_async_connection().await.map_err(|e| mailroom_redis::describe(&e))?;
+        // No time-outs of the client's own (redis-rs 1.x would give up after 1 s connecting and
+        // 0.5 s waiting for the reply): the check's deadline (`timed`) is the one reported.
+        let unbounded = redis::AsyncConnectionConfig::new().set_connection_timeout(None).set_response_timeout(None);
+        let mut connection = client
+            .get_multiplexed_async_connection_with_config(&unbounded)
+            .await
+            .map_err(|e| mailroom_redis::describe(&e))?;
         redis::cmd("PING").query_async::<String>(&mut connection).await.map_err(|e| mailroom_redis::describe(&e))
     };
     vec![match check.await {

@@ -107,3 +107,51 @@ async fn the_throttle_window_slides() {
     assert!(throttle.allow("s@a.example", "c@x.example", "3").await.expect("redis"), "old replies age out");
     cleanup(&mut connection().await, &p).await;
 }
+
+#[tokio::test]
+async fn the_limits_reconnect_at_once_when_redis_drops_the_connection() {
+    // The policy `sender::run` connects with (redis-rs 1.x counts from `min_delay`; 0.32 counted
+    // from an implicit 1 s): 5 attempts, 1 s then 2 s apart, time-outs of seconds, not minutes.
+    let config = sender::redis_config();
+    assert_eq!((config.min_delay(), config.max_delay()), (Duration::from_secs(1), Some(Duration::from_secs(2))));
+    assert_eq!((config.exponent_base(), config.number_of_retries()), (2.0, 5));
+    assert_eq!(
+        (config.connection_timeout(), config.response_timeout()),
+        (Some(Duration::from_secs(2)), Some(Duration::from_secs(5)))
+    );
+
+    let p = prefix();
+    let conn = connection().await;
+    let limiter = RateLimiter::new(conn.clone(), &p, 1000, Duration::from_secs(3600), 1000);
+    let throttle = ReplyThrottle::new(conn.clone(), &p, 1000, Duration::from_secs(3600));
+    assert_eq!(limiter.try_acquire("support@a.example").await.expect("redis"), Permit::Granted);
+    // What a Redis restart does to the sender: its connection is closed by the server and the
+    // scripts are gone from the script cache (flushing it only makes other tests reload theirs).
+    let id: i64 = redis::cmd("CLIENT").arg("ID").query_async(&mut conn.clone()).await.expect("CLIENT ID");
+    let mut admin = connection().await;
+    let killed: i64 = redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id).query_async(&mut admin).await.expect("kill");
+    assert_eq!(killed, 1);
+    let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut admin).await.expect("SCRIPT FLUSH");
+
+    // At most the request that found the connection closed fails (a transient error for the
+    // handler); the next ones go through a new connection, at once.
+    let started = Instant::now();
+    let mut failures = 0;
+    let permit = loop {
+        match limiter.try_acquire("support@a.example").await {
+            Ok(permit) => break permit,
+            Err(e) => {
+                failures += 1;
+                assert!(started.elapsed() < Duration::from_secs(5), "no reconnection within 5 s: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(permit, Permit::Granted);
+    assert!(failures <= 1, "{failures} failed requests after the connection was dropped");
+    assert!(started.elapsed() < Duration::from_secs(2), "reconnected after {:?}", started.elapsed());
+    assert!(throttle.allow("support@a.example", "c@x.example", "1").await.expect("the throttle reconnected too"));
+    let new_id: i64 = redis::cmd("CLIENT").arg("ID").query_async(&mut conn.clone()).await.expect("CLIENT ID");
+    assert_ne!(new_id, id, "a new connection");
+    cleanup(&mut admin, &p).await;
+}

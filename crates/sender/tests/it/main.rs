@@ -25,7 +25,8 @@ pub(crate) const AGENT: &str = "support@northwind.example";
 pub(crate) async fn connection() -> ConnectionManager {
     let url = std::env::var("MAILROOM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let client = mailroom_redis::client(&pipeline_core::settings::RedisSettings::from_url(&url)).expect("url");
-    ConnectionManager::new(client).await.expect("redis")
+    // The sender's own reconnection policy and time-outs, as `sender::run` connects.
+    ConnectionManager::new_with_config(client, sender::redis_config()).await.expect("redis")
 }
 
 pub(crate) fn prefix() -> String {
