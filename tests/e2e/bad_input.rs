@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use lapin::options::BasicGetOptions;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, repo_root, run, spawn_logged, wait_for};
+use mailroom_tests::{
+    TestDb, TestDir, TestVhost, WorkerEnv, bin_path, env_var, repo_root, run, spawn_logged, wait_for,
+};
 use pipeline_core::Publisher;
 use pipeline_core::dead_letter::DeadLetter;
 use pipeline_core::messages::{
@@ -219,16 +221,16 @@ impl Drop for RedisPrefix {
 
 /// Sender settings that never make good traffic wait: a quota far above the test's volume.
 pub(crate) fn sender_env(outbox: &Path, prefix: &RedisPrefix) -> Vec<(&'static str, String)> {
-    vec![
-        ("MAILROOM__OUTBOX__MAILDIR", outbox.display().to_string()),
-        ("MAILROOM__SENDER__RATE_LIMIT", "100000".to_owned()),
-        ("MAILROOM__SENDER__RATE_WINDOW_SECS", "1".to_owned()),
-        ("MAILROOM__SENDER__RATE_BURST", "100000".to_owned()),
-        ("MAILROOM__SENDER__REDIS_PREFIX", prefix.0.clone()),
+    WorkerEnv::new()
+        .set("outbox.maildir", outbox.display().to_string())
+        .set("sender.rate_limit", "100000")
+        .set("sender.rate_window_secs", "1")
+        .set("sender.rate_burst", "100000")
+        .set("sender.redis_prefix", prefix.0.clone())
         // Questions the documents do not cover still get a (holding) reply, so every support
         // email ends in the outbox.
-        ("MAILROOM__RAG__NO_CONTEXT", "holding_reply".to_owned()),
-    ]
+        .set("rag.no_context", "holding_reply")
+        .build()
 }
 
 /// The terminal state an email reached, if it reached one: not support; a reply (sent or
@@ -840,14 +842,14 @@ async fn hostile_and_broken_mail_in_the_maildir_is_set_aside_with_a_reason_or_an
         std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
     }
     let prefix = RedisPrefix::new();
-    let mut env = vec![
-        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
-        ("MAILROOM__DATABASE__URL", db.url()),
-        ("MAILROOM__MAILBOX__MAILDIR", maildir.display().to_string()),
-        ("MAILROOM__MAILBOX__AGENT_EMAIL", AGENT_A.to_owned()),
-        ("MAILROOM__MAILBOX__POLL_INTERVAL_MS", "200".to_owned()),
-        ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "200,400".to_owned()),
-    ];
+    let mut env = WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("database.url", db.url())
+        .set("mailbox.maildir", maildir.display().to_string())
+        .set("mailbox.agent_email", AGENT_A.to_owned())
+        .set("mailbox.poll_interval_ms", "200")
+        .set("topology.retry_delays_ms", "200,400")
+        .build();
     env.extend(sender_env(&outbox, &prefix));
     // The dead-letter queue must exist before the test reads it.
     let (code, out) = run(&bin_path("mailroom"), &["topology", "apply"], &env).await;
@@ -1082,7 +1084,7 @@ async fn upload_case(stack: &Stack, case: &Value) -> (u16, Value) {
 
 #[tokio::test]
 async fn hostile_uploads_get_a_clear_answer_or_fail_with_a_reason_and_good_documents_still_go_through() {
-    let mut stack = start(vec![("MAILROOM__UPLOAD_API__MAX_UPLOAD_MB", "2".to_owned())]).await;
+    let mut stack = start(vec![(env_var("upload_api.max_upload_mb"), "2".to_owned())]).await;
     let cases = manifest("uploads");
     let mut accepted: Vec<(String, Value, String)> = Vec::new();
     let mut good = Vec::new();

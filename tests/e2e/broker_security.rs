@@ -26,7 +26,8 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use mailroom_tests::{
-    TestDb, TestVhost, amqp_url_as, bin_path, free_port, mgmt_url, repo_root, run, spawn_logged, wait_for,
+    TestDb, TestVhost, WorkerEnv, amqp_url_as, bin_path, env_var, free_port, mgmt_url, repo_root, run, spawn_logged,
+    wait_for,
 };
 use pipeline_core::messages::{DocumentMetadata, DocumentToIngest, EmailToClassify, EmailToRespond, IncomingEmail};
 use pipeline_core::topology::{
@@ -232,12 +233,12 @@ impl RoleVhost {
     /// Applies the topology with the operator CLI as the admin role, as a deployment would.
     async fn apply_topology(&self) {
         let admin = self.account("admin");
-        let env = vec![
-            ("MAILROOM__AMQP__URL", self.url("admin")),
-            ("MAILROOM__MANAGEMENT__URL", mgmt_url()),
-            ("MAILROOM__MANAGEMENT__USERNAME", admin.name.clone()),
-            ("MAILROOM__MANAGEMENT__PASSWORD", admin.password.clone()),
-        ];
+        let env = WorkerEnv::new()
+            .set("amqp.url", self.url("admin"))
+            .set("management.url", mgmt_url())
+            .set("management.username", admin.name.clone())
+            .set("management.password", admin.password.clone())
+            .build();
         // `verify` reads the management API as the admin: its `management` tag is enough.
         for args in [&["topology", "apply"][..], &["topology", "verify"]] {
             let (code, out) = run(&bin_path("mailroom"), args, &env).await;
@@ -533,12 +534,12 @@ impl Handler for Idle {
 fn settings_for(url: &str) -> Settings {
     Settings::load_from(
         None,
-        [
-            ("MAILROOM__AMQP__URL".to_owned(), url.to_owned()),
-            ("MAILROOM__TOPOLOGY__DECLARE".to_owned(), "false".to_owned()),
-            ("MAILROOM__AMQP__RECONNECT_INITIAL_MS".to_owned(), "100".to_owned()),
-            ("MAILROOM__AMQP__RECONNECT_MAX_MS".to_owned(), "500".to_owned()),
-        ],
+        WorkerEnv::new()
+            .set("amqp.url", url.to_owned())
+            .set("topology.declare", "false")
+            .set("amqp.reconnect_initial_ms", "100")
+            .set("amqp.reconnect_max_ms", "500")
+            .owned(),
     )
     .expect("settings")
 }
@@ -655,7 +656,7 @@ async fn each_role_can_do_exactly_what_it_needs_and_is_refused_the_rest() {
 
     // Role users cannot run the operator's `topology apply` either.
     let (code, out) =
-        run(&bin_path("mailroom"), &["topology", "apply"], &[("MAILROOM__AMQP__URL", roles_vhost.url("classifier"))])
+        run(&bin_path("mailroom"), &["topology", "apply"], &[(env_var("amqp.url"), roles_vhost.url("classifier"))])
             .await;
     assert_ne!(code, 0, "mailroom-classifier must not be able to apply the topology: {out}");
     assert!(out.contains("ACCESS_REFUSED") || out.contains("403"), "{out}");
@@ -709,14 +710,14 @@ async fn a_worker_without_configure_permission_is_not_ready_until_the_admin_appl
     let roles_vhost = RoleVhost::load().await;
     let db = TestDb::create().await;
     let base = format!("127.0.0.1:{}", free_port());
-    let env = vec![
-        ("MAILROOM__AMQP__URL", roles_vhost.url("classifier")),
-        ("MAILROOM__TOPOLOGY__DECLARE", "false".to_owned()),
-        ("MAILROOM__AMQP__RECONNECT_INITIAL_MS", "100".to_owned()),
-        ("MAILROOM__AMQP__RECONNECT_MAX_MS", "500".to_owned()),
-        ("MAILROOM__DATABASE__URL", db.url()),
-        ("MAILROOM__HTTP__LISTEN", base.clone()),
-    ];
+    let env = WorkerEnv::new()
+        .set("amqp.url", roles_vhost.url("classifier"))
+        .set("topology.declare", "false")
+        .set("amqp.reconnect_initial_ms", "100")
+        .set("amqp.reconnect_max_ms", "500")
+        .set("database.url", db.url())
+        .set("http.listen", base.clone())
+        .build();
     let (_classifier, log) = spawn_logged(&bin_path("classifier"), &[], &env);
     let http = reqwest::Client::new();
     let base = format!("http://{base}");
@@ -795,9 +796,10 @@ impl Tls {
 
 /// Settings connecting to `url` with the given `[amqp.tls]` keys.
 fn tls_settings(url: &str, tls: &[(&str, String)]) -> Result<Settings, pipeline_core::settings::SettingsError> {
-    let mut env = vec![("MAILROOM__AMQP__URL".to_owned(), url.to_owned())];
-    env.extend(tls.iter().map(|(k, v)| (format!("MAILROOM__AMQP__TLS__{k}"), v.clone())));
-    Settings::load_from(None, env)
+    let env = tls.iter().fold(WorkerEnv::new().set("amqp.url", url), |env, (k, v)| {
+        env.set(&format!("amqp.tls.{}", k.to_lowercase()), v.clone())
+    });
+    Settings::load_from(None, env.owned())
 }
 
 async fn tls_connect(url: &str, tls: &[(&str, String)]) -> Result<Connection, pipeline_core::amqp::ConnectError> {
@@ -891,14 +893,14 @@ async fn a_worker_processes_messages_over_tls_and_refuses_an_untrusted_broker() 
     Topology::new(&topology::DEFAULT_RETRY_DELAYS_MS).declare(&channel).await.expect("declare");
 
     let worker_env = |ca: &str, listen: &str| {
-        vec![
-            ("MAILROOM__AMQP__URL", tls.url(&vhost)),
-            ("MAILROOM__AMQP__TLS__CA_FILE", tls.file(ca)),
-            ("MAILROOM__AMQP__RECONNECT_INITIAL_MS", "100".to_owned()),
-            ("MAILROOM__AMQP__RECONNECT_MAX_MS", "500".to_owned()),
-            ("MAILROOM__DATABASE__URL", db.url()),
-            ("MAILROOM__HTTP__LISTEN", listen.to_owned()),
-        ]
+        WorkerEnv::new()
+            .set("amqp.url", tls.url(&vhost))
+            .set("amqp.tls.ca_file", tls.file(ca))
+            .set("amqp.reconnect_initial_ms", "100")
+            .set("amqp.reconnect_max_ms", "500")
+            .set("database.url", db.url())
+            .set("http.listen", listen.to_owned())
+            .build()
     };
     let http = reqwest::Client::new();
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use doc_ingester::{IngestHandler, Ingester};
 use mailroom_db::documents::{self, NewDocument};
-use mailroom_tests::{TestDb, TestDir, bin_path, wait_for};
+use mailroom_tests::{TestDb, TestDir, WorkerEnv, bin_path, wait_for};
 use pipeline_core::messages::{DocumentMetadata, DocumentToIngest, new_message_id, now};
 use pipeline_core::{DeliveryMeta, Handler as _};
 use sqlx::PgPool;
@@ -29,10 +29,8 @@ struct Setup {
 async fn setup() -> Setup {
     let db = TestDb::create().await;
     let storage = TestDir::create();
-    let env = [
-        ("MAILROOM__DATABASE__URL".to_owned(), db.url()),
-        ("MAILROOM__STORAGE__DIR".to_owned(), storage.path.display().to_string()),
-    ];
+    let env =
+        WorkerEnv::new().set("database.url", db.url()).set("storage.dir", storage.path.display().to_string()).owned();
     let settings = pipeline_core::Settings::load_from(None, env).expect("settings");
     let pool = mailroom_db::connect_and_migrate(&settings.database.url, 8).await.expect("database");
     Setup { _db: db, storage, pool, settings }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use mailroom_tests::{TestDir, bin_path, mgmt, repo_root, run};
+use mailroom_tests::{TestDir, WorkerEnv, bin_path, env_var, mgmt, repo_root, run};
 use serde_json::Value;
 
 /// Runs `mailroom demo --json` in a fresh vhost and database of its own (removed afterwards) with
@@ -141,7 +141,7 @@ async fn the_demo_answers_drafts_skips_and_dead_letters_the_bundled_mailbox() {
 #[tokio::test]
 async fn the_demo_works_without_the_management_api() {
     let closed = format!("http://127.0.0.1:{}", mailroom_tests::free_port());
-    let (code, out) = run_demo(&[("MAILROOM__MANAGEMENT__URL", closed.clone())]).await;
+    let (code, out) = run_demo(&[(env_var("management.url"), closed.clone())]).await;
     assert_bundled_outcomes(code, &out);
     assert!(
         out.contains(&format!("rabbitmqctl (the management API at {closed} is not reachable; not needed)")),
@@ -154,10 +154,10 @@ async fn the_demo_works_without_the_management_api() {
 async fn the_demo_says_which_service_is_missing_and_how_to_start_it() {
     let dir = TestDir::create();
     let closed = mailroom_tests::free_port();
-    let env = [
-        ("MAILROOM__REDIS__URL", format!("redis://127.0.0.1:{closed}")),
-        ("MAILROOM__DATABASE__URL", format!("postgres://postgres@127.0.0.1:{closed}/mailroom")),
-    ];
+    let env = WorkerEnv::new()
+        .set("redis.url", format!("redis://127.0.0.1:{closed}"))
+        .set("database.url", format!("postgres://postgres@127.0.0.1:{closed}/mailroom"))
+        .build();
     let args =
         ["demo", "--dir", &dir.path.display().to_string(), "--vhost", "mailroom-test-never", "--database", "never"];
     let (code, out) = run(&bin_path("mailroom"), &args, &env).await;

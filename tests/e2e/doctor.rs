@@ -3,10 +3,10 @@
 //! fix, the exit code says so, and `--json` carries the same.
 
 use lapin::ConnectionProperties;
-use mailroom_tests::fake_http::{FakeServer, Reply};
-use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, run, run_split};
+use llm_fake::{Failure, FakeLlm};
+use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, bin_path, env_var, run, run_split};
 use pipeline_core::topology::{DEFAULT_RETRY_DELAYS_MS, Topology};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::broker_security::user_with;
 
@@ -24,11 +24,11 @@ async fn deployment() -> (TestVhost, TestDb, TestDir) {
 }
 
 fn env(vhost: &TestVhost, db: &TestDb, dir: &TestDir) -> Vec<(&'static str, String)> {
-    vec![
-        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
-        ("MAILROOM__DATABASE__URL", db.url()),
-        ("MAILROOM__MAILBOX__MAILDIR", dir.path.join("mailbox").display().to_string()),
-    ]
+    WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("database.url", db.url())
+        .set("mailbox.maildir", dir.path.join("mailbox").display().to_string())
+        .build()
 }
 
 fn check<'a>(checks: &'a [Value], name: &str) -> &'a Value {
@@ -38,44 +38,30 @@ fn check<'a>(checks: &'a [Value], name: &str) -> &'a Value {
 #[tokio::test]
 async fn a_retired_model_and_a_wrong_key_fail_with_the_fix_and_a_served_model_passes() {
     let (vhost, db, dir) = deployment().await;
-    let gemini = FakeServer::start(|request| {
-        assert_eq!(request.method, axum::http::Method::GET, "a lookup, not a generation");
-        Reply::json(
-            404,
-            json!({"error": {"code": 404, "status": "NOT_FOUND",
-                "message": "models/gemini-2.0-flash is not found for API version v1beta, or is not supported for generateContent."}}),
-        )
+    let gemini = FakeLlm::start(|call| {
+        assert_eq!(call.method, axum::http::Method::GET, "a lookup, not a generation");
+        call.fail(Failure::ModelNotFound)
     })
     .await;
-    let anthropic = FakeServer::start(|_| {
-        Reply::json(
-            401,
-            json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"},
-                "request_id": "req_011CSHoEeqs5C35K2UUqR7Fy"}),
-        )
-    })
-    .await;
-    let openai = FakeServer::start(|request| {
-        assert_eq!(request.path, "/v1/models");
-        Reply::json(
-            200,
-            json!({"object": "list", "data": [
-                {"id": "gpt-6-luna", "object": "model", "created": 1_764_806_400u64, "owned_by": "openai"},
-                {"id": "text-embedding-3-small", "object": "model", "created": 1_705_948_997u64, "owned_by": "system"}]}),
-        )
+    let anthropic = FakeLlm::start(|call| call.fail(Failure::InvalidKey)).await;
+    let openai = FakeLlm::start(|call| {
+        assert_eq!(call.path, "/v1/models");
+        call.lookup(&["gpt-6-luna", "text-embedding-3-small"])
     })
     .await;
     let mut env = env(&vhost, &db, &dir);
-    env.extend([
-        ("MAILROOM__LLM__PROVIDERS", "gemini,anthropic,openai,local".to_owned()),
-        ("MAILROOM__LLM__GEMINI__BASE_URL", format!("{}/v1beta", gemini.base)),
-        ("MAILROOM__LLM__GEMINI__API_KEY", "AIza-doctor-secret".to_owned()),
-        ("MAILROOM__LLM__GEMINI__MODEL", "gemini-2.0-flash".to_owned()),
-        ("MAILROOM__LLM__ANTHROPIC__BASE_URL", format!("{}/v1", anthropic.base)),
-        ("MAILROOM__LLM__ANTHROPIC__API_KEY", "sk-ant-doctor-secret".to_owned()),
-        ("MAILROOM__LLM__OPENAI__BASE_URL", format!("{}/v1", openai.base)),
-        ("MAILROOM__LLM__OPENAI__API_KEY", "sk-doctor-secret".to_owned()),
-    ]);
+    env.extend(
+        WorkerEnv::new()
+            .set("llm.providers", "gemini,anthropic,openai,local")
+            .set("llm.gemini.base_url", gemini.gemini_url())
+            .set("llm.gemini.api_key", "AIza-doctor-secret")
+            .set("llm.gemini.model", "gemini-2.0-flash")
+            .set("llm.anthropic.base_url", anthropic.anthropic_url())
+            .set("llm.anthropic.api_key", "sk-ant-doctor-secret")
+            .set("llm.openai.base_url", openai.openai_url())
+            .set("llm.openai.api_key", "sk-doctor-secret")
+            .build(),
+    );
 
     let (code, stdout, stderr) = run_split(&bin_path("mailroom"), &["doctor", "--json"], &env).await;
     assert_eq!(code, 1, "a failed check fails the command: {stdout}{stderr}");
@@ -103,7 +89,7 @@ async fn a_retired_model_and_a_wrong_key_fail_with_the_fix_and_a_served_model_pa
     assert_eq!(openai.only_request().header("authorization"), Some("Bearer sk-doctor-secret"));
 
     // With only the served model configured, every check passes: one line each, exit 0.
-    env.push(("MAILROOM__LLM__PROVIDERS", "openai,local".to_owned()));
+    env.push((env_var("llm.providers"), "openai,local".to_owned()));
     let (code, output) = run(&bin_path("mailroom"), &["doctor"], &env).await;
     assert_eq!(code, 0, "{output}");
     assert!(output.lines().any(|l| l.starts_with("ok") && l.contains("llm openai")), "{output}");
@@ -118,7 +104,7 @@ async fn a_broker_user_without_its_roles_permissions_is_named_with_what_it_lacks
         user_with(&vhost.name, "doctor", "^$", "^(retry_exchange|dead_letter_exchange)$", "^emails\\.to_classify$")
             .await;
     let mut env = env(&vhost, &db, &dir);
-    env.push(("MAILROOM__AMQP__URL", url));
+    env.push((env_var("amqp.url"), url));
 
     let (code, output) = run(&bin_path("mailroom"), &["doctor", "--role", "classifier"], &env).await;
     assert_eq!(code, 1, "{output}");
@@ -142,8 +128,7 @@ async fn a_broker_user_without_its_roles_permissions_is_named_with_what_it_lacks
 
 /// The Gmail settings of one role (`MAILBOX` or `OUTBOX`) against the fake Google.
 fn gmail_env(fake: &gmail_fake::FakeGmail, section: &str, refresh_token: &str) -> Vec<(&'static str, String)> {
-    let key =
-        |name: &str| -> &'static str { Box::leak(format!("MAILROOM__{section}__GMAIL__{name}").into_boxed_str()) };
+    let key = |name: &str| env_var(&format!("{section}.gmail.{name}").to_lowercase());
     vec![
         (key("API_BASE"), fake.api_base()),
         (key("TOKEN_URL"), fake.token_url()),
@@ -165,8 +150,8 @@ async fn missing_gmail_scopes_and_a_revoked_token_are_named_per_role() {
     fake.revoke("1//revoked");
     let doctor = |poller: &str, sender: &str| {
         let mut env = env(&vhost, &db, &dir);
-        env.push(("MAILROOM__MAILBOX__KIND", "gmail".to_owned()));
-        env.push(("MAILROOM__OUTBOX__KIND", "gmail".to_owned()));
+        env.push((env_var("mailbox.kind"), "gmail".to_owned()));
+        env.push((env_var("outbox.kind"), "gmail".to_owned()));
         env.extend(gmail_env(&fake, "MAILBOX", poller));
         env.extend(gmail_env(&fake, "OUTBOX", sender));
         async move { run(&bin_path("mailroom"), &["doctor", "--json"], &env).await }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use doc_ingester::extract::{self, Limits};
 use doc_ingester::{Ingester, IngesterSettings};
 use mailroom_db::documents::{self, NewDocument};
-use mailroom_tests::{TestDb, TestDir, bin_path, corpus, repo_root};
+use mailroom_tests::{TestDb, TestDir, WorkerEnv, bin_path, corpus, env_var, repo_root};
 use pipeline_core::messages::{DocumentMetadata, DocumentToIngest, new_message_id, now};
 use pipeline_core::settings::Settings;
 use serde_json::Value;
@@ -67,10 +67,7 @@ async fn the_extraction_child_starts_with_an_empty_environment() {
     let storage = TestDir::create();
     let settings = Settings::load_from(
         None,
-        [
-            ("MAILROOM__DATABASE__URL".to_owned(), db.url()),
-            ("MAILROOM__STORAGE__DIR".to_owned(), storage.path.display().to_string()),
-        ],
+        WorkerEnv::new().set("database.url", db.url()).set("storage.dir", storage.path.display().to_string()).owned(),
     )
     .expect("settings");
     let pool = mailroom_db::connect_and_migrate(&settings.database.url, 2).await.expect("database");
@@ -152,10 +149,7 @@ fn ci_corpus() -> (PathBuf, Vec<PathBuf>) {
 
 /// Generous limits for real documents under debug builds on a busy CI machine.
 fn real_document_limits() -> Vec<(&'static str, String)> {
-    vec![
-        ("MAILROOM__INGESTER__EXTRACT_TIMEOUT_SECS", "120".to_owned()),
-        ("MAILROOM__INGESTER__EXTRACT_MAX_MEMORY_MB", "1024".to_owned()),
-    ]
+    WorkerEnv::new().set("ingester.extract_timeout_secs", "120").set("ingester.extract_max_memory_mb", "1024").build()
 }
 
 #[tokio::test]
@@ -208,7 +202,7 @@ async fn a_real_pdf_the_primary_engine_panics_on_is_read_by_the_fallback() {
     let manual = root.join(METAPOST_MANUAL);
     // pdf-extract first: it panics on 53 pages, which pdf_oxide then reads.
     let mut env = real_document_limits();
-    env.push(("MAILROOM__INGESTER__PDF_ENGINES", "pdf-extract,pdf_oxide".to_owned()));
+    env.push((env_var("ingester.pdf_engines"), "pdf-extract,pdf_oxide".to_owned()));
     let stack = start(env).await;
     let (status, body) = stack.upload_file(AGENT_A, &manual).await;
     assert_eq!(status, 202, "{body}");
@@ -226,7 +220,7 @@ async fn a_real_pdf_the_primary_engine_panics_on_is_read_by_the_fallback() {
     // pdf-extract alone cannot read those pages: they are skipped and listed, and the rest is
     // still ingested.
     let mut env = real_document_limits();
-    env.push(("MAILROOM__INGESTER__PDF_ENGINES", "pdf-extract".to_owned()));
+    env.push((env_var("ingester.pdf_engines"), "pdf-extract".to_owned()));
     let alone = start(env).await;
     let (_, body) = alone.upload_file(AGENT_A, &manual).await;
     let doc = alone.settled(body["document_id"].as_str().expect("id")).await;

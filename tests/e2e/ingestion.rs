@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use embedders::{Embedder, HashingEmbedder};
-use mailroom_tests::{TestVhost, bin_path, signal, wait_for};
+use mailroom_tests::{TestVhost, WorkerEnv, bin_path, signal, wait_for};
 use serde_json::Value;
 use vector_store::{PgVectorStore, VectorStore};
 
@@ -206,11 +206,13 @@ async fn slow_embeddings_server(delay: Duration, calls: Arc<AtomicU64>) -> Strin
 async fn an_ingester_killed_mid_document_finishes_it_after_restart_without_duplicate_chunks() {
     let calls = Arc::new(AtomicU64::new(0));
     let base_url = slow_embeddings_server(Duration::from_millis(150), calls.clone()).await;
-    let mut stack = start(vec![
-        ("MAILROOM__EMBEDDINGS__PROVIDER", "openai".to_owned()),
-        ("MAILROOM__EMBEDDINGS__OPENAI__BASE_URL", base_url),
-        ("MAILROOM__EMBEDDINGS__BATCH_SIZE", "2".to_owned()),
-    ])
+    let mut stack = start(
+        WorkerEnv::new()
+            .set("embeddings.provider", "openai")
+            .set("embeddings.openai.base_url", base_url)
+            .set("embeddings.batch_size", "2")
+            .build(),
+    )
     .await;
     let (status, body) = stack.upload_file(AGENT_A, &knowledge("lift-pro-user-manual.pdf")).await;
     assert_eq!(status, 202);

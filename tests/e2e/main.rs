@@ -22,7 +22,7 @@ mod stack;
 mod tls_datastores;
 mod up;
 
-use mailroom_tests::{TestDb, TestVhost, bin_path, mgmt, run};
+use mailroom_tests::{TestDb, TestVhost, WorkerEnv, bin_path, mgmt, run};
 
 #[tokio::test]
 async fn throw_away_vhosts_and_databases_are_removed_after_use() {
@@ -59,11 +59,11 @@ async fn the_operator_cli_applies_the_topology_a_worker_then_uses() {
     // database — the first steps of any deployment.
     let vhost = TestVhost::create().await;
     let db = TestDb::create().await;
-    let env = vec![
-        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
-        ("MAILROOM__DATABASE__URL", db.url()),
-        ("MAILROOM__MANAGEMENT__URL", mailroom_tests::mgmt_url()),
-    ];
+    let env = WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("database.url", db.url())
+        .set("management.url", mailroom_tests::mgmt_url())
+        .build();
     let mailroom = bin_path("mailroom");
     for args in [&["topology", "apply"][..], &["topology", "verify"], &["migrate"]] {
         let (code, out) = run(&mailroom, args, &env).await;

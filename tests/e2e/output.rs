@@ -3,7 +3,7 @@
 //! a fatal error is one `error:` line that says its message once.
 
 use mailroom::procs::WORKERS;
-use mailroom_tests::{TestVhost, bin_path, free_port, run_split};
+use mailroom_tests::{TestVhost, bin_path, env_var, free_port, run_split};
 
 /// The start of an ANSI escape sequence (colour, cursor movement).
 const ESCAPE: &str = "\x1b[";
@@ -54,7 +54,7 @@ async fn doc_ingester_still_runs_as_its_own_pdf_extractor() {
 async fn a_missing_queue_is_one_plain_line() {
     // A vhost without the topology: the dead-letter queue does not exist.
     let vhost = TestVhost::create().await;
-    let env = [("MAILROOM__AMQP__URL", vhost.amqp_url()), colour_allowed()];
+    let env = [(env_var("amqp.url"), vhost.amqp_url()), colour_allowed()];
     let (code, stdout, stderr) = run_split(&bin_path("mailroom"), &["dlq", "list", "--json"], &env).await;
     assert_eq!(code, 2, "{stdout}{stderr}");
     assert_plain("dlq list", &stdout, &stderr);
@@ -72,15 +72,14 @@ async fn a_fatal_error_is_said_once_and_logs_in_a_pipe_are_plain() {
     let amqp_url = format!("amqp://guest:guest@127.0.0.1:{port}/");
 
     // The CLI, through a path that is not `dlq` or `status` (they word their own errors).
-    let env = [("MAILROOM__DATABASE__URL", db_url.clone()), colour_allowed()];
+    let env = [(env_var("database.url"), db_url.clone()), colour_allowed()];
     let (code, stdout, stderr) = run_split(&bin_path("mailroom"), &["migrate"], &env).await;
     assert_ne!(code, 0, "{stdout}{stderr}");
     assert_plain("mailroom migrate", &stdout, &stderr);
     assert_once("mailroom migrate", &stderr);
 
     // A worker that cannot reach its database stops with one line too.
-    let env =
-        [("MAILROOM__DATABASE__URL", db_url.clone()), ("MAILROOM__AMQP__URL", amqp_url.clone()), colour_allowed()];
+    let env = [(env_var("database.url"), db_url.clone()), (env_var("amqp.url"), amqp_url.clone()), colour_allowed()];
     let (code, stdout, stderr) = run_split(&bin_path("classifier"), &[], &env).await;
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert_plain("classifier", &stdout, &stderr);
@@ -89,8 +88,8 @@ async fn a_fatal_error_is_said_once_and_logs_in_a_pipe_are_plain() {
     // With every log line on, none is coloured: stderr is a pipe. (Without the terminal check
     // the formatter colours each level and field name.)
     let env = [
-        ("MAILROOM__DATABASE__URL", db_url),
-        ("MAILROOM__AMQP__URL", amqp_url),
+        (env_var("database.url"), db_url),
+        (env_var("amqp.url"), amqp_url),
         ("RUST_LOG", "debug".to_owned()),
         colour_allowed(),
     ];

@@ -6,11 +6,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use lapin::options::BasicGetOptions;
+use llm_fake::{Failure, FakeLlm, Provider};
 use pipeline_core::Publisher;
 use pipeline_core::messages::{EmailToClassify, EmailToSend, IncomingEmail};
 use tokio::process::Child;
 
 use crate::stack::{AGENT_A, AGENT_B, Stack, knowledge, start};
+use mailroom_tests::{WorkerEnv, env_var};
 
 /// What agent B knows and agent A must never see.
 const B_SECRET: &str = "Contoso partner rebate code ZEBRA-4471 applies to orders above 90 units";
@@ -49,7 +51,7 @@ async fn ingest_knowledge(stack: &Stack) {
 }
 
 fn workers(stack: &Stack) -> (Child, Child) {
-    let env = [("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "200,400".to_owned())];
+    let env = [(env_var("topology.retry_delays_ms"), "200,400".to_owned())];
     (stack.spawn_worker("classifier", &env), stack.spawn_worker("rag-generator", &env))
 }
 
@@ -213,12 +215,12 @@ async fn a_support_verdict_below_the_confidence_threshold_becomes_a_draft() {
     let stack = start(Vec::new()).await;
     ingest_knowledge(&stack).await;
     // A threshold no verdict reaches: every support email is answered as a draft for a person.
-    let env = [
-        ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "200,400".to_owned()),
+    let env = WorkerEnv::new()
+        .set("topology.retry_delays_ms", "200,400")
         // Above the verdict below (about 0.99), below a certain one: the draft is the threshold's
         // doing, not the model's.
-        ("MAILROOM__CLASSIFIER__AUTO_ANSWER_MIN_CONFIDENCE", "0.9999".to_owned()),
-    ];
+        .set("classifier.auto_answer_min_confidence", "0.9999")
+        .build();
     let (_classifier, _generator) = (stack.spawn_worker("classifier", &env), stack.spawn_worker("rag-generator", &env));
     let conn = lapin::Connection::connect(&stack.vhost.amqp_url(), lapin::ConnectionProperties::default())
         .await
@@ -263,61 +265,31 @@ async fn collect_sends(ch: &lapin::Channel, emails: &[&str]) -> Vec<EmailToSend>
     }
 }
 
-/// Fake OpenAI-compatible and Anthropic endpoints: the first always answers 429 (rate limit),
-/// the second answers with a verdict. Returns their base URLs and the Anthropic call counter.
-async fn fake_llms() -> (String, String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use axum::http::StatusCode;
-    use axum::{Json, Router, routing::post};
-    use serde_json::json;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let anthropic_calls = std::sync::Arc::new(AtomicUsize::new(0));
-    let openai = Router::new().route(
-        "/v1/chat/completions",
-        post(|| async {
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [("retry-after", "1")],
-                Json(json!({"error": {"message": "Rate limit reached for requests", "type": "requests",
-                    "param": null, "code": "rate_limit_exceeded"}})),
-            )
-        }),
-    );
-    let calls = anthropic_calls.clone();
-    let anthropic = Router::new().route(
-        "/v1/messages",
-        post(move || {
-            let calls = calls.clone();
-            async move {
-                calls.fetch_add(1, Ordering::SeqCst);
-                Json(json!({"id": "msg_01", "type": "message", "role": "assistant", "model": "claude-test",
-                    "content": [{"type": "text", "text":
-                        "Here is the classification:\n```json\n{\"is_support_inquiry\": true, \"category\": \"technical_issue\", \"confidence\": 0.93}\n```"}],
-                    "stop_reason": "end_turn", "usage": {"input_tokens": 10, "output_tokens": 20}}))
-            }
-        }),
-    );
-    let mut urls = Vec::new();
-    for app in [openai, anthropic] {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        urls.push(format!("http://{}/v1", listener.local_addr().expect("addr")));
-        tokio::spawn(async move { axum::serve(listener, app).await });
-    }
-    (urls[0].clone(), urls[1].clone(), anthropic_calls)
+/// The LLM fake: OpenAI always answers 429 (rate limit, retry in 1 s), Anthropic answers with
+/// a verdict in prose.
+async fn fake_llm() -> FakeLlm {
+    FakeLlm::start(|call| match call.provider() {
+        Some(Provider::OpenAi) => call.fail(Failure::RateLimited(Duration::from_secs(1))),
+        _ => call.answer(
+            "Here is the classification:\n```json\n{\"is_support_inquiry\": true, \"category\": \"technical_issue\", \"confidence\": 0.93}\n```",
+        ),
+    })
+    .await
 }
 
 #[tokio::test]
 async fn the_classifier_fails_over_to_the_next_provider_and_dead_letters_when_all_fail() {
     let stack = start(Vec::new()).await;
-    let (openai, anthropic, anthropic_calls) = fake_llms().await;
+    let llm = fake_llm().await;
     let common = |providers: &str| {
-        vec![
-            ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "100,200".to_owned()),
-            ("MAILROOM__LLM__PROVIDERS", providers.to_owned()),
-            ("MAILROOM__LLM__OPENAI__BASE_URL", openai.clone()),
-            ("MAILROOM__LLM__OPENAI__API_KEY", "sk-test-openai-key".to_owned()),
-            ("MAILROOM__LLM__ANTHROPIC__BASE_URL", anthropic.clone()),
-            ("MAILROOM__LLM__ANTHROPIC__API_KEY", "sk-ant-test-key".to_owned()),
-        ]
+        WorkerEnv::new()
+            .set("topology.retry_delays_ms", "100,200")
+            .set("llm.providers", providers.to_owned())
+            .set("llm.openai.base_url", llm.openai_url())
+            .set("llm.openai.api_key", "sk-test-openai-key")
+            .set("llm.anthropic.base_url", llm.anthropic_url())
+            .set("llm.anthropic.api_key", "sk-ant-test-key")
+            .build()
     };
     let conn = lapin::Connection::connect(&stack.vhost.amqp_url(), lapin::ConnectionProperties::default())
         .await
@@ -334,7 +306,7 @@ async fn the_classifier_fails_over_to_the_next_provider_and_dead_letters_when_al
     let body: serde_json::Value = serde_json::from_slice(&respond).expect("json");
     assert_eq!(body["classification"]["llm_provider"], "anthropic");
     assert_eq!(body["classification"]["category"], "technical_issue");
-    assert!(anthropic_calls.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert!(llm.count_for(Provider::Anthropic) >= 1);
     let _ = classifier.kill().await;
 
     // Every provider failing: the retry ladder, then the dead-letter queue with QuotaExceededError.

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use lapin::options::BasicGetOptions;
-use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, repo_root, signal, spawn, wait_for};
+use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, bin_path, repo_root, signal, spawn, wait_for};
 use pipeline_core::messages::EmailToClassify;
 
 const AGENT: &str = "support@northwind.example";
@@ -45,14 +45,14 @@ async fn every_parseable_message_is_published_under_one_id_across_a_sigkill_and_
     parseable.insert("1700000001.urgent".to_owned());
     assert!(unparseable > 0 && parseable.len() > 100, "{unparseable} / {}", parseable.len());
 
-    let env = vec![
-        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
-        ("MAILROOM__DATABASE__URL", db.url()),
-        ("MAILROOM__MAILBOX__MAILDIR", maildir.path.display().to_string()),
-        ("MAILROOM__MAILBOX__AGENT_EMAIL", AGENT.to_owned()),
-        ("MAILROOM__MAILBOX__POLL_INTERVAL_MS", "100".to_owned()),
-        ("MAILROOM__MAILBOX__CLAIM_TIMEOUT_SECS", "2".to_owned()),
-    ];
+    let env = WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("database.url", db.url())
+        .set("mailbox.maildir", maildir.path.display().to_string())
+        .set("mailbox.agent_email", AGENT.to_owned())
+        .set("mailbox.poll_interval_ms", "100")
+        .set("mailbox.claim_timeout_secs", "2")
+        .build();
     let total = parseable.len() + unparseable;
     let cur_count = || std::fs::read_dir(maildir.path.join("cur")).map(|d| d.count()).unwrap_or(0);
     let mut poller = spawn(&bin_path("poller"), &[], &env);
@@ -123,14 +123,14 @@ async fn a_sample_rate_routes_only_that_share_of_new_mail_and_leaves_the_rest_un
         };
     }
     assert!(!sampled.is_empty() && left.len() > sampled.len());
-    let env = vec![
-        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
-        ("MAILROOM__DATABASE__URL", db.url()),
-        ("MAILROOM__MAILBOX__MAILDIR", maildir.path.display().to_string()),
-        ("MAILROOM__MAILBOX__AGENT_EMAIL", AGENT.to_owned()),
-        ("MAILROOM__MAILBOX__POLL_INTERVAL_MS", "100".to_owned()),
-        ("MAILROOM__MAILBOX__SAMPLE_RATE", "0.25".to_owned()),
-    ];
+    let env = WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("database.url", db.url())
+        .set("mailbox.maildir", maildir.path.display().to_string())
+        .set("mailbox.agent_email", AGENT.to_owned())
+        .set("mailbox.poll_interval_ms", "100")
+        .set("mailbox.sample_rate", "0.25")
+        .build();
     // The queue must exist before the test reads it (a get on a missing queue closes the channel).
     let (code, out) = mailroom_tests::run(&bin_path("mailroom"), &["topology", "apply"], &env).await;
     assert_eq!(code, 0, "{out}");

@@ -12,11 +12,10 @@
 use std::time::Duration;
 
 use lapin::options::BasicGetOptions;
-use mailroom_tests::fake_http::{FakeServer, Reply};
-use mailroom_tests::{bin_path, free_port, run, spawn_logged, wait_for};
+use llm_fake::{Failure, FakeLlm};
+use mailroom_tests::{WorkerEnv, bin_path, free_port, run, spawn_logged, wait_for};
 use pipeline_core::Publisher;
 use pipeline_core::messages::{EmailToClassify, EmailToSend, IncomingEmail};
-use serde_json::json;
 
 use crate::stack::{AGENT_A, Stack, knowledge, start};
 
@@ -65,24 +64,18 @@ async fn reply_to(stack: &Stack, email: &EmailToClassify, within: Duration) -> E
 async fn a_retired_model_is_reported_loudly_and_the_offline_answer_becomes_a_draft() {
     let stack = with_the_returns_policy().await;
     // Gemini's answer for a model it no longer serves.
-    let gemini = FakeServer::start(|_| {
-        Reply::json(
-            404,
-            json!({"error": {"code": 404, "status": "NOT_FOUND", "message":
-                "models/gemini-2.0-flash is not found for API version v1beta, or is not supported for \
-                 generateContent. Call ListModels to see the list of available models and their supported methods."}}),
-        )
-    })
-    .await;
+    let gemini = FakeLlm::start(|call| call.fail(Failure::ModelNotFound)).await;
     let listen = format!("127.0.0.1:{}", free_port());
     let mut env = stack.env();
-    env.extend([
-        ("MAILROOM__LLM__PROVIDERS", "gemini,local".to_owned()),
-        ("MAILROOM__LLM__GEMINI__BASE_URL", format!("{}/v1beta", gemini.base)),
-        ("MAILROOM__LLM__GEMINI__API_KEY", "AIza-test-retired".to_owned()),
-        ("MAILROOM__LLM__GEMINI__MODEL", "gemini-2.0-flash".to_owned()),
-        ("MAILROOM__HTTP__LISTEN", listen.clone()),
-    ]);
+    env.extend(
+        WorkerEnv::new()
+            .set("llm.providers", "gemini,local")
+            .set("llm.gemini.base_url", gemini.gemini_url())
+            .set("llm.gemini.api_key", "AIza-test-retired")
+            .set("llm.gemini.model", "gemini-2.0-flash")
+            .set("http.listen", listen.clone())
+            .build(),
+    );
     let _classifier = stack.spawn_worker("classifier", &[]);
     let (_generator, log) = spawn_logged(&bin_path("rag-generator"), &[], &env);
 
@@ -133,36 +126,25 @@ async fn a_retired_model_is_reported_loudly_and_the_offline_answer_becomes_a_dra
 async fn a_provider_outage_is_ridden_out_by_the_retry_ladder_without_dead_letters() {
     let stack = with_the_returns_policy().await;
     // Down for the first three calls (the email's first try and two retries), then back.
-    let openai = FakeServer::sequence(|n| {
-        if n < 3 {
-            Reply::json(
-                503,
-                json!({"error": {"message": "The server is overloaded or not ready yet.", "type": "server_error",
-                    "param": null, "code": null}}),
-            )
+    let openai = FakeLlm::start(|call| {
+        if call.n < 3 {
+            call.fail(Failure::Unavailable)
         } else {
-            Reply::json(
-                200,
-                json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1_764_806_400u64,
-                    "model": "gpt-6-luna", "choices": [{"index": 0, "finish_reason": "stop",
-                    "message": {"role": "assistant", "content":
-                        "You can return the desk within 30 days (warranty-and-returns.pdf)."}}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 12, "total_tokens": 22}}),
-            )
+            call.answer("You can return the desk within 30 days (warranty-and-returns.pdf).")
         }
     })
     .await;
     let _classifier = stack.spawn_worker("classifier", &[]);
     let _generator = stack.spawn_worker(
         "rag-generator",
-        &[
+        &WorkerEnv::new()
             // No `local` entry: only the retry ladder can save the email.
-            ("MAILROOM__LLM__PROVIDERS", "openai".to_owned()),
-            ("MAILROOM__LLM__COOLDOWN_SECS", "0".to_owned()),
-            ("MAILROOM__LLM__OPENAI__BASE_URL", format!("{}/v1", openai.base)),
-            ("MAILROOM__LLM__OPENAI__API_KEY", "sk-test-outage".to_owned()),
-            ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "200,400,800,1600".to_owned()),
-        ],
+            .set("llm.providers", "openai")
+            .set("llm.cooldown_secs", "0")
+            .set("llm.openai.base_url", openai.openai_url())
+            .set("llm.openai.api_key", "sk-test-outage")
+            .set("topology.retry_delays_ms", "200,400,800,1600")
+            .build(),
     );
 
     let reply = reply_to(&stack, &question("outage"), Duration::from_secs(60)).await;

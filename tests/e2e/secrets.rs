@@ -26,9 +26,12 @@ use std::time::Duration;
 use base64::Engine as _;
 use embedders::{Embedder, HashingEmbedder};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use mailroom_tests::fake_http::{FakeServer, Reply};
+use llm_fake::{FakeLlm, Provider, Reply, anthropic, gemini, openai};
+use mailroom_tests::fake_http::FakeServer;
 use mailroom_tests::rabbitmq_mgmt::encode_segment;
-use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, free_port, mgmt, mgmt_url, run, signal, wait_for};
+use mailroom_tests::{
+    TestDb, TestDir, TestVhost, WorkerEnv, bin_path, env_var, free_port, mgmt, mgmt_url, run, signal, wait_for,
+};
 use pipeline_core::Publisher;
 use pipeline_core::messages::{EmailToClassify, IncomingEmail};
 use serde_json::{Value, json};
@@ -298,28 +301,30 @@ async fn embeddings_server(key: String) -> (String, Arc<Mutex<u64>>) {
 
 /// Three LLM providers on one fake, each failing differently and each quoting the key it was
 /// sent: OpenAI 401 (wrong key), Anthropic 429 (rate limit), Gemini 500.
-async fn echoing_llms() -> FakeServer {
-    FakeServer::start(|request| {
-        let echo = |name: &str| request.header(name).unwrap_or_default().to_owned();
-        if request.path.starts_with("/openai/") {
-            Reply::json(
+async fn echoing_llms() -> FakeLlm {
+    FakeLlm::start(|call| {
+        let echo = |name: &str| call.header(name).unwrap_or_default().to_owned();
+        match call.provider() {
+            Some(Provider::OpenAi) => Reply::json(
                 401,
-                json!({"error": {"message": format!("Incorrect API key provided: {}. You can find your API key at https://platform.openai.com/account/api-keys.", echo("authorization")),
-                    "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}),
-            )
-        } else if request.path.starts_with("/anthropic/") {
-            Reply::json(
+                openai::error(
+                    &format!(
+                        "Incorrect API key provided: {}. You can find your API key at https://platform.openai.com/account/api-keys.",
+                        echo("authorization")
+                    ),
+                    "invalid_request_error",
+                    Some("invalid_api_key"),
+                ),
+            ),
+            Some(Provider::Anthropic) => Reply::json(
                 429,
-                json!({"type": "error", "error": {"type": "rate_limit_error",
-                    "message": format!("Rate limited for key {}", echo("x-api-key"))}}),
+                anthropic::error("rate_limit_error", &format!("Rate limited for key {}", echo("x-api-key"))),
             )
-            .header("retry-after", "1")
-        } else {
-            Reply::json(
+            .header("retry-after", "1"),
+            _ => Reply::json(
                 500,
-                json!({"error": {"code": 500, "status": "INTERNAL",
-                    "message": format!("Internal error while serving key {}", echo("x-goog-api-key"))}}),
-            )
+                gemini::error(500, "INTERNAL", &format!("Internal error while serving key {}", echo("x-goog-api-key")), json!([])),
+            ),
         }
     })
     .await
@@ -404,50 +409,53 @@ async fn no_secret_appears_in_any_log_output_or_dead_letter_even_at_debug_level(
 
     let mut env: Vec<(&str, String)> = vec![
         ("RUST_LOG", "debug".to_owned()),
-        ("MAILROOM__TELEMETRY__LEVEL", "debug".to_owned()),
-        ("MAILROOM__AMQP__URL", amqp_url),
-        ("MAILROOM__DATABASE__URL", with_password(&db.url(), &pg_password)),
-        ("MAILROOM__REDIS__URL", redis_user.url(&redis_password)),
-        ("MAILROOM__MANAGEMENT__URL", mgmt_url()),
-        ("MAILROOM__MANAGEMENT__USERNAME", broker_user.name.clone()),
-        ("MAILROOM__MANAGEMENT__PASSWORD", amqp_password.clone()),
-        ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "200,400".to_owned()),
-        ("MAILROOM__CONSUMER__DRAIN_TIMEOUT_SECS", "5".to_owned()),
-        ("MAILROOM__STORAGE__DIR", storage.display().to_string()),
-        ("MAILROOM__UPLOAD_API__LISTEN", api_base.trim_start_matches("http://").to_owned()),
-        ("MAILROOM__UPLOAD_API__TOKEN", upload_token.clone()),
-        ("MAILROOM__EMBEDDINGS__PROVIDER", "openai".to_owned()),
-        ("MAILROOM__EMBEDDINGS__OPENAI__BASE_URL", embeddings_url),
-        ("MAILROOM__EMBEDDINGS__OPENAI__API_KEY", embeddings_key.clone()),
-        ("MAILROOM__LLM__PROVIDERS", "openai,anthropic,gemini,local".to_owned()),
-        ("MAILROOM__LLM__COOLDOWN_SECS", "1".to_owned()),
+        (env_var("telemetry.level"), "debug".to_owned()),
+        (env_var("amqp.url"), amqp_url),
+        (env_var("database.url"), with_password(&db.url(), &pg_password)),
+        (env_var("redis.url"), redis_user.url(&redis_password)),
+        (env_var("management.url"), mgmt_url()),
+        (env_var("management.username"), broker_user.name.clone()),
+        (env_var("management.password"), amqp_password.clone()),
+        (env_var("topology.retry_delays_ms"), "200,400".to_owned()),
+        (env_var("consumer.drain_timeout_secs"), "5".to_owned()),
+        (env_var("storage.dir"), storage.display().to_string()),
+        (env_var("upload_api.listen"), api_base.trim_start_matches("http://").to_owned()),
+        (env_var("upload_api.token"), upload_token.clone()),
+        (env_var("embeddings.provider"), "openai".to_owned()),
+        (env_var("embeddings.openai.base_url"), embeddings_url),
+        (env_var("embeddings.openai.api_key"), embeddings_key.clone()),
+        (env_var("llm.providers"), "openai,anthropic,gemini,local".to_owned()),
+        (env_var("llm.cooldown_secs"), "1".to_owned()),
         // The fake providers refuse, so `local` writes the replies; send them anyway, so the
         // SMTP relay (and its password) is used rather than a local draft folder.
-        ("MAILROOM__RAG__LOCAL_FALLBACK", "send".to_owned()),
-        ("MAILROOM__LLM__OPENAI__BASE_URL", format!("{}/openai/v1", llms.base)),
-        ("MAILROOM__LLM__OPENAI__API_KEY", openai_key.clone()),
-        ("MAILROOM__LLM__ANTHROPIC__BASE_URL", format!("{}/anthropic/v1", llms.base)),
-        ("MAILROOM__LLM__ANTHROPIC__API_KEY", anthropic_key.clone()),
-        ("MAILROOM__LLM__GEMINI__BASE_URL", format!("{}/gemini/v1beta", llms.base)),
-        ("MAILROOM__LLM__GEMINI__API_KEY", gemini_key.clone()),
-        ("MAILROOM__MAILBOX__MAILDIR", maildir.display().to_string()),
-        ("MAILROOM__MAILBOX__AGENT_EMAIL", AGENT_A.to_owned()),
-        ("MAILROOM__MAILBOX__POLL_INTERVAL_MS", "200".to_owned()),
-        ("MAILROOM__MAILBOX__MAX_BACKOFF_SECS", "1".to_owned()),
+        (env_var("rag.local_fallback"), "send".to_owned()),
+        // Each provider under a path of its own: the end condition below counts them apart.
+        (env_var("llm.openai.base_url"), format!("{}/openai/v1", llms.base)),
+        (env_var("llm.openai.api_key"), openai_key.clone()),
+        (env_var("llm.anthropic.base_url"), format!("{}/anthropic/v1", llms.base)),
+        (env_var("llm.anthropic.api_key"), anthropic_key.clone()),
+        (env_var("llm.gemini.base_url"), format!("{}/gemini/v1beta", llms.base)),
+        (env_var("llm.gemini.api_key"), gemini_key.clone()),
+        (env_var("mailbox.maildir"), maildir.display().to_string()),
+        (env_var("mailbox.agent_email"), AGENT_A.to_owned()),
+        (env_var("mailbox.poll_interval_ms"), "200".to_owned()),
+        (env_var("mailbox.max_backoff_secs"), "1".to_owned()),
     ];
     env.extend(sender_env(&outbox, &prefix));
-    env.extend([
-        ("MAILROOM__OUTBOX__KIND", "smtp".to_owned()),
-        ("MAILROOM__OUTBOX__SMTP__HOST", "127.0.0.1".to_owned()),
-        ("MAILROOM__OUTBOX__SMTP__PORT", smtp_port.to_string()),
-        ("MAILROOM__OUTBOX__SMTP__SECURITY", "none".to_owned()),
-        ("MAILROOM__OUTBOX__SMTP__USERNAME", "mailroom".to_owned()),
-        ("MAILROOM__OUTBOX__SMTP__PASSWORD", smtp_password.clone()),
-        ("MAILROOM__OUTBOX__SMTP__TIMEOUT_SECS", "5".to_owned()),
-    ]);
+    env.extend(
+        WorkerEnv::new()
+            .set("outbox.kind", "smtp")
+            .set("outbox.smtp.host", "127.0.0.1")
+            .set("outbox.smtp.port", smtp_port.to_string())
+            .set("outbox.smtp.security", "none")
+            .set("outbox.smtp.username", "mailroom")
+            .set("outbox.smtp.password", smtp_password.clone())
+            .set("outbox.smtp.timeout_secs", "5")
+            .build(),
+    );
     // Half the processes log JSON, whose formatter writes every field of every event.
     let json_env = |mut e: Vec<(&'static str, String)>| {
-        e.push(("MAILROOM__TELEMETRY__FORMAT", "json".to_owned()));
+        e.push((env_var("telemetry.format"), "json".to_owned()));
         e
     };
     let mut outputs: Vec<(String, String)> = Vec::new();
@@ -457,15 +465,17 @@ async fn no_secret_appears_in_any_log_output_or_dead_letter_even_at_debug_level(
     outputs.push(("mailroom topology apply".into(), out));
 
     let mut gmail_env = env.clone();
-    gmail_env.extend([
-        ("MAILROOM__MAILBOX__KIND", "gmail".to_owned()),
-        ("MAILROOM__MAILBOX__AGENT_EMAIL", AGENT_B.to_owned()),
-        ("MAILROOM__MAILBOX__GMAIL__API_BASE", format!("{}/gmail/v1", gmail.base)),
-        ("MAILROOM__MAILBOX__GMAIL__TOKEN_URL", format!("{}/token", gmail.base)),
-        ("MAILROOM__MAILBOX__GMAIL__CLIENT_ID", "client-id.apps.googleusercontent.com".to_owned()),
-        ("MAILROOM__MAILBOX__GMAIL__CLIENT_SECRET", gmail_client_secret.clone()),
-        ("MAILROOM__MAILBOX__GMAIL__REFRESH_TOKEN", gmail_refresh_token.clone()),
-    ]);
+    gmail_env.extend(
+        WorkerEnv::new()
+            .set("mailbox.kind", "gmail")
+            .set("mailbox.agent_email", AGENT_B.to_owned())
+            .set("mailbox.gmail.api_base", format!("{}/gmail/v1", gmail.base))
+            .set("mailbox.gmail.token_url", format!("{}/token", gmail.base))
+            .set("mailbox.gmail.client_id", "client-id.apps.googleusercontent.com")
+            .set("mailbox.gmail.client_secret", gmail_client_secret.clone())
+            .set("mailbox.gmail.refresh_token", gmail_refresh_token.clone())
+            .build(),
+    );
     let mut workers: Vec<Worker> = vec![
         worker("upload-api", &env),
         worker("doc-ingester", &json_env(env.clone())),
@@ -716,7 +726,7 @@ async fn ten_agents_under_concurrent_traffic_each_get_answers_only_from_their_ow
     for id in &ids {
         assert_eq!(stack.settled(id).await["status"], "ready");
     }
-    let env = [("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "200,400".to_owned())];
+    let env = [(env_var("topology.retry_delays_ms"), "200,400".to_owned())];
     let mut workers = vec![stack.spawn_worker("classifier", &env), stack.spawn_worker("rag-generator", &env)];
 
     // 200 emails, agents interleaved, published as fast as the broker confirms.

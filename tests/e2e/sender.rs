@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, run, signal, spawn, wait_for};
+use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, bin_path, run, signal, spawn, wait_for};
 use pipeline_core::Publisher;
 use pipeline_core::messages::{EmailToSend, new_message_id, now};
 use sender::sink::{Kind, MaildirSink, OutgoingReply, Sink as _};
@@ -70,19 +70,19 @@ async fn counts(pool: &PgPool) -> (i64, i64, i64) {
 async fn three_senders_share_the_quota_and_a_killed_one_neither_loses_nor_repeats_a_reply() {
     let (vhost, db, outbox) = (TestVhost::create().await, TestDb::create().await, TestDir::create());
     let prefix = format!("mailroom-test:{}", uuid::Uuid::new_v4().simple());
-    let env = vec![
-        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
-        ("MAILROOM__DATABASE__URL", db.url()),
-        ("MAILROOM__HTTP__LISTEN", "127.0.0.1:0".to_owned()),
-        ("MAILROOM__OUTBOX__MAILDIR", outbox.path.display().to_string()),
+    let env = WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("database.url", db.url())
+        .set("http.listen", "127.0.0.1:0")
+        .set("outbox.maildir", outbox.path.display().to_string())
         // 100 per 5-second window stands in for 100 per hour.
-        ("MAILROOM__SENDER__RATE_LIMIT", "100".to_owned()),
-        ("MAILROOM__SENDER__RATE_WINDOW_SECS", "5".to_owned()),
-        ("MAILROOM__SENDER__RATE_BURST", "1".to_owned()),
-        ("MAILROOM__SENDER__CLAIM_LEASE_SECS", "2".to_owned()),
-        ("MAILROOM__SENDER__REDIS_PREFIX", prefix.clone()),
-        ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "250,1000,5000".to_owned()),
-    ];
+        .set("sender.rate_limit", "100")
+        .set("sender.rate_window_secs", "5")
+        .set("sender.rate_burst", "1")
+        .set("sender.claim_lease_secs", "2")
+        .set("sender.redis_prefix", prefix.clone())
+        .set("topology.retry_delays_ms", "250,1000,5000")
+        .build();
     let (code, out) = run(&bin_path("mailroom"), &["topology", "apply"], &env).await;
     assert_eq!(code, 0, "{out}");
     let mut senders: Vec<_> = (0..3).map(|_| spawn(&bin_path("sender"), &[], &env)).collect();
@@ -195,20 +195,20 @@ async fn our_own_reply_fed_back_into_the_mailbox_is_never_answered() {
     let (vhost, db, dir) = (TestVhost::create().await, TestDb::create().await, TestDir::create());
     let (maildir, outbox) = (dir.path.join("inbox"), dir.path.join("outbox"));
     let prefix = format!("mailroom-test:{}", uuid::Uuid::new_v4().simple());
-    let env = vec![
-        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
-        ("MAILROOM__DATABASE__URL", db.url()),
-        ("MAILROOM__HTTP__LISTEN", "127.0.0.1:0".to_owned()),
-        ("MAILROOM__MAILBOX__MAILDIR", maildir.display().to_string()),
-        ("MAILROOM__MAILBOX__AGENT_EMAIL", AGENT.to_owned()),
-        ("MAILROOM__MAILBOX__POLL_INTERVAL_MS", "200".to_owned()),
-        ("MAILROOM__OUTBOX__MAILDIR", outbox.display().to_string()),
+    let env = WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("database.url", db.url())
+        .set("http.listen", "127.0.0.1:0")
+        .set("mailbox.maildir", maildir.display().to_string())
+        .set("mailbox.agent_email", AGENT.to_owned())
+        .set("mailbox.poll_interval_ms", "200")
+        .set("outbox.maildir", outbox.display().to_string())
         // No documents: the generator sends a holding reply rather than drafting, so there is a
         // real sent reply to feed back.
-        ("MAILROOM__RAG__NO_CONTEXT", "holding_reply".to_owned()),
-        ("MAILROOM__SENDER__REDIS_PREFIX", prefix.clone()),
-        ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "200,400".to_owned()),
-    ];
+        .set("rag.no_context", "holding_reply")
+        .set("sender.redis_prefix", prefix.clone())
+        .set("topology.retry_delays_ms", "200,400")
+        .build();
     for sub in ["tmp", "new", "cur"] {
         std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
     }

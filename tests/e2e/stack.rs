@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, free_port, repo_root, spawn, wait_for};
+use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, bin_path, free_port, repo_root, spawn, wait_for};
 use serde_json::Value;
 use tokio::process::Child;
 
@@ -85,17 +85,17 @@ pub(crate) fn env(
     base: &str,
     extra: &[(&'static str, String)],
 ) -> Vec<(&'static str, String)> {
-    let mut env = vec![
-        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
-        ("MAILROOM__DATABASE__URL", db.url()),
-        ("MAILROOM__STORAGE__DIR", storage.display().to_string()),
-        ("MAILROOM__UPLOAD_API__LISTEN", base.trim_start_matches("http://").to_owned()),
-        ("MAILROOM__UPLOAD_API__TOKEN", TOKEN.to_owned()),
-        ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "200,400".to_owned()),
-        ("MAILROOM__INGESTER__EXTRACT_TIMEOUT_SECS", "20".to_owned()),
-        ("MAILROOM__INGESTER__EXTRACT_MAX_MEMORY_MB", "384".to_owned()),
-        ("MAILROOM__INGESTER__MAX_PAGES", "2000".to_owned()),
-    ];
+    let mut env = WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("database.url", db.url())
+        .set("storage.dir", storage.display().to_string())
+        .set("upload_api.listen", base.trim_start_matches("http://").to_owned())
+        .set("upload_api.token", TOKEN.to_owned())
+        .set("topology.retry_delays_ms", "200,400")
+        .set("ingester.extract_timeout_secs", "20")
+        .set("ingester.extract_max_memory_mb", "384")
+        .set("ingester.max_pages", "2000")
+        .build();
     env.extend(extra.iter().cloned());
     env
 }

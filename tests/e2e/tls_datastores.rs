@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use mailroom_tests::tls_servers::{CERT_USER, ClientCerts, TestCerts, TlsPostgres, TlsRedis};
-use mailroom_tests::{TestDir, TestVhost, bin_path, free_port, run, run_split, spawn, spawn_logged, wait_for};
+use mailroom_tests::{
+    TestDir, TestVhost, WorkerEnv, bin_path, free_port, run, run_split, spawn, spawn_logged, wait_for,
+};
 use pipeline_core::messages::{EmailToSend, new_message_id, now};
 use pipeline_core::settings::RedisSettings;
 use secrecy::SecretString;
@@ -233,15 +235,15 @@ async fn tls_only_postgres_and_redis_serve_the_sender_and_the_operator_cli() {
     let db_url = pg.url("mailroom_e2e", &format!("sslmode=verify-full&sslrootcert={ca}"));
     let listen = format!("127.0.0.1:{}", free_port());
     let env = |db_url: &str, redis_ca: &str, listen: &str| {
-        vec![
-            ("MAILROOM__AMQP__URL", vhost.amqp_url()),
-            ("MAILROOM__MANAGEMENT__URL", mailroom_tests::mgmt_url()),
-            ("MAILROOM__DATABASE__URL", db_url.to_owned()),
-            ("MAILROOM__REDIS__URL", redis.url()),
-            ("MAILROOM__REDIS__TLS__CA_FILE", redis_ca.to_owned()),
-            ("MAILROOM__HTTP__LISTEN", listen.to_owned()),
-            ("MAILROOM__OUTBOX__MAILDIR", outbox.path.display().to_string()),
-        ]
+        WorkerEnv::new()
+            .set("amqp.url", vhost.amqp_url())
+            .set("management.url", mailroom_tests::mgmt_url())
+            .set("database.url", db_url.to_owned())
+            .set("redis.url", redis.url())
+            .set("redis.tls.ca_file", redis_ca.to_owned())
+            .set("http.listen", listen.to_owned())
+            .set("outbox.maildir", outbox.path.display().to_string())
+            .build()
     };
     let good = env(&db_url, &ca, &listen);
     let mailroom = bin_path("mailroom");

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, mgmt, signal, wait_for};
+use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, bin_path, mgmt, signal, wait_for};
 
 /// Pids of the running children of `parent` whose command line contains `name`.
 fn children(parent: u32, name: &str) -> Vec<u32> {
@@ -18,12 +18,12 @@ async fn consumers(vhost: &TestVhost) -> Option<u64> {
 #[tokio::test]
 async fn up_runs_the_scaled_workers_restarts_a_dead_one_and_stops_them_all() {
     let (vhost, db, dir) = (TestVhost::create().await, TestDb::create().await, TestDir::create());
-    let env = vec![
-        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
-        ("MAILROOM__DATABASE__URL", db.url()),
-        ("MAILROOM__MAILBOX__MAILDIR", dir.path.join("inbox").display().to_string()),
-        ("MAILROOM__OUTBOX__MAILDIR", dir.path.join("outbox").display().to_string()),
-    ];
+    let env = WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("database.url", db.url())
+        .set("mailbox.maildir", dir.path.join("inbox").display().to_string())
+        .set("outbox.maildir", dir.path.join("outbox").display().to_string())
+        .build();
     let args = [
         "up",
         "--scale",

@@ -13,46 +13,19 @@
 //! process's peak RSS (VmHWM).
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::{Json, Router, routing::post};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, repo_root, spawn};
+use llm_fake::FakeLlm;
+use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, bin_path, repo_root, spawn};
 use pipeline_core::Publisher;
 use pipeline_core::messages::{EmailToClassify, EmailToSend, IncomingEmail};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const AGENT: &str = "support@northwind.example";
-
-async fn fake_llm(delay: Duration, calls: Arc<AtomicU64>) -> String {
-    let app = Router::new().route(
-        "/v1/chat/completions",
-        post(move |Json(body): Json<Value>| {
-            let calls = calls.clone();
-            async move {
-                calls.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(delay).await;
-                let content = if body.get("response_format").is_some() {
-                    r#"{"is_support_inquiry": true, "category": "technical_issue", "confidence": 0.9}"#.to_owned()
-                } else {
-                    "Hello,\n\nAccording to lift-pro-user-manual.pdf, error E04 means the control box does not receive signals from the keypad. Unplug the desk, check the keypad cable and plug it in again after 30 seconds.\n\nBest regards,\nThe Support Team".to_owned()
-                };
-                Json(json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "fake",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}}))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
-}
 
 fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -78,23 +51,27 @@ async fn main() -> anyhow::Result<()> {
     let vhost = TestVhost::create().await;
     let db = TestDb::create().await;
     let storage = TestDir::create();
-    let calls = Arc::new(AtomicU64::new(0));
-    let llm = fake_llm(Duration::from_millis(200), calls.clone()).await;
+    let llm = FakeLlm::answering(
+        "Hello,\n\nAccording to lift-pro-user-manual.pdf, error E04 means the control box does not receive signals from the keypad. Unplug the desk, check the keypad cable and plug it in again after 30 seconds.\n\nBest regards,\nThe Support Team",
+        &json!({"is_support_inquiry": true, "category": "technical_issue", "confidence": 0.9}),
+        Duration::from_millis(200),
+    )
+    .await;
 
-    let env: Vec<(&str, String)> = vec![
-        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
-        ("MAILROOM__DATABASE__URL", db.url()),
-        ("MAILROOM__DATABASE__MAX_CONNECTIONS", "20".into()),
-        ("MAILROOM__STORAGE__DIR", storage.path.display().to_string()),
-        ("MAILROOM__LLM__PROVIDERS", "openai".into()),
-        ("MAILROOM__LLM__OPENAI__BASE_URL", llm),
-        ("MAILROOM__LLM__OPENAI__API_KEY", "sk-bench".into()),
-        ("MAILROOM__CONSUMER__PREFETCH", (concurrency * 2).to_string()),
-        ("MAILROOM__CONSUMER__CONCURRENCY", concurrency.to_string()),
-        ("MAILROOM__WORKERS__CLASSIFIER__PREFETCH", (concurrency * 2).to_string()),
-        ("MAILROOM__WORKERS__CLASSIFIER__CONCURRENCY", concurrency.to_string()),
-        ("MAILROOM__TELEMETRY__LEVEL", "warn".into()),
-    ];
+    let env: Vec<(&str, String)> = WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("database.url", db.url())
+        .set("database.max_connections", "20")
+        .set("storage.dir", storage.path.display().to_string())
+        .set("llm.providers", "openai")
+        .set("llm.openai.base_url", llm.openai_url())
+        .set("llm.openai.api_key", "sk-bench")
+        .set("consumer.prefetch", (concurrency * 2).to_string())
+        .set("consumer.concurrency", concurrency.to_string())
+        .set("workers.classifier.prefetch", (concurrency * 2).to_string())
+        .set("workers.classifier.concurrency", concurrency.to_string())
+        .set("telemetry.level", "warn")
+        .build();
     eprintln!("  ingesting the sample knowledge base…");
     // The knowledge base, through the real ingestion code.
     let settings = pipeline_core::Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())))?;
@@ -259,7 +236,7 @@ async fn main() -> anyhow::Result<()> {
         rss.0 as f64 / 1024.0,
         rss.1 as f64 / 1024.0
     );
-    println!("  LLM calls       {}", calls.load(Ordering::Relaxed));
+    println!("  LLM calls       {}", llm.count());
     let _ = classifier.kill().await;
     let _ = generator.kill().await;
     Ok(())

@@ -14,21 +14,22 @@ use std::time::Instant;
 
 use crate::pipeline::{Options, Pipeline};
 use crate::{EMAILS, SETTLE, fake_llm, seed, services};
+use mailroom_tests::WorkerEnv;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flaky_llm_and_a_dead_one_fail_over_without_losing_an_email() {
     services::assert_all_healthy();
     let (fake, served) = fake_llm::start(seed("llm")).await;
     let dead = format!("http://127.0.0.1:{}/v1", mailroom_tests::free_port());
-    let env = vec![
-        ("MAILROOM__LLM__PROVIDERS", "anthropic,openai,local".to_owned()),
-        ("MAILROOM__LLM__COOLDOWN_SECS", "0".to_owned()),
-        ("MAILROOM__LLM__TIMEOUT_SECS", "10".to_owned()),
-        ("MAILROOM__LLM__ANTHROPIC__BASE_URL", dead),
-        ("MAILROOM__LLM__ANTHROPIC__API_KEY", "sk-ant-faults".to_owned()),
-        ("MAILROOM__LLM__OPENAI__BASE_URL", fake),
-        ("MAILROOM__LLM__OPENAI__API_KEY", "sk-faults".to_owned()),
-    ];
+    let env = WorkerEnv::new()
+        .set("llm.providers", "anthropic,openai,local")
+        .set("llm.cooldown_secs", "0")
+        .set("llm.timeout_secs", "10")
+        .set("llm.anthropic.base_url", dead)
+        .set("llm.anthropic.api_key", "sk-ant-faults")
+        .set("llm.openai.base_url", fake.openai_url())
+        .set("llm.openai.api_key", "sk-faults")
+        .build();
     let mut p = Pipeline::start(Options { env, ..Options::default() }).await;
     let started = Instant::now();
     p.feed(0..EMAILS);

@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, free_port, repo_root, signal, spawn_logged, wait_for};
+use mailroom_tests::{
+    TestDb, TestDir, TestVhost, bin_path, env_var, free_port, repo_root, signal, spawn_logged, wait_for,
+};
 use sqlx::PgPool;
 use tokio::process::Child;
 
@@ -92,34 +94,34 @@ impl Pipeline {
         }
         let upload = format!("127.0.0.1:{}", free_port());
         let mut env: Vec<(&'static str, String)> = vec![
-            ("MAILROOM__AMQP__URL", vhost.amqp_url()),
-            ("MAILROOM__AMQP__RECONNECT_MAX_MS", "2000".into()),
-            ("MAILROOM__DATABASE__URL", db.url()),
-            ("MAILROOM__HTTP__LISTEN", "127.0.0.1:0".into()),
-            ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", RETRY_DELAYS_MS.into()),
-            ("MAILROOM__CONSUMER__DRAIN_TIMEOUT_SECS", "10".into()),
-            ("MAILROOM__STORAGE__DIR", dir.path.join("uploads").display().to_string()),
-            ("MAILROOM__UPLOAD_API__LISTEN", upload.clone()),
-            ("MAILROOM__UPLOAD_API__TOKEN", format!("faults-{run}")),
-            ("MAILROOM__MAILBOX__KIND", "maildir".into()),
-            ("MAILROOM__MAILBOX__MAILDIR", inbox.display().to_string()),
-            ("MAILROOM__MAILBOX__AGENT_EMAIL", AGENT.into()),
-            ("MAILROOM__MAILBOX__POLL_INTERVAL_MS", "200".into()),
-            ("MAILROOM__MAILBOX__MAX_BACKOFF_SECS", "2".into()),
+            (env_var("amqp.url"), vhost.amqp_url()),
+            (env_var("amqp.reconnect_max_ms"), "2000".into()),
+            (env_var("database.url"), db.url()),
+            (env_var("http.listen"), "127.0.0.1:0".into()),
+            (env_var("topology.retry_delays_ms"), RETRY_DELAYS_MS.into()),
+            (env_var("consumer.drain_timeout_secs"), "10".into()),
+            (env_var("storage.dir"), dir.path.join("uploads").display().to_string()),
+            (env_var("upload_api.listen"), upload.clone()),
+            (env_var("upload_api.token"), format!("faults-{run}")),
+            (env_var("mailbox.kind"), "maildir".into()),
+            (env_var("mailbox.maildir"), inbox.display().to_string()),
+            (env_var("mailbox.agent_email"), AGENT.into()),
+            (env_var("mailbox.poll_interval_ms"), "200".into()),
+            (env_var("mailbox.max_backoff_secs"), "2".into()),
             // A poller killed between its claim and the ledger update is taken over this soon.
-            ("MAILROOM__MAILBOX__CLAIM_TIMEOUT_SECS", "3".into()),
-            ("MAILROOM__MAILBOX__VIP_DOMAINS", mailbox::VIP_DOMAIN.into()),
-            ("MAILROOM__OUTBOX__KIND", "maildir".into()),
-            ("MAILROOM__OUTBOX__MAILDIR", dir.path.join("outbox").display().to_string()),
+            (env_var("mailbox.claim_timeout_secs"), "3".into()),
+            (env_var("mailbox.vip_domains"), mailbox::VIP_DOMAIN.into()),
+            (env_var("outbox.kind"), "maildir".into()),
+            (env_var("outbox.maildir"), dir.path.join("outbox").display().to_string()),
             // A quota nobody reaches: the scenarios are about faults, not pacing.
-            ("MAILROOM__SENDER__RATE_LIMIT", "1000000".into()),
-            ("MAILROOM__SENDER__RATE_WINDOW_SECS", "1".into()),
-            ("MAILROOM__SENDER__RATE_BURST", "100000".into()),
-            ("MAILROOM__SENDER__CLAIM_LEASE_SECS", "3".into()),
-            ("MAILROOM__SENDER__REDIS_PREFIX", redis_prefix.clone()),
+            (env_var("sender.rate_limit"), "1000000".into()),
+            (env_var("sender.rate_window_secs"), "1".into()),
+            (env_var("sender.rate_burst"), "100000".into()),
+            (env_var("sender.claim_lease_secs"), "3".into()),
+            (env_var("sender.redis_prefix"), redis_prefix.clone()),
             // A backstop: the embedding cache keys of this run expire even if the cleanup does
             // not run (the test process killed).
-            ("MAILROOM__RAG__EMBEDDING_CACHE_TTL_SECS", "900".into()),
+            (env_var("rag.embedding_cache_ttl_secs"), "900".into()),
         ];
         env.extend(options.env.iter().cloned());
         let (code, out) = mailroom_tests::run(&bin_path("mailroom"), &["topology", "apply"], &env).await;
@@ -164,7 +166,7 @@ impl Pipeline {
             async move { http.get(url).send().await.ok().filter(|r| r.status().is_success()).map(drop) }
         })
         .await;
-        let token = self.env.iter().find(|(k, _)| *k == "MAILROOM__UPLOAD_API__TOKEN").expect("token").1.clone();
+        let token = self.env.iter().find(|(k, _)| *k == env_var("upload_api.token")).expect("token").1.clone();
         for name in ["shipping-faq.md", "app-troubleshooting.txt"] {
             let bytes = std::fs::read(repo_root().join("examples/knowledge").join(name)).expect("knowledge file");
             let form = reqwest::multipart::Form::new()

@@ -14,9 +14,16 @@ use secrecy::SecretString;
 use sqlx::{Connection, PgConnection};
 use tokio::process::{Child, Command};
 
+mod binaries;
 pub mod corpus;
-pub mod fake_http;
 pub mod tls_servers;
+mod worker_env;
+
+pub use binaries::{bin_path, example_path, target_dir};
+pub use worker_env::{WorkerEnv, env_var};
+
+/// The recording HTTP fake (it lives with the LLM fake, which is built on it).
+pub use llm_fake::http as fake_http;
 
 pub use rabbitmq_mgmt;
 
@@ -128,27 +135,6 @@ impl Drop for TestDb {
             }
         });
     }
-}
-
-/// `target/<profile>` of the running test binary.
-pub fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let deps = exe.parent().expect("deps dir");
-    deps.parent().expect("profile dir").to_path_buf()
-}
-
-/// Path of a workspace binary (`cargo build --workspace --bins` builds it).
-pub fn bin_path(name: &str) -> PathBuf {
-    let path = target_dir().join(name);
-    assert!(path.exists(), "{} is not built; run `cargo build --workspace --bins --examples` first", path.display());
-    path
-}
-
-/// Path of an example binary (`cargo build --workspace --examples` builds it).
-pub fn example_path(name: &str) -> PathBuf {
-    let path = target_dir().join("examples").join(name);
-    assert!(path.exists(), "{} is not built; run `cargo build --workspace --bins --examples` first", path.display());
-    path
 }
 
 /// Where spawned processes write their output (a pipe nobody reads would block a chatty

@@ -1,5 +1,6 @@
 //! The HTTP embedders against local fake servers that reproduce the documented OpenAI and
-//! Gemini wire formats, recording every request so the tests check exactly what was sent.
+//! Gemini wire formats (the error envelopes are the LLM fake's: the APIs share them), recording
+//! every request so the tests check exactly what was sent.
 
 use std::time::Duration;
 
@@ -7,6 +8,8 @@ use axum::http::Method;
 use embedders::{
     EmbedError, Embedder, EmbeddingSettings, GeminiEmbedder, OpenAiEmbedder, ProviderSettings, from_settings,
 };
+use llm_fake::gemini::error as gemini_error;
+use llm_fake::openai::error as openai_error;
 use mailroom_tests::fake_http::{FakeServer, Recorded, Reply};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -66,10 +69,6 @@ fn expect_permanent(error: &EmbedError) -> (Option<u16>, &str) {
 }
 
 // ---------------------------------------------------------------- OpenAI
-
-fn openai_error(message: &str, kind: &str, code: Option<&str>) -> Value {
-    json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
-}
 
 /// Answers like the real API, listing the embeddings in reverse order (with correct `index`
 /// values) to prove the client does not rely on array order.
@@ -380,10 +379,6 @@ async fn invalid_base_url_is_permanent() {
 }
 
 // ---------------------------------------------------------------- Gemini
-
-fn gemini_error(code: u16, status: &str, message: &str, details: Value) -> Value {
-    json!({"error": {"code": code, "message": message, "status": status, "details": details}})
-}
 
 fn gemini_success(request: &Recorded) -> Reply {
     let requests = request.body["requests"].as_array().expect("requests is an array").len();

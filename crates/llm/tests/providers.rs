@@ -13,7 +13,10 @@ use llm::{
     AnthropicProvider, ChainError, ChainOutcome, GeminiProvider, GenerateRequest, LlmError, LlmMetrics, LlmProvider,
     LlmSettings, OpenAiProvider, ProviderChain,
 };
-use mailroom_tests::fake_http::{FakeServer, Reply};
+use llm_fake::anthropic::error as anthropic_error;
+use llm_fake::gemini::{error as gemini_error, quota_429 as gemini_429};
+use llm_fake::openai::error as openai_error;
+use llm_fake::{FakeLlm, Reply};
 use serde_json::{Value, json};
 
 mod common;
@@ -64,10 +67,10 @@ fn expect_invalid(error: &LlmError) -> &str {
 /// Calls `provider` once against a server that always answers `reply()`; checks that exactly
 /// one request was made and that the key is not in the error.
 async fn error_for<P: LlmProvider>(
-    make: impl Fn(&FakeServer) -> P,
+    make: impl Fn(&FakeLlm) -> P,
     reply: impl Fn() -> Reply + Send + Sync + 'static,
 ) -> LlmError {
-    let server = FakeServer::start(move |_| reply()).await;
+    let server = FakeLlm::start(move |_| reply()).await;
     let error = make(&server).generate(&request()).await.expect_err("the server answered with an error");
     assert_eq!(server.count(), 1, "errors must not be retried inside the provider");
     assert_key_hidden(&error);
@@ -82,44 +85,9 @@ fn closed_port() -> u16 {
 
 // ---------------------------------------------------------------- Gemini wire format
 
-fn gemini_error(code: u16, status: &str, message: &str, details: Value) -> Value {
-    json!({"error": {"code": code, "message": message, "status": status, "details": details}})
-}
-
-const GEMINI_QUOTA_MESSAGE: &str = "You exceeded your current quota, please check your plan and billing details. \
-     For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.";
-
-/// Google's 429: a `QuotaFailure` naming `quota_id`, a help link, and `RetryInfo` 37s.
-fn gemini_429(quota_id: &str) -> Value {
-    gemini_error(
-        429,
-        "RESOURCE_EXHAUSTED",
-        GEMINI_QUOTA_MESSAGE,
-        json!([
-            {
-                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                "violations": [{
-                    "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-                    "quotaId": quota_id,
-                    "quotaDimensions": {"location": "global", "model": "gemini-2.0-flash"},
-                    "quotaValue": "15"
-                }]
-            },
-            {
-                "@type": "type.googleapis.com/google.rpc.Help",
-                "links": [{
-                    "description": "Learn more about Gemini API quotas",
-                    "url": "https://ai.google.dev/gemini-api/docs/rate-limits"
-                }]
-            },
-            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"}
-        ]),
-    )
-}
-
 #[tokio::test]
 async fn gemini_sends_the_documented_request_and_concatenates_parts() {
-    let server = FakeServer::start(|_| Reply::json(200, gemini_text(&["Hello, ", "world."]))).await;
+    let server = FakeLlm::start(|_| Reply::json(200, gemini_text(&["Hello, ", "world."]))).await;
     let provider = gemini(&server);
     assert_eq!(provider.name(), "gemini");
 
@@ -145,7 +113,7 @@ async fn gemini_sends_the_documented_request_and_concatenates_parts() {
 #[tokio::test]
 async fn gemini_json_mode_sends_a_converted_response_schema() {
     let server =
-        FakeServer::start(|_| Reply::json(200, gemini_text(&["{\"category\": \"billing\", ", "\"confidence\": 0.9}"])))
+        FakeLlm::start(|_| Reply::json(200, gemini_text(&["{\"category\": \"billing\", ", "\"confidence\": 0.9}"])))
             .await;
     // A `models/` prefix on the configured model is tolerated.
     let provider =
@@ -292,13 +260,9 @@ async fn gemini_blocked_prompt_and_safety_stop_are_unusable_answers() {
 
 // ---------------------------------------------------------------- Anthropic wire format
 
-fn anthropic_error(kind: &str, message: &str) -> Value {
-    json!({"type": "error", "error": {"type": kind, "message": message}})
-}
-
 #[tokio::test]
 async fn anthropic_sends_the_documented_request() {
-    let server = FakeServer::start(|_| {
+    let server = FakeLlm::start(|_| {
         let mut body = anthropic_text("Hello");
         // Several text blocks (and non-text blocks) are concatenated text-only.
         body["content"] = json!([
@@ -340,7 +304,7 @@ async fn anthropic_json_puts_the_schema_in_the_system_prompt_and_parses_fences_a
         "```json\n{\"category\": \"billing\", \"confidence\": 0.8}\n```",
         "Here is the classification: {\"category\": \"technical\", \"confidence\": 0.6} — hope it helps.",
     ];
-    let server = FakeServer::sequence(move |n| Reply::json(200, anthropic_text(answers[n % 2]))).await;
+    let server = FakeLlm::sequence(move |n| Reply::json(200, anthropic_text(answers[n % 2]))).await;
     let provider = anthropic(&server);
 
     let first = provider.generate_json(&request(), &schema()).await.expect("fenced JSON parses").value;
@@ -358,11 +322,11 @@ async fn anthropic_json_puts_the_schema_in_the_system_prompt_and_parses_fences_a
 
 #[tokio::test]
 async fn anthropic_answer_without_json_is_unusable() {
-    let server = FakeServer::start(|_| Reply::json(200, anthropic_text("I'm sorry, I can't classify this."))).await;
+    let server = FakeLlm::start(|_| Reply::json(200, anthropic_text("I'm sorry, I can't classify this."))).await;
     let error = anthropic(&server).generate_json(&request(), &schema()).await.expect_err("no JSON in the answer");
     assert!(expect_invalid(&error).contains("no valid JSON"), "{error}");
     // A trailing comma is not repaired.
-    let server = FakeServer::start(|_| Reply::json(200, anthropic_text("{\"category\": \"billing\",}"))).await;
+    let server = FakeLlm::start(|_| Reply::json(200, anthropic_text("{\"category\": \"billing\",}"))).await;
     let error = anthropic(&server).generate_json(&request(), &schema()).await.expect_err("trailing comma");
     expect_invalid(&error);
 }
@@ -432,13 +396,9 @@ async fn anthropic_client_errors_are_permanent_or_misconfiguration_except_credit
 
 // ---------------------------------------------------------------- OpenAI wire format
 
-fn openai_error(message: &str, kind: &str, code: Option<&str>) -> Value {
-    json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
-}
-
 #[tokio::test]
 async fn openai_sends_the_documented_request() {
-    let server = FakeServer::start(|_| Reply::json(200, openai_text(json!("Hello there"), "stop"))).await;
+    let server = FakeLlm::start(|_| Reply::json(200, openai_text(json!("Hello there"), "stop"))).await;
     let provider = openai(&server);
     assert_eq!(provider.name(), "openai");
 
@@ -466,7 +426,7 @@ async fn openai_sends_the_documented_request() {
 
 #[tokio::test]
 async fn openai_compatible_server_without_key_gets_no_authorization_and_keeps_its_name() {
-    let server = FakeServer::start(|_| Reply::json(200, openai_text(json!("hi"), "stop"))).await;
+    let server = FakeLlm::start(|_| Reply::json(200, openai_text(json!("hi"), "stop"))).await;
     let provider = OpenAiProvider::new("ollama", &settings(&format!("{}/v1", server.base), "", "llama3.2"), TIMEOUT);
     assert_eq!(provider.name(), "ollama");
     assert_eq!(provider.generate(&request()).await.expect("generation succeeds").value, "hi");
@@ -477,7 +437,7 @@ async fn openai_compatible_server_without_key_gets_no_authorization_and_keeps_it
 
 #[tokio::test]
 async fn openai_json_mode_uses_json_object_and_mentions_json() {
-    let server = FakeServer::start(|_| {
+    let server = FakeLlm::start(|_| {
         Reply::json(200, openai_text(json!("{\"category\": \"other\", \"confidence\": 0.4}"), "stop"))
     })
     .await;
@@ -594,8 +554,7 @@ async fn connection_failures_and_timeouts_are_transient() {
     }
 
     let server =
-        FakeServer::start(|_| Reply::json(200, openai_text(json!("late"), "stop")).delayed(Duration::from_secs(5)))
-            .await;
+        FakeLlm::start(|_| Reply::json(200, openai_text(json!("late"), "stop")).delayed(Duration::from_secs(5))).await;
     let slow = OpenAiProvider::new("openai", &settings(&server.base, KEY, "m"), Duration::from_millis(200));
     let error = slow.generate(&request()).await.expect_err("the server is too slow");
     assert!(expect_transient(&error).1.contains("timed out"), "{error}");
@@ -603,8 +562,7 @@ async fn connection_failures_and_timeouts_are_transient() {
 
 #[tokio::test]
 async fn redirects_are_not_followed() {
-    let server =
-        FakeServer::start(|_| Reply::json(307, json!({})).header("location", "http://evil.example/steal")).await;
+    let server = FakeLlm::start(|_| Reply::json(307, json!({})).header("location", "http://evil.example/steal")).await;
     let error = anthropic(&server).generate(&request()).await.expect_err("a redirect is an error");
     let (status, message) = expect_misconfigured(&error);
     assert_eq!(status, Some(307));
@@ -634,7 +592,7 @@ fn accept_all(_: &Value) -> Result<(), String> {
 #[tokio::test]
 async fn chain_fails_over_cools_down_and_comes_back() {
     // Gemini is rate limited once (retry in 0.4s), then healthy.
-    let gemini_server = FakeServer::sequence(|n| {
+    let gemini_server = FakeLlm::sequence(|n| {
         if n == 0 {
             let mut body = gemini_429("GenerateRequestsPerMinutePerProjectPerModel-FreeTier");
             body["error"]["details"][2]["retryDelay"] = json!("0.4s");
@@ -644,7 +602,7 @@ async fn chain_fails_over_cools_down_and_comes_back() {
         }
     })
     .await;
-    let anthropic_server = FakeServer::start(|_| Reply::json(200, anthropic_text("from anthropic"))).await;
+    let anthropic_server = FakeLlm::start(|_| Reply::json(200, anthropic_text("from anthropic"))).await;
     let chain = ProviderChain::new(
         vec![Entry::Remote(Box::new(gemini(&gemini_server))), Entry::Remote(Box::new(anthropic(&anthropic_server)))],
         Duration::from_millis(100),
@@ -679,9 +637,8 @@ async fn chain_fails_over_cools_down_and_comes_back() {
 
 #[tokio::test]
 async fn chain_uses_local_after_remote_failures() {
-    let failing =
-        FakeServer::start(|_| Reply::json(503, gemini_error(503, "UNAVAILABLE", "overloaded", json!([])))).await;
-    let never = FakeServer::start(|_| Reply::json(200, openai_text(json!("unreachable"), "stop"))).await;
+    let failing = FakeLlm::start(|_| Reply::json(503, gemini_error(503, "UNAVAILABLE", "overloaded", json!([])))).await;
+    let never = FakeLlm::start(|_| Reply::json(200, openai_text(json!("unreachable"), "stop"))).await;
     let chain = ProviderChain::new(
         vec![Entry::Remote(Box::new(gemini(&failing))), Entry::Local, Entry::Remote(Box::new(openai(&never)))],
         Duration::from_secs(60),
@@ -700,11 +657,10 @@ async fn chain_uses_local_after_remote_failures() {
 #[tokio::test]
 async fn chain_all_failing_is_a_transient_quota_error() {
     let gemini_server =
-        FakeServer::start(|_| Reply::json(429, gemini_429("GenerateRequestsPerMinutePerProjectPerModel-FreeTier")))
-            .await;
+        FakeLlm::start(|_| Reply::json(429, gemini_429("GenerateRequestsPerMinutePerProjectPerModel-FreeTier"))).await;
     let anthropic_server =
-        FakeServer::start(|_| Reply::json(529, anthropic_error("overloaded_error", "Overloaded"))).await;
-    let openai_server = FakeServer::start(|_| {
+        FakeLlm::start(|_| Reply::json(529, anthropic_error("overloaded_error", "Overloaded"))).await;
+    let openai_server = FakeLlm::start(|_| {
         Reply::json(429, openai_error("Rate limit reached", "requests", Some("rate_limit_exceeded")))
             .header("retry-after", "7")
     })
@@ -741,11 +697,11 @@ async fn chain_all_failing_is_a_transient_quota_error() {
 
 #[tokio::test]
 async fn chain_with_every_provider_rejecting_the_request_is_permanent() {
-    let anthropic_server = FakeServer::start(|_| {
+    let anthropic_server = FakeLlm::start(|_| {
         Reply::json(400, anthropic_error("invalid_request_error", "prompt is too long: 250000 tokens > 200000 maximum"))
     })
     .await;
-    let openai_server = FakeServer::start(|_| {
+    let openai_server = FakeLlm::start(|_| {
         Reply::json(
             400,
             openai_error(
@@ -776,7 +732,7 @@ async fn chain_with_every_provider_rejecting_the_request_is_permanent() {
 
 #[tokio::test]
 async fn chain_cools_down_exhausted_quota_longer_and_misconfiguration_normally() {
-    let openai_server = FakeServer::start(|_| {
+    let openai_server = FakeLlm::start(|_| {
         Reply::json(
             429,
             openai_error("You exceeded your current quota.", "insufficient_quota", Some("insufficient_quota")),
@@ -784,7 +740,7 @@ async fn chain_cools_down_exhausted_quota_longer_and_misconfiguration_normally()
     })
     .await;
     let anthropic_server =
-        FakeServer::start(|_| Reply::json(401, anthropic_error("authentication_error", "invalid x-api-key"))).await;
+        FakeLlm::start(|_| Reply::json(401, anthropic_error("authentication_error", "invalid x-api-key"))).await;
     let chain = ProviderChain::new(
         vec![Entry::Remote(Box::new(openai(&openai_server))), Entry::Remote(Box::new(anthropic(&anthropic_server)))],
         Duration::from_secs(2),
@@ -807,9 +763,8 @@ async fn chain_cools_down_exhausted_quota_longer_and_misconfiguration_normally()
 
 #[tokio::test]
 async fn chain_moves_on_from_invalid_json_without_cooling_down() {
-    let anthropic_server =
-        FakeServer::start(|_| Reply::json(200, anthropic_text("Sorry, I can't do JSON today."))).await;
-    let openai_server = FakeServer::start(|_| {
+    let anthropic_server = FakeLlm::start(|_| Reply::json(200, anthropic_text("Sorry, I can't do JSON today."))).await;
+    let openai_server = FakeLlm::start(|_| {
         Reply::json(200, openai_text(json!("{\"category\": \"billing\", \"confidence\": 0.7}"), "stop"))
     })
     .await;
@@ -834,9 +789,8 @@ async fn chain_moves_on_from_invalid_json_without_cooling_down() {
 #[tokio::test]
 async fn chain_moves_on_when_validation_rejects_the_answer() {
     let gemini_server =
-        FakeServer::start(|_| Reply::json(200, gemini_text(&["{\"category\": \"weather\", \"confidence\": 0.9}"])))
-            .await;
-    let openai_server = FakeServer::start(|_| {
+        FakeLlm::start(|_| Reply::json(200, gemini_text(&["{\"category\": \"weather\", \"confidence\": 0.9}"]))).await;
+    let openai_server = FakeLlm::start(|_| {
         Reply::json(200, openai_text(json!("{\"category\": \"technical\", \"confidence\": 0.5}"), "stop"))
     })
     .await;
@@ -908,9 +862,8 @@ async fn chain_metrics_count_outcomes_skips_and_failovers_in_the_worker_registry
 
     // Gemini is rate limited (and then cools down); Anthropic answers twice, then is overloaded.
     let gemini_server =
-        FakeServer::start(|_| Reply::json(429, gemini_429("GenerateRequestsPerMinutePerProjectPerModel-FreeTier")))
-            .await;
-    let anthropic_server = FakeServer::sequence(|n| {
+        FakeLlm::start(|_| Reply::json(429, gemini_429("GenerateRequestsPerMinutePerProjectPerModel-FreeTier"))).await;
+    let anthropic_server = FakeLlm::sequence(|n| {
         if n < 2 {
             Reply::json(200, anthropic_text("from anthropic"))
         } else {
@@ -934,7 +887,7 @@ async fn chain_metrics_count_outcomes_skips_and_failovers_in_the_worker_registry
     assert_eq!((gemini_server.count(), anthropic_server.count()), (1, 3));
 
     // A second chain on the same metrics, for another operation, where nobody is left.
-    let openai_server = FakeServer::start(|_| {
+    let openai_server = FakeLlm::start(|_| {
         Reply::json(400, openai_error("Invalid 'max_tokens'.", "invalid_request_error", Some("invalid_value")))
     })
     .await;
@@ -994,7 +947,7 @@ async fn a_wrong_key_or_retired_model_is_reported_until_the_provider_answers_aga
     metrics.register(&|name: &str, help: &str, metric: SharedMetric| telemetry.metrics.register(name, help, metric));
     let health = provider_http::ProviderHealth::default();
     // A retired model first (Gemini's 404), then a wrong key, then the operator fixed it.
-    let server = FakeServer::sequence(|n| match n {
+    let server = FakeLlm::sequence(|n| match n {
         0 => Reply::json(
             404,
             gemini_error(404, "NOT_FOUND", "models/gemini-2.0-flash is not found for API version v1beta.", json!([])),

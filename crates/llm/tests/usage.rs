@@ -7,7 +7,7 @@ use std::time::Duration;
 use llm::chain::Entry;
 use llm::metrics::SharedMetric;
 use llm::{ChainOutcome, LlmError, LlmMetrics, LlmProvider, OpenAiProvider, ProviderChain, TokenStats, Usage};
-use mailroom_tests::fake_http::{FakeServer, Reply};
+use llm_fake::{FakeLlm, Reply};
 use serde_json::{Value, json};
 
 mod common;
@@ -34,12 +34,12 @@ fn openai_text_without_usage(content: &str) -> Value {
 
 #[tokio::test]
 async fn gemini_reports_usage_metadata_with_thoughts_as_output() {
-    let server = FakeServer::start(|_| Reply::json(200, gemini_text(&["Hello"]))).await;
+    let server = FakeLlm::start(|_| Reply::json(200, gemini_text(&["Hello"]))).await;
     let answer = gemini(&server).generate(&request()).await.expect("generation succeeds");
     assert_eq!((answer.value.as_str(), answer.usage), ("Hello", usage(12, 5)));
 
     // A thinking model bills its thoughts as output.
-    let server = FakeServer::start(|_| {
+    let server = FakeLlm::start(|_| {
         let mut body = gemini_text(&["{\"category\": \"billing\", \"confidence\": 0.9}"]);
         body["usageMetadata"] =
             json!({"promptTokenCount": 40, "candidatesTokenCount": 11, "thoughtsTokenCount": 120, "totalTokenCount": 171});
@@ -50,7 +50,7 @@ async fn gemini_reports_usage_metadata_with_thoughts_as_output() {
     assert_eq!(answer.usage, usage(40, 131));
 
     // A blocked prompt is unusable, but its prompt was counted (and billed).
-    let server = FakeServer::start(|_| {
+    let server = FakeLlm::start(|_| {
         Reply::json(
             200,
             json!({"promptFeedback": {"blockReason": "SAFETY"},
@@ -64,11 +64,11 @@ async fn gemini_reports_usage_metadata_with_thoughts_as_output() {
 
 #[tokio::test]
 async fn anthropic_reports_usage_with_the_prompt_cache_as_input() {
-    let server = FakeServer::start(|_| Reply::json(200, anthropic_text("Hello"))).await;
+    let server = FakeLlm::start(|_| Reply::json(200, anthropic_text("Hello"))).await;
     let answer = anthropic(&server).generate(&request()).await.expect("generation succeeds");
     assert_eq!(answer.usage, usage(25, 9));
 
-    let server = FakeServer::start(|_| {
+    let server = FakeLlm::start(|_| {
         let mut body = anthropic_text("{\"category\": \"other\", \"confidence\": 0.4}");
         body["usage"] = json!({"input_tokens": 25, "cache_creation_input_tokens": 1000,
                                "cache_read_input_tokens": 200, "output_tokens": 14});
@@ -79,22 +79,22 @@ async fn anthropic_reports_usage_with_the_prompt_cache_as_input() {
     assert_eq!(answer.usage, usage(1225, 14));
 
     // An answer that holds no JSON was still paid for.
-    let server = FakeServer::start(|_| Reply::json(200, anthropic_text("I cannot answer in JSON."))).await;
+    let server = FakeLlm::start(|_| Reply::json(200, anthropic_text("I cannot answer in JSON."))).await;
     let error = anthropic(&server).generate_json(&request(), &schema()).await.expect_err("no JSON");
     assert_eq!(invalid_usage(&error), usage(25, 9));
 }
 
 #[tokio::test]
 async fn openai_reports_usage_and_a_server_without_it_is_unknown() {
-    let server = FakeServer::start(|_| Reply::json(200, openai_text(json!("Hello"), "stop"))).await;
+    let server = FakeLlm::start(|_| Reply::json(200, openai_text(json!("Hello"), "stop"))).await;
     let answer = openai(&server).generate(&request()).await.expect("generation succeeds");
     assert_eq!(answer.usage, usage(20, 5));
 
-    let server = FakeServer::start(|_| Reply::json(200, openai_text_without_usage("Hello"))).await;
+    let server = FakeLlm::start(|_| Reply::json(200, openai_text_without_usage("Hello"))).await;
     let answer = openai(&server).generate(&request()).await.expect("generation succeeds");
     assert_eq!((answer.value.as_str(), answer.usage), ("Hello", None));
 
-    let server = FakeServer::start(|_| {
+    let server = FakeLlm::start(|_| {
         let mut body = openai_text(json!("{\"category\": \"billing\", \"confidence\": 1}"), "stop");
         body["usage"] = Value::Null;
         Reply::json(200, body)
@@ -113,10 +113,9 @@ async fn chain_stats_and_metrics_add_up_tokens_per_provider_across_calls() {
     // Gemini answers a category validation rejects, Anthropic prose without JSON (both billed,
     // both unusable), OpenAI a good verdict.
     let gemini_server =
-        FakeServer::start(|_| Reply::json(200, gemini_text(&["{\"category\": \"weather\", \"confidence\": 0.9}"])))
-            .await;
-    let anthropic_server = FakeServer::start(|_| Reply::json(200, anthropic_text("Sorry, no JSON today."))).await;
-    let openai_server = FakeServer::start(|_| {
+        FakeLlm::start(|_| Reply::json(200, gemini_text(&["{\"category\": \"weather\", \"confidence\": 0.9}"]))).await;
+    let anthropic_server = FakeLlm::start(|_| Reply::json(200, anthropic_text("Sorry, no JSON today."))).await;
+    let openai_server = FakeLlm::start(|_| {
         Reply::json(200, openai_text(json!("{\"category\": \"billing\", \"confidence\": 0.8}"), "stop"))
     })
     .await;
@@ -147,7 +146,7 @@ async fn chain_stats_and_metrics_add_up_tokens_per_provider_across_calls() {
 
     // A local server that sends no usage, then fails: its tokens are unknown, not zero; the
     // failed request adds nothing; `local` spends none.
-    let ollama_server = FakeServer::sequence(|n| {
+    let ollama_server = FakeLlm::sequence(|n| {
         if n == 0 {
             Reply::json(200, openai_text_without_usage("Hello"))
         } else {

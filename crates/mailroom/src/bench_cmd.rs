@@ -26,13 +26,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use axum::routing::post;
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use pipeline_core::Settings;
 use pipeline_core::topology::Topology;
@@ -209,36 +205,6 @@ fn thousands(value: f64) -> String {
 
 fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "MISSED" }
-}
-
-/// An OpenAI-compatible chat-completions fake that answers every call after `delay`: a support
-/// verdict when JSON output is asked for (classification), a short grounded reply otherwise.
-async fn fake_llm(delay: Duration, calls: Arc<AtomicU64>) -> anyhow::Result<String> {
-    let app = Router::new().route(
-        "/v1/chat/completions",
-        post(move |Json(body): Json<Value>| {
-            let calls = calls.clone();
-            async move {
-                calls.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(delay).await;
-                let content = if body.get("response_format").is_some() {
-                    r#"{"is_support_inquiry": true, "category": "technical_issue", "confidence": 0.9}"#.to_owned()
-                } else {
-                    "Hello,\n\nAccording to lift-pro-user-manual.pdf, error E04 means the control box does not \
-                     receive signals from the keypad. Unplug the desk, check the keypad cable and plug it in \
-                     again after 30 seconds.\n\nBest regards,\nThe Support Team"
-                        .to_owned()
-                };
-                Json(json!({"id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": "fake",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}}))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/v1", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(url)
 }
 
 /// A support question the sample knowledge base answers, as subject and body.
@@ -855,12 +821,20 @@ async fn measure(
     say(format!("    p50 {:.1} ms, p99 {:.1} ms", latency.p50_ms, latency.p99_ms));
     fleet.stop().await;
 
-    let calls = Arc::new(AtomicU64::new(0));
-    let llm_url = fake_llm(Duration::from_millis(args.llm_delay_ms), calls.clone()).await?;
+    // An OpenAI-compatible fake answering every call after the delay: a support verdict when
+    // JSON output is asked for (classification), a short grounded reply otherwise.
+    let fake = llm_fake::FakeLlm::answering(
+        "Hello,\n\nAccording to lift-pro-user-manual.pdf, error E04 means the control box does not receive \
+         signals from the keypad. Unplug the desk, check the keypad cable and plug it in again after 30 \
+         seconds.\n\nBest regards,\nThe Support Team",
+        &json!({"is_support_inquiry": true, "category": "technical_issue", "confidence": 0.9}),
+        Duration::from_millis(args.llm_delay_ms),
+    )
+    .await;
     let concurrency = args.llm_concurrency.max(1);
     let llm_env: Vec<(String, String)> = [
         ("MAILROOM__LLM__PROVIDERS", "openai".to_owned()),
-        ("MAILROOM__LLM__OPENAI__BASE_URL", llm_url),
+        ("MAILROOM__LLM__OPENAI__BASE_URL", fake.openai_url()),
         ("MAILROOM__LLM__OPENAI__API_KEY", "sk-bench".into()),
         // Prefetch twice the concurrency keeps the next deliveries at hand while calls wait.
         ("MAILROOM__CONSUMER__PREFETCH", (concurrency * 2).to_string()),
@@ -881,7 +855,7 @@ async fn measure(
     say(format!(
         "    {:.0} emails/s, {} LLM calls; mean handler time: {}",
         llm.rate(),
-        calls.load(Ordering::Relaxed),
+        fake.count(),
         fleet.handler_means().await
     ));
     fleet.stop().await;

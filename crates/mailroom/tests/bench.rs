@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use mailroom_tests::{TestDb, TestDir, TestVhost, mgmt_url, run};
+use mailroom_tests::{TestDb, TestDir, TestVhost, env_var, mgmt_url, run};
 
 fn mailroom() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_mailroom"))
@@ -43,9 +43,9 @@ async fn a_quick_bench_runs_every_measurement_and_prints_the_figures() {
         .arg(&db.name)
         .arg("--dir")
         .arg(&dir.path)
-        .env("MAILROOM__AMQP__URL", vhost.amqp_url())
-        .env("MAILROOM__DATABASE__URL", db.url())
-        .env("MAILROOM__MANAGEMENT__URL", mgmt_url())
+        .env(env_var("amqp.url"), vhost.amqp_url())
+        .env(env_var("database.url"), db.url())
+        .env(env_var("management.url"), mgmt_url())
         .stdin(Stdio::null())
         .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())

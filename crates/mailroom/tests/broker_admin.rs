@@ -9,11 +9,11 @@ use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use mailroom::broker_admin::{AdminError, Depth, VhostAdmin, queue_depths};
-use mailroom_tests::{TestVhost, free_port, mgmt, mgmt_url};
+use mailroom_tests::{TestVhost, env_var, free_port, mgmt, mgmt_url};
 use pipeline_core::Settings;
 
 fn settings(amqp_url: &str, management_url: &str) -> Settings {
-    let env = [("MAILROOM__AMQP__URL", amqp_url), ("MAILROOM__MANAGEMENT__URL", management_url)];
+    let env = [(env_var("amqp.url"), amqp_url), (env_var("management.url"), management_url)];
     Settings::load_from(None, env.map(|(k, v)| (k.to_owned(), v.to_owned()))).expect("settings")
 }
 

@@ -5,14 +5,14 @@ use std::path::Path;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Connection, ConnectionProperties};
-use mailroom_tests::{TestDb, TestVhost, mgmt, run};
+use mailroom_tests::{TestDb, TestVhost, env_var, mgmt, run};
 
 fn mailroom() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_mailroom"))
 }
 
 fn env_for(vhost: &TestVhost) -> Vec<(&'static str, String)> {
-    vec![("MAILROOM__AMQP__URL", vhost.amqp_url()), ("MAILROOM__MANAGEMENT__URL", mailroom_tests::mgmt_url())]
+    vec![(env_var("amqp.url"), vhost.amqp_url()), (env_var("management.url"), mailroom_tests::mgmt_url())]
 }
 
 /// The contract's queue declarations as a Python client makes them (docs/ARCHITECTURE.md), with
@@ -142,7 +142,7 @@ async fn migrate_creates_the_database_and_is_idempotent() {
     // A database name that does not exist yet: `migrate` must create it.
     let fresh = format!("{}_fresh", db.name);
     let url = db.url().replace(&db.name, &fresh);
-    let env = vec![("MAILROOM__DATABASE__URL", url.clone())];
+    let env = vec![(env_var("database.url"), url.clone())];
     let (code, out) = run(mailroom(), &["migrate"], &env).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("applied now"), "{out}");

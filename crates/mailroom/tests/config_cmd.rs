@@ -3,27 +3,27 @@
 
 use std::path::Path;
 
-use mailroom_tests::{TestDir, run};
+use mailroom_tests::{TestDir, env_var, run};
 
 fn mailroom() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_mailroom"))
 }
 
-/// Variable, value, and the part of the value that is secret (the password of a URL).
+/// Settings key, value, and the part of the value that is secret (the password of a URL).
 const SECRETS: &[(&str, &str, &str)] = &[
-    ("MAILROOM__AMQP__URL", "amqp://ops:amqp-pw-4711@rabbit.internal:5672/prod", "amqp-pw-4711"),
-    ("MAILROOM__DATABASE__URL", "postgres://app:pg-pw-4712@db.internal/mailroom", "pg-pw-4712"),
-    ("MAILROOM__REDIS__URL", "redis://:redis-pw-4713@cache.internal:6379", "redis-pw-4713"),
-    ("MAILROOM__MANAGEMENT__PASSWORD", "mgmt-pw-4714", "mgmt-pw-4714"),
-    ("MAILROOM__LLM__ANTHROPIC__API_KEY", "sk-ant-4715", "sk-ant-4715"),
-    ("MAILROOM__MAILBOX__GMAIL__CLIENT_SECRET", "gmail-secret-4716", "gmail-secret-4716"),
-    ("MAILROOM__MAILBOX__IMAP__PASSWORD", "imap-pw-4717", "imap-pw-4717"),
-    ("MAILROOM__UPLOAD_API__TOKEN", "upload-token-4718", "upload-token-4718"),
+    ("amqp.url", "amqp://ops:amqp-pw-4711@rabbit.internal:5672/prod", "amqp-pw-4711"),
+    ("database.url", "postgres://app:pg-pw-4712@db.internal/mailroom", "pg-pw-4712"),
+    ("redis.url", "redis://:redis-pw-4713@cache.internal:6379", "redis-pw-4713"),
+    ("management.password", "mgmt-pw-4714", "mgmt-pw-4714"),
+    ("llm.anthropic.api_key", "sk-ant-4715", "sk-ant-4715"),
+    ("mailbox.gmail.client_secret", "gmail-secret-4716", "gmail-secret-4716"),
+    ("mailbox.imap.password", "imap-pw-4717", "imap-pw-4717"),
+    ("upload_api.token", "upload-token-4718", "upload-token-4718"),
 ];
 
 fn secret_env() -> Vec<(&'static str, String)> {
-    let mut env: Vec<_> = SECRETS.iter().map(|(k, v, _)| (*k, (*v).to_owned())).collect();
-    env.push(("MAILROOM__SENDER__RATE_LIMIT", "42".to_owned()));
+    let mut env: Vec<_> = SECRETS.iter().map(|(k, v, _)| (env_var(k), (*v).to_owned())).collect();
+    env.push((env_var("sender.rate_limit"), "42".to_owned()));
     env
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use lapin::options::{BasicGetOptions, BasicRejectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, run, signal, spawn, wait_for};
+use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, bin_path, env_var, run, signal, spawn, wait_for};
 use pipeline_core::dead_letter::{DeadLetter, FailureInfo};
 use pipeline_core::messages::{DocumentMetadata, DocumentToIngest, new_message_id, now};
 use pipeline_core::publisher::{Outgoing, Publisher, RETRY_COUNT_HEADER};
@@ -31,11 +31,11 @@ fn mailroom() -> &'static Path {
 const RETRY_DELAYS: &str = "200,400";
 
 fn env_for(vhost: &TestVhost) -> Vec<(&'static str, String)> {
-    vec![
-        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
-        ("MAILROOM__MANAGEMENT__URL", mailroom_tests::mgmt_url()),
-        ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", RETRY_DELAYS.to_owned()),
-    ]
+    WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("management.url", mailroom_tests::mgmt_url())
+        .set("topology.retry_delays_ms", RETRY_DELAYS.to_owned())
+        .build()
 }
 
 async fn connect(vhost: &TestVhost) -> Connection {
@@ -310,7 +310,7 @@ async fn status_reports_queues_dead_letters_documents_and_emails() {
     let vhost = TestVhost::create().await;
     let db = TestDb::create().await;
     let mut env = env_for(&vhost);
-    env.push(("MAILROOM__DATABASE__URL", db.url()));
+    env.push((env_var("database.url"), db.url()));
     for args in [&["topology", "apply"][..], &["migrate"]] {
         let (code, out) = run(mailroom(), args, &env).await;
         assert_eq!(code, 0, "{out}");
@@ -446,11 +446,11 @@ async fn status_reports_queues_dead_letters_documents_and_emails() {
 
 #[tokio::test]
 async fn status_says_which_service_is_unreachable_and_where_it_looked() {
-    let env = vec![
-        ("MAILROOM__AMQP__URL", "amqp://guest:s3cret@127.0.0.1:9/%2f".to_owned()),
-        ("MAILROOM__MANAGEMENT__URL", "http://127.0.0.1:9".to_owned()),
-        ("MAILROOM__DATABASE__URL", "postgres://postgres:s3cret@127.0.0.1:9/mailroom".to_owned()),
-    ];
+    let env = WorkerEnv::new()
+        .set("amqp.url", "amqp://guest:s3cret@127.0.0.1:9/%2f")
+        .set("management.url", "http://127.0.0.1:9")
+        .set("database.url", "postgres://postgres:s3cret@127.0.0.1:9/mailroom")
+        .build();
     let (code, out) = run(mailroom(), &["status"], &env).await;
     assert_eq!(code, 1, "{out}");
     assert!(
@@ -486,8 +486,8 @@ async fn status_reads_queue_depths_over_amqp_when_the_management_api_is_off() {
     }
     // As on a fresh install: nothing listens where the management API should be.
     let closed = format!("http://127.0.0.1:{}", mailroom_tests::free_port());
-    env.retain(|(k, _)| *k != "MAILROOM__MANAGEMENT__URL");
-    env.push(("MAILROOM__MANAGEMENT__URL", closed.clone()));
+    env.retain(|(k, _)| *k != env_var("management.url"));
+    env.push((env_var("management.url"), closed.clone()));
 
     let (code, out) = run(mailroom(), &["status", "--json"], &env).await;
     assert_eq!(code, 1, "the report lacks unacked counts and rates: {out}");
@@ -578,7 +578,7 @@ async fn dead_letters_of_a_failing_handler_are_replayed_after_the_fix_and_a_kill
     let db = TestDb::create().await;
     let storage = TestDir::create();
     let mut env = env_for(&vhost);
-    env.extend([("MAILROOM__DATABASE__URL", db.url()), ("MAILROOM__STORAGE__DIR", storage.path.display().to_string())]);
+    env.extend([(env_var("database.url"), db.url()), (env_var("storage.dir"), storage.path.display().to_string())]);
     for args in [&["topology", "apply"][..], &["migrate"]] {
         let (code, out) = run(mailroom(), args, &env).await;
         assert_eq!(code, 0, "{out}");

@@ -10,7 +10,7 @@ use futures_util::StreamExt as _;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicGetOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use mailroom_tests::{TestVhost, example_path, mgmt, signal, spawn, wait_for};
+use mailroom_tests::{TestVhost, WorkerEnv, env_var, example_path, mgmt, signal, spawn, wait_for};
 use pipeline_core::consumer::roles::CLASSIFIER;
 use pipeline_core::dead_letter::DeadLetter;
 use pipeline_core::messages::{EmailToClassify, EmailToRespond, IncomingEmail};
@@ -20,10 +20,10 @@ use pipeline_core::{
 };
 use tokio::sync::oneshot;
 
+/// Settings for `vhost` with `extra` settings (by key) on top.
 fn settings(vhost: &TestVhost, extra: &[(&str, &str)]) -> Settings {
-    let mut env = vec![("MAILROOM__AMQP__URL".to_owned(), vhost.amqp_url())];
-    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    Settings::load_from(None, env).expect("settings")
+    let env = extra.iter().fold(WorkerEnv::new().set("amqp.url", vhost.amqp_url()), |env, (k, v)| env.set(k, *v));
+    Settings::load_from(None, env.owned()).expect("settings")
 }
 
 async fn connect(vhost: &TestVhost) -> Connection {
@@ -137,7 +137,7 @@ impl Handler for Flaky {
 #[tokio::test]
 async fn transient_failures_climb_the_ladder_with_growing_delays_then_succeed_once() {
     let vhost = TestVhost::create().await;
-    let s = settings(&vhost, &[("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "200,600,1200")]);
+    let s = settings(&vhost, &[("topology.retry_delays_ms", "200,600,1200")]);
     let conn = apply(&vhost, &s).await;
     let handler = Arc::new(Flaky { failures: 2, attempts: Mutex::default() });
     let (stop, task, _) = start_worker(&s, handler.clone());
@@ -175,10 +175,7 @@ async fn past_the_ladder_a_message_is_dead_lettered_in_the_seed_envelope() {
     let vhost = TestVhost::create().await;
     let s = settings(
         &vhost,
-        &[
-            ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "100,100,100"),
-            ("MAILROOM__CONSUMER__CONSUMER_ID", "classifier-worker-1"),
-        ],
+        &[("topology.retry_delays_ms", "100,100,100"), ("consumer.consumer_id", "classifier-worker-1")],
     );
     let conn = apply(&vhost, &s).await;
     let handler = Arc::new(Flaky { failures: usize::MAX, attempts: Mutex::default() });
@@ -238,7 +235,7 @@ impl Handler for Picky {
 #[tokio::test]
 async fn permanent_errors_panics_and_unparseable_bodies_go_straight_to_the_dead_letter_queue() {
     let vhost = TestVhost::create().await;
-    let s = settings(&vhost, &[("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "100")]);
+    let s = settings(&vhost, &[("topology.retry_delays_ms", "100")]);
     let conn = apply(&vhost, &s).await;
     let handler = Arc::new(Picky { calls: AtomicUsize::new(0) });
     let (stop, task, _) = start_worker(&s, handler.clone());
@@ -338,11 +335,7 @@ async fn a_thousand_messages_with_ten_percent_transient_failures_are_neither_los
     let vhost = TestVhost::create().await;
     let s = settings(
         &vhost,
-        &[
-            ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "50,100,200"),
-            ("MAILROOM__CONSUMER__PREFETCH", "64"),
-            ("MAILROOM__CONSUMER__CONCURRENCY", "16"),
-        ],
+        &[("topology.retry_delays_ms", "50,100,200"), ("consumer.prefetch", "64"), ("consumer.concurrency", "16")],
     );
     let conn = apply(&vhost, &s).await;
     let handler = Arc::new(Unreliable {
@@ -448,7 +441,7 @@ async fn an_unroutable_publish_is_an_error_not_a_drop() {
 #[tokio::test]
 async fn the_single_step_processor_handles_one_delivery_without_the_loop() {
     let vhost = TestVhost::create().await;
-    let s = settings(&vhost, &[("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "100")]);
+    let s = settings(&vhost, &[("topology.retry_delays_ms", "100")]);
     let conn = apply(&vhost, &s).await;
     let telemetry = Arc::new(Telemetry::default());
     let publisher = Publisher::open(&conn, Some(telemetry.clone())).await.expect("publisher");
@@ -510,12 +503,12 @@ async fn collect_outputs(ch: &Channel, n: usize) -> (HashSet<String>, usize) {
 }
 
 fn relay_env(vhost: &TestVhost) -> Vec<(&'static str, String)> {
-    vec![
-        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
-        ("MAILROOM__CONSUMER__CONCURRENCY", "4".into()),
-        ("MAILROOM__CONSUMER__PREFETCH", "8".into()),
-        ("MAILROOM__CONSUMER__DRAIN_TIMEOUT_SECS", "10".into()),
-    ]
+    WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("consumer.concurrency", "4")
+        .set("consumer.prefetch", "8")
+        .set("consumer.drain_timeout_secs", "10")
+        .build()
 }
 
 #[tokio::test]
@@ -557,7 +550,7 @@ async fn a_worker_whose_connection_the_broker_closes_reconnects_and_loses_nothin
     let conn = apply(&vhost, &s).await;
     let publisher = Publisher::open(&conn, None).await.expect("publisher");
     let mut env = relay_env(&vhost);
-    env.push(("MAILROOM__HTTP__LISTEN", "127.0.0.1:0".into()));
+    env.push((env_var("http.listen"), "127.0.0.1:0".into()));
     let _relay = spawn(&example_path("relay"), &["--delay-ms", "20"], &env);
     let first = wait_for(Duration::from_secs(20), "the relay's connection", || relay_connection(&vhost)).await;
 
@@ -692,7 +685,7 @@ impl Handler for Waiting {
 async fn a_deferred_message_waits_in_a_delay_queue_without_spending_retries() {
     let vhost = TestVhost::create().await;
     let delays = [100, 400, 5000];
-    let s = settings(&vhost, &[("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "100,400,5000")]);
+    let s = settings(&vhost, &[("topology.retry_delays_ms", "100,400,5000")]);
     let conn = apply(&vhost, &s).await;
     let telemetry = Arc::new(Telemetry::default());
     let publisher = Publisher::open(&conn, Some(telemetry.clone())).await.expect("publisher");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
-use mailroom_tests::TestVhost;
+use mailroom_tests::{TestVhost, WorkerEnv};
 use pipeline_core::consumer::UsedTopology;
 use pipeline_core::consumer::roles::CLASSIFIER;
 use pipeline_core::messages::{EmailToClassify, IncomingEmail};
@@ -19,12 +19,12 @@ use pipeline_core::{DeliveryMeta, Handler, HandlerError, Outgoing, Producer, Set
 fn settings(vhost: &TestVhost) -> Settings {
     Settings::load_from(
         None,
-        [
-            ("MAILROOM__AMQP__URL".to_owned(), vhost.amqp_url()),
-            ("MAILROOM__TOPOLOGY__DECLARE".to_owned(), "false".to_owned()),
-            ("MAILROOM__AMQP__RECONNECT_INITIAL_MS".to_owned(), "100".to_owned()),
-            ("MAILROOM__AMQP__RECONNECT_MAX_MS".to_owned(), "300".to_owned()),
-        ],
+        WorkerEnv::new()
+            .set("amqp.url", vhost.amqp_url())
+            .set("topology.declare", "false")
+            .set("amqp.reconnect_initial_ms", "100")
+            .set("amqp.reconnect_max_ms", "300")
+            .owned(),
     )
     .expect("settings")
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use lapin::options::BasicGetOptions;
-use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, free_port, spawn, wait_for};
+use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, bin_path, free_port, spawn, wait_for};
 use pipeline_core::messages::EmailToClassify;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -47,16 +47,16 @@ async fn the_poller_serves_readiness_and_metrics_and_says_why_it_is_not_ready() 
     }
     std::fs::write(maildir.path.join("new").join("1700000000.M1P1.desk"), email(1)).expect("write");
     let addr = format!("127.0.0.1:{}", free_port());
-    let env = vec![
-        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
-        ("MAILROOM__DATABASE__URL", db.url()),
-        ("MAILROOM__HTTP__LISTEN", addr.clone()),
-        ("MAILROOM__MAILBOX__MAILDIR", maildir.path.display().to_string()),
-        ("MAILROOM__MAILBOX__AGENT_EMAIL", AGENT.to_owned()),
-        ("MAILROOM__MAILBOX__POLL_INTERVAL_MS", "100".to_owned()),
+    let env = WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("database.url", db.url())
+        .set("http.listen", addr.clone())
+        .set("mailbox.maildir", maildir.path.display().to_string())
+        .set("mailbox.agent_email", AGENT.to_owned())
+        .set("mailbox.poll_interval_ms", "100")
         // Recovery after the broken mailbox below is seen within a second.
-        ("MAILROOM__MAILBOX__MAX_BACKOFF_SECS", "1".to_owned()),
-    ];
+        .set("mailbox.max_backoff_secs", "1")
+        .build();
     let _poller = spawn(&bin_path("poller"), &[], &env);
 
     wait_for(Duration::from_secs(60), "the poller to become ready", || async {

@@ -14,7 +14,7 @@ use gmail_fake::{
     ACCESS_TOKEN_PREFIX, CLIENT_ID, CLIENT_SECRET, FakeGmail, Method, NewMessage, REFRESH_TOKEN, Reply, scope,
 };
 use lapin::options::BasicGetOptions;
-use mailroom_tests::{TestDb, TestVhost};
+use mailroom_tests::{TestDb, TestVhost, WorkerEnv};
 use pipeline_core::messages::EmailToClassify;
 use pipeline_core::{Producer, Settings, Telemetry};
 use poller::cursor::{self, Cursor, CursorKey};
@@ -48,20 +48,20 @@ async fn poller(
     refresh_token: &str,
     mark_read: &str,
 ) -> Poller<GmailSource> {
-    let env = [
-        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
-        ("MAILROOM__DATABASE__URL", db.url()),
-        ("MAILROOM__MAILBOX__KIND", "gmail".to_owned()),
-        ("MAILROOM__MAILBOX__AGENT_EMAIL", AGENT.to_owned()),
-        ("MAILROOM__MAILBOX__GMAIL__API_BASE", fake.api_base()),
-        ("MAILROOM__MAILBOX__GMAIL__TOKEN_URL", fake.token_url()),
-        ("MAILROOM__MAILBOX__GMAIL__CLIENT_ID", CLIENT_ID.to_owned()),
-        ("MAILROOM__MAILBOX__GMAIL__CLIENT_SECRET", CLIENT_SECRET.to_owned()),
-        ("MAILROOM__MAILBOX__GMAIL__REFRESH_TOKEN", refresh_token.to_owned()),
+    let env = WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("database.url", db.url())
+        .set("mailbox.kind", "gmail")
+        .set("mailbox.agent_email", AGENT.to_owned())
+        .set("mailbox.gmail.api_base", fake.api_base())
+        .set("mailbox.gmail.token_url", fake.token_url())
+        .set("mailbox.gmail.client_id", CLIENT_ID.to_owned())
+        .set("mailbox.gmail.client_secret", CLIENT_SECRET.to_owned())
+        .set("mailbox.gmail.refresh_token", refresh_token.to_owned())
         // Small pages, so every listing spans several.
-        ("MAILROOM__MAILBOX__GMAIL__PAGE_SIZE", "2".to_owned()),
-        ("MAILROOM__MAILBOX__MARK_READ", mark_read.to_owned()),
-    ];
+        .set("mailbox.gmail.page_size", "2")
+        .set("mailbox.mark_read", mark_read.to_owned())
+        .build();
     let settings = Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))).expect("settings");
     let mailbox: MailboxSettings = settings.section("mailbox").expect("[mailbox]");
     let gmail_settings: GmailSourceSettings = settings.section("mailbox.gmail").expect("[mailbox.gmail]");

@@ -20,6 +20,7 @@ mod dovecot;
 mod outcomes;
 
 use dovecot::*;
+use mailroom_tests::WorkerEnv;
 
 /// `(message id header, seen)` of every message in the folder, by UID.
 async fn flags(session: &mut Session) -> Vec<(u32, bool)> {
@@ -69,7 +70,7 @@ async fn uid_sync_publishes_each_message_once_marks_it_seen_and_survives_a_uidva
     append(&mut mua, &cy, None).await; // UID 2
     append(&mut mua, &read, Some("(\\Seen)")).await; // UID 3
     append(&mut mua, &no_sender, None).await; // UID 4
-    let mut h = Harness::start(&server, PASSWORD, &[("MAILROOM__MAILBOX__IMAP__BATCH_SIZE", "2")]).await;
+    let mut h = Harness::start(&server, PASSWORD, WorkerEnv::new().set("mailbox.imap.batch_size", "2")).await;
 
     // Pass 1: a full sync of the unseen mail.
     let report = h.synced().await;
@@ -146,12 +147,11 @@ async fn idle_runs_a_pass_as_soon_as_mail_arrives() {
     mua.create(FOLDER).await.expect("CREATE");
     // A poll interval and an IDLE limit far longer than the test may take: only the server's
     // report of new mail can end the wait in time.
-    let env = [
-        ("MAILROOM__MAILBOX__IMAP__IDLE", "true"),
-        ("MAILROOM__MAILBOX__IMAP__IDLE_TIMEOUT_SECS", "600"),
-        ("MAILROOM__MAILBOX__POLL_INTERVAL_MS", "600000"),
-    ];
-    let mut h = Harness::start(&server, PASSWORD, &env).await;
+    let env = WorkerEnv::new()
+        .set("mailbox.imap.idle", "true")
+        .set("mailbox.imap.idle_timeout_secs", "600")
+        .set("mailbox.poll_interval_ms", "600000");
+    let mut h = Harness::start(&server, PASSWORD, env).await;
     assert_eq!(h.synced().await.published, 0);
     assert!(h.poller.source().idles(), "Dovecot offers IDLE");
 
@@ -182,8 +182,8 @@ async fn without_idle_on_the_server_the_poller_polls() {
     let server = Dovecot::start("protocol imap {\n  imap_capability = IMAP4rev1 LITERAL+ UIDPLUS\n}");
     let mut mua = client(&server).await;
     mua.create(FOLDER).await.expect("CREATE");
-    let env = [("MAILROOM__MAILBOX__IMAP__IDLE", "true"), ("MAILROOM__MAILBOX__POLL_INTERVAL_MS", "200")];
-    let mut h = Harness::start(&server, PASSWORD, &env).await;
+    let env = WorkerEnv::new().set("mailbox.imap.idle", "true").set("mailbox.poll_interval_ms", "200");
+    let mut h = Harness::start(&server, PASSWORD, env).await;
     assert_eq!(h.synced().await.published, 0);
     assert!(!h.poller.source().idles(), "no IDLE offered, so none used");
     tokio::time::timeout(Duration::from_secs(30), h.poller.wait(None)).await.expect("the poll interval passed");
@@ -197,7 +197,7 @@ async fn without_idle_on_the_server_the_poller_polls() {
 #[tokio::test]
 async fn a_refused_login_fails_the_pass_with_the_reason_and_backs_off() {
     let server = Dovecot::start("");
-    let mut h = Harness::start(&server, "wrong-password", &[]).await;
+    let mut h = Harness::start(&server, "wrong-password", WorkerEnv::new()).await;
     let now = Instant::now();
     let Step::Failed { error, retry_in } = h.poller.step_at(now).await else { panic!("expected a failed pass") };
     let text = error.to_string();
@@ -220,7 +220,7 @@ async fn outcomes_are_keywords_and_only_answered_mail_is_seen() {
     for (name, _) in SCENARIO {
         append(&mut mua, &email("Cy <cy@customer.example>", name, &format!("{name}@customer.example")), None).await;
     }
-    let mut h = Harness::start(&server, PASSWORD, &[("MAILROOM__MAILBOX__MARK_READ", "answered")]).await;
+    let mut h = Harness::start(&server, PASSWORD, WorkerEnv::new().set("mailbox.mark_read", "answered")).await;
     let report = h.synced().await;
     assert_eq!((report.published, report.outcomes), (SCENARIO.len(), 0));
     assert_eq!(h.drain().await.len(), SCENARIO.len());

@@ -17,6 +17,7 @@ mod dovecot;
 mod outcomes;
 
 use dovecot::*;
+use mailroom_tests::WorkerEnv;
 use outcomes::SCENARIO;
 
 /// A parseable message without a `Message-ID`: keyed in the ledger by a digest of its bytes.
@@ -73,12 +74,11 @@ async fn outcomes_move_mail_into_folders(extra: &str, parent: &str, wire: &str) 
         append(&mut mua, &email("Cy <cy@customer.example>", name, &format!("{name}@customer.example")), None).await;
     }
     append(&mut mua, NO_ID, None).await;
-    let env = [
-        ("MAILROOM__MAILBOX__MARK_READ", "answered"),
-        ("MAILROOM__MAILBOX__IMAP_OUTCOMES", "folders"),
-        ("MAILROOM__MAILBOX__OUTCOME_PARENT", parent),
-    ];
-    let mut h = Harness::start(&server, PASSWORD, &env).await;
+    let env = WorkerEnv::new()
+        .set("mailbox.mark_read", "answered")
+        .set("mailbox.imap_outcomes", "folders")
+        .set("mailbox.outcome_parent", parent);
+    let mut h = Harness::start(&server, PASSWORD, env).await;
     let report = h.synced().await;
     assert_eq!((report.published, report.outcomes), (SCENARIO.len() + 1, 0));
     assert_eq!(h.drain().await.len(), SCENARIO.len() + 1);

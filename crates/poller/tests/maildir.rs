@@ -9,7 +9,7 @@ mod outcomes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use mailroom_tests::{TestDb, TestDir, TestVhost};
+use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv};
 use outcomes::{Expect, SCENARIO};
 use pipeline_core::{Producer, Settings, Telemetry};
 use poller::maildir_outcomes::KEYWORDS_FILE;
@@ -61,12 +61,12 @@ async fn outcomes_are_keyword_flags_and_only_answered_mail_is_seen() {
     for (id, (name, _)) in ids.iter().zip(SCENARIO) {
         std::fs::write(root.join("new").join(id), email(name, &format!("{name}@customer.example"))).expect("deliver");
     }
-    let env = [
-        ("MAILROOM__AMQP__URL", vhost.amqp_url()),
-        ("MAILROOM__DATABASE__URL", db.url()),
-        ("MAILROOM__MAILBOX__AGENT_EMAIL", AGENT.to_owned()),
-        ("MAILROOM__MAILBOX__MAILDIR", root.display().to_string()),
-    ];
+    let env = WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("database.url", db.url())
+        .set("mailbox.agent_email", AGENT.to_owned())
+        .set("mailbox.maildir", root.display().to_string())
+        .build();
     let settings = Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))).expect("settings");
     let mailbox: MailboxSettings = settings.section("mailbox").expect("[mailbox]");
     assert_eq!(mailbox.mark_read, poller::MarkRead::Answered, "the default");

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lapin::options::BasicGetOptions;
-use mailroom_tests::{TestDb, TestDir, TestVhost, free_port};
+use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, free_port};
 use pipeline_core::messages::EmailToClassify;
 use pipeline_core::{Producer, Settings, Telemetry};
 use poller::cursor::{self, CursorKey};
@@ -186,27 +186,26 @@ pub(crate) struct Harness {
 }
 
 impl Harness {
-    pub(crate) async fn start(server: &Dovecot, password: &str, extra_env: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start(server: &Dovecot, password: &str, extra_env: WorkerEnv) -> Self {
         let vhost = TestVhost::create().await;
         let db = TestDb::create().await;
-        let mut env = vec![
-            ("MAILROOM__AMQP__URL".to_owned(), vhost.amqp_url()),
-            ("MAILROOM__DATABASE__URL".to_owned(), db.url()),
-            ("MAILROOM__MAILBOX__KIND".to_owned(), "imap".to_owned()),
-            ("MAILROOM__MAILBOX__AGENT_EMAIL".to_owned(), AGENT.to_owned()),
-            ("MAILROOM__MAILBOX__IMAP__HOST".to_owned(), "127.0.0.1".to_owned()),
-            ("MAILROOM__MAILBOX__IMAP__PORT".to_owned(), server.port.to_string()),
-            ("MAILROOM__MAILBOX__IMAP__USERNAME".to_owned(), USER.to_owned()),
-            ("MAILROOM__MAILBOX__IMAP__PASSWORD".to_owned(), password.to_owned()),
-            ("MAILROOM__MAILBOX__IMAP__FOLDER".to_owned(), FOLDER.to_owned()),
-            ("MAILROOM__MAILBOX__IMAP__TLS_CA_FILE".to_owned(), server.ca_file.display().to_string()),
-            ("MAILROOM__MAILBOX__IMAP__TIMEOUT_SECS".to_owned(), "20".to_owned()),
+        let env = WorkerEnv::new()
+            .set("amqp.url", vhost.amqp_url())
+            .set("database.url", db.url())
+            .set("mailbox.kind", "imap")
+            .set("mailbox.agent_email", AGENT.to_owned())
+            .set("mailbox.imap.host", "127.0.0.1")
+            .set("mailbox.imap.port", server.port.to_string())
+            .set("mailbox.imap.username", USER.to_owned())
+            .set("mailbox.imap.password", password.to_owned())
+            .set("mailbox.imap.folder", FOLDER.to_owned())
+            .set("mailbox.imap.tls_ca_file", server.ca_file.display().to_string())
+            .set("mailbox.imap.timeout_secs", "20")
             // These tests of publishing keep marking mail read when published; the outcome test
             // sets the default ("answered") in `extra_env`.
-            ("MAILROOM__MAILBOX__MARK_READ".to_owned(), "published".to_owned()),
-        ];
-        env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let settings = Settings::load_from(None, env).expect("settings");
+            .set("mailbox.mark_read", "published")
+            .merge(extra_env);
+        let settings = Settings::load_from(None, env.owned()).expect("settings");
         let mailbox: MailboxSettings = settings.section("mailbox").expect("[mailbox]");
         let imap: ImapSettings = settings.section("mailbox.imap").expect("[mailbox.imap]");
         let pool = mailroom_db::connect_and_migrate(&settings.database.url, 4).await.expect("database");

@@ -1,6 +1,7 @@
 //! A recording HTTP fake for provider clients' tests: every request is kept (method, path,
 //! query, headers, JSON body) so a test can assert exactly what a client sent, and a responder
-//! closure decides each answer (status, headers, body, delay).
+//! closure decides each answer (status, headers, body, delay). [`FakeLlm`](crate::FakeLlm) is
+//! built on it; the embedding and Pinecone tests use it directly (as `mailroom_tests::fake_http`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,6 +58,23 @@ impl Reply {
             body: body.to_string(),
             delay: Duration::ZERO,
         }
+    }
+
+    /// A plain-text answer (a proxy's error page, say).
+    pub fn text(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type", "text/plain; charset=utf-8".to_owned())],
+            body: body.to_owned(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// Replaces the body by `body` as it is (bytes that do not parse, say), keeping the status
+    /// and headers.
+    pub fn raw_body(mut self, body: &str) -> Self {
+        self.body = body.to_owned();
+        self
     }
 
     /// Adds a header.
