@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 use pipeline_core::Settings;
 use pipeline_core::dead_letter::Shape;
 use pipeline_core::topology::Topology;
-use secrecy::ExposeSecret as _;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::demo_preflight::{COMPOSE, preflight};
 use crate::dlq_cmd::DlqReader;
-use crate::procs::{self, Output, WORKERS, amqp_user, database_url, vhost_url};
+use crate::procs::{self, Output, WORKERS, amqp_user};
+use crate::sandbox::{Sandbox, SandboxSpec};
 
 /// `mailroom demo` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -293,47 +293,23 @@ pub async fn demo(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCod
 
     // The demo's own vhost, database and directories, recreated so every run starts clean.
     admin.recreate_vhost(&args.vhost, &amqp_user(&settings.amqp.url)).await?;
-    let db_url = database_url(&settings.database.url, &args.database);
-    mailroom_db::drop_database(&db_url).await?;
-    let pool = mailroom_db::connect_and_migrate(&db_url, 5).await?;
-    std::fs::create_dir_all(&args.dir)?;
-    let dir = std::fs::canonicalize(&args.dir)?;
-    for sub in ["inbox", "outbox", "uploads", "logs"] {
-        let path = dir.join(sub);
-        if path.exists() {
-            std::fs::remove_dir_all(&path)?;
-        }
-    }
-    let inbox = dir.join("inbox");
-    for sub in ["tmp", "new", "cur"] {
-        std::fs::create_dir_all(inbox.join(sub))?;
-    }
-    let agent =
-        settings.section::<Value>("mailbox")?["agent_email"].as_str().unwrap_or("support@northwind.example").to_owned();
-    let upload_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let token = format!("demo-{}", uuid::Uuid::new_v4().simple());
-    let env: Vec<(String, String)> = [
-        ("MAILROOM__AMQP__URL", vhost_url(&settings.amqp.url, &args.vhost)),
-        ("MAILROOM__DATABASE__URL", db_url.expose_secret().to_owned()),
-        ("MAILROOM__HTTP__LISTEN", "127.0.0.1:0".into()),
-        ("MAILROOM__UPLOAD_API__LISTEN", format!("127.0.0.1:{upload_port}")),
-        ("MAILROOM__UPLOAD_API__TOKEN", token.clone()),
-        ("MAILROOM__STORAGE__DIR", dir.join("uploads").display().to_string()),
-        ("MAILROOM__MAILBOX__KIND", "maildir".into()),
-        ("MAILROOM__MAILBOX__MAILDIR", inbox.display().to_string()),
-        ("MAILROOM__MAILBOX__AGENT_EMAIL", agent.clone()),
-        ("MAILROOM__MAILBOX__POLL_INTERVAL_MS", "250".into()),
-        ("MAILROOM__OUTBOX__KIND", "maildir".into()),
-        ("MAILROOM__OUTBOX__MAILDIR", dir.join("outbox").display().to_string()),
-        // A fresh quota per run. The default quota is not overridden: its burst (25) answers
-        // the whole example mailbox at once, as it would a morning's mail.
-        ("MAILROOM__SENDER__REDIS_PREFIX", format!("mailroom-demo:{}", uuid::Uuid::new_v4().simple())),
+    let spec = SandboxSpec {
+        label: "demo",
+        vhost: &args.vhost,
+        database: &args.database,
+        dir: &args.dir,
+        poll_interval_ms: 250,
+        max_connections: 5,
+    };
+    let sandbox = Sandbox::create(settings, &spec).await?;
+    // The default quota is not overridden: its burst (25) answers the whole example mailbox at
+    // once, as it would a morning's mail.
+    let env = sandbox.env_with([
+        ("MAILROOM__HTTP__LISTEN", "127.0.0.1:0".to_owned()),
         // Short retry delays so a transient hiccup does not stall the demo for a minute.
-        ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "500,1000,2000".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+        ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "500,1000,2000".to_owned()),
+    ]);
+    let Sandbox { dir, inbox, pool, agent, upload_port, token, logs, .. } = sandbox;
     let demo_settings = Settings::load_from(None, std::env::vars().chain(env.iter().cloned()))?;
     // `rabbitmqctl` acts on its default node; a broker on another local port may not be that node.
     let connection = pipeline_core::amqp::connect(&demo_settings.amqp, "mailroom-demo").await.map_err(|e| {
@@ -351,7 +327,6 @@ pub async fn demo(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCod
         args.vhost, args.database
     ));
 
-    let logs = dir.join("logs");
     let mut workers = Vec::new();
     for name in WORKERS {
         workers.push(procs::start(&bins, name, 1, &env, &Output::Files(logs.clone()))?);

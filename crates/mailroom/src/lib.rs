@@ -16,6 +16,7 @@ pub mod gmail_cmd;
 pub mod ingest_cmd;
 pub mod procs;
 pub mod retrieval_eval;
+pub mod sandbox;
 pub mod status_cmd;
 pub mod topology_cmd;
 pub mod up_cmd;
