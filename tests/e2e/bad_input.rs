@@ -855,7 +855,7 @@ async fn hostile_and_broken_mail_in_the_maildir_is_set_aside_with_a_reason_or_an
     let (code, out) = run(&bin_path("mailroom"), &["topology", "apply"], &env).await;
     assert_eq!(code, 0, "{out}");
     let mut workers: Vec<Worker> =
-        ["poller", "classifier", "rag-generator", "sender"].iter().map(|name| worker(name, &env)).collect();
+        pipeline_core::consumer::MAIL_STAGES.iter().map(|stage| worker(stage.name, &env)).collect();
 
     // The corpus, with a good support email after every case or so (50 in all).
     let cases = manifest("maildir");

@@ -215,7 +215,7 @@ async fn our_own_reply_fed_back_into_the_mailbox_is_never_answered() {
     let (code, out) = run(&bin_path("mailroom"), &["topology", "apply"], &env).await;
     assert_eq!(code, 0, "{out}");
     let _workers: Vec<_> =
-        ["poller", "classifier", "rag-generator", "sender"].iter().map(|b| spawn(&bin_path(b), &[], &env)).collect();
+        pipeline_core::consumer::MAIL_STAGES.iter().map(|stage| spawn(&bin_path(stage.name), &[], &env)).collect();
     let question = "From: Anna Schmidt <anna@customer.example>\r\nTo: support@northwind.example\r\n\
         Subject: How do I reset my Lift Pro?\r\nMessage-ID: <q1@customer.example>\r\n\
         Date: Thu, 26 Nov 2026 10:00:00 +0000\r\n\r\nHello, my Lift Pro does not respond. How do I reset it? Anna\r\n";

@@ -385,21 +385,9 @@ async fn drive(
         anyhow::ensure!(Instant::now() < deadline, "the upload API did not become ready (see its log)");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut documents: Vec<PathBuf> = std::fs::read_dir(knowledge)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n != "README.md"))
-        .collect();
-    documents.sort();
+    let documents = crate::sandbox::knowledge_files(knowledge)?;
     say(format!("Ingesting {} documents from {} for {agent}…", documents.len(), knowledge.display()));
-    for path in &documents {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let form = reqwest::multipart::Form::new()
-            .text("agent_email", agent.to_owned())
-            .part("file", reqwest::multipart::Part::bytes(std::fs::read(path)?).file_name(name.clone()));
-        let response = http.post(format!("{base}/documents")).bearer_auth(token).multipart(form).send().await?;
-        anyhow::ensure!(response.status().as_u16() == 202, "upload of {name} refused: {}", response.text().await?);
-    }
+    crate::sandbox::upload(&http, &base, token, agent, &documents).await?;
     loop {
         let counts: Vec<(String, i64)> =
             sqlx::query_as("SELECT status, count(*) FROM documents GROUP BY status").fetch_all(pool).await?;

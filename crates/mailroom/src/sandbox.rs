@@ -2,7 +2,8 @@
 //! database (dropped and migrated), a directory with a Maildir inbox, an outbox, uploads and
 //! logs (emptied), an upload port and token, and the environment every worker of the run gets.
 //! The vhost is the caller's: the demo creates it through whatever can manage vhosts on this
-//! machine, the bench through the management API it needs anyway.
+//! machine, the bench through the management API it needs anyway. Also the upload of the
+//! knowledge base both start with.
 
 use std::path::{Path, PathBuf};
 
@@ -104,4 +105,35 @@ impl Sandbox {
     pub fn env_with(&self, extra: impl IntoIterator<Item = (&'static str, String)>) -> Vec<(String, String)> {
         self.env.iter().cloned().chain(extra.into_iter().map(|(k, v)| (k.to_owned(), v))).collect()
     }
+}
+
+/// The documents of a knowledge directory (every file but its `README.md`), sorted.
+pub fn knowledge_files(knowledge: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut documents: Vec<PathBuf> = std::fs::read_dir(knowledge)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n != "README.md"))
+        .collect();
+    documents.sort();
+    Ok(documents)
+}
+
+/// Uploads `documents` for `agent` through the upload API at `base`; every one must be
+/// accepted (202).
+pub async fn upload(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    agent: &str,
+    documents: &[PathBuf],
+) -> anyhow::Result<()> {
+    for path in documents {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let form = reqwest::multipart::Form::new()
+            .text("agent_email", agent.to_owned())
+            .part("file", reqwest::multipart::Part::bytes(std::fs::read(path)?).file_name(name.clone()));
+        let response = http.post(format!("{base}/documents")).bearer_auth(token).multipart(form).send().await?;
+        anyhow::ensure!(response.status().as_u16() == 202, "upload of {name} refused: {}", response.text().await?);
+    }
+    Ok(())
 }

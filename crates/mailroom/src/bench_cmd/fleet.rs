@@ -125,20 +125,8 @@ pub(super) async fn ingest(
     timeout: Duration,
 ) -> anyhow::Result<usize> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
-    let mut documents: Vec<PathBuf> = std::fs::read_dir(knowledge)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n != "README.md"))
-        .collect();
-    documents.sort();
-    for path in &documents {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let form = reqwest::multipart::Form::new()
-            .text("agent_email", agent.to_owned())
-            .part("file", reqwest::multipart::Part::bytes(std::fs::read(path)?).file_name(name.clone()));
-        let response = http.post(format!("{base}/documents")).bearer_auth(token).multipart(form).send().await?;
-        anyhow::ensure!(response.status().as_u16() == 202, "upload of {name} refused: {}", response.text().await?);
-    }
+    let documents = crate::sandbox::knowledge_files(knowledge)?;
+    crate::sandbox::upload(&http, base, token, agent, &documents).await?;
     let deadline = Instant::now() + timeout;
     loop {
         let (ready, failed): (i64, i64) = sqlx::query_as(
