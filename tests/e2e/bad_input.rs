@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use lapin::options::BasicGetOptions;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use mailroom_tests::{
-    TestDb, TestDir, TestVhost, WorkerEnv, bin_path, env_var, repo_root, run, spawn_logged, wait_for,
+    TestDb, TestDir, TestVhost, WorkerEnv, bin_path, env_var, history, repo_root, run, spawn_logged, wait_for,
 };
 use pipeline_core::Publisher;
 use pipeline_core::dead_letter::DeadLetter;
@@ -381,6 +381,23 @@ fn classify_message(email_id: &str, from: &str) -> EmailToClassify {
     )
 }
 
+/// The history the pipeline would have recorded before a case's message reached `queue`
+/// ([`mailroom_tests::history`]): the poller's ledger row for its email and, for
+/// `emails.to_send`, the generator's stored reply, so that each case tests what its stage does
+/// with the body (a body PostgreSQL cannot store has no stored reply, and is refused as forged).
+async fn record_history(pool: &sqlx::PgPool, queue: &str, body: &[u8]) {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else { return };
+    let (Some(email_id), Some(agent)) = (v["email_id"].as_str(), v["agent_email"].as_str()) else { return };
+    if queue == "emails.to_send" {
+        // Stored as the generator would store it: what it made, without fields it does not know.
+        if let Ok(reply) = serde_json::from_slice::<EmailToSend>(body) {
+            let _ = history::try_record_reply(pool, &serde_json::to_value(reply).expect("encode")).await;
+        }
+    } else {
+        let _ = history::try_record_received(pool, agent, email_id, v["from"].as_str().unwrap_or_default()).await;
+    }
+}
+
 /// A valid message for `queue`, as JSON, for the case numbered `n`.
 fn valid_message(queue: &str, record_id: &str, n: usize, base_doc: &Doc) -> Value {
     let from = format!("case{n}@customer.example");
@@ -592,6 +609,9 @@ async fn amqp_bodies_on_every_work_queue_are_dead_lettered_with_a_reason_or_proc
                 .ok()
                 .and_then(|v| v.get(key).and_then(Value::as_str).map(str::to_owned))
                 .unwrap_or(record_id);
+            if case["unrecorded"] != true {
+                record_history(&pool, queue, &body).await;
+            }
             let amqp_priority = case["amqp_priority"].as_u64().map(|p| u8::try_from(p).expect("0-255"));
             expanded.push(AmqpCase {
                 id: format!("bad-input:{name}@{queue}"),
@@ -638,6 +658,7 @@ async fn amqp_bodies_on_every_work_queue_are_dead_lettered_with_a_reason_or_proc
                 .with_delivery_mode(2)
                 .with_priority(5);
             let body = serde_json::to_vec(&msg).expect("encode");
+            history::record_received(&pool, AGENT_A, &msg.email_id, &msg.from).await;
             publisher.send_raw("email_exchange", "classify", &body, props).await.expect("publish good");
             good.push(msg.email_id);
         }

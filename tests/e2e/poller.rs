@@ -13,7 +13,8 @@ const AGENT: &str = "support@northwind.example";
 const COPIES: usize = 12;
 
 #[tokio::test]
-async fn every_parseable_message_is_published_under_one_id_across_a_sigkill_and_restart() {
+async fn every_parseable_email_is_published_once_under_one_id_and_its_copies_are_duplicates_across_a_sigkill_and_restart()
+ {
     let vhost = TestVhost::create().await;
     let db = TestDb::create().await;
     let maildir = TestDir::create();
@@ -88,8 +89,18 @@ async fn every_parseable_message_is_published_under_one_id_across_a_sigkill_and_
         assert_eq!(m.agent_email, AGENT);
         ids.entry(m.email_id.clone()).or_default().insert(m.message_id.clone());
     }
-    let seen: HashSet<String> = ids.keys().cloned().collect();
-    assert_eq!(seen, parseable, "every parseable message published, nothing else");
+    // Each fixture was delivered COPIES times: one copy of each is published, whichever the
+    // listing reached first.
+    let email_of =
+        |id: &str| id.split_once('.').map(|(_, rest)| rest.split_once('.').map_or(rest, |(_, s)| s).to_owned());
+    let mut copies_published: HashMap<String, Vec<String>> = HashMap::new();
+    for id in ids.keys() {
+        assert!(parseable.contains(id), "{id} is not a parseable message");
+        copies_published.entry(email_of(id).expect("an id")).or_default().push(id.clone());
+    }
+    let emails: HashSet<String> = parseable.iter().filter_map(|id| email_of(id)).collect();
+    assert_eq!(copies_published.keys().cloned().collect::<HashSet<_>>(), emails, "every parseable email published");
+    assert!(copies_published.values().all(|c| c.len() == 1), "each once: {copies_published:?}");
     assert!(ids.values().all(|set| set.len() == 1), "never published under a second id");
 
     let pool = sqlx::PgPool::connect(&db.url()).await.expect("pool");
@@ -99,7 +110,17 @@ async fn every_parseable_message_is_published_under_one_id_across_a_sigkill_and_
     let bad: Vec<_> = rows.iter().filter(|(s, _)| s == "unparseable").collect();
     assert_eq!(bad.len(), unparseable);
     assert!(bad.iter().all(|(_, reason)| reason.as_deref().is_some_and(|r| !r.is_empty())));
-    assert_eq!(rows.iter().filter(|(s, _)| s == "published").count(), parseable.len());
+    assert_eq!(rows.iter().filter(|(s, _)| s == "published").count(), emails.len());
+    let duplicates: Vec<(String, String)> =
+        sqlx::query_as("SELECT mailbox_id, duplicate_of FROM mailbox_messages WHERE state = 'duplicate'")
+            .fetch_all(&pool)
+            .await
+            .expect("duplicates");
+    assert_eq!(duplicates.len(), parseable.len() - emails.len(), "every other copy is a duplicate");
+    for (copy, of) in &duplicates {
+        let email = email_of(copy).expect("an id");
+        assert_eq!(copies_published[&email], std::slice::from_ref(of), "{copy} is a duplicate of the published copy");
+    }
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, bin_path, run, signal, spawn, wait_for};
+use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, bin_path, history, run, signal, spawn, wait_for};
 use pipeline_core::Publisher;
 use pipeline_core::messages::{EmailToSend, new_message_id, now};
 use sender::sink::{Kind, MaildirSink, OutgoingReply, Sink as _};
@@ -89,12 +89,15 @@ async fn three_senders_share_the_quota_and_a_killed_one_neither_loses_nor_repeat
     let conn =
         lapin::Connection::connect(&vhost.amqp_url(), lapin::ConnectionProperties::default()).await.expect("amqp");
     let publisher = Publisher::open(&conn, None).await.expect("publisher");
-    // 494 customers once each, and one address that writes six times (a reply storm).
+    let pool = mailroom_db::connect_and_migrate(&secrecy::SecretString::from(db.url()), 4).await.expect("pool");
+    // 494 customers once each, and one address that writes six times (a reply storm); each
+    // reply recorded as the pipeline would have made it (the sender refuses any other).
     for n in 0..500 {
         let to = if n % 90 == 0 { "storm@example.com".to_owned() } else { format!("customer{n}@example.com") };
-        publisher.publish(&to_send(n, &to)).await.expect("publish");
+        let reply = to_send(n, &to);
+        history::record_reply(&pool, &reply).await;
+        publisher.publish(&reply).await.expect("publish");
     }
-    let pool = PgPool::connect(&db.url()).await.expect("pool");
 
     // Kill one sender with SIGKILL once the run is well under way, and start it again.
     wait_for(Duration::from_secs(60), "150 replies", || async { (counts(&pool).await.0 >= 150).then_some(()) }).await;

@@ -265,8 +265,9 @@ async fn tls_only_postgres_and_redis_serve_the_sender_and_the_operator_cli() {
         lapin::Connection::connect(&vhost.amqp_url(), lapin::ConnectionProperties::default()).await.expect("amqp");
     let publisher = pipeline_core::Publisher::open(&conn, None).await.expect("publisher");
     let msg = to_send();
-    publisher.publish(&msg).await.expect("publish");
     let pool = mailroom_db::connect(&secret(db_url.clone()), 1).await.expect("pool");
+    mailroom_tests::history::record_reply(&pool, &msg).await;
+    publisher.publish(&msg).await.expect("publish");
     wait_for(Duration::from_secs(60), "the reply in the send log", || async {
         let state: Option<String> = sqlx::query_scalar("SELECT state FROM replies WHERE email_id = $1")
             .bind(&msg.email_id)

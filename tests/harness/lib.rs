@@ -16,6 +16,7 @@ use tokio::process::{Child, Command};
 
 mod binaries;
 pub mod corpus;
+pub mod history;
 pub mod tls_servers;
 mod worker_env;
 

@@ -160,3 +160,31 @@ pub async fn record_response(pool: &PgPool, r: &NewResponse<'_>) -> Result<serde
     }
     get_response(pool, r.agent_email, r.email_id).await?.ok_or(sqlx::Error::RowNotFound)
 }
+
+/// What the pipeline recorded about an email, for the sender to check a reply against
+/// (`sender::provenance`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provenance {
+    /// The address the poller read as the email's sender; `None` for mail taken in before it
+    /// was recorded.
+    pub sender_address: Option<String>,
+    /// The reply the generator stored (`emails.to_send` body), if it answered.
+    pub response: Option<serde_json::Value>,
+}
+
+/// The provenance of email `email_id` of `agent_email`, when the poller took it in: published,
+/// or claimed (the poller records `published` after the broker's confirm, and the pipeline can
+/// answer before that). An unparseable or duplicate message was never handed to the pipeline:
+/// `None`.
+pub async fn provenance(pool: &PgPool, agent_email: &str, email_id: &str) -> Result<Option<Provenance>, sqlx::Error> {
+    let row: Option<(Option<String>, Option<serde_json::Value>)> = sqlx::query_as(
+        "SELECT m.sender_address, r.send_message FROM mailbox_messages m \
+         LEFT JOIN responses r ON r.agent_email = m.agent_email AND r.email_id = m.mailbox_id \
+         WHERE m.agent_email = $1 AND m.mailbox_id = $2 AND m.state IN ('claimed', 'published')",
+    )
+    .bind(agent_email)
+    .bind(email_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(sender_address, response)| Provenance { sender_address, response }))
+}

@@ -35,7 +35,7 @@ use serde::Deserialize;
 use tracing::{debug, info, warn};
 
 use crate::cursor::{self, Cursor, CursorKey};
-use crate::ledger::{Claim, Fetched, Ledger};
+use crate::ledger::{Claim, Fetched, Ledger, Prepared};
 use crate::{Change, Outcome, ScanReport, Source, SourceError};
 
 /// Labels whose messages are never support mail to answer: our own replies and drafts (a
@@ -388,10 +388,16 @@ impl GmailSource {
                     };
                     let mailbox_id = fetched.mailbox_id.clone();
                     match ledger.prepare(fetched, message_id).await {
-                        Ok(Some(prepared)) => ready.push(prepared),
-                        Ok(None) => {
+                        Ok(Prepared::Ready(prepared)) => ready.push(*prepared),
+                        Ok(Prepared::Unparseable) => {
                             report.unparseable += 1;
                             to_label.push((mailbox_id, false));
+                        }
+                        // Labelled as its published copy was.
+                        Ok(Prepared::Duplicate { .. }) => to_label.push((mailbox_id, true)),
+                        Ok(Prepared::Released) => {
+                            complete = false;
+                            report.skipped += 1;
                         }
                         Err(e) => {
                             ledger.release_all(&ready).await?;

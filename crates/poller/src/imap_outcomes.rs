@@ -47,7 +47,8 @@ pub(crate) fn quoted(value: &str) -> Option<String> {
 /// The `UID SEARCH` criteria that find the message with ledger key `key` by its `Message-ID`, if
 /// it has one that can be searched for.
 fn search_for(key: &str) -> Option<String> {
-    let message_id = key.strip_prefix("imap:").filter(|rest| !rest.starts_with("sha256:"))?;
+    let rest = key.strip_prefix("imap:").filter(|rest| !rest.starts_with("sha256:"))?;
+    let message_id = rest.rsplit_once(" #").map_or(rest, |(id, _digest)| id);
     Some(format!("UNDELETED HEADER Message-ID {}", quoted(message_id)?))
 }
 
@@ -67,7 +68,14 @@ impl Finder {
         key: &str,
     ) -> Result<Vec<u32>, SourceError> {
         let mut uids: Vec<u32> = if let Some(criteria) = search_for(key) {
-            timed(limit, "UID SEARCH", session.uid_search(&criteria)).await?.into_iter().collect()
+            let found: Vec<u32> =
+                timed(limit, "UID SEARCH", session.uid_search(&criteria)).await?.into_iter().collect();
+            if key.contains(" #") && found.len() > 1 {
+                // Several messages share the Message-ID: only those with this key's body.
+                same_key(session, limit, &found, key).await?
+            } else {
+                found
+            }
         } else if key.starts_with(DIGEST_PREFIX) {
             self.digests(session, limit).await?.get(key).cloned().unwrap_or_default()
         } else {
@@ -102,6 +110,19 @@ impl Finder {
         }
         Ok(self.digests.insert(digests))
     }
+}
+
+/// Those of `uids` whose ledger key is `key`.
+async fn same_key(session: &mut Session, limit: Duration, uids: &[u32], key: &str) -> Result<Vec<u32>, SourceError> {
+    let mut same = Vec::new();
+    for chunk in uids.chunks(FETCH_CHUNK) {
+        let fetches: Vec<Fetch> = timed(limit, "UID FETCH", async {
+            session.uid_fetch(uid_set(chunk), "(UID BODY.PEEK[])").await?.try_collect().await
+        })
+        .await?;
+        same.extend(fetches.iter().filter(|f| f.body().is_some_and(|b| mailbox_key(b) == key)).filter_map(|f| f.uid));
+    }
+    Ok(same)
 }
 
 /// The system flags an outcome adds: `\Answered` to answered mail, and `\Seen` when
@@ -177,6 +198,11 @@ mod tests {
     fn messages_are_found_by_message_id_and_digests_are_not_searched() {
         assert_eq!(
             search_for("imap:a1@customer.example").as_deref(),
+            Some("UNDELETED HEADER Message-ID \"a1@customer.example\""),
+            "a key written before the body digest"
+        );
+        assert_eq!(
+            search_for("imap:a1@customer.example #0123456789abcdef").as_deref(),
             Some("UNDELETED HEADER Message-ID \"a1@customer.example\"")
         );
         assert_eq!(search_for("imap:we\"ird\\id").as_deref(), Some("UNDELETED HEADER Message-ID \"we\\\"ird\\\\id\""));

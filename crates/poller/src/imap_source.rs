@@ -42,7 +42,7 @@ use tracing::{debug, info, warn};
 
 use crate::cursor::{self, Cursor, CursorKey};
 use crate::imap_folders::MoveSupport;
-use crate::ledger::{Claim, Fetched, Ledger};
+use crate::ledger::{Claim, Fetched, Ledger, Prepared};
 use crate::{ScanReport, Source, SourceError};
 
 pub(crate) type Session = async_imap::Session<TlsStream<TcpStream>>;
@@ -191,10 +191,17 @@ pub(crate) async fn timed<T, E: Display>(
 }
 
 /// The ledger key of a message: its `Message-ID`, which survives the server renumbering the
-/// folder, or a digest of the whole message when it has none (or cannot be parsed).
+/// folder, with the first bytes of its [body digest](crate::dedupe::body_digest) after ` #`,
+/// so that a sender reusing a `Message-ID` for a different email is not taken for a message
+/// already handled; or a digest of the whole message when it has no `Message-ID` (or cannot be
+/// parsed). Keys written before the digest was added (`imap:<id>`) are still understood.
 pub fn mailbox_key(raw: &[u8]) -> String {
-    match mail_mime::parse(raw).ok().and_then(|p| p.message_id).filter(|id| !id.trim().is_empty()) {
-        Some(id) => format!("imap:{}", id.trim()),
+    let parsed = mail_mime::parse(raw).ok();
+    match parsed.as_ref().and_then(|p| p.message_id.as_deref()).map(str::trim).filter(|id| !id.is_empty()) {
+        Some(id) => {
+            let digest = crate::dedupe::body_digest(parsed.as_ref().expect("parsed, it has an id"));
+            format!("imap:{id} #{}", crate::dedupe::hex(&digest[..8]))
+        }
         None => format!("imap:sha256:{:x}", Sha256::digest(raw)),
     }
 }
@@ -434,11 +441,14 @@ impl ImapSource {
                     }
                     let fetched = Fetched { mailbox_id: key.clone(), raw, thread_id: None, labels };
                     match ledger.prepare(fetched, message_id).await {
-                        Ok(Some(message)) => ready.push(message),
-                        Ok(None) => {
+                        Ok(Prepared::Ready(message)) => ready.push(*message),
+                        Ok(Prepared::Unparseable) => {
                             report.unparseable += 1;
                             done.insert(*uid, Some(key));
                         }
+                        // Marked as its published copy was.
+                        Ok(Prepared::Duplicate { .. }) => to_mark.push(key),
+                        Ok(Prepared::Released) => report.skipped += 1,
                         Err(e) => {
                             ledger.release_all(&ready).await?;
                             return Err(e.into());
@@ -556,7 +566,12 @@ mod tests {
     fn ledger_key_survives_renumbering_and_falls_back_to_a_digest() {
         let mail = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: Hi\r\nMessage-ID: <abc@example.com>\r\n\r\nHello\r\n";
         let key = mailbox_key(mail);
-        assert!(key.starts_with("imap:") && key.contains("abc@example.com"), "{key}");
+        assert!(key.starts_with("imap:abc@example.com #") && key.len() == "imap:abc@example.com #".len() + 16, "{key}");
+        let other_body =
+            b"From: a@example.com\r\nTo: b@example.com\r\nSubject: Hi\r\nMessage-ID: <abc@example.com>\r\n\r\nBye\r\n";
+        assert_ne!(mailbox_key(other_body), key, "a reused Message-ID with another body is another message");
+        let copy = b"Received: from mx2\r\nFrom: a@example.com\r\nTo: b@example.com\r\nSubject: Hi\r\nMessage-ID: <abc@example.com>\r\n\r\nHello\r\n";
+        assert_eq!(mailbox_key(copy), key, "a copy with other transport headers is the same message");
         let no_id = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: Hi\r\n\r\nHello\r\n";
         let digest = mailbox_key(no_id);
         assert!(digest.starts_with("imap:sha256:") && digest.len() == "imap:sha256:".len() + 64, "{digest}");

@@ -11,7 +11,7 @@ use mail_mime::ParsedEmail;
 use pipeline_core::messages::{EmailToClassify, new_message_id};
 use pipeline_core::{Producer, ProducerError};
 use sqlx::PgPool;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{MailboxSettings, priority, to_message};
 
@@ -74,7 +74,8 @@ pub async fn claim(
             .fetch_one(pool)
             .await?;
     Ok(match state.as_str() {
-        "published" => Claim::AlreadyPublished,
+        // A duplicate copy is acknowledged as its published copy was.
+        "published" | "duplicate" => Claim::AlreadyPublished,
         "unparseable" => Claim::Unparseable,
         _ => Claim::Busy,
     })
@@ -93,6 +94,32 @@ pub struct Fetched {
     pub thread_id: Option<String>,
     /// Labels or flags as the mailbox has them (Gmail's `IMPORTANT` raises the priority).
     pub labels: Vec<String>,
+}
+
+/// What [`Ledger::prepare`] made of a fetched message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prepared {
+    /// Ready to publish (boxed: the other outcomes are small).
+    Ready(Box<EmailToClassify>),
+    /// Not an email: dead-lettered and recorded as `unparseable`; a person must look at it.
+    Unparseable,
+    /// A copy of an email this mailbox already published (mailbox id `of`): recorded as a
+    /// duplicate and not published; acknowledge it as the published copy was.
+    Duplicate {
+        /// Mailbox id of the published copy.
+        of: String,
+    },
+    /// Not handled now (a dead letter could not go out yet, or pollers kept racing for copies
+    /// of it): the claim is released and the next pass takes the message again.
+    Released,
+}
+
+/// What recording an email's receipt found.
+enum Receipt {
+    Recorded,
+    Duplicate(String),
+    /// The fingerprint changed hands on every try (pollers racing): try again next pass.
+    Contended,
 }
 
 /// What became of a batch handed to [`Ledger::publish`].
@@ -209,9 +236,12 @@ impl Ledger {
         .map(drop)
     }
 
-    /// Turns a claimed, fetched message into what is published under `message_id`, or, when it
-    /// cannot be parsed, records it as `unparseable` with the reason and returns `None`.
-    pub async fn prepare(&self, fetched: Fetched, message_id: String) -> Result<Option<EmailToClassify>, sqlx::Error> {
+    /// Turns a claimed, fetched message into what is published under `message_id`: records
+    /// what the later stages check the email against (its sender, its `Message-ID`) and its
+    /// [fingerprint](crate::dedupe), so that a copy of an email already published is recorded
+    /// as a duplicate of it instead of being published again. A message that cannot be parsed
+    /// is dead-lettered and recorded as `unparseable` with the reason.
+    pub async fn prepare(&self, fetched: Fetched, message_id: String) -> Result<Prepared, sqlx::Error> {
         let parsed: ParsedEmail = match mail_mime::parse(&fetched.raw) {
             Ok(parsed) => parsed,
             Err(e) => {
@@ -222,13 +252,26 @@ impl Ledger {
                 if let Err(e) = self.producer.publish(&envelope).await {
                     warn!(mailbox_id = %fetched.mailbox_id, error = %e, "Cannot dead-letter an unparseable message yet; retrying next pass.");
                     self.release(&fetched.mailbox_id, &message_id).await?;
-                    return Ok(None);
+                    return Ok(Prepared::Released);
                 }
                 warn!(mailbox_id = %fetched.mailbox_id, error = %reason, "Unparseable message; dead-lettered and set aside.");
                 self.set_state(&fetched.mailbox_id, "unparseable", None, Some(&reason)).await?;
-                return Ok(None);
+                return Ok(Prepared::Unparseable);
             }
         };
+        match self.record_receipt(&fetched.mailbox_id, &parsed).await? {
+            Receipt::Recorded => {}
+            Receipt::Duplicate(of) => {
+                info!(mailbox_id = %fetched.mailbox_id, duplicate_of = %of,
+                    "A copy of an email already taken in; recorded as a duplicate, not published.");
+                return Ok(Prepared::Duplicate { of });
+            }
+            Receipt::Contended => {
+                debug!(mailbox_id = %fetched.mailbox_id, "Copies of this email kept changing hands; retrying next pass.");
+                self.release(&fetched.mailbox_id, &message_id).await?;
+                return Ok(Prepared::Released);
+            }
+        }
         let p = priority(&self.settings, &parsed, &fetched.labels);
         let mut message = to_message(&self.settings.agent_email, &fetched.mailbox_id, parsed, p);
         message.message_id = message_id;
@@ -236,7 +279,105 @@ impl Ledger {
             message.thread_id = Some(thread_id);
         }
         message.labels = fetched.labels;
-        Ok(Some(message))
+        Ok(Prepared::Ready(Box::new(message)))
+    }
+
+    /// Records the sender, `Message-ID` and fingerprint of our claimed message, unless another
+    /// message of this mailbox holds the fingerprint: then ours is its duplicate, whether that
+    /// one is published or still being published (in this pass, or by another poller; if its
+    /// publish fails it is retried, and the duplicate shows its outcome when it is done). A
+    /// holder whose claim is older than the claim timeout is taken over, as [`claim`] takes over
+    /// the message itself, so an email whose first copy vanished mid-publish is still answered.
+    /// The unique index on the fingerprint decides between two pollers preparing two copies at
+    /// once.
+    async fn record_receipt(&self, mailbox_id: &str, parsed: &ParsedEmail) -> Result<Receipt, sqlx::Error> {
+        let fingerprint = crate::dedupe::fingerprint(parsed);
+        let agent = &self.settings.agent_email;
+        let mut taken_from = None;
+        for _ in 0..3 {
+            let holder: Option<(String, String, bool)> = sqlx::query_as(
+                "SELECT mailbox_id, state, updated_at < now() - make_interval(secs => $4) FROM mailbox_messages \
+                 WHERE agent_email = $1 AND fingerprint = $2 AND mailbox_id <> $3",
+            )
+            .bind(agent)
+            .bind(&fingerprint)
+            .bind(mailbox_id)
+            .bind(self.settings.claim_timeout_secs as f64)
+            .fetch_optional(&self.pool)
+            .await?;
+            match holder {
+                Some((of, state, true)) if state == "claimed" => {
+                    // A stale claim (its poller died between fetching and publishing, or the
+                    // copy vanished): ours takes the fingerprint over.
+                    sqlx::query(
+                        "UPDATE mailbox_messages SET fingerprint = NULL \
+                         WHERE agent_email = $1 AND mailbox_id = $2 AND fingerprint = $3 AND state = 'claimed'",
+                    )
+                    .bind(agent)
+                    .bind(&of)
+                    .bind(&fingerprint)
+                    .execute(&self.pool)
+                    .await?;
+                    taken_from = Some(of);
+                }
+                Some((of, _, _)) => {
+                    sqlx::query(
+                        "UPDATE mailbox_messages SET state = 'duplicate', duplicate_of = $3, sender_address = $4, \
+                         rfc_message_id = $5, reason = NULL, updated_at = now() WHERE agent_email = $1 AND mailbox_id = $2",
+                    )
+                    .bind(agent)
+                    .bind(mailbox_id)
+                    .bind(&of)
+                    .bind(&parsed.from)
+                    .bind(&parsed.message_id)
+                    .execute(&self.pool)
+                    .await?;
+                    // Copies that were made duplicates of ours while it held the fingerprint
+                    // (before its claim went stale) follow it to the holder.
+                    self.repoint_duplicates(mailbox_id, &of).await?;
+                    return Ok(Receipt::Duplicate(of));
+                }
+                None => {
+                    let recorded = sqlx::query(
+                        "UPDATE mailbox_messages SET fingerprint = $3, sender_address = $4, rfc_message_id = $5 \
+                         WHERE agent_email = $1 AND mailbox_id = $2",
+                    )
+                    .bind(agent)
+                    .bind(mailbox_id)
+                    .bind(&fingerprint)
+                    .bind(&parsed.from)
+                    .bind(&parsed.message_id)
+                    .execute(&self.pool)
+                    .await;
+                    match recorded {
+                        Ok(_) => {
+                            if let Some(stale) = taken_from {
+                                self.repoint_duplicates(&stale, mailbox_id).await?;
+                            }
+                            return Ok(Receipt::Recorded);
+                        }
+                        // Another copy took the fingerprint since we looked: look again.
+                        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(Receipt::Contended)
+    }
+
+    /// Makes the duplicates of `from` duplicates of `to`, so that every duplicate names the copy
+    /// that holds the fingerprint (and shows its outcome).
+    async fn repoint_duplicates(&self, from: &str, to: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE mailbox_messages SET duplicate_of = $3 WHERE agent_email = $1 AND duplicate_of = $2 AND state = 'duplicate'",
+        )
+        .bind(&self.settings.agent_email)
+        .bind(from)
+        .bind(to)
+        .execute(&self.pool)
+        .await
+        .map(drop)
     }
 
     /// Publishes a batch most urgent first (the queue orders by priority too, but only what it

@@ -25,6 +25,7 @@
 //! …", "broker unavailable: …"). Its metrics ([`PollerMetrics`]) count what the passes did.
 
 pub mod cursor;
+pub mod dedupe;
 pub mod error;
 pub mod gmail_source;
 mod imap_folders;
@@ -56,7 +57,7 @@ use tracing::{error, info, warn};
 pub use error::SourceError;
 pub use gmail_source::{GmailSource, GmailSourceSettings};
 pub use imap_source::{ImapSettings, ImapSource};
-pub use ledger::{Claim, Fetched, Ledger, claim};
+pub use ledger::{Claim, Fetched, Ledger, Prepared, claim};
 pub use maildir::MaildirSource;
 pub use outcome::{Change, Outcome};
 pub use settings::{ImapOutcomes, MailboxSettings, MarkRead};

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::ledger::{Claim, Fetched, Ledger};
+use crate::ledger::{Claim, Fetched, Ledger, Prepared};
 use crate::{ScanReport, Source, SourceError};
 
 /// A message waiting in `new/`.
@@ -119,14 +119,18 @@ impl Source for MaildirSource {
                     let labels = vec!["INBOX".to_owned(), "UNREAD".to_owned()];
                     let fetched = Fetched { mailbox_id: entry.id.clone(), raw, thread_id: None, labels };
                     match ledger.prepare(fetched, message_id).await? {
-                        Some(message) => {
-                            ready.push(message);
+                        Prepared::Ready(message) => {
+                            ready.push(*message);
                             entries.insert(entry.id.clone(), entry);
                         }
-                        None => {
+                        Prepared::Unparseable => {
                             file_away(&self.root, &entry, false)?;
                             report.unparseable += 1;
                         }
+                        // Filed away as its published copy was.
+                        Prepared::Duplicate { .. } => file_away(&self.root, &entry, seen)?,
+                        // Stays in new/ for the next pass.
+                        Prepared::Released => report.skipped += 1,
                     }
                 }
             }

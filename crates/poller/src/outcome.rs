@@ -107,7 +107,8 @@ pub struct Change {
 /// oldest first. The rules, first match wins: unparseable → failed; a sent reply → answered; a
 /// draft → drafted; a reply in doubt or a dry run (nothing was sent) → needs-person; classified
 /// not support → not-support; then, only after `timeout_secs`: never classified → failed,
-/// otherwise → needs-person.
+/// otherwise → needs-person. A duplicate copy shows the outcome of the copy that was published
+/// ([`crate::dedupe`]).
 pub async fn pending(
     pool: &PgPool,
     agent_email: &str,
@@ -116,8 +117,8 @@ pub async fn pending(
 ) -> Result<Vec<Change>, sqlx::Error> {
     let rows: Vec<(String, Option<String>, String)> = sqlx::query_as(
         "SELECT m.mailbox_id, m.outcome, d.outcome FROM mailbox_messages m \
-         LEFT JOIN classifications c ON c.agent_email = m.agent_email AND c.email_id = m.mailbox_id \
-         LEFT JOIN replies r ON r.agent_email = m.agent_email AND r.email_id = m.mailbox_id \
+         LEFT JOIN classifications c ON c.agent_email = m.agent_email AND c.email_id = COALESCE(m.duplicate_of, m.mailbox_id) \
+         LEFT JOIN replies r ON r.agent_email = m.agent_email AND r.email_id = COALESCE(m.duplicate_of, m.mailbox_id) \
          CROSS JOIN LATERAL (SELECT CASE \
              WHEN m.state = 'unparseable' THEN 'failed' \
              WHEN r.state = 'sent' THEN 'answered' \
@@ -127,7 +128,7 @@ pub async fn pending(
              WHEN m.created_at > now() - make_interval(secs => $2) THEN NULL \
              WHEN c.email_id IS NULL THEN 'failed' \
              ELSE 'needs-person' END AS outcome) d \
-         WHERE m.agent_email = $1 AND m.state IN ('published', 'unparseable') \
+         WHERE m.agent_email = $1 AND m.state IN ('published', 'unparseable', 'duplicate') \
            AND (m.outcome IS NULL OR m.outcome IN ('needs-person', 'failed')) \
            AND d.outcome IS NOT NULL AND d.outcome IS DISTINCT FROM m.outcome \
          ORDER BY m.created_at, m.mailbox_id LIMIT $3",

@@ -77,7 +77,7 @@ async fn uid_sync_publishes_each_message_once_marks_it_seen_and_survives_a_uidva
     assert_eq!((report.published, report.unparseable, report.skipped), (2, 1, 0));
     let first = h.drain().await;
     assert_eq!(ids(&first), ["imap:a1@customer.example", "imap:c1@customer.example"]);
-    assert_eq!(first[0].email_id, "imap:c1@customer.example", "most urgent first");
+    assert_eq!(ids(&first[..1]), ["imap:c1@customer.example"], "most urgent first");
     assert_eq!(first[0].priority, 8);
     assert_eq!(first[1].priority, 5);
     assert_eq!(first[1].thread_id.as_deref(), Some("a1@customer.example"));
@@ -195,6 +195,28 @@ async fn without_idle_on_the_server_the_poller_polls() {
 }
 
 #[tokio::test]
+async fn copies_are_published_once_and_a_reused_message_id_with_another_body_is_not_dropped() {
+    let server = Dovecot::start("");
+    let mut mua = client(&server).await;
+    mua.create(FOLDER).await.expect("CREATE");
+    let first = email("Ida <ida@customer.example>", "Refund", "i1@customer.example");
+    let copy = [b"Delivered-To: refunds@northwind.example\r\n".as_slice(), &first].concat();
+    let reused = String::from_utf8(first.clone()).expect("utf-8").replace("Hello, Refund.", "Cancel my order.");
+    for raw in [&first, &copy, &reused.into_bytes(), &copy] {
+        append(&mut mua, raw, None).await;
+    }
+    let mut h = Harness::start(&server, PASSWORD, WorkerEnv::new()).await;
+    assert_eq!(h.synced().await.published, 2, "the email once, and the other email under its Message-ID");
+    let published = h.drain().await;
+    assert_eq!(ids(&published), ["imap:i1@customer.example", "imap:i1@customer.example"]);
+    assert_ne!(published[0].email_id, published[1].email_id, "two ledger keys");
+    assert!(published.iter().any(|m| m.body.contains("Cancel my order")));
+    assert_eq!(h.synced().await.published, 0, "each once");
+    let _ = mua.logout().await;
+    h.finish().await;
+}
+
+#[tokio::test]
 async fn a_refused_login_fails_the_pass_with_the_reason_and_backs_off() {
     let server = Dovecot::start("");
     let mut h = Harness::start(&server, "wrong-password", WorkerEnv::new()).await;
@@ -228,7 +250,13 @@ async fn outcomes_are_keywords_and_only_answered_mail_is_seen() {
 
     let pool = h.poller.ledger().pool().clone();
     for (name, expect) in SCENARIO {
-        outcomes::record(&pool, AGENT, &format!("imap:{name}@customer.example"), expect).await;
+        outcomes::record(
+            &pool,
+            AGENT,
+            &outcomes::key_of(&pool, AGENT, &format!("{name}@customer.example")).await,
+            expect,
+        )
+        .await;
     }
     let report = h.synced().await;
     assert_eq!((report.published, report.outcomes), (0, 5));
@@ -250,13 +278,13 @@ async fn outcomes_are_keywords_and_only_answered_mail_is_seen() {
         let seen = flags.iter().any(|f| f == "\\Seen");
         assert_eq!(seen, expect == Expect::Answered, "{name}: only answered mail is seen: {flags:?}");
         assert_eq!(flags.iter().any(|f| f == "\\Answered"), expect == Expect::Answered, "{name}: {flags:?}");
-        let id = format!("imap:{name}@customer.example");
+        let id = outcomes::key_of(&pool, AGENT, &format!("{name}@customer.example")).await;
         assert_eq!(outcomes::applied(&pool, AGENT, &id).await.as_deref(), expect.stored(), "{name}");
     }
     assert_eq!(h.synced().await.outcomes, 0, "each outcome is applied once");
 
     // The failed message is answered after all (a replayed dead letter): the keyword changes.
-    let failed = "imap:failed@customer.example";
+    let failed = &outcomes::key_of(&pool, AGENT, "failed@customer.example").await;
     outcomes::classify(&pool, AGENT, failed, true).await;
     outcomes::reply(&pool, AGENT, failed, "sent").await;
     assert_eq!(h.synced().await.outcomes, 1);

@@ -86,7 +86,13 @@ async fn outcomes_move_mail_into_folders(extra: &str, parent: &str, wire: &str) 
 
     let pool = h.poller.ledger().pool().clone();
     for (name, expect) in SCENARIO {
-        outcomes::record(&pool, AGENT, &format!("imap:{name}@customer.example"), expect).await;
+        outcomes::record(
+            &pool,
+            AGENT,
+            &outcomes::key_of(&pool, AGENT, &format!("{name}@customer.example")).await,
+            expect,
+        )
+        .await;
     }
     let no_id = poller::imap_source::mailbox_key(NO_ID);
     assert!(no_id.starts_with("imap:sha256:"), "{no_id}");
@@ -119,7 +125,7 @@ async fn outcomes_move_mail_into_folders(extra: &str, parent: &str, wire: &str) 
         "the polled folder keeps only the message without an outcome"
     );
     for (name, expect) in SCENARIO {
-        let id = format!("imap:{name}@customer.example");
+        let id = outcomes::key_of(&pool, AGENT, &format!("{name}@customer.example")).await;
         assert_eq!(outcomes::applied(&pool, AGENT, &id).await.as_deref(), expect.stored(), "{name}");
     }
     assert_eq!(outcomes::applied(&pool, AGENT, &no_id).await.as_deref(), Some("not-support"));
@@ -135,7 +141,7 @@ async fn outcomes_move_mail_into_folders(extra: &str, parent: &str, wire: &str) 
     assert_eq!(ids(&h.drain().await), ["imap:late@customer.example"]);
 
     // The failed message is answered after all: it moves from Failed to Answered, read now.
-    let failed = "imap:failed@customer.example";
+    let failed = &outcomes::key_of(&pool, AGENT, "failed@customer.example").await;
     outcomes::classify(&pool, AGENT, failed, true).await;
     outcomes::reply(&pool, AGENT, failed, "sent").await;
     assert_eq!(h.synced().await.outcomes, 1);
@@ -144,7 +150,7 @@ async fn outcomes_move_mail_into_folders(extra: &str, parent: &str, wire: &str) 
     assert_eq!(subjects(&mut mua, &folder("Answered")).await, answered);
 
     // An outcome applied again (its record lost) finds nothing to move: no error, no copy.
-    sqlx::query("UPDATE mailbox_messages SET outcome = NULL WHERE mailbox_id = 'imap:answered@customer.example'")
+    sqlx::query("UPDATE mailbox_messages SET outcome = NULL WHERE rfc_message_id = 'answered@customer.example'")
         .execute(&pool)
         .await
         .expect("forget the applied outcome");

@@ -121,3 +121,159 @@ async fn outcomes_are_keyword_flags_and_only_answered_mail_is_seen() {
     poller.close().await;
     pool.close().await;
 }
+
+/// `(mailbox_id, state, duplicate_of, sender_address)` of every ledger row, by mailbox id.
+async fn ledger_rows(pool: &sqlx::PgPool) -> Vec<(String, String, Option<String>, Option<String>)> {
+    sqlx::query_as(
+        "SELECT mailbox_id, state, duplicate_of, sender_address FROM mailbox_messages WHERE agent_email = $1 \
+         ORDER BY mailbox_id",
+    )
+    .bind(AGENT)
+    .fetch_all(pool)
+    .await
+    .expect("ledger")
+}
+
+#[tokio::test]
+async fn copies_of_one_email_are_published_once_and_show_its_outcome() {
+    let vhost = TestVhost::create().await;
+    let db = TestDb::create().await;
+    let dir = TestDir::create();
+    let root = dir.path.join("mailbox");
+    poller::maildir::ensure(&root).expect("maildir");
+    let original = email("where is my order", "order@customer.example");
+    let with = |prefix: &str| [prefix.as_bytes(), &original].concat();
+    // The email, a copy through an alias, a re-delivery, the same text quoted-printable; the
+    // same Message-ID with another body; and another email.
+    let delivered: [(&str, Vec<u8>); 6] = [
+        ("1764150001.M1P1.host", original.clone()),
+        ("1764150002.M2P1.host", with("Delivered-To: help@northwind.example\r\n")),
+        ("1764150003.M3P1.host", with("Received: from mx2.northwind.example\r\n")),
+        (
+            "1764150004.M4P1.host",
+            String::from_utf8(original.clone())
+                .expect("utf-8")
+                .replace("\r\n\r\n", "\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+                .replace("Hello, where is my order.", "Hello, where is my =\r\norder.")
+                .into_bytes(),
+        ),
+        (
+            "1764150005.M5P1.host",
+            String::from_utf8(original.clone()).expect("utf-8").replace("Hello,", "Cancel it,").into_bytes(),
+        ),
+        ("1764150006.M6P1.host", email("invoice copy", "invoice@customer.example")),
+    ];
+    for (id, raw) in &delivered {
+        std::fs::write(root.join("new").join(id), raw).expect("deliver");
+    }
+    let env = WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("database.url", db.url())
+        .set("mailbox.agent_email", AGENT.to_owned())
+        .set("mailbox.maildir", root.display().to_string())
+        .build();
+    let settings = Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))).expect("settings");
+    let mailbox: MailboxSettings = settings.section("mailbox").expect("[mailbox]");
+    let pool = mailroom_db::connect_and_migrate(&settings.database.url, 4).await.expect("database");
+    let producer = Producer::new("poller-maildir-test", &settings, Arc::new(Telemetry::default()));
+    producer.connect().await.expect("broker");
+    let mut poller =
+        Poller::new(MaildirSource::new(&root).expect("source"), Ledger::new(pool.clone(), producer, mailbox));
+
+    let report = synced(&mut poller).await;
+    assert_eq!(report.published, 3, "the email once, the other body, the other email: {report:?}");
+    assert_eq!(std::fs::read_dir(root.join("new")).expect("new/").count(), 0, "every copy is filed away");
+    let first = delivered[0].0.to_owned();
+    let duplicate =
+        |id: &str| (id.to_owned(), "duplicate".to_owned(), Some(first.clone()), Some("cy@customer.example".to_owned()));
+    let published = |id: &str| (id.to_owned(), "published".to_owned(), None, Some("cy@customer.example".to_owned()));
+    assert_eq!(
+        ledger_rows(&pool).await,
+        vec![
+            published(delivered[0].0),
+            duplicate(delivered[1].0),
+            duplicate(delivered[2].0),
+            duplicate(delivered[3].0),
+            published(delivered[4].0),
+            published(delivered[5].0),
+        ]
+    );
+
+    // A copy arriving after the email was published is a duplicate too.
+    std::fs::write(root.join("new").join("1764150007.M7P1.host"), with("X-Resent: yes\r\n")).expect("deliver");
+    assert_eq!(synced(&mut poller).await.published, 0);
+    assert_eq!(ledger_rows(&pool).await[6], duplicate("1764150007.M7P1.host"));
+
+    // The email is answered: every copy shows it.
+    outcomes::classify(&pool, AGENT, &first, true).await;
+    outcomes::reply(&pool, AGENT, &first, "sent").await;
+    assert_eq!(synced(&mut poller).await.outcomes, 5, "the email and its four copies");
+    let files = cur(&root);
+    for id in [delivered[0].0, delivered[1].0, delivered[2].0, delivered[3].0, "1764150007.M7P1.host"] {
+        assert_eq!(flags(&files[id]), "RSa", "{id}: {}", files[id]);
+    }
+    assert_eq!(flags(&files[delivered[4].0]), "", "the other body is its own email, still open");
+    poller.close().await;
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_copy_prepared_while_another_is_being_published_is_its_duplicate_unless_that_claim_is_stale() {
+    let vhost = TestVhost::create().await;
+    let db = TestDb::create().await;
+    let env = WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("database.url", db.url())
+        .set("mailbox.agent_email", AGENT.to_owned())
+        .build();
+    let settings = Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))).expect("settings");
+    let mailbox: MailboxSettings = settings.section("mailbox").expect("[mailbox]");
+    let pool = mailroom_db::connect_and_migrate(&settings.database.url, 4).await.expect("database");
+    // Two pollers share the ledger; each prepares one copy.
+    let producer = || Producer::new("poller-ledger-test", &settings, Arc::new(Telemetry::default()));
+    let (a, b) =
+        (Ledger::new(pool.clone(), producer(), mailbox.clone()), Ledger::new(pool.clone(), producer(), mailbox));
+    let raw = email("refund", "refund@customer.example");
+    let fetched =
+        |id: &str| poller::Fetched { mailbox_id: id.into(), raw: raw.clone(), thread_id: None, labels: vec![] };
+    let poller::Claim::Publish(id_a) = a.claim("copy-a").await.expect("claim") else { panic!("claim a") };
+    let poller::Claim::Publish(id_b) = b.claim("copy-b").await.expect("claim") else { panic!("claim b") };
+    let poller::Prepared::Ready(message) = a.prepare(fetched("copy-a"), id_a).await.expect("prepare a") else {
+        panic!("a prepares first")
+    };
+    assert_eq!(
+        b.prepare(fetched("copy-b"), id_b).await.expect("prepare b"),
+        poller::Prepared::Duplicate { of: "copy-a".into() },
+        "a copy of an email another poller is publishing"
+    );
+    assert_eq!(b.claim("copy-b").await.expect("claim"), poller::Claim::AlreadyPublished, "acknowledged as its copy");
+    assert!(a.publish(vec![*message]).await.expect("publish").error.is_none());
+
+    // A third copy, while the first copy of another email sits in a claim nobody finished.
+    let other = email("warranty", "warranty@customer.example");
+    let fetched_other =
+        |id: &str| poller::Fetched { mailbox_id: id.into(), raw: other.clone(), thread_id: None, labels: vec![] };
+    let poller::Claim::Publish(id_c) = a.claim("copy-c").await.expect("claim") else { panic!("claim c") };
+    assert!(matches!(a.prepare(fetched_other("copy-c"), id_c).await.expect("prepare c"), poller::Prepared::Ready(_)));
+    let poller::Claim::Publish(id_e) = b.claim("copy-e").await.expect("claim") else { panic!("claim e") };
+    assert_eq!(
+        b.prepare(fetched_other("copy-e"), id_e).await.expect("prepare e"),
+        poller::Prepared::Duplicate { of: "copy-c".into() }
+    );
+    sqlx::query("UPDATE mailbox_messages SET updated_at = now() - interval '1 day' WHERE mailbox_id = 'copy-c'")
+        .execute(&pool)
+        .await
+        .expect("the poller died");
+    let poller::Claim::Publish(id_d) = b.claim("copy-d").await.expect("claim") else { panic!("claim d") };
+    assert!(
+        matches!(b.prepare(fetched_other("copy-d"), id_d).await.expect("prepare d"), poller::Prepared::Ready(_)),
+        "a stale claim's fingerprint is taken over"
+    );
+    let of_e: Option<String> =
+        sqlx::query_scalar("SELECT duplicate_of FROM mailbox_messages WHERE mailbox_id = 'copy-e'")
+            .fetch_one(&pool)
+            .await
+            .expect("copy-e");
+    assert_eq!(of_e.as_deref(), Some("copy-d"), "its duplicates follow the fingerprint");
+    pool.close().await;
+}

@@ -2,6 +2,9 @@
 //! delivers each reply exactly once in effect, under the agent mailbox's sending quota.
 //!
 //! For each message the [`SendHandler`]:
+//! 0. checks it against what the pipeline recorded in the database ([`provenance`]): a reply
+//!    that is not the generator's answer to an email this mailbox received, going to that
+//!    email's sender, is dead-lettered as `ForgedReply` and nothing is sent;
 //! 1. builds the reply (`In-Reply-To`, `References`, `Re:` without stacking, a `Message-ID`
 //!    derived from the answered email, `Auto-Submitted: auto-replied`) — a reply that cannot be
 //!    built is dead-lettered, it will never build;
@@ -25,6 +28,7 @@
 //! (Maildir and Gmail can tell; SMTP cannot, so such a reply becomes an `in_doubt` draft for a
 //! human rather than a possible second send).
 
+pub mod provenance;
 pub mod ratelimit;
 pub mod sendlog;
 pub mod settings;
@@ -48,6 +52,7 @@ use sha2::{Digest as _, Sha256};
 use sqlx::PgPool;
 use tracing::{debug, error, info, warn};
 
+use crate::provenance::Served;
 use crate::ratelimit::{Permit, RateLimiter};
 use crate::sendlog::{ClaimOutcome, Final, NewClaim};
 use crate::settings::{Mode, OutboxSettings, SenderSettings};
@@ -109,6 +114,7 @@ struct ReasonLabel {
 struct SenderMetrics {
     replies: Family<OutcomeLabel, Counter>,
     deferred: Family<ReasonLabel, Counter>,
+    forged: Family<ReasonLabel, Counter>,
 }
 
 impl SenderMetrics {
@@ -123,6 +129,12 @@ impl SenderMetrics {
             "send_deferred",
             "Replies that had to wait (rate_limit, claimed_elsewhere, provider_quota, sink_misconfigured)",
             m.deferred.clone(),
+        );
+        telemetry.metrics.register(
+            "forged_replies",
+            "emails.to_send messages refused and dead-lettered as ForgedReply, by what did not match the database \
+             (unknown_mailbox, not_received, not_answered, altered, wrong_recipient)",
+            m.forged.clone(),
         );
         m
     }
@@ -162,6 +174,7 @@ pub struct SendHandler<S> {
     limiter: RateLimiter,
     throttle: ReplyThrottle,
     settings: SenderSettings,
+    served: Served,
     claimed_by: String,
     metrics: SenderMetrics,
     telemetry: Arc<Telemetry>,
@@ -170,12 +183,14 @@ pub struct SendHandler<S> {
 }
 
 impl<S: Sink> SendHandler<S> {
-    /// A handler delivering through `sink`, with the quota and throttle in `redis`.
+    /// A handler sending as the mailboxes `served` through `sink`, with the quota and throttle
+    /// in `redis`.
     pub fn new(
         pool: PgPool,
         sink: S,
         redis: redis::aio::ConnectionManager,
         settings: SenderSettings,
+        served: Served,
         claimed_by: impl Into<String>,
         telemetry: &Arc<Telemetry>,
     ) -> Self {
@@ -198,6 +213,7 @@ impl<S: Sink> SendHandler<S> {
             limiter,
             throttle,
             settings,
+            served,
             claimed_by: claimed_by.into(),
             metrics: SenderMetrics::register(telemetry),
             telemetry: telemetry.clone(),
@@ -282,6 +298,12 @@ impl<S: Sink> SendHandler<S> {
 
     async fn send_inner(&self, msg: &EmailToSend) -> Result<Outcome, HandlerError> {
         let (agent, email_id, message_id) = (msg.agent_email.as_str(), msg.email_id.as_str(), msg.message_id.as_str());
+        if let Err(forgery) = provenance::verify(&self.pool, &self.served, msg).await.map_err(QueryFailed)? {
+            self.metrics.forged.get_or_create(&ReasonLabel { reason: forgery.kind().to_owned() }).inc();
+            error!(email_id, to = %msg.to, agent, reason = forgery.kind(), error = %forgery,
+                "Refused a reply the pipeline did not make; dead-lettered as ForgedReply, nothing sent.");
+            return Err(HandlerError::permanent("ForgedReply", forgery));
+        }
         // Built before claiming: a reply that can never be built must not leave a claim behind.
         let reply = self.build(msg, &reply_message_id(agent, email_id))?;
         let claim = NewClaim {
@@ -576,6 +598,12 @@ async fn connect_redis(
     }
 }
 
+/// The one key of `[mailbox]` the sender reads: the mailbox it sends as.
+#[derive(serde::Deserialize)]
+struct ServedMailbox {
+    agent_email: String,
+}
+
 /// Runs the sender until `shutdown`.
 pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
     let sender: SenderSettings = settings.section("sender")?;
@@ -589,6 +617,7 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     };
     let telemetry = Arc::new(Telemetry::default());
     let claimed_by = settings.consumer_for(NAME).consumer_id;
+    let served = Served::single(&settings.section::<ServedMailbox>("mailbox")?.agent_email);
     info!(
         mode = sender.mode.as_str(),
         sink = sink.name(),
@@ -596,7 +625,7 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
         rate_window_secs = sender.rate_window_secs,
         "Sender starting."
     );
-    let handler = Arc::new(SendHandler::new(pool, sink, redis, sender, claimed_by, &telemetry));
+    let handler = Arc::new(SendHandler::new(pool, sink, redis, sender, served, claimed_by, &telemetry));
     pipeline_core::serve_worker_with(NAME, &EMAILS_TO_SEND, handler, &settings, telemetry, shutdown).await?;
     Ok(())
 }

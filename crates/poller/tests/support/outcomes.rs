@@ -120,3 +120,14 @@ pub(crate) async fn applied(pool: &PgPool, agent: &str, email_id: &str) -> Optio
         .await
         .expect("ledger row")
 }
+
+/// The ledger key (mailbox id) of the message whose `Message-ID` is `<message_id>`.
+#[allow(dead_code)] // Used by the IMAP tests only.
+pub(crate) async fn key_of(pool: &PgPool, agent: &str, message_id: &str) -> String {
+    sqlx::query_scalar("SELECT mailbox_id FROM mailbox_messages WHERE agent_email = $1 AND rfc_message_id = $2")
+        .bind(agent)
+        .bind(message_id)
+        .fetch_one(pool)
+        .await
+        .expect("a ledger row with that Message-ID")
+}

@@ -6,6 +6,7 @@ mod gmail;
 mod handler;
 mod limits;
 mod maildir;
+mod provenance;
 mod smtp;
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use pipeline_core::messages::{EmailToSend, new_message_id, now};
 use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 use sender::SendHandler;
+use sender::provenance::Served;
 use sender::settings::{Mode, SenderSettings};
 use sender::sink::Sink;
 use sqlx::PgPool;
@@ -61,8 +63,49 @@ pub(crate) async fn pool(db: &mailroom_tests::TestDb) -> PgPool {
     mailroom_db::connect_and_migrate(&secrecy::SecretString::from(db.url()), 5).await.expect("database")
 }
 
-pub(crate) async fn handler<S: Sink>(pool: PgPool, sink: S, settings: SenderSettings) -> SendHandler<S> {
-    SendHandler::new(pool, sink, connection().await, settings, "sender-test", &Arc::new(Telemetry::default()))
+/// A bare handler: it refuses every reply the database has no record of
+/// (`sender::provenance`).
+pub(crate) async fn bare_handler<S: Sink>(pool: PgPool, sink: S, settings: SenderSettings) -> SendHandler<S> {
+    // The second mailbox is the quota test's other mailbox.
+    let served = Served::many([AGENT, "help@contoso.example"]);
+    SendHandler::new(pool, sink, connection().await, settings, served, "sender-test", &Arc::new(Telemetry::default()))
+}
+
+/// A handler whose `send_one` first records each message as the pipeline would have (the
+/// poller received the email from `to`, the generator stored this reply), so that the tests
+/// of delivery need not build the pipeline's history by hand. The provenance tests use
+/// [`bare_handler`].
+pub(crate) async fn handler<S: Sink>(pool: PgPool, sink: S, settings: SenderSettings) -> Recorded<S> {
+    Recorded { handler: bare_handler(pool.clone(), sink, settings).await, pool }
+}
+
+/// See [`handler`].
+pub(crate) struct Recorded<S> {
+    handler: SendHandler<S>,
+    pool: PgPool,
+}
+
+impl<S: Sink> Recorded<S> {
+    /// Records `msg` as the pipeline's own reply (replacing an earlier one for its email), then
+    /// hands it to the sender.
+    pub(crate) async fn send_one(&self, msg: &EmailToSend) -> Result<sender::Outcome, pipeline_core::HandlerError> {
+        record(&self.pool, msg).await;
+        self.handler.send_one(msg).await
+    }
+}
+
+impl<S> std::ops::Deref for Recorded<S> {
+    type Target = SendHandler<S>;
+
+    fn deref(&self) -> &SendHandler<S> {
+        &self.handler
+    }
+}
+
+/// What the poller and the generator record for the email `msg` answers: a published ledger
+/// row whose sender is `msg.to`, and `msg` as the stored reply.
+pub(crate) async fn record(pool: &PgPool, msg: &EmailToSend) {
+    mailroom_tests::history::record_reply(pool, msg).await;
 }
 
 /// An `emails.to_send` message answering email `n` from `to`.
