@@ -22,9 +22,7 @@ use std::time::{Duration, Instant};
 
 use lapin::options::BasicGetOptions;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use mailroom_tests::{
-    TestDb, TestDir, TestVhost, WorkerEnv, bin_path, env_var, history, repo_root, run, spawn_logged, wait_for,
-};
+use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, history, repo_root, run, spawn_logged, wait_for};
 use pipeline_core::Publisher;
 use pipeline_core::dead_letter::DeadLetter;
 use pipeline_core::messages::{
@@ -32,6 +30,7 @@ use pipeline_core::messages::{
     new_message_id, now,
 };
 use pipeline_core::topology::{self, Route};
+use pipeline_core::worker_env::{WorkerEnv, env_var};
 use sender::sink::MaildirSink;
 use serde_json::{Value, json};
 use sqlx::PgPool;

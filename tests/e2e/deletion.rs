@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use doc_ingester::{IngestHandler, Ingester};
 use mailroom_db::documents::{self, NewDocument};
-use mailroom_tests::{TestDb, TestDir, WorkerEnv, bin_path, wait_for};
+use mailroom_tests::{TestDb, TestDir, bin_path, wait_for};
 use pipeline_core::messages::{DocumentMetadata, DocumentToIngest, new_message_id, now};
+use pipeline_core::worker_env::WorkerEnv;
 use pipeline_core::{DeliveryMeta, Handler as _};
 use sqlx::PgPool;
 use uuid::Uuid;

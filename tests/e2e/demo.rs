@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use mailroom_tests::{TestDir, WorkerEnv, bin_path, env_var, mgmt, repo_root, run};
+use mailroom_tests::{TestDir, bin_path, mgmt, repo_root, run};
+use pipeline_core::worker_env::{WorkerEnv, env_var};
 use serde_json::Value;
 
 /// Runs `mailroom demo --json` in a fresh vhost and database of its own (removed afterwards) with

@@ -4,8 +4,9 @@
 
 use lapin::ConnectionProperties;
 use llm_fake::{Failure, FakeLlm};
-use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, bin_path, env_var, run, run_split};
+use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, run, run_split};
 use pipeline_core::topology::{DEFAULT_RETRY_DELAYS_MS, Topology};
+use pipeline_core::worker_env::{WorkerEnv, env_var};
 use serde_json::Value;
 
 use crate::broker_security::user_with;

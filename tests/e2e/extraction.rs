@@ -9,9 +9,10 @@ use std::path::PathBuf;
 use doc_ingester::extract::{self, Limits};
 use doc_ingester::{Ingester, IngesterSettings};
 use mailroom_db::documents::{self, NewDocument};
-use mailroom_tests::{TestDb, TestDir, WorkerEnv, bin_path, corpus, env_var, repo_root};
+use mailroom_tests::{TestDb, TestDir, bin_path, corpus, repo_root};
 use pipeline_core::messages::{DocumentMetadata, DocumentToIngest, new_message_id, now};
 use pipeline_core::settings::Settings;
+use pipeline_core::worker_env::{WorkerEnv, env_var};
 use serde_json::Value;
 use uuid::Uuid;
 

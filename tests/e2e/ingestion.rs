@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use embedders::{Embedder, HashingEmbedder};
-use mailroom_tests::{TestVhost, WorkerEnv, bin_path, signal, wait_for};
+use mailroom_tests::{TestVhost, bin_path, signal, wait_for};
+use pipeline_core::worker_env::WorkerEnv;
 use serde_json::Value;
 use vector_store::{PgVectorStore, VectorStore};
 

@@ -22,7 +22,8 @@ mod stack;
 mod tls_datastores;
 mod up;
 
-use mailroom_tests::{TestDb, TestVhost, WorkerEnv, bin_path, mgmt, run};
+use mailroom_tests::{TestDb, TestVhost, bin_path, mgmt, run};
+use pipeline_core::worker_env::WorkerEnv;
 
 #[tokio::test]
 async fn throw_away_vhosts_and_databases_are_removed_after_use() {

@@ -3,7 +3,8 @@
 //! a fatal error is one `error:` line that says its message once.
 
 use mailroom::procs::WORKERS;
-use mailroom_tests::{TestVhost, bin_path, env_var, free_port, run_split};
+use mailroom_tests::{TestVhost, bin_path, free_port, run_split};
+use pipeline_core::worker_env::env_var;
 
 /// The start of an ANSI escape sequence (colour, cursor movement).
 const ESCAPE: &str = "\x1b[";

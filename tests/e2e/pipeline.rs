@@ -12,7 +12,7 @@ use pipeline_core::messages::{EmailToClassify, EmailToSend, IncomingEmail};
 use tokio::process::Child;
 
 use crate::stack::{AGENT_A, AGENT_B, Stack, knowledge, start};
-use mailroom_tests::{WorkerEnv, env_var};
+use pipeline_core::worker_env::{WorkerEnv, env_var};
 
 /// What agent B knows and agent A must never see.
 const B_SECRET: &str = "Contoso partner rebate code ZEBRA-4471 applies to orders above 90 units";

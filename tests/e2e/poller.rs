@@ -6,8 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use lapin::options::BasicGetOptions;
-use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, bin_path, repo_root, signal, spawn, wait_for};
+use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, repo_root, signal, spawn, wait_for};
 use pipeline_core::messages::EmailToClassify;
+use pipeline_core::worker_env::WorkerEnv;
 
 const AGENT: &str = "support@northwind.example";
 const COPIES: usize = 12;

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use lapin::options::BasicGetOptions;
 use llm_fake::{Failure, FakeLlm};
-use mailroom_tests::{WorkerEnv, bin_path, free_port, run, spawn_logged, wait_for};
+use mailroom_tests::{bin_path, free_port, run, spawn_logged, wait_for};
 use pipeline_core::Publisher;
 use pipeline_core::messages::{EmailToClassify, EmailToSend, IncomingEmail};
+use pipeline_core::worker_env::WorkerEnv;
 
 use crate::stack::{AGENT_A, Stack, knowledge, start};
 

@@ -29,11 +29,10 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use llm_fake::{FakeLlm, Provider, Reply, anthropic, gemini, openai};
 use mailroom_tests::fake_http::FakeServer;
 use mailroom_tests::rabbitmq_mgmt::encode_segment;
-use mailroom_tests::{
-    TestDb, TestDir, TestVhost, WorkerEnv, bin_path, env_var, free_port, mgmt, mgmt_url, run, signal, wait_for,
-};
+use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, free_port, mgmt, mgmt_url, run, signal, wait_for};
 use pipeline_core::Publisher;
 use pipeline_core::messages::{EmailToClassify, IncomingEmail};
+use pipeline_core::worker_env::{WorkerEnv, env_var};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};

@@ -8,9 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, bin_path, history, run, signal, spawn, wait_for};
+use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, history, run, signal, spawn, wait_for};
 use pipeline_core::Publisher;
 use pipeline_core::messages::{EmailToSend, new_message_id, now};
+use pipeline_core::worker_env::WorkerEnv;
 use sender::sink::{Kind, MaildirSink, OutgoingReply, Sink as _};
 use sqlx::PgPool;
 

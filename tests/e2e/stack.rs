@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, bin_path, free_port, repo_root, spawn, wait_for};
+use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, free_port, repo_root, spawn, wait_for};
+use pipeline_core::worker_env::WorkerEnv;
 use serde_json::Value;
 use tokio::process::Child;
 

@@ -7,11 +7,10 @@
 use std::time::Duration;
 
 use mailroom_tests::tls_servers::{CERT_USER, ClientCerts, TestCerts, TlsPostgres, TlsRedis};
-use mailroom_tests::{
-    TestDir, TestVhost, WorkerEnv, bin_path, free_port, run, run_split, spawn, spawn_logged, wait_for,
-};
+use mailroom_tests::{TestDir, TestVhost, bin_path, free_port, run, run_split, spawn, spawn_logged, wait_for};
 use pipeline_core::messages::{EmailToSend, new_message_id, now};
 use pipeline_core::settings::RedisSettings;
+use pipeline_core::worker_env::WorkerEnv;
 use secrecy::SecretString;
 use sender::ratelimit::{Permit, RateLimiter};
 use sqlx::PgPool;

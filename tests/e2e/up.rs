@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, bin_path, mgmt, signal, wait_for};
+use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, mgmt, signal, wait_for};
+use pipeline_core::worker_env::WorkerEnv;
 
 /// Pids of the running children of `parent` whose command line contains `name`.
 fn children(parent: u32, name: &str) -> Vec<u32> {

@@ -20,9 +20,10 @@ use futures_util::StreamExt as _;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use llm_fake::FakeLlm;
-use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, bin_path, repo_root, spawn};
+use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, repo_root, spawn};
 use pipeline_core::Publisher;
 use pipeline_core::messages::{EmailToClassify, EmailToSend, IncomingEmail};
+use pipeline_core::worker_env::WorkerEnv;
 use serde_json::json;
 
 const AGENT: &str = "support@northwind.example";

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use crate::pipeline::{Options, Pipeline};
 use crate::{EMAILS, SETTLE, fake_llm, seed, services};
-use mailroom_tests::WorkerEnv;
+use pipeline_core::worker_env::WorkerEnv;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flaky_llm_and_a_dead_one_fail_over_without_losing_an_email() {

@@ -15,9 +15,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use mailroom_tests::{
-    TestDb, TestDir, TestVhost, bin_path, env_var, free_port, repo_root, signal, spawn_logged, wait_for,
-};
+use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, free_port, repo_root, signal, spawn_logged, wait_for};
+use pipeline_core::worker_env::env_var;
 use sqlx::PgPool;
 use tokio::process::Child;
 

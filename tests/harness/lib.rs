@@ -18,10 +18,8 @@ mod binaries;
 pub mod corpus;
 pub mod history;
 pub mod tls_servers;
-mod worker_env;
 
 pub use binaries::{bin_path, example_path, target_dir};
-pub use worker_env::{WorkerEnv, env_var};
 
 /// The recording HTTP fake (it lives with the LLM fake, which is built on it).
 pub use llm_fake::http as fake_http;

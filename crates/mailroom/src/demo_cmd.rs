@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use pipeline_core::Settings;
 use pipeline_core::dead_letter::Shape;
 use pipeline_core::topology::Topology;
+use pipeline_core::worker_env::WorkerEnv;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -304,11 +305,12 @@ pub async fn demo(settings: &Settings, args: DemoArgs) -> anyhow::Result<ExitCod
     let sandbox = Sandbox::create(settings, &spec).await?;
     // The default quota is not overridden: its burst (25) answers the whole example mailbox at
     // once, as it would a morning's mail.
-    let env = sandbox.env_with([
-        ("MAILROOM__HTTP__LISTEN", "127.0.0.1:0".to_owned()),
-        // Short retry delays so a transient hiccup does not stall the demo for a minute.
-        ("MAILROOM__TOPOLOGY__RETRY_DELAYS_MS", "500,1000,2000".to_owned()),
-    ]);
+    let env = sandbox.env_with(
+        WorkerEnv::new()
+            .set("http.listen", "127.0.0.1:0")
+            // Short retry delays so a transient hiccup does not stall the demo for a minute.
+            .set("topology.retry_delays_ms", "500,1000,2000"),
+    );
     let Sandbox { dir, inbox, pool, agent, upload_port, token, logs, .. } = sandbox;
     let demo_settings = Settings::load_from(None, std::env::vars().chain(env.iter().cloned()))?;
     // `rabbitmqctl` acts on its default node; a broker on another local port may not be that node.

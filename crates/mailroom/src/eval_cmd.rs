@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use embedders::EmbeddingSettings;
 use pipeline_core::Settings;
+use pipeline_core::worker_env::WorkerEnv;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::procs::{self, database_url};
@@ -86,15 +87,14 @@ pub async fn evaluate_provider(
 ) -> anyhow::Result<EmbedderFigures> {
     let storage = work_dir.join(provider.name);
     std::fs::create_dir_all(&storage)?;
-    let overrides = [
-        ("MAILROOM__DATABASE__URL", db_url.expose_secret().to_owned()),
-        ("MAILROOM__STORAGE__DIR", storage.display().to_string()),
-        ("MAILROOM__EMBEDDINGS__PROVIDER", provider.name.to_owned()),
-        ("MAILROOM__VECTOR_STORE__KIND", "postgres".to_owned()),
-    ];
-    let env = std::env::vars()
-        .filter(|(key, _)| !overrides.iter().any(|(o, _)| o == key))
-        .chain(overrides.iter().map(|(key, value)| ((*key).to_owned(), value.clone())));
+    let overrides = WorkerEnv::new()
+        .set("database.url", db_url.expose_secret())
+        .set("storage.dir", storage.display().to_string())
+        .set("embeddings.provider", provider.name)
+        .set("vector_store.kind", "postgres")
+        .owned();
+    let env =
+        std::env::vars().filter(|(key, _)| !overrides.iter().any(|(o, _)| o == key)).chain(overrides.iter().cloned());
     let settings = Settings::load_from(config, env)?;
     let pool = mailroom_db::connect_and_migrate(&settings.database.url, 4).await?;
     let ingester = doc_ingester::Ingester::from_settings(&settings, pool.clone())?.with_extractor(extractor.into());

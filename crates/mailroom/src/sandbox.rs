@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use pipeline_core::Settings;
+use pipeline_core::worker_env::WorkerEnv;
 use secrecy::ExposeSecret as _;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -50,8 +51,8 @@ pub struct Sandbox {
     pub upload_port: u16,
     /// The upload API's bearer token.
     pub token: String,
-    /// `MAILROOM__…` variables every worker of the run gets; callers add their own.
-    pub env: Vec<(String, String)>,
+    /// The settings every worker of the run gets; callers add their own.
+    pub env: WorkerEnv,
 }
 
 impl Sandbox {
@@ -79,31 +80,28 @@ impl Sandbox {
             .to_owned();
         let upload_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let token = format!("{}-{}", spec.label, uuid::Uuid::new_v4().simple());
-        let env = [
-            ("MAILROOM__AMQP__URL", vhost_url(&settings.amqp.url, spec.vhost)),
-            ("MAILROOM__DATABASE__URL", db_url.expose_secret().to_owned()),
-            ("MAILROOM__UPLOAD_API__LISTEN", format!("127.0.0.1:{upload_port}")),
-            ("MAILROOM__UPLOAD_API__TOKEN", token.clone()),
-            ("MAILROOM__STORAGE__DIR", dir.join("uploads").display().to_string()),
-            ("MAILROOM__MAILBOX__KIND", "maildir".into()),
-            ("MAILROOM__MAILBOX__MAILDIR", inbox.display().to_string()),
-            ("MAILROOM__MAILBOX__AGENT_EMAIL", agent.clone()),
-            ("MAILROOM__MAILBOX__POLL_INTERVAL_MS", spec.poll_interval_ms.to_string()),
-            ("MAILROOM__OUTBOX__KIND", "maildir".into()),
-            ("MAILROOM__OUTBOX__MAILDIR", outbox.display().to_string()),
+        let env = WorkerEnv::new()
+            .set("amqp.url", vhost_url(&settings.amqp.url, spec.vhost))
+            .set("database.url", db_url.expose_secret())
+            .set("upload_api.listen", format!("127.0.0.1:{upload_port}"))
+            .set("upload_api.token", token.clone())
+            .set("storage.dir", dir.join("uploads").display().to_string())
+            .set("mailbox.kind", "maildir")
+            .set("mailbox.maildir", inbox.display().to_string())
+            .set("mailbox.agent_email", agent.clone())
+            .set("mailbox.poll_interval_ms", spec.poll_interval_ms.to_string())
+            .set("outbox.kind", "maildir")
+            .set("outbox.maildir", outbox.display().to_string())
             // A fresh send quota per run, in a Redis namespace of its own.
-            ("MAILROOM__SENDER__REDIS_PREFIX", format!("mailroom-{}:{}", spec.label, uuid::Uuid::new_v4().simple())),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+            .set("sender.redis_prefix", format!("mailroom-{}:{}", spec.label, uuid::Uuid::new_v4().simple()));
         let logs = dir.join("logs");
         Ok(Self { dir, inbox, outbox, logs, pool, agent, upload_port, token, env })
     }
 
-    /// The environment plus `extra` (which wins, being later).
-    pub fn env_with(&self, extra: impl IntoIterator<Item = (&'static str, String)>) -> Vec<(String, String)> {
-        self.env.iter().cloned().chain(extra.into_iter().map(|(k, v)| (k.to_owned(), v))).collect()
+    /// The environment plus `extra` (which wins), as the owned pairs `procs::start` and
+    /// [`Settings::load_from`] take.
+    pub fn env_with(&self, extra: WorkerEnv) -> Vec<(String, String)> {
+        self.env.clone().merge(extra).owned()
     }
 }
 

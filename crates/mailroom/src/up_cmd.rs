@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use pipeline_core::Settings;
+use pipeline_core::worker_env::WorkerEnv;
 use serde::Deserialize;
 
 use crate::procs::{self, Output, WORKERS};
@@ -62,7 +63,7 @@ pub async fn up(settings: &Settings, args: UpArgs) -> anyhow::Result<ExitCode> {
         }
     }
     // Several processes of a stage cannot share one health port: each takes a free one.
-    let env = vec![("MAILROOM__HTTP__LISTEN".to_owned(), "127.0.0.1:0".to_owned())];
+    let env = WorkerEnv::new().set("http.listen", "127.0.0.1:0").owned();
     let mut workers = Vec::new();
     for (name, count) in &plan {
         for instance in 1..=*count {

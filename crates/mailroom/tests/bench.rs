@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use mailroom_tests::{TestDb, TestDir, TestVhost, env_var, mgmt_url, run};
+use mailroom_tests::{TestDb, TestDir, TestVhost, mgmt_url, run};
+use pipeline_core::worker_env::env_var;
 
 fn mailroom() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_mailroom"))

@@ -9,8 +9,9 @@ use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use mailroom::broker_admin::{AdminError, Depth, VhostAdmin, queue_depths};
-use mailroom_tests::{TestVhost, env_var, free_port, mgmt, mgmt_url};
+use mailroom_tests::{TestVhost, free_port, mgmt, mgmt_url};
 use pipeline_core::Settings;
+use pipeline_core::worker_env::env_var;
 
 fn settings(amqp_url: &str, management_url: &str) -> Settings {
     let env = [(env_var("amqp.url"), amqp_url), (env_var("management.url"), management_url)];

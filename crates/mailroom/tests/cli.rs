@@ -5,7 +5,8 @@ use std::path::Path;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Connection, ConnectionProperties};
-use mailroom_tests::{TestDb, TestVhost, env_var, mgmt, run};
+use mailroom_tests::{TestDb, TestVhost, mgmt, run};
+use pipeline_core::worker_env::env_var;
 
 fn mailroom() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_mailroom"))

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use mailroom_tests::{TestDir, env_var, run};
+use mailroom_tests::{TestDir, run};
+use pipeline_core::worker_env::env_var;
 
 fn mailroom() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_mailroom"))

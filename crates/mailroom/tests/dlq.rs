@@ -14,13 +14,14 @@ use std::time::Duration;
 use lapin::options::{BasicGetOptions, BasicRejectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, bin_path, env_var, run, signal, spawn, wait_for};
+use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, run, signal, spawn, wait_for};
 use pipeline_core::dead_letter::{DeadLetter, FailureInfo};
 use pipeline_core::messages::{DocumentMetadata, DocumentToIngest, new_message_id, now};
 use pipeline_core::publisher::{Outgoing, Publisher, RETRY_COUNT_HEADER};
 use pipeline_core::topology::{
     DEAD_LETTER_QUEUE, DOCUMENTS_TO_INGEST, EMAILS_TO_CLASSIFY, EMAILS_TO_SEND, QueueSpec, Route,
 };
+use pipeline_core::worker_env::{WorkerEnv, env_var};
 use serde_json::{Value, json};
 
 fn mailroom() -> &'static Path {

@@ -20,6 +20,7 @@ pub mod settings_check;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topology;
+pub mod worker_env;
 
 pub use consumer::{DeliveryMeta, Disposition, Handler, Processor, Worker, serve_worker, serve_worker_with};
 pub use error::{Classify, Fate, HandlerError};

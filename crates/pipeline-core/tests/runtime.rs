@@ -10,11 +10,12 @@ use futures_util::StreamExt as _;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicGetOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use mailroom_tests::{TestVhost, WorkerEnv, env_var, example_path, mgmt, signal, spawn, wait_for};
+use mailroom_tests::{TestVhost, example_path, mgmt, signal, spawn, wait_for};
 use pipeline_core::consumer::roles::CLASSIFIER;
 use pipeline_core::dead_letter::DeadLetter;
 use pipeline_core::messages::{EmailToClassify, EmailToRespond, IncomingEmail};
 use pipeline_core::topology::{self, EMAILS_TO_CLASSIFY, Topology};
+use pipeline_core::worker_env::{WorkerEnv, env_var};
 use pipeline_core::{
     DeliveryMeta, Disposition, Handler, HandlerError, Outgoing, PublishError, Publisher, Settings, Telemetry, Worker,
 };

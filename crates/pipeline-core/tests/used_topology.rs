@@ -9,11 +9,12 @@ use std::time::Duration;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
-use mailroom_tests::{TestVhost, WorkerEnv};
+use mailroom_tests::TestVhost;
 use pipeline_core::consumer::UsedTopology;
 use pipeline_core::consumer::roles::CLASSIFIER;
 use pipeline_core::messages::{EmailToClassify, IncomingEmail};
 use pipeline_core::topology::{self, EMAILS_TO_CLASSIFY, QueueSpec};
+use pipeline_core::worker_env::WorkerEnv;
 use pipeline_core::{DeliveryMeta, Handler, HandlerError, Outgoing, Producer, Settings, Telemetry, Worker};
 
 fn settings(vhost: &TestVhost) -> Settings {

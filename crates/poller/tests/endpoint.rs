@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use lapin::options::BasicGetOptions;
-use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, bin_path, free_port, spawn, wait_for};
+use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, free_port, spawn, wait_for};
 use pipeline_core::messages::EmailToClassify;
+use pipeline_core::worker_env::WorkerEnv;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const AGENT: &str = "support@northwind.example";

@@ -14,8 +14,9 @@ use gmail_fake::{
     ACCESS_TOKEN_PREFIX, CLIENT_ID, CLIENT_SECRET, FakeGmail, Method, NewMessage, REFRESH_TOKEN, Reply, scope,
 };
 use lapin::options::BasicGetOptions;
-use mailroom_tests::{TestDb, TestVhost, WorkerEnv};
+use mailroom_tests::{TestDb, TestVhost};
 use pipeline_core::messages::EmailToClassify;
+use pipeline_core::worker_env::WorkerEnv;
 use pipeline_core::{Producer, Settings, Telemetry};
 use poller::cursor::{self, Cursor, CursorKey};
 use poller::{GmailSource, GmailSourceSettings, Ledger, MailboxSettings, Poller, SourceError, Step};

@@ -20,7 +20,7 @@ mod dovecot;
 mod outcomes;
 
 use dovecot::*;
-use mailroom_tests::WorkerEnv;
+use pipeline_core::worker_env::WorkerEnv;
 
 /// `(message id header, seen)` of every message in the folder, by UID.
 async fn flags(session: &mut Session) -> Vec<(u32, bool)> {

@@ -17,8 +17,8 @@ mod dovecot;
 mod outcomes;
 
 use dovecot::*;
-use mailroom_tests::WorkerEnv;
 use outcomes::SCENARIO;
+use pipeline_core::worker_env::WorkerEnv;
 
 /// A parseable message without a `Message-ID`: keyed in the ledger by a digest of its bytes.
 const NO_ID: &[u8] = b"From: Noa <noa@customer.example>\r\nTo: support@northwind.example\r\n\

@@ -9,8 +9,9 @@ mod outcomes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv};
+use mailroom_tests::{TestDb, TestDir, TestVhost};
 use outcomes::{Expect, SCENARIO};
+use pipeline_core::worker_env::WorkerEnv;
 use pipeline_core::{Producer, Settings, Telemetry};
 use poller::maildir_outcomes::KEYWORDS_FILE;
 use poller::{Ledger, MailboxSettings, MaildirSource, Poller, ScanReport, Step};

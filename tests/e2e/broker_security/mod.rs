@@ -26,14 +26,14 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use mailroom_tests::{
-    TestDb, TestVhost, WorkerEnv, amqp_url_as, bin_path, env_var, free_port, mgmt_url, repo_root, run, spawn_logged,
-    wait_for,
+    TestDb, TestVhost, amqp_url_as, bin_path, free_port, mgmt_url, repo_root, run, spawn_logged, wait_for,
 };
 use pipeline_core::messages::{DocumentMetadata, DocumentToIngest, EmailToClassify, EmailToRespond, IncomingEmail};
 use pipeline_core::topology::{
     self, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DOCUMENT_EXCHANGE, DOCUMENTS_TO_INGEST, EMAIL_EXCHANGE,
     EMAILS_TO_CLASSIFY, EMAILS_TO_RESPOND, EMAILS_TO_SEND, QueueSpec, RETRY_EXCHANGE, Route,
 };
+use pipeline_core::worker_env::{WorkerEnv, env_var};
 use pipeline_core::{
     DeliveryMeta, Handler, HandlerError, Outgoing, Producer, Publisher, Settings, Telemetry, Topology,
 };

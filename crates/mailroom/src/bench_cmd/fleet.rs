@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use pipeline_core::worker_env::env_var;
 
 use super::*;
 use crate::procs::{self, Output, Worker};
@@ -33,14 +34,15 @@ impl Fleet {
             // Each process gets its own health port, so readiness can be asked; the upload API
             // serves its health endpoints on its own listen address, which the bench uploads to.
             let port = if *name == "upload-api" {
+                let listen = env_var("upload_api.listen");
                 env.iter()
                     .rev()
-                    .find(|(k, _)| k == "MAILROOM__UPLOAD_API__LISTEN")
+                    .find(|(k, _)| k == listen)
                     .and_then(|(_, v)| v.rsplit(':').next()?.parse().ok())
-                    .context("MAILROOM__UPLOAD_API__LISTEN has no port")?
+                    .with_context(|| format!("{listen} has no port"))?
             } else {
                 let port = free_port()?;
-                env.push(("MAILROOM__HTTP__LISTEN".to_owned(), format!("127.0.0.1:{port}")));
+                env.extend(WorkerEnv::new().set("http.listen", format!("127.0.0.1:{port}")).owned());
                 port
             };
             let worker = procs::start(&self.bins, name, 1, &env, &Output::Files(self.logs.clone()))?;

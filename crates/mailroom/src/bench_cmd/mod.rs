@@ -31,6 +31,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use pipeline_core::Settings;
 use pipeline_core::topology::Topology;
+use pipeline_core::worker_env::WorkerEnv;
 use serde_json::json;
 
 use crate::procs::{self, amqp_user, vhost_url};
@@ -182,16 +183,17 @@ pub async fn bench(settings: &Settings, mut args: BenchArgs) -> anyhow::Result<E
     let sandbox = Sandbox::create(settings, &spec).await?;
     let pg_version: String = sqlx::query_scalar("SHOW server_version").fetch_one(&sandbox.pool).await?;
     let env: Vec<(String, String)> = sandbox
-        .env_with([
-            // The quota out of the way (the default 250/day would be the whole measurement).
-            ("MAILROOM__SENDER__RATE_LIMIT", "1000000".to_owned()),
-            ("MAILROOM__SENDER__RATE_WINDOW_SECS", "1".to_owned()),
-            ("MAILROOM__SENDER__RATE_BURST", "1000000".to_owned()),
-            // Every support verdict sent, not drafted: the bench measures the pipeline, not how
-            // cautious the classifier is (a draft takes the same path through the sender).
-            ("MAILROOM__CLASSIFIER__AUTO_ANSWER_MIN_CONFIDENCE", "0".to_owned()),
-            ("MAILROOM__TELEMETRY__LEVEL", args.log_level.clone()),
-        ])
+        .env_with(
+            WorkerEnv::new()
+                // The quota out of the way (the default 250/day would be the whole measurement).
+                .set("sender.rate_limit", "1000000")
+                .set("sender.rate_window_secs", "1")
+                .set("sender.rate_burst", "1000000")
+                // Every support verdict sent, not drafted: the bench measures the pipeline, not how
+                // cautious the classifier is (a draft takes the same path through the sender).
+                .set("classifier.auto_answer_min_confidence", "0")
+                .set("telemetry.level", args.log_level.clone()),
+        )
         .into_iter()
         .chain(args.env.iter().cloned())
         .collect();
@@ -280,22 +282,21 @@ async fn measure(
     )
     .await;
     let concurrency = args.llm_concurrency.max(1);
-    let llm_env: Vec<(String, String)> = [
-        ("MAILROOM__LLM__PROVIDERS", "openai".to_owned()),
-        ("MAILROOM__LLM__OPENAI__BASE_URL", fake.openai_url()),
-        ("MAILROOM__LLM__OPENAI__API_KEY", "sk-bench".into()),
+    let llm_env: Vec<(String, String)> = WorkerEnv::new()
+        .set("llm.providers", "openai")
+        .set("llm.openai.base_url", fake.openai_url())
+        .set("llm.openai.api_key", "sk-bench")
         // Prefetch twice the concurrency keeps the next deliveries at hand while calls wait.
-        ("MAILROOM__CONSUMER__PREFETCH", (concurrency * 2).to_string()),
-        ("MAILROOM__CONSUMER__CONCURRENCY", concurrency.to_string()),
-        ("MAILROOM__WORKERS__CLASSIFIER__PREFETCH", (concurrency * 2).to_string()),
-        ("MAILROOM__WORKERS__CLASSIFIER__CONCURRENCY", concurrency.to_string()),
-        ("MAILROOM__DATABASE__MAX_CONNECTIONS", "20".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    // What the operator asked for with --env wins over the bench's own choices.
-    .chain(args.env.iter().cloned())
-    .collect();
+        .set("consumer.prefetch", (concurrency * 2).to_string())
+        .set("consumer.concurrency", concurrency.to_string())
+        .set("workers.classifier.prefetch", (concurrency * 2).to_string())
+        .set("workers.classifier.concurrency", concurrency.to_string())
+        .set("database.max_connections", "20")
+        .owned()
+        .into_iter()
+        // What the operator asked for with --env wins over the bench's own choices.
+        .chain(args.env.iter().cloned())
+        .collect();
     say(format!("Restarting the pipeline with an OpenAI-compatible fake answering after {} ms…", args.llm_delay_ms));
     fleet.start(&PIPELINE, &llm_env, timeout).await?;
     say(format!("(c) dropping {llm_emails} emails into the Maildir at once…"));

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lapin::options::BasicGetOptions;
-use mailroom_tests::{TestDb, TestDir, TestVhost, WorkerEnv, free_port};
+use mailroom_tests::{TestDb, TestDir, TestVhost, free_port};
 use pipeline_core::messages::EmailToClassify;
+use pipeline_core::worker_env::WorkerEnv;
 use pipeline_core::{Producer, Settings, Telemetry};
 use poller::cursor::{self, CursorKey};
 use poller::{ImapSettings, ImapSource, Ledger, MailboxSettings, Poller, ScanReport, Step};

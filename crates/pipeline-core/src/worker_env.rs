@@ -1,14 +1,19 @@
 //! The environment of a spawned worker, by settings key: `WorkerEnv::new().set("amqp.url", url)`
-//! gives `MAILROOM__AMQP__URL=url`. Every key is checked against `config/default.toml` (the same
-//! check a worker makes at start, [`pipeline_core::settings_check`], so nested tables such as
-//! `workers.classifier.prefetch` and the optional `outbox.gmail` are known too), and a key that
-//! names no setting panics at once, with the closest known key, instead of leaving a test to run
-//! with a default it did not mean.
+//! gives `MAILROOM__AMQP__URL=url`. For whatever starts workers with settings of its own — the
+//! `mailroom` CLI's sandboxes (demo, bench, eval) and the integration-test harness — so that no
+//! caller spells a `MAILROOM__…` variable by hand.
+//!
+//! Every key is checked against `config/default.toml` (the same check a worker makes at start,
+//! [`crate::settings_check`], so nested tables such as `workers.classifier.prefetch` and the
+//! optional `outbox.gmail` are known too), and a key that names no setting panics at once, with
+//! the closest known key, instead of leaving the worker to run with a default nobody meant. The
+//! keys are fixed in the caller's code, so such a panic is a programming error, found by the first
+//! run of that code path.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
-use pipeline_core::settings_check::{check, env_var_of};
+use crate::settings_check::{check, env_var_of};
 
 /// The environment variable that sets `key` (`"llm.openai.base_url"` gives
 /// `"MAILROOM__LLM__OPENAI__BASE_URL"`).
@@ -26,7 +31,8 @@ pub fn env_var(key: &str) -> &'static str {
     if let Err(error) = check(None, [var.as_str()]) {
         panic!("WorkerEnv: `{key}` is not a setting: {error}");
     }
-    // Leaked once per distinct key: the names live as long as the test process, like literals.
+    // Leaked once per distinct key (a handful, all written in code): the names live as long as the
+    // process, like literals.
     let var: &'static str = Box::leak(var.into_boxed_str());
     known.insert(key.to_owned(), var);
     var
@@ -70,12 +76,12 @@ impl WorkerEnv {
         self
     }
 
-    /// The variables, in the order they were set, for [`spawn`](crate::spawn) and [`run`](crate::run).
+    /// The variables, in the order they were set (for `Command::envs` and the test harness's `spawn`).
     pub fn build(self) -> Vec<(&'static str, String)> {
         self.vars
     }
 
-    /// The variables as owned pairs, for `pipeline_core::Settings::load_from`.
+    /// The variables as owned pairs, for [`Settings::load_from`](crate::Settings::load_from).
     pub fn owned(self) -> Vec<(String, String)> {
         self.vars.into_iter().map(|(name, value)| (name.to_owned(), value)).collect()
     }
