@@ -23,6 +23,10 @@ pub async fn apply(settings: &Settings) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("cannot connect to RabbitMQ at {}: {e}", settings.amqp.redacted_url()))?;
     let channel = connection.create_channel().await?;
     topology.declare(&channel).await?;
+    // The retry exchange of earlier versions routes into every work queue and its permissions
+    // cannot be narrowed to one queue: gone, with its bindings (deleting an absent exchange is
+    // a no-op).
+    channel.exchange_delete(pipeline_core::topology::LEGACY_RETRY_EXCHANGE.into(), Default::default()).await?;
     connection.close(200, "done".into()).await?;
     println!(
         "Applied {} exchanges, {} queues and {} bindings to vhost {:?}.",

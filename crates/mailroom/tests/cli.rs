@@ -38,6 +38,15 @@ async fn apply_creates_the_seed_topology_and_verify_detects_drift() {
     assert_eq!(code, 1, "verify on an empty vhost must fail: {out}");
     assert!(out.contains("queue emails.to_classify: missing"), "{out}");
 
+    // An earlier version's direct retry exchange, which apply removes.
+    let conn = Connection::connect(&vhost.amqp_url(), ConnectionProperties::default()).await.expect("amqp");
+    let ch = conn.create_channel().await.expect("channel");
+    let durable = lapin::options::ExchangeDeclareOptions { durable: true, ..Default::default() };
+    ch.exchange_declare("retry_exchange".into(), lapin::ExchangeKind::Direct, durable, FieldTable::default())
+        .await
+        .expect("legacy retry exchange");
+    let _ = conn.close(200, "done".into()).await;
+
     let (code, out) = run(mailroom(), &["topology", "apply"], &env).await;
     assert_eq!(code, 0, "{out}");
     let (code, out) = run(mailroom(), &["topology", "verify"], &env).await;
@@ -71,6 +80,9 @@ async fn apply_creates_the_seed_topology_and_verify_detects_drift() {
         assert_eq!(e.kind, "direct");
         assert!(e.durable);
     }
+    let retry = exchanges.iter().find(|e| e.name == "retry_topic_exchange").expect("retry exchange");
+    assert_eq!((retry.kind.as_str(), retry.durable), ("topic", true), "routing keys can be authorised on it");
+    assert!(exchanges.iter().all(|e| e.name != "retry_exchange"), "the legacy retry exchange is deleted");
     let bindings = client.bindings(&vhost.name).await.expect("bindings");
     for (source, key, dest) in [
         ("email_exchange", "classify", "emails.to_classify"),

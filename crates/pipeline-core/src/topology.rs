@@ -20,8 +20,24 @@ pub const EMAIL_EXCHANGE: &str = "email_exchange";
 pub const DOCUMENT_EXCHANGE: &str = "document_exchange";
 /// Direct exchange every failed message is dead-lettered through.
 pub const DEAD_LETTER_EXCHANGE: &str = "dead_letter_exchange";
-/// Direct exchange feeding the retry delay queues (Mailroom's only exchange beyond the contract).
-pub const RETRY_EXCHANGE: &str = "retry_exchange";
+/// Topic exchange feeding the retry delay queues (Mailroom's only exchange beyond the contract).
+/// A topic exchange, although every binding is an exact name, because RabbitMQ authorises
+/// routing keys only on topic exchanges: `deploy/rabbitmq/definitions.json` lets each worker role
+/// publish only its own queue's retry keys, so no role but the sender's can route a message into
+/// `emails.to_send` through a retry.
+pub const RETRY_EXCHANGE: &str = "retry_topic_exchange";
+/// The direct retry exchange of earlier versions, whose permissions could not be narrowed to a
+/// queue. `mailroom topology apply` deletes it (its bindings into the work queues with it).
+pub const LEGACY_RETRY_EXCHANGE: &str = "retry_exchange";
+
+/// The type of one of our exchanges: `topic` for [`RETRY_EXCHANGE`], `direct` for the others.
+pub fn exchange_type(name: &str) -> &'static str {
+    if name == RETRY_EXCHANGE { "topic" } else { "direct" }
+}
+
+fn exchange_kind(name: &str) -> ExchangeKind {
+    if exchange_type(name) == "topic" { ExchangeKind::Topic } else { ExchangeKind::Direct }
+}
 
 /// An exchange and routing key: where a message is published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -285,7 +301,7 @@ impl Topology {
         let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
         for exchange in &self.exchanges {
             channel
-                .exchange_declare(exchange.as_str().into(), ExchangeKind::Direct, durable, FieldTable::default())
+                .exchange_declare(exchange.as_str().into(), exchange_kind(exchange), durable, FieldTable::default())
                 .await?;
         }
         let durable = QueueDeclareOptions { durable: true, ..Default::default() };
@@ -312,7 +328,7 @@ impl Topology {
         let passive = ExchangeDeclareOptions { passive: true, ..Default::default() };
         for exchange in &self.exchanges {
             channel
-                .exchange_declare(exchange.as_str().into(), ExchangeKind::Direct, passive, FieldTable::default())
+                .exchange_declare(exchange.as_str().into(), exchange_kind(exchange), passive, FieldTable::default())
                 .await?;
         }
         let passive = QueueDeclareOptions { passive: true, ..Default::default() };
@@ -329,7 +345,7 @@ impl Topology {
         for name in &self.exchanges {
             match live.exchanges.iter().find(|e| &e.name == name) {
                 None => drift.push(Drift::MissingExchange(name.clone())),
-                Some(e) if e.kind != "direct" || !e.durable => drift.push(Drift::ExchangeDiffers {
+                Some(e) if e.kind != exchange_type(name) || !e.durable => drift.push(Drift::ExchangeDiffers {
                     name: name.clone(),
                     found: format!("type {}, durable {}", e.kind, e.durable),
                 }),
@@ -470,7 +486,7 @@ mod tests {
             exchanges: topology
                 .exchanges
                 .iter()
-                .map(|n| LiveExchange { name: n.clone(), kind: "direct".into(), durable: true })
+                .map(|n| LiveExchange { name: n.clone(), kind: exchange_type(n).into(), durable: true })
                 .collect(),
             queues: topology
                 .queues

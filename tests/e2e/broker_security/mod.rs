@@ -39,6 +39,7 @@ use pipeline_core::{
 };
 use serde_json::{Value, json};
 
+mod forged;
 mod tls;
 
 /// The file under test, relative to the repository root.
@@ -434,6 +435,25 @@ fn definitions_define_every_role_with_anchored_regexes_and_placeholder_passwords
             assert_eq!(p["configure"], "^$", "{}: only the admin configures", p["user"]);
         }
     }
+    // Every role that may write to the retry exchange is held to its own queue's retry keys.
+    let topic: BTreeMap<String, &Value> = defs["topic_permissions"]
+        .as_array()
+        .expect("topic_permissions")
+        .iter()
+        .map(|t| (role_of(t["user"].as_str().expect("user")).to_owned(), t))
+        .collect();
+    for binary in pipeline_core::consumer::BINARIES {
+        let Some(queue) = binary.consumes else {
+            assert!(!topic.contains_key(binary.name), "{}: no retries, no topic permission", binary.name);
+            continue;
+        };
+        let t = topic.get(binary.name).unwrap_or_else(|| panic!("{}: no topic permission", binary.name));
+        assert_eq!(t["exchange"], RETRY_EXCHANGE, "{}", binary.name);
+        let escaped = queue.name.replace('.', "\\.");
+        assert_eq!(t["write"], format!("^{escaped}\\.retry\\.[0-9]+ms$"), "{}", binary.name);
+        assert_eq!(t["read"], "^$", "{}", binary.name);
+    }
+    assert_eq!(topic.len(), pipeline_core::consumer::BINARIES.iter().filter(|b| b.consumes.is_some()).count());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -582,6 +602,19 @@ async fn each_role_can_do_exactly_what_it_needs_and_is_refused_the_rest() {
 
         for (exchange, routing_key) in &role.publishes {
             allowed(name, &format!("publish to {exchange}/{routing_key}"), publish(&conn, exchange, routing_key).await);
+        }
+        // The retry exchange routes into every work queue; a role may use only its own queue's
+        // retry keys (topic permissions), so no role but the sender's reaches emails.to_send
+        // through it.
+        if role.consumes.is_some() {
+            for other in topology::WORK_QUEUES.iter().filter(|q| Some(q.name) != role.consumes.map(|c| c.name)) {
+                let key = topology.retry_ladder(other)[0].queue.clone();
+                refused(
+                    name,
+                    &format!("publish to {RETRY_EXCHANGE}/{key}"),
+                    publish(&conn, RETRY_EXCHANGE, &key).await,
+                );
+            }
         }
         let own = role.exchanges();
         for exchange in exchanges.iter().filter(|e| !own.contains(*e)) {
