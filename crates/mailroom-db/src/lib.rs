@@ -5,6 +5,7 @@
 //! of the URL (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`; see [`tls`]).
 
 pub mod documents;
+pub mod mailboxes;
 pub mod pipeline;
 pub mod provider_problems;
 pub mod status;

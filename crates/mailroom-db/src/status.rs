@@ -91,3 +91,72 @@ pub async fn email_counts(pool: &PgPool) -> Result<Vec<StateCounts>, sqlx::Error
     }
     Ok(out)
 }
+
+/// One mailbox as `mailroom status` shows it: the registry's entry (when there is one), its
+/// poller, and its mail.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MailboxState {
+    /// The support address.
+    pub address: String,
+    /// Whether it is registered (`false`: the mailbox of `[mailbox]`, or mail of a mailbox
+    /// no longer registered).
+    pub registered: bool,
+    /// Whether it is served (registered and enabled).
+    pub enabled: bool,
+    /// The poller process holding its lease, while the lease runs.
+    pub poller: Option<String>,
+    /// The last completed pass of a registry poller.
+    pub last_pass_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Why its last pass failed (refused credentials, unreachable), if it did.
+    pub last_error: Option<String>,
+    /// Messages published from it.
+    pub published: i64,
+    /// Copies recorded as duplicates of an email already published.
+    pub duplicates: i64,
+    /// Messages set aside as unparseable.
+    pub unparseable: i64,
+    /// Replies sent, and drafts made.
+    pub sent: i64,
+    /// Drafts saved for a person.
+    pub drafted: i64,
+}
+
+crate::from_row!(MailboxState {
+    address,
+    registered,
+    enabled,
+    poller,
+    last_pass_at,
+    last_error,
+    published,
+    duplicates,
+    unparseable,
+    sent,
+    drafted,
+});
+
+/// Every mailbox the registry holds or the ledger has mail of; `None` before the registry's
+/// migration.
+pub async fn mailbox_states(pool: &PgPool) -> Result<Option<Vec<MailboxState>>, sqlx::Error> {
+    if !table_exists(pool, "mailboxes").await? {
+        return Ok(None);
+    }
+    sqlx::query_as(
+        "WITH addresses AS (SELECT address FROM mailboxes UNION SELECT DISTINCT agent_email FROM mailbox_messages), \
+         ledger AS (SELECT agent_email, count(*) FILTER (WHERE state = 'published') AS published, \
+           count(*) FILTER (WHERE state = 'duplicate') AS duplicates, \
+           count(*) FILTER (WHERE state = 'unparseable') AS unparseable FROM mailbox_messages GROUP BY 1), \
+         sends AS (SELECT agent_email, count(*) FILTER (WHERE state = 'sent') AS sent, \
+           count(*) FILTER (WHERE state = 'drafted') AS drafted FROM replies GROUP BY 1) \
+         SELECT a.address, m.address IS NOT NULL AS registered, COALESCE(m.enabled, false) AS enabled, \
+           CASE WHEN p.lease_until > now() THEN p.owner END AS poller, p.last_pass_at, p.last_error, \
+           COALESCE(l.published, 0) AS published, COALESCE(l.duplicates, 0) AS duplicates, \
+           COALESCE(l.unparseable, 0) AS unparseable, COALESCE(s.sent, 0) AS sent, COALESCE(s.drafted, 0) AS drafted \
+         FROM addresses a LEFT JOIN mailboxes m ON m.address = a.address \
+         LEFT JOIN mailbox_pollers p ON p.address = a.address LEFT JOIN ledger l ON l.agent_email = a.address \
+         LEFT JOIN sends s ON s.agent_email = a.address ORDER BY a.address",
+    )
+    .fetch_all(pool)
+    .await
+    .map(Some)
+}

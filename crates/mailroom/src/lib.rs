@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod eval_cmd;
 pub mod gmail_cmd;
 pub mod ingest_cmd;
+pub mod mailbox_cmd;
 pub mod procs;
 pub mod retrieval_eval;
 pub mod sandbox;
@@ -111,6 +112,13 @@ pub enum Command {
         #[command(subcommand)]
         action: dlq_cmd::DlqAction,
     },
+    /// The mailbox registry: the support mailboxes this deployment serves, each with its own
+    /// source, sink, credentials (by reference) and sending policy.
+    Mailbox {
+        /// add, list, show, update, disable or enable.
+        #[command(subcommand)]
+        action: mailbox_cmd::MailboxAction,
+    },
     /// Gmail mailboxes: `authorize` gets a refresh token through Google's consent screen.
     Gmail {
         /// authorize.
@@ -147,6 +155,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Dlq { action } => dlq_cmd::run(&settings, action).await,
         Command::Doctor { role, json } => doctor::doctor(&settings, role.as_deref(), json).await,
         Command::Gmail { action } => gmail_cmd::run(&settings, action).await,
+        Command::Mailbox { action } => mailbox_cmd::run(&settings, action).await,
         Command::Ingest { files, agent, url, timeout_secs } => {
             ingest_cmd::ingest(&settings, &files, &agent, url.as_deref(), std::time::Duration::from_secs(timeout_secs))
                 .await

@@ -94,6 +94,9 @@ pub struct DatabaseStatus {
     /// Remote providers whose last answer was a configuration error (`None`: no
     /// `provider_problems` table in this database).
     pub provider_problems: Option<Vec<ProviderProblemRow>>,
+    /// Each mailbox: registered or not, its poller and last pass, its mail (`None`: no
+    /// registry table in this database).
+    pub mailboxes: Option<Vec<mailroom_db::status::MailboxState>>,
 }
 
 /// The whole report, as `--json` prints it.
@@ -176,7 +179,14 @@ async fn dead_letters(settings: &Settings) -> DeadLetterStatus {
 
 async fn database(settings: &Settings) -> DatabaseStatus {
     let url = redact_url(settings.database.url.expose_secret());
-    let mut status = DatabaseStatus { url, error: None, documents: None, emails: Vec::new(), provider_problems: None };
+    let mut status = DatabaseStatus {
+        url,
+        error: None,
+        documents: None,
+        emails: Vec::new(),
+        provider_problems: None,
+        mailboxes: None,
+    };
     // A server that accepts the TCP connection and never answers must not hang the report.
     let connect = tokio::time::timeout(DATABASE_TIMEOUT, mailroom_db::status::connect_existing(&settings.database.url));
     let pool = match connect.await {
@@ -194,14 +204,18 @@ async fn database(settings: &Settings) -> DatabaseStatus {
     let documents = mailroom_db::status::document_counts(&pool).await;
     let emails = mailroom_db::status::email_counts(&pool).await;
     let problems = mailroom_db::provider_problems::list(&pool).await;
+    let mailboxes = mailroom_db::status::mailbox_states(&pool).await;
     pool.close().await;
-    match (documents, emails, problems) {
-        (Ok(documents), Ok(emails), Ok(problems)) => {
+    match (documents, emails, problems, mailboxes) {
+        (Ok(documents), Ok(emails), Ok(problems), Ok(mailboxes)) => {
             status.documents = documents;
             status.emails = emails;
             status.provider_problems = problems;
+            status.mailboxes = mailboxes;
         }
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => status.error = Some(format!("query failed: {e}")),
+        (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
+            status.error = Some(format!("query failed: {e}"));
+        }
     }
     status
 }
@@ -304,6 +318,9 @@ pub fn print(status: &Status) {
         };
         println!("    {:<11} {text}", stage.stage);
     }
+    if let Some(mailboxes) = &db.mailboxes {
+        print_mailboxes(mailboxes);
+    }
     match &db.provider_problems {
         Some(problems) if problems.is_empty() => println!("  providers: no configuration error reported"),
         Some(problems) => {
@@ -324,6 +341,34 @@ pub fn print(status: &Status) {
             println!("    (fix the key, permission or model id; the next answer clears the entry)");
         }
         None => {}
+    }
+}
+
+/// The mailboxes part: one line each, with its problem when it has one.
+fn print_mailboxes(mailboxes: &[mailroom_db::status::MailboxState]) {
+    let registry_empty = mailboxes.iter().all(|m| !m.registered);
+    if registry_empty {
+        println!("  mailboxes: the registry is empty; the poller and sender serve the mailbox of [mailbox]");
+    } else {
+        println!("  mailboxes (registry):");
+    }
+    for m in mailboxes {
+        let state = match (m.registered, m.enabled, &m.last_error) {
+            (false, _, _) if registry_empty => "[mailbox]".to_owned(),
+            (false, _, _) => "not registered".to_owned(),
+            (true, false, _) => "disabled".to_owned(),
+            (true, true, Some(e)) => format!("FAILING: {e}"),
+            (true, true, None) if m.poller.is_none() => "no poller holds it".to_owned(),
+            (true, true, None) => match m.last_pass_at {
+                Some(at) => format!("ok, last pass {}", at.format("%Y-%m-%d %H:%M:%S UTC")),
+                None => "starting".to_owned(),
+            },
+        };
+        let poller = m.poller.as_deref().map(|p| format!(" poller {p};")).unwrap_or_default();
+        println!(
+            "    {}: {state};{poller} published {}, duplicates {}, unparseable {}, sent {}, drafted {}",
+            m.address, m.published, m.duplicates, m.unparseable, m.sent, m.drafted
+        );
     }
 }
 

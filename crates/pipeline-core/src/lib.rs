@@ -10,6 +10,7 @@ pub mod content;
 pub mod dead_letter;
 pub mod error;
 pub mod http;
+pub mod mailbox_overlay;
 pub mod messages;
 pub mod producer;
 pub mod publisher;

@@ -346,11 +346,21 @@ impl Settings {
             environment = environment.with_list_parse_key(key);
         }
         let config = builder.add_source(environment).build()?;
+        Self::from_config(config)
+    }
+
+    /// The settings of a merged configuration (every layer already applied).
+    pub(crate) fn from_config(config: Config) -> Result<Self, SettingsError> {
         let mut settings: Settings = config.clone().try_deserialize()?;
         settings.amqp.validate().map_err(config::ConfigError::Message)?;
         settings.redis.validate().map_err(config::ConfigError::Message)?;
         settings.raw = Some(RawConfig(Some(std::sync::Arc::new(config))));
         Ok(settings)
+    }
+
+    /// The merged configuration these settings came from (for laying more over it).
+    pub(crate) fn raw_config(&self) -> Option<Config> {
+        self.raw.as_ref().and_then(|r| r.0.as_deref()).cloned()
     }
 
     /// Deserialises a section owned by another crate (its defaults are in `config/default.toml`,

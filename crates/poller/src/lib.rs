@@ -24,6 +24,7 @@
 //! otherwise `/readyz` says why ("mailbox unreachable: …", "mailbox needs re-authorisation:
 //! …", "broker unavailable: …"). Its metrics ([`PollerMetrics`]) count what the passes did.
 
+pub mod any_source;
 pub mod cursor;
 pub mod dedupe;
 pub mod error;
@@ -35,6 +36,7 @@ pub mod ledger;
 pub mod maildir;
 pub mod maildir_outcomes;
 pub mod outcome;
+pub mod registry;
 pub mod settings;
 
 use std::future::Future;
@@ -54,6 +56,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use tracing::{error, info, warn};
 
+pub use any_source::AnySource;
 pub use error::SourceError;
 pub use gmail_source::{GmailSource, GmailSourceSettings};
 pub use imap_source::{ImapSettings, ImapSource};
@@ -314,28 +317,9 @@ async fn pass<S: Source>(source: &mut S, ledger: &Ledger) -> Result<ScanReport, 
 /// connected, so a misconfigured mailbox fails at once with the key to fix.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
     let mailbox: MailboxSettings = settings.section("mailbox")?;
-    mailbox.validate()?;
-    let agent_email = mailbox.agent_email.as_str();
-    match mailbox.kind.as_str() {
-        "maildir" => {
-            let source = MaildirSource::new(&mailbox.maildir)?;
-            info!(maildir = %mailbox.maildir.display(), %agent_email, "Poller starting.");
-            serve(source, &settings, mailbox, shutdown).await
-        }
-        "gmail" => {
-            let gmail: GmailSourceSettings = settings.section("mailbox.gmail")?;
-            let source = GmailSource::new(agent_email, &gmail)?;
-            info!(user = %gmail.user, %agent_email, query = %gmail.query, "Poller starting on Gmail.");
-            serve(source, &settings, mailbox, shutdown).await
-        }
-        "imap" => {
-            let imap: ImapSettings = settings.section("mailbox.imap")?;
-            let source = ImapSource::new(agent_email, &imap)?;
-            info!(host = %imap.host, folder = %imap.folder, idle = imap.idle, %agent_email, "Poller starting on IMAP.");
-            serve(source, &settings, mailbox, shutdown).await
-        }
-        other => anyhow::bail!("mailbox.kind {other:?} is not supported (\"maildir\", \"gmail\" or \"imap\")"),
-    }
+    let source = AnySource::open(&settings, &mailbox)?;
+    info!(agent_email = %mailbox.agent_email, kind = source.kind(), "Poller starting.");
+    serve(source, &settings, mailbox, shutdown).await
 }
 
 /// Label of a failed pass: what failed.
@@ -483,8 +467,8 @@ impl Observer {
 
 /// Serves the health endpoint, connects the ledger (database and broker) and polls `source`;
 /// the endpoint is up first, so a slow database shows as not ready rather than as nothing.
-async fn serve<S: Source>(
-    source: S,
+async fn serve(
+    source: AnySource,
     settings: &Settings,
     mailbox: MailboxSettings,
     shutdown: impl Future<Output = ()> + Send,
@@ -492,7 +476,8 @@ async fn serve<S: Source>(
     let telemetry = Arc::new(Telemetry::default());
     let metrics = PollerMetrics::default();
     metrics.register(&telemetry);
-    let observer = Observer::new(telemetry.clone(), metrics);
+    let mailbox_metrics = registry::MailboxMetrics::register(&telemetry);
+    let observer = Observer::new(telemetry.clone(), metrics.clone());
     let listen = &settings.http.listen;
     let server =
         HealthServer::bind(listen, telemetry.clone()).await.with_context(|| format!("cannot listen on {listen}"))?;
@@ -504,10 +489,51 @@ async fn serve<S: Source>(
     });
     let result = async {
         let pool = mailroom_db::connect_and_migrate(&settings.database.url, settings.database.max_connections).await?;
-        // Naming the route lets connecting check its exchange (with `topology.declare = false`),
-        // so readiness covers it before the first message.
-        let producer = Producer::new(NAME, settings, telemetry.clone()).publishing_to(&[CLASSIFY]);
-        poll(Poller::new(source, Ledger::new(pool, producer, mailbox)), observer, shutdown).await
+        let registry: registry::RegistrySettings = settings.section("registry")?;
+        tokio::pin!(shutdown);
+        let mut source = Some(source);
+        let mut observer = Some(observer);
+        loop {
+            if registry::has_mailboxes(&pool).await? {
+                match registry::serve(settings, &pool, &telemetry, &mailbox_metrics, &mut shutdown).await? {
+                    registry::Ended::Shutdown => return Ok(()),
+                    registry::Ended::Emptied => {
+                        info!("The mailbox registry is empty; polling the mailbox of [mailbox] again.");
+                        continue;
+                    }
+                }
+            }
+            // The one mailbox of `[mailbox]`, until shutdown or until a mailbox is registered.
+            let source = match source.take() {
+                Some(source) => source,
+                None => AnySource::open(settings, &mailbox)?,
+            };
+            let observer = observer.take().unwrap_or_else(|| Observer::new(telemetry.clone(), metrics.clone()));
+            // Naming the route lets connecting check its exchange (with `topology.declare =
+            // false`), so readiness covers it before the first message.
+            let producer = Producer::new(NAME, settings, telemetry.clone()).publishing_to(&[CLASSIFY]);
+            let poller = Poller::new(source, Ledger::new(pool.clone(), producer, mailbox.clone()));
+            let registered = async {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(registry.refresh_secs.max(1))).await;
+                    if registry::has_mailboxes(&pool).await.unwrap_or(false) {
+                        info!("Mailboxes were registered; serving the registry instead of [mailbox].");
+                        return;
+                    }
+                }
+            };
+            let mut shut_down = false;
+            poll(poller, observer, async {
+                tokio::select! {
+                    () = &mut shutdown => shut_down = true,
+                    () = registered => {}
+                }
+            })
+            .await?;
+            if shut_down {
+                return Ok(());
+            }
+        }
     }
     .await;
     let _ = stop_http.send(());

@@ -28,6 +28,7 @@
 //! (Maildir and Gmail can tell; SMTP cannot, so such a reply becomes an `in_doubt` draft for a
 //! human rather than a possible second send).
 
+pub mod mailboxes;
 pub mod provenance;
 pub mod ratelimit;
 pub mod sendlog;
@@ -55,8 +56,8 @@ use tracing::{debug, error, info, warn};
 use crate::provenance::Served;
 use crate::ratelimit::{Permit, RateLimiter};
 use crate::sendlog::{ClaimOutcome, Final, NewClaim};
-use crate::settings::{Mode, OutboxSettings, SenderSettings};
-use crate::sink::{AnySink, Kind, Lookup, OutgoingReply, Sink, SinkError};
+use crate::settings::{Mode, SenderSettings};
+use crate::sink::{Kind, Lookup, OutgoingReply, Sink, SinkError};
 use crate::throttle::ReplyThrottle;
 
 /// The binary's name.
@@ -109,16 +110,18 @@ struct ReasonLabel {
     reason: String,
 }
 
-/// The sender's own metrics, on the worker's `/metrics`.
+/// The sender's own metrics, on the worker's `/metrics`: registered once per process and shared
+/// by the handlers of every mailbox it serves.
 #[derive(Debug, Clone, Default)]
-struct SenderMetrics {
+pub struct SenderMetrics {
     replies: Family<OutcomeLabel, Counter>,
     deferred: Family<ReasonLabel, Counter>,
     forged: Family<ReasonLabel, Counter>,
 }
 
 impl SenderMetrics {
-    fn register(telemetry: &Telemetry) -> Self {
+    /// Adds them to the worker's registry.
+    pub fn register(telemetry: &Telemetry) -> Self {
         let m = Self::default();
         telemetry.metrics.register(
             "replies",
@@ -137,6 +140,11 @@ impl SenderMetrics {
             m.forged.clone(),
         );
         m
+    }
+
+    /// Counts a reply refused as forged.
+    pub fn forged(&self, reason: &str) {
+        self.forged.get_or_create(&ReasonLabel { reason: reason.to_owned() }).inc();
     }
 
     fn defer(&self, reason: &str) {
@@ -194,6 +202,31 @@ impl<S: Sink> SendHandler<S> {
         claimed_by: impl Into<String>,
         telemetry: &Arc<Telemetry>,
     ) -> Self {
+        Self::with_metrics(
+            pool,
+            sink,
+            redis,
+            settings,
+            served,
+            claimed_by,
+            telemetry,
+            SenderMetrics::register(telemetry),
+        )
+    }
+
+    /// [`SendHandler::new`] with metrics registered already (one mailbox among several): the
+    /// handler reports its sink's configuration errors on `health`'s telemetry.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_metrics(
+        pool: PgPool,
+        sink: S,
+        redis: redis::aio::ConnectionManager,
+        settings: SenderSettings,
+        served: Served,
+        claimed_by: impl Into<String>,
+        health: &Arc<Telemetry>,
+        metrics: SenderMetrics,
+    ) -> Self {
         let limiter = RateLimiter::new(
             redis.clone(),
             &format!("{}:quota", settings.redis_prefix),
@@ -215,8 +248,8 @@ impl<S: Sink> SendHandler<S> {
             settings,
             served,
             claimed_by: claimed_by.into(),
-            metrics: SenderMetrics::register(telemetry),
-            telemetry: telemetry.clone(),
+            metrics,
+            telemetry: health.clone(),
             blocks: Mutex::new(HashMap::new()),
         }
     }
@@ -299,7 +332,7 @@ impl<S: Sink> SendHandler<S> {
     async fn send_inner(&self, msg: &EmailToSend) -> Result<Outcome, HandlerError> {
         let (agent, email_id, message_id) = (msg.agent_email.as_str(), msg.email_id.as_str(), msg.message_id.as_str());
         if let Err(forgery) = provenance::verify(&self.pool, &self.served, msg).await.map_err(QueryFailed)? {
-            self.metrics.forged.get_or_create(&ReasonLabel { reason: forgery.kind().to_owned() }).inc();
+            self.metrics.forged(forgery.kind());
             error!(email_id, to = %msg.to, agent, reason = forgery.kind(), error = %forgery,
                 "Refused a reply the pipeline did not make; dead-lettered as ForgedReply, nothing sent.");
             return Err(HandlerError::permanent("ForgedReply", forgery));
@@ -598,17 +631,9 @@ async fn connect_redis(
     }
 }
 
-/// The one key of `[mailbox]` the sender reads: the mailbox it sends as.
-#[derive(serde::Deserialize)]
-struct ServedMailbox {
-    agent_email: String,
-}
-
-/// Runs the sender until `shutdown`.
+/// Runs the sender until `shutdown`: for every enabled mailbox of the registry, or for the one
+/// mailbox of `[mailbox]`/`[outbox]` when the registry is empty ([`mailboxes`]).
 pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
-    let sender: SenderSettings = settings.section("sender")?;
-    let outbox: OutboxSettings = settings.section("outbox")?;
-    let sink = AnySink::from_settings(&outbox)?;
     let pool = mailroom_db::connect_and_migrate(&settings.database.url, settings.database.max_connections).await?;
     tokio::pin!(shutdown);
     let redis = tokio::select! {
@@ -616,16 +641,12 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
         () = &mut shutdown => return Ok(()),
     };
     let telemetry = Arc::new(Telemetry::default());
-    let claimed_by = settings.consumer_for(NAME).consumer_id;
-    let served = Served::single(&settings.section::<ServedMailbox>("mailbox")?.agent_email);
-    info!(
-        mode = sender.mode.as_str(),
-        sink = sink.name(),
-        rate_limit = sender.rate_limit,
-        rate_window_secs = sender.rate_window_secs,
-        "Sender starting."
-    );
-    let handler = Arc::new(SendHandler::new(pool, sink, redis, sender, served, claimed_by, &telemetry));
-    pipeline_core::serve_worker_with(NAME, &EMAILS_TO_SEND, handler, &settings, telemetry, shutdown).await?;
+    let senders = Arc::new(mailboxes::MailboxSenders::new(settings.clone(), pool, redis, &telemetry));
+    // The first read fails the start when the settings cannot work (a single mailbox's outbox).
+    senders.refresh().await?;
+    let refresher = tokio::spawn(mailboxes::keep_refreshed(senders.clone()));
+    let result = pipeline_core::serve_worker_with(NAME, &EMAILS_TO_SEND, senders, &settings, telemetry, shutdown).await;
+    refresher.abort();
+    result?;
     Ok(())
 }

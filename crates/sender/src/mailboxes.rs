@@ -1,0 +1,255 @@
+//! One sender process for every mailbox: a [`SendHandler`] per mailbox, each with its own sink,
+//! credentials, sending policy (`mode`, quota, throttle, `from_name`) and sink problems, so one
+//! mailbox's exhausted quota or refused SMTP login defers only its own replies.
+//!
+//! The mailboxes are those of the registry (`mailroom mailbox …`), each with its own tables laid
+//! over the process's settings ([`Settings::for_mailbox`]), read again every
+//! `registry.refresh_secs`; when the registry is empty, the one mailbox of `[mailbox]` and
+//! `[outbox]`, as before the registry existed. A reply is handled by the handler of its
+//! `agent_email`: a mailbox the sender does not serve (not registered, or disabled) gets no
+//! reply — it is refused as `ForgedReply` — and a registered mailbox whose settings cannot work
+//! now (a secret reference that does not resolve, an unusable outbox) has its replies deferred
+//! until they do.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use pipeline_core::messages::EmailToSend;
+use pipeline_core::{DeliveryMeta, Handler, HandlerError, Outgoing, Settings, Telemetry};
+use serde::Deserialize;
+use sqlx::PgPool;
+use tracing::{error, info, warn};
+
+use crate::provenance::{Forgery, Served};
+use crate::settings::{OutboxSettings, SenderSettings};
+use crate::sink::AnySink;
+use crate::{NAME, SendHandler, SenderMetrics};
+
+/// The `[registry]` key the sender reads.
+#[derive(Debug, Deserialize)]
+struct RegistrySettings {
+    refresh_secs: u64,
+}
+
+/// The one key of `[mailbox]` the sender reads in single-mailbox mode: the mailbox it sends as.
+#[derive(Deserialize)]
+struct ServedMailbox {
+    agent_email: String,
+}
+
+/// What the sender has for one mailbox.
+enum Entry {
+    /// Its handler, and the registry version it was built from (`None`: `[mailbox]`).
+    Ready { handler: Arc<SendHandler<AnySink>>, version: Option<DateTime<Utc>> },
+    /// Its settings cannot work now: its replies wait.
+    Broken { reason: String, version: Option<DateTime<Utc>> },
+}
+
+impl Entry {
+    fn version(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Ready { version, .. } | Self::Broken { version, .. } => *version,
+        }
+    }
+}
+
+/// The handlers of every mailbox the sender serves, by address.
+pub struct MailboxSenders {
+    settings: Settings,
+    pool: PgPool,
+    redis: redis::aio::ConnectionManager,
+    telemetry: Arc<Telemetry>,
+    metrics: SenderMetrics,
+    claimed_by: String,
+    refresh: Duration,
+    entries: RwLock<HashMap<String, Entry>>,
+}
+
+/// Why the mailboxes could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The settings of `[mailbox]`/`[outbox]`/`[sender]` cannot work.
+    #[error("{0}")]
+    Settings(String),
+    /// The registry could not be read.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl MailboxSenders {
+    /// Senders for the mailboxes of `settings` (none until [`MailboxSenders::refresh`]).
+    pub fn new(
+        settings: Settings,
+        pool: PgPool,
+        redis: redis::aio::ConnectionManager,
+        telemetry: &Arc<Telemetry>,
+    ) -> Self {
+        let refresh = settings
+            .section::<RegistrySettings>("registry")
+            .map(|r| Duration::from_secs(r.refresh_secs.max(1)))
+            .unwrap_or(Duration::from_secs(10));
+        Self {
+            claimed_by: settings.consumer_for(NAME).consumer_id,
+            metrics: SenderMetrics::register(telemetry),
+            telemetry: telemetry.clone(),
+            settings,
+            pool,
+            redis,
+            refresh,
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Reads the registry and brings the handlers up to date: new and changed mailboxes get a
+    /// new handler, disabled and removed ones none. With an empty registry, the mailbox of
+    /// `[mailbox]`; its settings failing is an error (the process cannot serve anything).
+    pub async fn refresh(&self) -> Result<(), SetupError> {
+        let rows = mailroom_db::mailboxes::list(&self.pool).await?;
+        if rows.is_empty() {
+            let agent = self
+                .settings
+                .section::<ServedMailbox>("mailbox")
+                .map_err(|e| SetupError::Settings(e.to_string()))?
+                .agent_email;
+            let agent = pipeline_core::messages::agent_address(&agent);
+            if self.version_of(&agent).is_some_and(|v| v.is_none()) && self.len() == 1 {
+                return Ok(());
+            }
+            // The process's own telemetry: a sink problem of the one mailbox is the worker's.
+            let handler = self.build(&agent, &self.settings, &self.telemetry).map_err(SetupError::Settings)?;
+            info!(mailbox = %agent, "Sending for the mailbox of [mailbox] (the registry is empty).");
+            self.replace(HashMap::from([(agent, Entry::Ready { handler: Arc::new(handler), version: None })]));
+            return Ok(());
+        }
+        let mut next = HashMap::new();
+        for row in rows.into_iter().filter(|r| r.enabled) {
+            let version = Some(row.updated_at);
+            if self.version_of(&row.address) == Some(version) {
+                if let Some(entry) = self.take(&row.address) {
+                    next.insert(row.address.clone(), entry);
+                    continue;
+                }
+            }
+            let built = self
+                .settings
+                .for_mailbox(&row.address, &row.settings)
+                .map_err(|e| e.to_string())
+                .and_then(|settings| self.build(&row.address, &settings, &Arc::new(Telemetry::default())));
+            let entry = match built {
+                Ok(handler) => {
+                    info!(mailbox = %row.address, "Sending for the mailbox.");
+                    self.telemetry.health.set_detail(&row.address, None);
+                    Entry::Ready { handler: Arc::new(handler), version }
+                }
+                Err(reason) => {
+                    error!(mailbox = %row.address, error = %reason, "The mailbox's settings cannot work; its replies wait.");
+                    self.telemetry.health.set_detail(&row.address, Some(format!("mailbox {}: {reason}", row.address)));
+                    Entry::Broken { reason, version }
+                }
+            };
+            next.insert(row.address, entry);
+        }
+        // Sink problems of each mailbox, shown by the worker's /readyz without failing it.
+        for (address, entry) in &next {
+            if let Entry::Ready { handler, .. } = entry {
+                let reason = handler.health().reason();
+                let problem = (!handler.health().is_ready() && !reason.is_empty())
+                    .then(|| format!("mailbox {address}: {reason}"));
+                self.telemetry.health.set_detail(address, problem);
+            }
+        }
+        self.replace(next);
+        Ok(())
+    }
+
+    fn build(&self, agent: &str, settings: &Settings, health: &Arc<Telemetry>) -> Result<SendHandler<AnySink>, String> {
+        let sender: SenderSettings = settings.section("sender").map_err(|e| e.to_string())?;
+        let outbox: OutboxSettings = settings.section("outbox").map_err(|e| e.to_string())?;
+        let sink = AnySink::from_settings(&outbox).map_err(|e| format!("outbox: {e}"))?;
+        // The quota and throttle keys are the process's, whatever a mailbox says.
+        let sender = SenderSettings { redis_prefix: self.redis_prefix(), ..sender };
+        Ok(SendHandler::with_metrics(
+            self.pool.clone(),
+            sink,
+            self.redis.clone(),
+            sender,
+            Served::single(agent),
+            self.claimed_by.clone(),
+            health,
+            self.metrics.clone(),
+        ))
+    }
+
+    fn redis_prefix(&self) -> String {
+        self.settings.section::<SenderSettings>("sender").map(|s| s.redis_prefix).unwrap_or_else(|_| "mailroom".into())
+    }
+
+    fn version_of(&self, address: &str) -> Option<Option<DateTime<Utc>>> {
+        self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(address).map(Entry::version)
+    }
+
+    fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    fn take(&self, address: &str) -> Option<Entry> {
+        self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(address)
+    }
+
+    fn replace(&self, next: HashMap<String, Entry>) {
+        *self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+    }
+
+    /// The handler of `agent`, or what to do instead.
+    fn handler_for(&self, agent: &str) -> Result<Arc<SendHandler<AnySink>>, Option<String>> {
+        let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match entries.get(&pipeline_core::messages::agent_address(agent)) {
+            Some(Entry::Ready { handler, .. }) => Ok(handler.clone()),
+            Some(Entry::Broken { reason, .. }) => Err(Some(reason.clone())),
+            None => Err(None),
+        }
+    }
+
+    /// Handles one reply: by its mailbox's handler, deferred while that mailbox's settings
+    /// cannot work, refused when the sender does not serve the mailbox.
+    pub async fn send_one(&self, msg: &EmailToSend) -> Result<crate::Outcome, HandlerError> {
+        match self.handler_for(&msg.agent_email) {
+            Ok(handler) => handler.send_one(msg).await,
+            Err(Some(reason)) => Err(HandlerError::defer(
+                self.refresh,
+                "MailboxMisconfigured",
+                format!("the settings of mailbox {} cannot work: {reason}", msg.agent_email),
+            )),
+            Err(None) => {
+                let forgery = Forgery::UnknownMailbox { agent: msg.agent_email.clone() };
+                self.metrics.forged(forgery.kind());
+                error!(email_id = %msg.email_id, to = %msg.to, agent = %msg.agent_email, reason = forgery.kind(), error = %forgery,
+                    "Refused a reply for a mailbox this sender does not serve; dead-lettered as ForgedReply, nothing sent.");
+                Err(HandlerError::permanent("ForgedReply", forgery))
+            }
+        }
+    }
+}
+
+/// Reads the registry every `registry.refresh_secs`, for as long as the sender runs.
+pub async fn keep_refreshed(senders: Arc<MailboxSenders>) {
+    loop {
+        tokio::time::sleep(senders.refresh).await;
+        if let Err(e) = senders.refresh().await {
+            warn!(error = %e, "Cannot read the mailbox registry; keeping the mailboxes as they are.");
+        }
+    }
+}
+
+impl Handler for MailboxSenders {
+    fn publishes(&self) -> &'static [pipeline_core::topology::Route] {
+        pipeline_core::consumer::roles::SENDER.publishes
+    }
+    type Input = EmailToSend;
+
+    async fn handle(&self, msg: EmailToSend, _meta: &DeliveryMeta) -> Result<Vec<Outgoing>, HandlerError> {
+        self.send_one(&msg).await.map(|_| Vec::new())
+    }
+}
