@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use embedders::{Embedder, HashingEmbedder};
 use mailroom_tests::{TestVhost, bin_path, signal, wait_for};
-use pipeline_core::worker_env::WorkerEnv;
+use pipeline_core::worker_env::{WorkerEnv, env_var};
 use serde_json::Value;
 use vector_store::{PgVectorStore, VectorStore};
 
@@ -297,4 +297,28 @@ async fn mailroom_ingest_uploads_and_follows_documents_until_settled() {
         mailroom_tests::run(&mailroom, &["ingest", &bad, "--agent", AGENT_B, "--url", &stack.base], &stack.env()).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("rejected (415"), "{out}");
+}
+
+#[tokio::test]
+async fn mailroom_ingest_with_a_token_from_mailroom_token_create_uploads_for_its_agent_only() {
+    let stack = start(Vec::new()).await;
+    let mailroom = bin_path("mailroom");
+    let (code, token, said) =
+        mailroom_tests::run_split(&mailroom, &["token", "create", "--agent", AGENT_A], &stack.env()).await;
+    assert_eq!(code, 0, "{token}{said}");
+    // The CLI sends the `upload_api.token` of its own settings.
+    let mut env = stack.env();
+    env.retain(|(key, _)| *key != env_var("upload_api.token"));
+    env.push((env_var("upload_api.token"), token.trim().to_owned()));
+    let file = knowledge("shipping-faq.md").display().to_string();
+    let (code, out) =
+        mailroom_tests::run(&mailroom, &["ingest", &file, "--agent", AGENT_A, "--url", &stack.base], &env).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ready,"), "{out}");
+    let (code, out) =
+        mailroom_tests::run(&mailroom, &["ingest", &file, "--agent", AGENT_B, "--url", &stack.base], &env).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("rejected (403 Forbidden)") && out.contains(AGENT_B), "{out}");
+    assert_eq!(stack.list(AGENT_A).await.len(), 1);
+    assert!(stack.list(AGENT_B).await.is_empty(), "nothing stored for the other agent");
 }

@@ -10,6 +10,7 @@ pub mod pipeline;
 pub mod provider_problems;
 pub mod status;
 pub mod tls;
+pub mod tokens;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The `mailroom` operator CLI: the one-command demo, running the workers locally, applying and
 //! verifying the broker topology, migrating the database, ingesting documents, status, and dead
-//! letters, the effective settings, the performance bench, the retrieval evaluation, and a
-//! Gmail mailbox's OAuth consent (`gmail authorize`).
+//! letters, the effective settings, the performance bench, the retrieval evaluation, a Gmail
+//! mailbox's OAuth consent (`gmail authorize`), and the upload API's scoped tokens (`token`).
 
 pub mod bench_cmd;
 pub mod broker_admin;
@@ -19,6 +19,7 @@ pub mod procs;
 pub mod retrieval_eval;
 pub mod sandbox;
 pub mod status_cmd;
+pub mod token_cmd;
 pub mod topology_cmd;
 pub mod up_cmd;
 
@@ -125,6 +126,12 @@ pub enum Command {
         #[command(subcommand)]
         action: gmail_cmd::GmailAction,
     },
+    /// The upload API's scoped bearer tokens: create (printed once), list, revoke.
+    Token {
+        /// create, list or revoke.
+        #[command(subcommand)]
+        action: token_cmd::TokenAction,
+    },
 }
 
 /// `mailroom topology …`.
@@ -156,6 +163,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Doctor { role, json } => doctor::doctor(&settings, role.as_deref(), json).await,
         Command::Gmail { action } => gmail_cmd::run(&settings, action).await,
         Command::Mailbox { action } => mailbox_cmd::run(&settings, action).await,
+        Command::Token { action } => token_cmd::run(&settings, action).await,
         Command::Ingest { files, agent, url, timeout_secs } => {
             ingest_cmd::ingest(&settings, &files, &agent, url.as_deref(), std::time::Duration::from_secs(timeout_secs))
                 .await

@@ -30,6 +30,11 @@ async fn main() -> ExitCode {
     ) {
         telemetry.level = format!("{},lapin::channel=off", telemetry.level);
     }
+    // `token` migrates the database first; PostgreSQL's notices about what already exists
+    // would bury the one line that matters (the token is printed once).
+    if matches!(cli.command, mailroom::Command::Token { .. }) {
+        telemetry.level = format!("{},sqlx::postgres::notice=warn", telemetry.level);
+    }
     pipeline_core::telemetry::init_tracing(&telemetry);
     match mailroom::run(cli, settings).await {
         Ok(code) => code,

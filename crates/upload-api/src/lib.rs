@@ -7,11 +7,31 @@
 //! `documents.to_ingest` message with a confirm and answers 202. If anything after the file is
 //! written fails, the file and the record are removed again: an upload is whole or absent.
 //! `GET /documents?agent_email=…`, `GET /documents/{id}` and `DELETE /documents/{id}` manage
-//! them. Every route but `/healthz`, `/readyz` and `/metrics` needs the bearer token.
+//! them. Every route but `/healthz`, `/readyz` and `/metrics` needs a bearer token.
+//!
+//! **Tokens and scopes.** A request is accepted with the configured `upload_api.token` (an admin
+//! token: every route, every agent) or with a token made by `mailroom token create`
+//! ([`mailroom_db::tokens`]), looked up by its hash on every request so a revocation applies at
+//! once. An unknown, revoked or missing token answers 401. A known token answers 403 when it does
+//! not reach what it asks for — each route judges by the agent it concerns:
+//!
+//! | route | agent judged | `upload` | `read` | `admin` |
+//! |---|---|---|---|---|
+//! | `POST /documents` | the form's `agent_email` | own agent | 403 | any |
+//! | `GET /documents?agent_email=` | the query's `agent_email` | own agent | own agent | any |
+//! | `GET /documents/{id}` | the document's stored agent | own agent | own agent | any |
+//! | `DELETE /documents/{id}` | the document's stored agent | own agent | 403 | any |
+//!
+//! `upload` may delete its agent's documents: replacing a manual is a delete and an upload, and
+//! whoever can upload can already fill the agent's knowledge with anything. A refused upload
+//! stores nothing (a file already streamed is removed) and reads the rest of the body, within
+//! the same bound as an oversized one, so the client sees the 403. A 403 for a document names
+//! no other agent.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path as UrlPath, Query, Request, State};
@@ -20,6 +40,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use mailroom_db::documents::{self, Document, NewDocument};
+use mailroom_db::tokens::{self, Scope};
 use pipeline_core::messages::{DocumentMetadata, DocumentToIngest, agent_address, new_message_id, now};
 use pipeline_core::{Producer, Settings, Telemetry};
 use secrecy::{ExposeSecret, SecretString};
@@ -27,7 +48,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::io::AsyncWriteExt as _;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 use vector_store::VectorStore;
 
@@ -44,7 +65,8 @@ pub const DEFAULT_TOKEN: &str = "mailroom-dev-token";
 pub struct UploadApiSettings {
     /// Listen address.
     pub listen: String,
-    /// Bearer token.
+    /// The configured admin token (an empty one accepts nothing: only the tokens of
+    /// `mailroom token create` are accepted).
     pub token: SecretString,
     /// Upload size limit in MiB.
     pub max_upload_mb: u64,
@@ -60,7 +82,7 @@ pub struct AppState {
     pub store: Arc<dyn VectorStore>,
     /// Storage directory.
     pub storage_dir: PathBuf,
-    /// Bearer token.
+    /// The configured admin token (empty: none).
     pub token: SecretString,
     /// Upload limit in bytes.
     pub max_bytes: u64,
@@ -99,17 +121,122 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn auth(State(state): State<Arc<AppState>>, headers: HeaderMap, request: Request, next: Next) -> Response {
+/// The scope of the request's bearer token, or the 401 (503 when the token table cannot be read).
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Scope, ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(token) if same(token.as_bytes(), state.token.expose_secret().as_bytes()) => next.run(request).await,
-        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid bearer token").into_response(),
-        None => ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token (Authorization: Bearer <token>)")
-            .into_response(),
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token (Authorization: Bearer <token>)")
+        })?;
+    let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "invalid bearer token (unknown or revoked)");
+    if presented.is_empty() {
+        return Err(invalid());
+    }
+    let configured = state.token.expose_secret();
+    if !configured.is_empty() && same(presented.as_bytes(), configured.as_bytes()) {
+        return Ok(Scope::configured_admin());
+    }
+    tokens::authenticate(&state.pool, presented)
+        .await
+        .map_err(|e| ApiError::internal("cannot check the bearer token", e))?
+        .ok_or_else(invalid)
+}
+
+async fn auth(State(state): State<Arc<AppState>>, headers: HeaderMap, mut request: Request, next: Next) -> Response {
+    match authenticate(&state, &headers).await {
+        Ok(scope) => {
+            debug!(%scope, method = %request.method(), path = request.uri().path(), "Authenticated.");
+            request.extensions_mut().insert(scope);
+            next.run(request).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// What a request does with an agent's documents.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Upload,
+    List,
+    Show,
+    Delete,
+}
+
+impl Action {
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Upload => "upload",
+            Action::List => "list",
+            Action::Show => "show",
+            Action::Delete => "delete",
+        }
+    }
+
+    fn writes(self) -> bool {
+        matches!(self, Action::Upload | Action::Delete)
+    }
+}
+
+fn forbidden(message: String) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, message)
+}
+
+/// 403 unless the token's role may do `action` at all.
+fn check_role(scope: &Scope, action: Action) -> Result<(), ApiError> {
+    if action.writes() && !scope.may_write() {
+        return Err(forbidden(format!(
+            "this token's role is {}: it may list and show documents, not {} them (that needs an upload or admin token)",
+            scope.role,
+            action.verb()
+        )));
+    }
+    Ok(())
+}
+
+/// 403 unless the token may do `action` on the documents of `agent`, an agent the request named
+/// itself (the form field or the query), so the message may quote it.
+fn check_agent(scope: &Scope, action: Action, agent: &str) -> Result<(), ApiError> {
+    check_role(scope, action)?;
+    if scope.reaches(agent) {
+        return Ok(());
+    }
+    Err(forbidden(format!(
+        "this token may {} only the documents of {}, not those of {agent}",
+        action.verb(),
+        scope.agent_email.as_deref().unwrap_or("its own agent")
+    )))
+}
+
+/// 403 unless the token may do `action` on `doc`, without naming the document's agent to a
+/// token of another one.
+fn check_document(scope: &Scope, action: Action, doc: &Document) -> Result<(), ApiError> {
+    check_role(scope, action)?;
+    if scope.reaches(&doc.agent_email) {
+        return Ok(());
+    }
+    Err(forbidden(format!(
+        "document {} belongs to another agent: this token may {} only the documents of {}",
+        doc.document_id,
+        action.verb(),
+        scope.agent_email.as_deref().unwrap_or("its own agent")
+    )))
+}
+
+/// Reads and discards what is left of a multipart body (at most [`DRAIN_LIMIT`] bytes), so a
+/// client still sending receives the refusal instead of a reset connection.
+async fn drain(multipart: &mut Multipart) {
+    let mut drained = 0u64;
+    while drained < DRAIN_LIMIT {
+        let Ok(Some(mut field)) = multipart.next_field().await else { return };
+        while drained < DRAIN_LIMIT {
+            match field.chunk().await {
+                Ok(Some(c)) => drained += c.len() as u64,
+                _ => break,
+            }
+        }
     }
 }
 
@@ -173,6 +300,7 @@ async fn detect(path: &Path, head: &[u8], filename: &str) -> Result<(&'static st
 
 async fn upload(
     State(state): State<Arc<AppState>>,
+    Extension(scope): Extension<Scope>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
     let mut multipart = multipart.map_err(|e| {
@@ -181,6 +309,10 @@ async fn upload(
             format!("expected a multipart/form-data body with `file` and `agent_email`: {e}"),
         )
     })?;
+    if let Err(refused) = check_role(&scope, Action::Upload) {
+        drain(&mut multipart).await;
+        return Err(refused);
+    }
     let bad = |e: axum::extract::multipart::MultipartError| {
         ApiError::new(StatusCode::BAD_REQUEST, format!("malformed multipart body: {e}"))
     };
@@ -189,6 +321,7 @@ async fn upload(
     let mut cleanup = Cleanup(None);
     let mut agent_email: Option<String> = None;
     let mut file: Option<(String, u64, Vec<u8>)> = None;
+    let mut refused = None;
     while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
         match field.name() {
             Some("agent_email") => {
@@ -199,7 +332,16 @@ async fn upload(
                         return Err(ApiError::new(StatusCode::BAD_REQUEST, "agent_email is too long"));
                     }
                 }
-                agent_email = Some(agent_address(&String::from_utf8_lossy(&value)));
+                let agent = agent_address(&String::from_utf8_lossy(&value));
+                // Judged as soon as it is known: a refused upload stores no file, or stops
+                // storing it. (An invalid address is refused with 400 after the body.)
+                if valid_agent(&agent)
+                    && let Err(e) = check_agent(&scope, Action::Upload, &agent)
+                {
+                    refused = Some(e);
+                    break;
+                }
+                agent_email = Some(agent);
             }
             Some("file") if file.is_none() => {
                 let filename = sanitize_filename(field.file_name().unwrap_or("upload"));
@@ -238,9 +380,15 @@ async fn upload(
             _ => while field.chunk().await.map_err(bad)?.is_some() {},
         }
     }
+    if let Some(refused) = refused {
+        // `cleanup` removes a file already streamed.
+        drain(&mut multipart).await;
+        return Err(refused);
+    }
     let agent_email = agent_email
         .filter(|a| valid_agent(a))
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "`agent_email` must be the support mailbox's address"))?;
+    check_agent(&scope, Action::Upload, &agent_email)?;
     let (filename, size, head) =
         file.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "missing the `file` field"))?;
     if size == 0 {
@@ -282,7 +430,7 @@ async fn upload(
         return Err(ApiError::internal("cannot queue the document for ingestion", e));
     }
     cleanup.0 = None;
-    info!(%document_id, agent_email, filename, size, content_type, "Accepted upload.");
+    info!(%document_id, agent_email, filename, size, content_type, token = %scope, "Accepted upload.");
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(json!({
@@ -305,13 +453,16 @@ pub struct ListQuery {
 
 async fn list(
     State(state): State<Arc<AppState>>,
+    Extension(scope): Extension<Scope>,
     Query(query): Query<ListQuery>,
 ) -> Result<axum::Json<Vec<Document>>, ApiError> {
     let agent = query
         .agent_email
         .filter(|a| !a.trim().is_empty())
+        .map(|a| agent_address(&a))
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "the agent_email query parameter is required"))?;
-    let docs = documents::list_for_agent(&state.pool, &agent_address(&agent))
+    check_agent(&scope, Action::List, &agent)?;
+    let docs = documents::list_for_agent(&state.pool, &agent)
         .await
         .map_err(|e| ApiError::internal("cannot list documents", e))?;
     Ok(axum::Json(docs))
@@ -321,22 +472,34 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("{raw:?} is not a document id")))
 }
 
-async fn show(
-    State(state): State<Arc<AppState>>,
-    UrlPath(id): UrlPath<String>,
-) -> Result<axum::Json<Document>, ApiError> {
-    let id = parse_id(&id)?;
-    documents::get(&state.pool, id)
+async fn existing(pool: &PgPool, id: Uuid) -> Result<Document, ApiError> {
+    documents::get(pool, id)
         .await
         .map_err(|e| ApiError::internal("cannot read the document", e))?
-        .map(axum::Json)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such document"))
 }
 
-async fn remove(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Result<StatusCode, ApiError> {
+async fn show(
+    State(state): State<Arc<AppState>>,
+    Extension(scope): Extension<Scope>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<axum::Json<Document>, ApiError> {
+    let doc = existing(&state.pool, parse_id(&id)?).await?;
+    check_document(&scope, Action::Show, &doc)?;
+    Ok(axum::Json(doc))
+}
+
+async fn remove(
+    State(state): State<Arc<AppState>>,
+    Extension(scope): Extension<Scope>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
+    check_role(&scope, Action::Delete)?;
+    // A document's agent never changes, so judging the row read here holds for the delete.
+    check_document(&scope, Action::Delete, &existing(&state.pool, id).await?)?;
     let doc = delete_document(&state.pool, state.store.as_ref(), id).await?;
-    info!(document_id = %id, agent_email = %doc.agent_email, "Deleted document.");
+    info!(document_id = %id, agent_email = %doc.agent_email, token = %scope, "Deleted document.");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -371,6 +534,8 @@ pub async fn run(
     let api: UploadApiSettings = settings.section("upload_api")?;
     if api.token.expose_secret() == DEFAULT_TOKEN {
         warn!("upload_api.token is the shipped default; set MAILROOM__UPLOAD_API__TOKEN for any shared deployment.");
+    } else if api.token.expose_secret().is_empty() {
+        info!("upload_api.token is empty: only tokens made with `mailroom token create` are accepted.");
     }
     let pool = mailroom_db::connect_and_migrate(&settings.database.url, settings.database.max_connections).await?;
     let store_settings: vector_store::VectorStoreSettings = settings.section("vector_store")?;
