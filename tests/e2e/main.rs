@@ -10,6 +10,7 @@ mod deploy;
 mod doctor;
 mod extraction;
 mod ingestion;
+mod mailboxes;
 mod output;
 mod pipeline;
 mod poller;
