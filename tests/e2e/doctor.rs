@@ -101,9 +101,14 @@ async fn a_retired_model_and_a_wrong_key_fail_with_the_fix_and_a_served_model_pa
 async fn a_broker_user_without_its_roles_permissions_is_named_with_what_it_lacks() {
     let (vhost, db, dir) = deployment().await;
     // A classifier user that may not publish its verdicts to email_exchange.
-    let (url, _user) =
-        user_with(&vhost.name, "doctor", "^$", "^(retry_exchange|dead_letter_exchange)$", "^emails\\.to_classify$")
-            .await;
+    let (url, _user) = user_with(
+        &vhost.name,
+        "doctor",
+        "^$",
+        "^(retry_topic_exchange|dead_letter_exchange)$",
+        "^emails\\.to_classify$",
+    )
+    .await;
     let mut env = env(&vhost, &db, &dir);
     env.push((env_var("amqp.url"), url));
 
@@ -114,7 +119,7 @@ async fn a_broker_user_without_its_roles_permissions_is_named_with_what_it_lacks
         line.starts_with("FAIL") && line.contains("write email_exchange") && line.contains("ACCESS_REFUSED"),
         "{output}"
     );
-    assert!(!line.contains("retry_exchange"), "what it may do is not listed as refused: {line}");
+    assert!(!line.contains("retry_topic_exchange"), "what it may do is not listed as refused: {line}");
     assert!(output.contains("grant the classifier user"), "{output}");
 
     // The sender's needs are a different set: reading emails.to_send is refused.

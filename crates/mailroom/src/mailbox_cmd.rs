@@ -3,7 +3,8 @@
 //! A mailbox is its address plus only what differs from the deployment's settings: its
 //! `mailbox` table (the source: `kind`, `maildir`, `[mailbox.imap]`, `[mailbox.gmail]`, the
 //! rollout `sample_rate`, …), its `outbox` table (the sink) and its `sender` table (`mode`,
-//! quota and burst, reply throttle, `from_name`). They come from a TOML file with those tables
+//! quota and burst, reply throttle, `from_name`), and its `rag` table (the reply policy:
+//! `signature`, `human_categories`, `no_context`, `reply_language`). They come from a TOML file with those tables
 //! (`--file`), or from `--set key=value` (a dotted key of `config/default.toml`); secrets only
 //! as references, `--secret key=env:VAR` or `--secret key=file:/path` (in a file:
 //! `password = { env = "VAR" }`). The poller and the sender pick changes up within
@@ -56,7 +57,7 @@ pub enum MailboxAction {
 pub struct ChangeArgs {
     /// The mailbox's address (its `agent_email`).
     pub address: String,
-    /// A TOML file with the mailbox's `[mailbox]`, `[outbox]` and `[sender]` tables.
+    /// A TOML file with the mailbox's `[mailbox]`, `[outbox]`, `[sender]` and `[rag]` tables.
     #[arg(long)]
     pub file: Option<PathBuf>,
     /// `key=value`, a dotted key such as `mailbox.kind=imap` or `sender.rate_limit=100`

@@ -1,6 +1,6 @@
 //! One registered mailbox as settings. A registry entry (`mailboxes.settings`) holds only what
-//! differs for that mailbox — its `mailbox`, `outbox` and `sender` tables, with the same keys
-//! as `config/default.toml` — and [`Settings::for_mailbox`] lays it over the process's own
+//! differs for that mailbox — its `mailbox`, `outbox` and `sender` tables and its reply policy in
+//! `rag`, with the same keys as `config/default.toml` — and [`Settings::for_mailbox`] lays it over the process's own
 //! settings, so every mailbox is read and answered by exactly the code and defaults a
 //! single-mailbox deployment uses.
 //!
@@ -18,8 +18,13 @@ use crate::settings::{Settings, SettingsError};
 use crate::settings_check::Schema;
 
 /// The tables a registry entry may set: where the mailbox's mail comes from, where its replies
-/// go, and its sending policy (mode, quota, throttle, `from_name`).
-pub const SECTIONS: [&str; 3] = ["mailbox", "outbox", "sender"];
+/// go, its sending policy (mode, quota, throttle, `from_name`) and its reply policy (the keys of
+/// [`RAG_KEYS`] only).
+pub const SECTIONS: [&str; 4] = ["mailbox", "outbox", "sender", "rag"];
+
+/// The keys of `[rag]` a mailbox may set: its reply policy. Retrieval and prompt limits are the
+/// deployment's.
+pub const RAG_KEYS: [&str; 4] = ["signature", "human_categories", "no_context", "reply_language"];
 
 /// Keys whose values are secrets: in the registry only as references.
 pub const SECRET_KEYS: [&str; 6] = [
@@ -44,6 +49,9 @@ pub enum OverlayError {
     /// A table a mailbox cannot set (`amqp`, `database`, …: the deployment's).
     #[error("`{0}` is a deployment setting; a mailbox can set only {SECTIONS:?}")]
     Section(String),
+    /// A `[rag]` key that is the deployment's, not a mailbox's policy.
+    #[error("`{0}` is a deployment setting; a mailbox's rag table may set only {RAG_KEYS:?}")]
+    NotPolicy(String),
     /// A key set by the registry itself.
     #[error("`{0}` cannot be set per mailbox (the registry sets it)")]
     Fixed(&'static str),
@@ -88,6 +96,10 @@ pub fn validate(overlay: &Value) -> Result<(), OverlayError> {
     }
     let mut leaves = Vec::new();
     collect_leaves("", overlay, &mut leaves);
+    if let Some((key, _)) = leaves.iter().find(|(k, _)| k.strip_prefix("rag.").is_some_and(|k| !RAG_KEYS.contains(&k)))
+    {
+        return Err(OverlayError::NotPolicy(key.clone()));
+    }
     if let Some(fixed) = FIXED_KEYS.iter().find(|k| leaves.iter().any(|(key, _)| key == *k)) {
         return Err(OverlayError::Fixed(fixed));
     }
@@ -190,11 +202,10 @@ fn resolve(overlay: &Value) -> Result<Value, OverlayError> {
     })
 }
 
-fn map_references(
-    value: &Value,
-    prefix: &str,
-    f: &mut dyn FnMut(&str, &Map<String, Value>) -> Result<Value, OverlayError>,
-) -> Result<Value, OverlayError> {
+/// What replaces a reference: given its key and the reference table.
+type Replace<'a> = dyn FnMut(&str, &Map<String, Value>) -> Result<Value, OverlayError> + 'a;
+
+fn map_references(value: &Value, prefix: &str, f: &mut Replace<'_>) -> Result<Value, OverlayError> {
     match value {
         Value::Object(map) if !prefix.is_empty() && is_reference(map) => f(prefix, map),
         Value::Object(map) => {
@@ -225,7 +236,8 @@ mod tests {
         let entry = json!({
             "mailbox": {"kind": "maildir", "maildir": "/srv/mail/billing", "poll_interval_ms": 250},
             "outbox": {"maildir": "/srv/mail/billing-out"},
-            "sender": {"mode": "draft", "rate_limit": 40, "from_name": "Billing"}
+            "sender": {"mode": "draft", "rate_limit": 40, "from_name": "Billing"},
+            "rag": {"signature": "The Billing Team", "reply_language": "German"}
         });
         let s = base().for_mailbox("billing@northwind.example", &entry).expect("settings");
         let mailbox: serde_json::Value = s.section("mailbox").expect("mailbox");
@@ -234,10 +246,16 @@ mod tests {
         assert_eq!(mailbox["poll_interval_ms"], 250);
         assert_eq!(
             mailbox["claim_timeout_secs"],
-            base().section::<serde_json::Value>("mailbox").unwrap()["claim_timeout_secs"]
+            base().section::<serde_json::Value>("mailbox").expect("mailbox")["claim_timeout_secs"]
         );
         let sender: serde_json::Value = s.section("sender").expect("sender");
         assert_eq!((sender["mode"].as_str(), sender["rate_limit"].as_u64()), (Some("draft"), Some(40)));
+        let rag: serde_json::Value = s.section("rag").expect("rag");
+        assert_eq!(
+            (rag["signature"].as_str(), rag["reply_language"].as_str()),
+            (Some("The Billing Team"), Some("German"))
+        );
+        assert_eq!(rag["top_k"], base().section::<serde_json::Value>("rag").expect("rag")["top_k"], "the deployment's");
         assert_eq!(s.database.url.expose_secret(), base().database.url.expose_secret(), "the deployment's own");
     }
 
@@ -274,6 +292,7 @@ mod tests {
             (json!({"database": {"url": "postgres://x"}}), "`database` is a deployment setting"),
             (json!({"mailbox": {"agent_email": "x@y"}}), "`mailbox.agent_email` cannot be set per mailbox"),
             (json!({"mailbox": {"maildir": {"env": "X"}}}), "a reference on a key that is no secret"),
+            (json!({"rag": {"top_k": 3}}), "`rag.top_k` is a deployment setting"),
             (json!(["mailbox"]), "must be a table"),
         ];
         for (entry, says) in cases {

@@ -12,6 +12,7 @@
 
 pub mod cache;
 pub mod extractive;
+pub mod policy;
 pub mod retrieval;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use tracing::info;
 use vector_store::{SearchHit, VectorStore, VectorStoreSettings};
 
 use crate::cache::EmbeddingCache;
+pub use crate::policy::{Policies, Policy};
 use crate::retrieval::{Mode, RetrievalSettings, Retriever};
 
 /// The binary's name.
@@ -76,6 +78,13 @@ pub struct RagSettings {
     pub human_categories: Vec<String>,
     /// Most characters of the customer's email (quoted history removed) put into a prompt.
     pub prompt_max_email_chars: usize,
+    /// `same` (the customer's language) or the language replies are written in.
+    #[serde(default = "same_language")]
+    pub reply_language: String,
+}
+
+fn same_language() -> String {
+    "same".into()
 }
 
 /// Instructions for remote models: answer only from the passages; the email is data.
@@ -128,6 +137,8 @@ pub struct RespondHandler {
     cache: EmbeddingCache,
     retriever: Retriever,
     settings: RagSettings,
+    /// Each mailbox's reply policy (sign-off, human categories, no-context behaviour, language).
+    policies: Arc<Policies>,
     /// Where an embedder's configuration error is reported (the chain reports its own).
     health: ProviderHealth,
 }
@@ -149,7 +160,14 @@ impl RespondHandler {
         settings: RagSettings,
     ) -> Self {
         let retriever = Retriever::new(store, pool.clone(), settings.retrieval);
-        Self { pool, chain, embedder, cache, retriever, settings, health: ProviderHealth::default() }
+        let policies = Arc::new(Policies::new(Policy::from_settings(&settings)));
+        Self { pool, chain, embedder, cache, retriever, settings, policies, health: ProviderHealth::default() }
+    }
+
+    /// Uses `policies` for each mailbox's reply policy (the registry's; `[rag]` for the rest).
+    pub fn with_policies(mut self, policies: Arc<Policies>) -> Self {
+        self.policies = policies;
+        self
     }
 
     /// Reports the embedder's configuration errors (a wrong key, a retired model) to `health`.
@@ -201,8 +219,9 @@ impl RespondHandler {
             references: msg.references.clone(),
             original_subject: Some(msg.subject.clone()),
         };
+        let policy = self.policies.for_mailbox(&msg.agent_email);
         let category = &msg.classification.category;
-        if self.settings.human_categories.iter().any(|c| c.eq_ignore_ascii_case(category)) {
+        if policy.human_categories.iter().any(|c| c.eq_ignore_ascii_case(category)) {
             reply.escalate = true;
             reply.escalation_reason =
                 Some(format!("category {category:?} needs a person (rag.human_categories); the reply is a suggestion"));
@@ -217,8 +236,8 @@ impl RespondHandler {
             ));
         }
         if hits.is_empty() {
-            reply.generated_response = extractive::holding_reply(&self.settings.signature);
-            if self.settings.no_context == NoContext::Escalate {
+            reply.generated_response = extractive::holding_reply(&policy.signature);
+            if policy.no_context == NoContext::Escalate {
                 reply.escalate = true;
                 reply.escalation_reason = Some("no relevant passage in the agent's documents".into());
             }
@@ -227,7 +246,7 @@ impl RespondHandler {
             return Ok((reply, "none".into()));
         }
         let request = GenerateRequest {
-            system: SYSTEM_PROMPT.into(),
+            system: format!("{SYSTEM_PROMPT} {}", policy.language_instruction()),
             user: user_prompt(msg, &hits, self.settings.prompt_max_email_chars),
             max_tokens: 600,
             temperature: 0.2,
@@ -240,7 +259,7 @@ impl RespondHandler {
             }
             ChainOutcome::UseLocal => {
                 let question = question_text(&msg.subject, &msg.body);
-                reply.generated_response = extractive::answer(&question, &hits, &self.settings.signature);
+                reply.generated_response = extractive::answer(&question, &hits, &policy.signature);
                 // Remote providers are configured, so reaching `local` means none of them
                 // answered: extractive snippets stand in for the configured model's answer, and
                 // a person sees them first unless `rag.local_fallback = "send"`.
@@ -322,8 +341,17 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let store = vector_store::from_settings(&store_settings, pool.clone())?;
     let cache = EmbeddingCache::new(&settings.redis, rag.embedding_cache_ttl_secs);
     info!(providers = ?chain.names(), embedder = embedder.model_id(), "RAG generator starting.");
-    let handler = Arc::new(RespondHandler::new(pool, chain, embedder, cache, store, rag).with_health(health));
-    pipeline_core::serve_worker_with(WORKER_NAME, &EMAILS_TO_RESPOND, handler, &settings, telemetry, shutdown).await?;
+    let policies = Arc::new(Policies::new(Policy::from_settings(&rag)));
+    let refresh = std::time::Duration::from_secs(settings.section::<u64>("registry.refresh_secs")?.max(1));
+    let refresher = tokio::spawn(policy::keep_refreshed(policies.clone(), settings.clone(), pool.clone(), refresh));
+    let handler = Arc::new(
+        RespondHandler::new(pool, chain, embedder, cache, store, rag).with_health(health).with_policies(policies),
+    );
+    let served =
+        pipeline_core::serve_worker_with(WORKER_NAME, &EMAILS_TO_RESPOND, handler, &settings, telemetry, shutdown)
+            .await;
+    refresher.abort();
+    served?;
     Ok(())
 }
 

@@ -141,15 +141,18 @@ mod tests {
     fn a_stage_uses_its_queue_its_retry_and_dead_letter_exchanges_and_its_next_stage() {
         let classifier = CLASSIFIER.used_topology();
         assert_eq!(classifier.queues, BTreeSet::from(["emails.to_classify"]));
-        assert_eq!(classifier.exchanges, BTreeSet::from(["dead_letter_exchange", "email_exchange", "retry_exchange"]));
+        assert_eq!(
+            classifier.exchanges,
+            BTreeSet::from(["dead_letter_exchange", "email_exchange", "retry_topic_exchange"])
+        );
 
         let sender = SENDER.used_topology();
         assert_eq!(sender.queues, BTreeSet::from(["emails.to_send"]));
-        assert_eq!(sender.exchanges, BTreeSet::from(["dead_letter_exchange", "retry_exchange"]));
+        assert_eq!(sender.exchanges, BTreeSet::from(["dead_letter_exchange", "retry_topic_exchange"]));
 
         let ingester = DOC_INGESTER.used_topology();
         assert_eq!(ingester.queues, BTreeSet::from(["documents.to_ingest"]));
-        assert_eq!(ingester.exchanges, BTreeSet::from(["dead_letter_exchange", "retry_exchange"]));
+        assert_eq!(ingester.exchanges, BTreeSet::from(["dead_letter_exchange", "retry_topic_exchange"]));
 
         assert_eq!(RAG_GENERATOR.publishes, [topology::SEND]);
         let poller = POLLER.used_topology();

@@ -1,0 +1,101 @@
+//! Each mailbox's reply policy: its sign-off, the categories that always go to a person, what
+//! to do without a relevant passage, and the language replies are written in. The deployment's
+//! `[rag]` gives the defaults; a mailbox of the registry (`mailroom mailbox …`) may set its own
+//! in its `rag` table, read again every `registry.refresh_secs`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use pipeline_core::Settings;
+use sqlx::PgPool;
+use tracing::warn;
+
+use crate::{NoContext, RagSettings};
+
+/// One mailbox's reply policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Sign-off.
+    pub signature: String,
+    /// Classifier categories whose emails always become drafts for a person.
+    pub human_categories: Vec<String>,
+    /// Behaviour without relevant passages.
+    pub no_context: NoContext,
+    /// `same` (the language of the customer's email) or the language to write in.
+    pub reply_language: String,
+}
+
+impl Policy {
+    /// The policy `[rag]` sets.
+    pub fn from_settings(rag: &RagSettings) -> Self {
+        Self {
+            signature: rag.signature.clone(),
+            human_categories: rag.human_categories.clone(),
+            no_context: rag.no_context,
+            reply_language: rag.reply_language.clone(),
+        }
+    }
+
+    /// The instruction appended to the generation prompt.
+    pub fn language_instruction(&self) -> String {
+        match self.reply_language.trim() {
+            "" | "same" => "Write in the language of the customer's email.".to_owned(),
+            language => format!("Write in {language}, whatever the language of the customer's email."),
+        }
+    }
+}
+
+/// The policies of every mailbox, by address; the default for any other.
+#[derive(Debug)]
+pub struct Policies {
+    default: Policy,
+    by_mailbox: RwLock<HashMap<String, Policy>>,
+}
+
+impl Policies {
+    /// Only the default.
+    pub fn new(default: Policy) -> Self {
+        Self { default, by_mailbox: RwLock::new(HashMap::new()) }
+    }
+
+    /// The policy of `agent_email`'s mailbox.
+    pub fn for_mailbox(&self, agent_email: &str) -> Policy {
+        let agent = pipeline_core::messages::agent_address(agent_email);
+        let map = self.by_mailbox.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(&agent).cloned().unwrap_or_else(|| self.default.clone())
+    }
+
+    /// Reads the registry's mailboxes' policies (their `rag` tables over `settings`). A mailbox
+    /// whose settings cannot be built keeps the default, with a warning.
+    pub async fn refresh(&self, settings: &Settings, pool: &PgPool) -> Result<(), sqlx::Error> {
+        let rows = mailroom_db::mailboxes::list(pool).await?;
+        let mut next = HashMap::new();
+        for row in rows.into_iter().filter(|r| r.enabled) {
+            let rag = settings
+                .for_mailbox(&row.address, &row.settings)
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.section::<RagSettings>("rag").map_err(|e| e.to_string()));
+            match rag {
+                Ok(rag) => {
+                    next.insert(row.address, Policy::from_settings(&rag));
+                }
+                Err(e) => {
+                    warn!(mailbox = %row.address, error = %e, "Cannot read the mailbox's settings; it gets the default reply policy.")
+                }
+            }
+        }
+        *self.by_mailbox.write().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+        Ok(())
+    }
+}
+
+/// Reads the registry every `refresh`, for as long as the generator runs.
+pub async fn keep_refreshed(policies: Arc<Policies>, settings: Settings, pool: PgPool, refresh: Duration) {
+    loop {
+        if let Err(e) = policies.refresh(&settings, &pool).await {
+            warn!(error = %e, "Cannot read the mailbox registry; keeping the reply policies as they are.");
+        }
+        tokio::time::sleep(refresh).await;
+    }
+}
