@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, run, spawn, wait_for};
+use mailroom_tests::{AUTHSERV_ID, TestDb, TestDir, TestVhost, authenticated, bin_path, run, spawn, wait_for};
 use pipeline_core::worker_env::WorkerEnv;
 use sqlx::PgPool;
 
@@ -27,9 +27,10 @@ fn sent(outbox: &Path) -> Vec<PathBuf> {
 
 fn question(n: u32, to: &str) -> String {
     format!(
-        "From: Customer {n} <customer{n}@example.com>\r\nTo: {to}\r\nSubject: How do I reset my Lift Pro ({n})?\r\n\
+        "{}From: Customer {n} <customer{n}@example.com>\r\nTo: {to}\r\nSubject: How do I reset my Lift Pro ({n})?\r\n\
          Message-ID: <q{n}@example.com>\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\n\r\n\
-         Hello, my Lift Pro desk does not respond to the buttons. How do I reset it? Customer {n}\r\n"
+         Hello, my Lift Pro desk does not respond to the buttons. How do I reset it? Customer {n}\r\n",
+        authenticated(&format!("customer{n}@example.com"))
     )
 }
 
@@ -63,6 +64,8 @@ async fn registered_mailboxes_are_served_by_one_poller_and_one_sender_each_throu
         .set("mailbox.maildir", path("unused-in").display().to_string())
         .set("outbox.maildir", path("unused-out").display().to_string())
         .set("mailbox.poll_interval_ms", "200")
+        // Every mailbox inherits the deployment's trusted receiving server.
+        .set("mailbox.authserv_ids", AUTHSERV_ID)
         .set("registry.refresh_secs", "1")
         .set("registry.lease_secs", "6")
         .set("rag.no_context", "holding_reply")

@@ -439,6 +439,9 @@ async fn no_secret_appears_in_any_log_output_or_dead_letter_even_at_debug_level(
         (env_var("mailbox.agent_email"), AGENT_A.to_owned()),
         (env_var("mailbox.poll_interval_ms"), "200".to_owned()),
         (env_var("mailbox.max_backoff_secs"), "1".to_owned()),
+        // The mail below carries this server's Authentication-Results: its replies are sent
+        // through the relay, not drafted for unauthenticated senders.
+        (env_var("mailbox.authserv_ids"), mailroom_tests::AUTHSERV_ID.to_owned()),
     ];
     env.extend(sender_env(&outbox, &prefix));
     env.extend(
@@ -547,8 +550,9 @@ async fn no_secret_appears_in_any_log_output_or_dead_letter_even_at_debug_level(
     ];
     for (i, (id, subject, body)) in mails.iter().enumerate() {
         let raw = format!(
-            "From: Customer {i} <customer{i}@example.com>\nTo: {AGENT_A}\nSubject: {subject}\n\
-             Message-ID: <{id}@example.com>\n\n{body}\n"
+            "{}From: Customer {i} <customer{i}@example.com>\nTo: {AGENT_A}\nSubject: {subject}\n\
+             Message-ID: <{id}@example.com>\n\n{body}\n",
+            mailroom_tests::authenticated(&format!("customer{i}@example.com")).replace("\r\n", "\n")
         );
         std::fs::write(maildir.join("new").join(format!("1764150000.{id}.host")), raw).expect("write");
     }

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, history, run, signal, spawn, wait_for};
+use mailroom_tests::{
+    AUTHSERV_ID, TestDb, TestDir, TestVhost, authenticated, bin_path, history, run, signal, spawn, wait_for,
+};
 use pipeline_core::Publisher;
 use pipeline_core::messages::{EmailToSend, new_message_id, now};
 use pipeline_core::worker_env::WorkerEnv;
@@ -206,6 +208,7 @@ async fn our_own_reply_fed_back_into_the_mailbox_is_never_answered() {
         .set("mailbox.maildir", maildir.display().to_string())
         .set("mailbox.agent_email", AGENT.to_owned())
         .set("mailbox.poll_interval_ms", "200")
+        .set("mailbox.authserv_ids", AUTHSERV_ID)
         .set("outbox.maildir", outbox.display().to_string())
         // No documents: the generator sends a holding reply rather than drafting, so there is a
         // real sent reply to feed back.
@@ -220,7 +223,8 @@ async fn our_own_reply_fed_back_into_the_mailbox_is_never_answered() {
     assert_eq!(code, 0, "{out}");
     let _workers: Vec<_> =
         pipeline_core::consumer::MAIL_STAGES.iter().map(|stage| spawn(&bin_path(stage.name), &[], &env)).collect();
-    let question = "From: Anna Schmidt <anna@customer.example>\r\nTo: support@northwind.example\r\n\
+    let question = authenticated("anna@customer.example")
+        + "From: Anna Schmidt <anna@customer.example>\r\nTo: support@northwind.example\r\n\
         Subject: How do I reset my Lift Pro?\r\nMessage-ID: <q1@customer.example>\r\n\
         Date: Thu, 26 Nov 2026 10:00:00 +0000\r\n\r\nHello, my Lift Pro does not respond. How do I reset it? Anna\r\n";
     std::fs::write(maildir.join("new/1764150000.q1.host"), question).expect("write");
@@ -247,4 +251,100 @@ async fn our_own_reply_fed_back_into_the_mailbox_is_never_answered() {
     assert_eq!(replies, 1, "exactly one reply: to the customer");
     assert_eq!(files(&outbox).len(), 1);
     assert_eq!(vhost.depth("emails.to_send").await, (0, 0));
+}
+
+/// Issue 15 item 6 through the real pipeline: the poller reads the trusted server's
+/// `Authentication-Results`, and the sender sends the reply to the authenticated customer but
+/// drafts, with the reason, the replies to a DMARC failure and to a sender whose forged
+/// "pass" header sits below the real, failing one.
+#[tokio::test]
+async fn replies_to_unauthenticated_senders_become_drafts_with_the_reason() {
+    let (vhost, db, dir) = (TestVhost::create().await, TestDb::create().await, TestDir::create());
+    let (maildir, outbox) = (dir.path.join("inbox"), dir.path.join("outbox"));
+    let env = WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("database.url", db.url())
+        .set("http.listen", "127.0.0.1:0")
+        .set("mailbox.maildir", maildir.display().to_string())
+        .set("mailbox.agent_email", AGENT.to_owned())
+        .set("mailbox.poll_interval_ms", "200")
+        .set("mailbox.authserv_ids", AUTHSERV_ID)
+        .set("outbox.maildir", outbox.display().to_string())
+        // No documents: every question gets a holding reply, sent unless something drafts it.
+        .set("rag.no_context", "holding_reply")
+        .set("sender.redis_prefix", format!("mailroom-test:{}", uuid::Uuid::new_v4().simple()))
+        .set("topology.retry_delays_ms", "200,400")
+        .build();
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
+    }
+    let (code, out) = run(&bin_path("mailroom"), &["topology", "apply"], &env).await;
+    assert_eq!(code, 0, "{out}");
+    let _workers: Vec<_> =
+        pipeline_core::consumer::MAIL_STAGES.iter().map(|stage| spawn(&bin_path(stage.name), &[], &env)).collect();
+    let question = |n: usize, from: &str, results: &str| {
+        format!(
+            "{results}From: {from}\r\nTo: {AGENT}\r\nSubject: How do I reset my Lift Pro? ({n})\r\n\
+             Message-ID: <auth{n}@customer.example>\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\n\r\n\
+             Hello, my Lift Pro desk does not respond to the buttons. How do I reset it?\r\n"
+        )
+    };
+    let emails = [
+        ("1764150000.a1.host", question(1, "Anna <anna@customer.example>", &authenticated("anna@customer.example"))),
+        (
+            "1764150001.a2.host",
+            question(
+                2,
+                "CEO <ceo@bank.example>",
+                &format!(
+                    "Authentication-Results: {AUTHSERV_ID}; spf=pass smtp.mailfrom=x@attacker.example;\r\n\t\
+                     dkim=none; dmarc=fail (p=reject) header.from=bank.example\r\n"
+                ),
+            ),
+        ),
+        (
+            "1764150002.a3.host",
+            question(
+                3,
+                "Bo <bo@customer.example>",
+                &format!(
+                    "Authentication-Results: {AUTHSERV_ID}; spf=fail smtp.mailfrom=bo@customer.example; dkim=none\r\n\
+                     Received: from relay.attacker.example by {AUTHSERV_ID}\r\n{}",
+                    authenticated("bo@customer.example")
+                ),
+            ),
+        ),
+    ];
+    for (id, raw) in &emails {
+        std::fs::write(maildir.join("new").join(id), raw).expect("deliver");
+    }
+    let pool = PgPool::connect(&db.url()).await.expect("pool");
+    let replies: Vec<(String, String, Option<String>)> = wait_for(Duration::from_secs(90), "three replies", || async {
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT email_id, state, draft_reason FROM replies WHERE state <> 'claimed' ORDER BY email_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default();
+        (rows.len() == 3).then_some(rows)
+    })
+    .await;
+    assert_eq!(
+        replies,
+        vec![
+            (emails[0].0.to_owned(), "sent".to_owned(), None),
+            (
+                emails[1].0.to_owned(),
+                "drafted".to_owned(),
+                Some("unauthenticated sender: dmarc=fail (mx.northwind.example)".to_owned())
+            ),
+            (
+                emails[2].0.to_owned(),
+                "drafted".to_owned(),
+                Some("unauthenticated sender: spf=fail and dkim=none (mx.northwind.example)".to_owned())
+            ),
+        ]
+    );
+    assert_eq!(files(&outbox).len(), 1, "one reply sent");
+    assert_eq!(files(&outbox.join(".Drafts")).len(), 2, "two drafts");
 }

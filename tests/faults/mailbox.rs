@@ -131,7 +131,8 @@ fn message(run: &str, n: usize) -> (Kind, String, String, String, Vec<u8>) {
     };
     // Every tenth support question comes from the VIP domain (+2 priority).
     let domain = if n % 10 == 3 { VIP_DOMAIN } else { "customer.example" };
-    let from = format!("{} <{}.{n}@{domain}>", name, name.to_lowercase());
+    let address = format!("{}.{n}@{domain}", name.to_lowercase());
+    let from = format!("{name} <{address}>");
     let mut extra = String::new();
     let (subject, body) = match kind {
         Kind::Question => {
@@ -176,10 +177,17 @@ fn message(run: &str, n: usize) -> (Kind, String, String, String, Vec<u8>) {
             return (kind, String::new(), String::new(), String::new(), raw.into_bytes());
         }
     };
-    let from = if kind == Kind::Newsletter { format!("Deals Weekly <news.{n}@deals.example>") } else { from };
+    let (from, address) = if kind == Kind::Newsletter {
+        (format!("Deals Weekly <news.{n}@deals.example>"), format!("news.{n}@deals.example"))
+    } else {
+        (from, address)
+    };
+    // The receiving server's verdict on top, as real mail has it (the scenarios trust it:
+    // `mailbox.authserv_ids`), so answered mail is sent, not drafted for an unauthenticated sender.
     let raw = format!(
-        "From: {from}\r\nTo: Northwind Support <{AGENT}>\r\nSubject: {subject}\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\n\
+        "{}From: {from}\r\nTo: Northwind Support <{AGENT}>\r\nSubject: {subject}\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\n\
          Message-ID: <{run}.{n}@customer.example>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n{extra}\r\n{}\r\n",
+        mailroom_tests::authenticated(&address),
         body.replace('\n', "\r\n")
     );
     (kind, from, subject, body, raw.into_bytes())

@@ -110,6 +110,8 @@ impl Pipeline {
             // A poller killed between its claim and the ledger update is taken over this soon.
             (env_var("mailbox.claim_timeout_secs"), "3".into()),
             (env_var("mailbox.vip_domains"), mailbox::VIP_DOMAIN.into()),
+            // The receiving server whose Authentication-Results the fed mail carries.
+            (env_var("mailbox.authserv_ids"), mailroom_tests::AUTHSERV_ID.into()),
             (env_var("outbox.kind"), "maildir".into()),
             (env_var("outbox.maildir"), dir.path.join("outbox").display().to_string()),
             // A quota nobody reaches: the scenarios are about faults, not pacing.

@@ -8,7 +8,8 @@ use pipeline_core::messages::EmailToSend;
 use sqlx::PgPool;
 
 /// What the poller records of an email it took in: a published ledger row of `agent`'s mailbox
-/// with the email's sender. Kept as it is when the row exists.
+/// with the email's sender, whom the receiving server authenticated (`sender_auth = 'pass'`;
+/// [`set_sender_auth`] changes that). Kept as it is when the row exists.
 pub async fn record_received(pool: &PgPool, agent: &str, email_id: &str, sender: &str) {
     try_record_received(pool, agent, email_id, sender).await.expect("record the poller's ledger row");
 }
@@ -16,8 +17,9 @@ pub async fn record_received(pool: &PgPool, agent: &str, email_id: &str, sender:
 /// [`record_received`], failing when PostgreSQL cannot store the values (a NUL in a string).
 pub async fn try_record_received(pool: &PgPool, agent: &str, email_id: &str, sender: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO mailbox_messages (agent_email, mailbox_id, message_id, state, sender_address) \
-         VALUES ($1, $2, 'test-history', 'published', $3) ON CONFLICT (agent_email, mailbox_id) DO NOTHING",
+        "INSERT INTO mailbox_messages (agent_email, mailbox_id, message_id, state, sender_address, sender_auth, \
+         sender_auth_detail) VALUES ($1, $2, 'test-history', 'published', $3, 'pass', 'dmarc=pass (test history)') \
+         ON CONFLICT (agent_email, mailbox_id) DO NOTHING",
     )
     .bind(pipeline_core::messages::agent_address(agent))
     .bind(email_id)
@@ -52,4 +54,19 @@ pub async fn try_record_reply(pool: &PgPool, reply: &serde_json::Value) -> Resul
 pub async fn record_reply(pool: &PgPool, reply: &EmailToSend) {
     let value = serde_json::to_value(reply).expect("a reply encodes");
     try_record_reply(pool, &value).await.expect("record the generator's reply");
+}
+
+/// Sets the poller's sender-authentication verdict of a recorded email: `Some(("pass" | "fail",
+/// detail))`, or `None` for a row from before the poller recorded one.
+pub async fn set_sender_auth(pool: &PgPool, agent: &str, email_id: &str, verdict: Option<(&str, &str)>) {
+    sqlx::query(
+        "UPDATE mailbox_messages SET sender_auth = $3, sender_auth_detail = $4 WHERE agent_email = $1 AND mailbox_id = $2",
+    )
+    .bind(pipeline_core::messages::agent_address(agent))
+    .bind(email_id)
+    .bind(verdict.map(|(v, _)| v))
+    .bind(verdict.map(|(_, d)| d))
+    .execute(pool)
+    .await
+    .expect("set the sender-authentication verdict");
 }

@@ -26,6 +26,21 @@ pub use llm_fake::http as fake_http;
 
 pub use rabbitmq_mgmt;
 
+/// The receiving mail server the tests' mail names in its `Authentication-Results` (the demo's,
+/// `mailroom::sandbox::AUTHSERV_ID`): set `mailbox.authserv_ids` to it where replies must be
+/// sent, since a reply to an unauthenticated sender is a draft (`mailbox.unauthenticated`).
+pub const AUTHSERV_ID: &str = "mx.northwind.example";
+
+/// The `Authentication-Results` field, CRLF included, in which [`AUTHSERV_ID`] says the sender
+/// `from` (an address) passed SPF, DKIM and DMARC; goes on top of a test email's header.
+pub fn authenticated(from: &str) -> String {
+    let domain = from.rsplit_once('@').map_or(from, |(_, d)| d).trim_end_matches('>');
+    format!(
+        "Authentication-Results: {AUTHSERV_ID};\r\n\tspf=pass smtp.mailfrom={from};\r\n\t\
+         dkim=pass header.d={domain} header.s=test;\r\n\tdmarc=pass (p=none) header.from={domain}\r\n"
+    )
+}
+
 /// Management API base URL.
 pub fn mgmt_url() -> String {
     std::env::var("MAILROOM_TEST_MGMT_URL").unwrap_or_else(|_| "http://127.0.0.1:15672".to_owned())

@@ -63,6 +63,11 @@ pub struct ParsedEmail {
     /// `X-Auto-Response-Suppress`…), unfolded, encoded words decoded; repeated headers (`Received`)
     /// are joined with `\n` in message order.
     pub headers: BTreeMap<String, String>,
+    /// The value of every top-level `Authentication-Results` field (RFC 8601), topmost first,
+    /// unfolded but otherwise as written: the format never uses encoded words, and decoding them
+    /// (as [`headers`](Self::headers) does) would let one field's text pose as a second field.
+    #[serde(default)]
+    pub authentication_results: Vec<String>,
 }
 
 /// Why an input is not a usable email.
@@ -218,6 +223,7 @@ fn extract_fields(message: &Message<'_>, max_body_chars: usize) -> Result<Parsed
     for value in headers.values_mut() {
         *value = strip_nul(std::mem::take(value));
     }
+    let authentication_results = raw_values(message, &HeaderName::AuthenticationResults);
     Ok(ParsedEmail {
         message_id: message.message_id().and_then(clean_id),
         in_reply_to: ids(message.in_reply_to()).into_iter().next(),
@@ -232,7 +238,26 @@ fn extract_fields(message: &Message<'_>, max_body_chars: usize) -> Result<Parsed
         body_truncated,
         has_attachments: message.attachment_count() > 0,
         headers,
+        authentication_results,
     })
+}
+
+/// The values of the top-level fields called `name`, in message order, unfolded (line breaks
+/// removed: a fold is a line break followed by whitespace, which stays) and not decoded.
+fn raw_values(message: &Message<'_>, name: &HeaderName<'_>) -> Vec<String> {
+    let raw = message.raw_message.as_ref();
+    message
+        .root_part()
+        .headers
+        .iter()
+        .filter(|header| header.name == *name)
+        .map(|header| {
+            let bytes = raw.get(header.offset_start as usize..header.offset_end as usize).unwrap_or_default();
+            let text: String =
+                String::from_utf8_lossy(bytes).chars().filter(|c| !matches!(c, '\r' | '\n' | '\0')).collect();
+            text.trim().to_owned()
+        })
+        .collect()
 }
 
 fn strip_nul(text: String) -> String {
@@ -424,5 +449,23 @@ mod tests {
         assert!(matches!(check_header_block(b"From: a@b\0\n\nbody"), Err(ParseError::NotAnEmail(_))));
         assert_eq!(check_header_block(b"\r\nFrom: a@b\r\n\r\nbody"), Ok(()));
         assert_eq!(check_header_block(b"From a@b Mon Jan 1 00:00:00 2024\nFrom: a@b\n\nx"), Ok(()));
+    }
+
+    #[test]
+    fn authentication_results_are_kept_raw_topmost_first_and_unfolded() {
+        let raw = b"Authentication-Results: mx.northwind.example;\r\n\tspf=pass smtp.mailfrom=a@customer.example;\r\n dmarc=pass header.from=customer.example\r\n\
+            Received: from mail.customer.example by mx.northwind.example\r\n\
+            authentication-results: =?utf-8?q?x=0Amx.northwind.example=3B_dmarc=3Dpass?=\r\n\
+            From: Ana <a@customer.example>\r\nSubject: Hi\r\n\r\nHello\r\n";
+        let parsed = parse(raw).expect("parses");
+        assert_eq!(
+            parsed.authentication_results,
+            [
+                "mx.northwind.example;\tspf=pass smtp.mailfrom=a@customer.example; dmarc=pass header.from=customer.example",
+                // Not decoded: an encoded word cannot pose as a second field.
+                "=?utf-8?q?x=0Amx.northwind.example=3B_dmarc=3Dpass?=",
+            ]
+        );
+        assert!(parse(b"From: a@b.example\r\n\r\nx").expect("parses").authentication_results.is_empty());
     }
 }

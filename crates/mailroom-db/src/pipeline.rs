@@ -161,6 +161,64 @@ pub async fn record_response(pool: &PgPool, r: &NewResponse<'_>) -> Result<serde
     get_response(pool, r.agent_email, r.email_id).await?.ok_or(sqlx::Error::RowNotFound)
 }
 
+/// Whether an email's sender was authenticated, as the poller read it from the receiving
+/// server's `Authentication-Results` (`poller::authres`), stored in `mailbox_messages`
+/// (`sender_auth`, `sender_auth_detail`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderAuth {
+    /// DMARC passed, or (no DMARC result) SPF or DKIM passed for the From domain.
+    Pass {
+        /// What passed, and where: `dmarc=pass (mx.northwind.example)`.
+        detail: String,
+    },
+    /// Not authenticated.
+    Fail {
+        /// Why: `dmarc=fail (mx.northwind.example)`, `spf=fail and dkim=fail (…)`, `no
+        /// Authentication-Results from mx.northwind.example`.
+        reason: String,
+    },
+}
+
+impl SenderAuth {
+    /// The `sender_auth` column: `pass` or `fail`.
+    pub fn verdict(&self) -> &'static str {
+        match self {
+            Self::Pass { .. } => "pass",
+            Self::Fail { .. } => "fail",
+        }
+    }
+
+    /// The `sender_auth_detail` column.
+    pub fn detail(&self) -> &str {
+        match self {
+            Self::Pass { detail } => detail,
+            Self::Fail { reason } => reason,
+        }
+    }
+
+    /// Whether the sender was authenticated.
+    pub fn passed(&self) -> bool {
+        matches!(self, Self::Pass { .. })
+    }
+
+    /// The verdict as stored; `None` for rows written before it was recorded (or with a value
+    /// this version does not know, which counts as no verdict).
+    pub fn from_columns(verdict: Option<&str>, detail: Option<String>) -> Option<Self> {
+        let detail = detail.unwrap_or_default();
+        match verdict? {
+            "pass" => Some(Self::Pass { detail }),
+            "fail" => Some(Self::Fail { reason: detail }),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SenderAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.verdict(), self.detail())
+    }
+}
+
 /// What the pipeline recorded about an email, for the sender to check a reply against
 /// (`sender::provenance`).
 #[derive(Debug, Clone, PartialEq)]
@@ -168,6 +226,9 @@ pub struct Provenance {
     /// The address the poller read as the email's sender; `None` for mail taken in before it
     /// was recorded.
     pub sender_address: Option<String>,
+    /// Whether that sender was authenticated; `None` for mail taken in before the poller
+    /// recorded it.
+    pub sender_auth: Option<SenderAuth>,
     /// The reply the generator stored (`emails.to_send` body), if it answered.
     pub response: Option<serde_json::Value>,
 }
@@ -177,8 +238,9 @@ pub struct Provenance {
 /// answer before that). An unparseable or duplicate message was never handed to the pipeline:
 /// `None`.
 pub async fn provenance(pool: &PgPool, agent_email: &str, email_id: &str) -> Result<Option<Provenance>, sqlx::Error> {
-    let row: Option<(Option<String>, Option<serde_json::Value>)> = sqlx::query_as(
-        "SELECT m.sender_address, r.send_message FROM mailbox_messages m \
+    type Row = (Option<String>, Option<String>, Option<String>, Option<serde_json::Value>);
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT m.sender_address, m.sender_auth, m.sender_auth_detail, r.send_message FROM mailbox_messages m \
          LEFT JOIN responses r ON r.agent_email = m.agent_email AND r.email_id = m.mailbox_id \
          WHERE m.agent_email = $1 AND m.mailbox_id = $2 AND m.state IN ('claimed', 'published')",
     )
@@ -186,5 +248,9 @@ pub async fn provenance(pool: &PgPool, agent_email: &str, email_id: &str) -> Res
     .bind(email_id)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(sender_address, response)| Provenance { sender_address, response }))
+    Ok(row.map(|(sender_address, verdict, detail, response)| Provenance {
+        sender_address,
+        sender_auth: SenderAuth::from_columns(verdict.as_deref(), detail),
+        response,
+    }))
 }

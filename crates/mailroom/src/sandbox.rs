@@ -4,6 +4,10 @@
 //! The vhost is the caller's: the demo creates it through whatever can manage vhosts on this
 //! machine, the bench through the management API it needs anyway. Also the upload of the
 //! knowledge base both start with.
+//!
+//! The run's mailbox trusts [`AUTHSERV_ID`], the receiving server the example mail names in its
+//! `Authentication-Results` headers, so sender authentication works there as it does behind a
+//! real mail server (a legitimate email is answered, a spoofed one drafted).
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +18,10 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::procs::{database_url, vhost_url};
+
+/// The authserv-id of the example mail's receiving server (`examples/mailbox/`, the bench's
+/// generated mail): `mailbox.authserv_ids` of every sandbox run.
+pub const AUTHSERV_ID: &str = "mx.northwind.example";
 
 /// Where a run happens.
 #[derive(Debug, Clone)]
@@ -89,6 +97,7 @@ impl Sandbox {
             .set("mailbox.kind", "maildir")
             .set("mailbox.maildir", inbox.display().to_string())
             .set("mailbox.agent_email", agent.clone())
+            .set("mailbox.authserv_ids", AUTHSERV_ID)
             .set("mailbox.poll_interval_ms", spec.poll_interval_ms.to_string())
             .set("outbox.kind", "maildir")
             .set("outbox.maildir", outbox.display().to_string())

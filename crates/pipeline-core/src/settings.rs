@@ -26,6 +26,7 @@ const LIST_KEYS: &[&str] = &[
     "mailbox.urgent_words",
     "mailbox.vip_senders",
     "mailbox.vip_domains",
+    "mailbox.authserv_ids",
     "ingester.pdf_engines",
 ];
 
@@ -271,6 +272,42 @@ pub struct StorageSettings {
     /// Directory of stored uploads (created if missing). The upload API writes there and the
     /// document ingester only reads files inside it.
     pub dir: std::path::PathBuf,
+}
+
+/// `mailbox.unauthenticated`: what becomes of the reply to an email whose sender the receiving
+/// server did not authenticate (no DMARC pass, nor SPF or DKIM for the From domain; see
+/// `poller::authres`). The poller records the verdict, the sender applies the policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Unauthenticated {
+    /// A draft for a person, with the reason: a spoofed From must not get an automatic reply.
+    #[default]
+    Draft,
+    /// Sent like any other reply (for a mailbox whose server adds no `Authentication-Results`).
+    Send,
+}
+
+impl Unauthenticated {
+    /// The setting's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "draft",
+            Self::Send => "send",
+        }
+    }
+}
+
+impl TryFrom<String> for Unauthenticated {
+    type Error = String;
+
+    /// Refuses anything else, naming the key and the values it takes.
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "draft" => Ok(Self::Draft),
+            "send" => Ok(Self::Send),
+            other => Err(format!("mailbox.unauthenticated must be \"draft\" or \"send\", not {other:?}")),
+        }
+    }
 }
 
 /// Log output format.

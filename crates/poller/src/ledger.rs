@@ -138,12 +138,15 @@ pub struct Ledger {
     pool: PgPool,
     producer: Producer,
     settings: MailboxSettings,
+    /// `settings.trusted_authserv_ids()`, once.
+    trusted: Vec<String>,
 }
 
 impl Ledger {
     /// A ledger for `settings.agent_email`'s mailbox (the pool must be migrated).
     pub fn new(pool: PgPool, producer: Producer, settings: MailboxSettings) -> Self {
-        Self { pool, producer, settings }
+        let trusted = settings.trusted_authserv_ids();
+        Self { pool, producer, settings, trusted }
     }
 
     /// The database (sources keep their cursors there too).
@@ -237,7 +240,8 @@ impl Ledger {
     }
 
     /// Turns a claimed, fetched message into what is published under `message_id`: records
-    /// what the later stages check the email against (its sender, its `Message-ID`) and its
+    /// what the later stages check the email against (its sender, whether the receiving server
+    /// authenticated that sender — see [`crate::authres`] — and its `Message-ID`) and its
     /// [fingerprint](crate::dedupe), so that a copy of an email already published is recorded
     /// as a duplicate of it instead of being published again. A message that cannot be parsed
     /// is dead-lettered and recorded as `unparseable` with the reason.
@@ -282,16 +286,17 @@ impl Ledger {
         Ok(Prepared::Ready(Box::new(message)))
     }
 
-    /// Records the sender, `Message-ID` and fingerprint of our claimed message, unless another
-    /// message of this mailbox holds the fingerprint: then ours is its duplicate, whether that
-    /// one is published or still being published (in this pass, or by another poller; if its
-    /// publish fails it is retried, and the duplicate shows its outcome when it is done). A
-    /// holder whose claim is older than the claim timeout is taken over, as [`claim`] takes over
-    /// the message itself, so an email whose first copy vanished mid-publish is still answered.
-    /// The unique index on the fingerprint decides between two pollers preparing two copies at
-    /// once.
+    /// Records the sender, its authentication verdict, the `Message-ID` and the fingerprint of
+    /// our claimed message, unless another message of this mailbox holds the fingerprint: then
+    /// ours is its duplicate, whether that one is published or still being published (in this
+    /// pass, or by another poller; if its publish fails it is retried, and the duplicate shows
+    /// its outcome when it is done). A holder whose claim is older than the claim timeout is
+    /// taken over, as [`claim`] takes over the message itself, so an email whose first copy
+    /// vanished mid-publish is still answered. The unique index on the fingerprint decides
+    /// between two pollers preparing two copies at once.
     async fn record_receipt(&self, mailbox_id: &str, parsed: &ParsedEmail) -> Result<Receipt, sqlx::Error> {
         let fingerprint = crate::dedupe::fingerprint(parsed);
+        let auth = crate::authres::verdict(&parsed.authentication_results, &self.trusted, &parsed.from);
         let agent = &self.settings.agent_email;
         let mut taken_from = None;
         for _ in 0..3 {
@@ -323,13 +328,16 @@ impl Ledger {
                 Some((of, _, _)) => {
                     sqlx::query(
                         "UPDATE mailbox_messages SET state = 'duplicate', duplicate_of = $3, sender_address = $4, \
-                         rfc_message_id = $5, reason = NULL, updated_at = now() WHERE agent_email = $1 AND mailbox_id = $2",
+                         rfc_message_id = $5, sender_auth = $6, sender_auth_detail = $7, reason = NULL, updated_at = now() \
+                         WHERE agent_email = $1 AND mailbox_id = $2",
                     )
                     .bind(agent)
                     .bind(mailbox_id)
                     .bind(&of)
                     .bind(&parsed.from)
                     .bind(&parsed.message_id)
+                    .bind(auth.verdict())
+                    .bind(auth.detail())
                     .execute(&self.pool)
                     .await?;
                     // Copies that were made duplicates of ours while it held the fingerprint
@@ -339,14 +347,16 @@ impl Ledger {
                 }
                 None => {
                     let recorded = sqlx::query(
-                        "UPDATE mailbox_messages SET fingerprint = $3, sender_address = $4, rfc_message_id = $5 \
-                         WHERE agent_email = $1 AND mailbox_id = $2",
+                        "UPDATE mailbox_messages SET fingerprint = $3, sender_address = $4, rfc_message_id = $5, \
+                         sender_auth = $6, sender_auth_detail = $7 WHERE agent_email = $1 AND mailbox_id = $2",
                     )
                     .bind(agent)
                     .bind(mailbox_id)
                     .bind(&fingerprint)
                     .bind(&parsed.from)
                     .bind(&parsed.message_id)
+                    .bind(auth.verdict())
+                    .bind(auth.detail())
                     .execute(&self.pool)
                     .await;
                     match recorded {

@@ -25,6 +25,7 @@
 //! …", "broker unavailable: …"). Its metrics ([`PollerMetrics`]) count what the passes did.
 
 pub mod any_source;
+pub mod authres;
 pub mod cursor;
 pub mod dedupe;
 pub mod error;
@@ -47,6 +48,7 @@ use anyhow::Context as _;
 use mail_mime::ParsedEmail;
 use pipeline_core::http::HealthServer;
 use pipeline_core::messages::{EmailMetadata, EmailToClassify, IncomingEmail};
+use pipeline_core::settings::Unauthenticated;
 use pipeline_core::telemetry::RouteLabels;
 use pipeline_core::topology::CLASSIFY;
 use pipeline_core::{Producer, ProducerError, Settings, Telemetry};
@@ -317,9 +319,56 @@ async fn pass<S: Source>(source: &mut S, ledger: &Ledger) -> Result<ScanReport, 
 /// connected, so a misconfigured mailbox fails at once with the key to fix.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
     let mailbox: MailboxSettings = settings.section("mailbox")?;
+    warn_about_authentication(&mailbox);
     let source = AnySource::open(&settings, &mailbox)?;
     info!(agent_email = %mailbox.agent_email, kind = source.kind(), "Poller starting.");
     serve(source, &settings, mailbox, shutdown).await
+}
+
+/// What the mailbox's sender-authentication settings mean for its replies, in one sentence,
+/// and whether that needs the operator's attention (`None`: it is as it should be). Shared by
+/// the poller's start and `mailroom doctor`.
+pub fn authentication_warning(mailbox: &MailboxSettings) -> (String, Option<String>) {
+    let trusted = mailbox.trusted_authserv_ids();
+    match (mailbox.unauthenticated, trusted.is_empty()) {
+        (Unauthenticated::Draft, false) => (
+            format!(
+                "replies to senders that {} did not authenticate (DMARC, or SPF or DKIM for the From domain) become drafts",
+                trusted.join(" or ")
+            ),
+            None,
+        ),
+        (Unauthenticated::Draft, true) => (
+            "no trusted authserv-id (mailbox.authserv_ids is empty), so no sender counts as authenticated and \
+             every reply becomes a draft"
+                .to_owned(),
+            Some(
+                "set mailbox.authserv_ids to the name your mail server writes first in its Authentication-Results \
+                 headers (look at a delivered message), or mailbox.unauthenticated = \"send\" to send without \
+                 checking senders"
+                    .to_owned(),
+            ),
+        ),
+        (Unauthenticated::Send, _) => (
+            "mailbox.unauthenticated = \"send\": replies go to whatever From an email claims, spoofed or not"
+                .to_owned(),
+            Some(if trusted.is_empty() {
+                "set mailbox.authserv_ids to your mail server's authserv-id and mailbox.unauthenticated = \"draft\""
+                    .to_owned()
+            } else {
+                "set mailbox.unauthenticated = \"draft\"".to_owned()
+            }),
+        ),
+    }
+}
+
+/// Logs at start what [`authentication_warning`] says: a warning when it needs attention.
+pub(crate) fn warn_about_authentication(mailbox: &MailboxSettings) {
+    let agent_email = &mailbox.agent_email;
+    match authentication_warning(mailbox) {
+        (said, None) => info!(%agent_email, "Sender authentication: {said}."),
+        (said, Some(fix)) => warn!(%agent_email, "Sender authentication: {said}. To change it, {fix}."),
+    }
 }
 
 /// Label of a failed pass: what failed.

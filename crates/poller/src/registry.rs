@@ -357,6 +357,7 @@ impl MailboxTask {
         let settings = self.base.for_mailbox(&self.row.address, &self.row.settings).map_err(|e| e.to_string())?;
         let mailbox: MailboxSettings = settings.section("mailbox").map_err(|e| e.to_string())?;
         let source = AnySource::open(&settings, &mailbox).map_err(|e| e.to_string())?;
+        crate::warn_about_authentication(&mailbox);
         Ok((settings, mailbox, source))
     }
 }

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use pipeline_core::settings::Unauthenticated;
 use serde::Deserialize;
 
 use crate::SourceError;
@@ -54,7 +55,19 @@ pub struct MailboxSettings {
     /// How the IMAP source shows outcomes (see [`ImapOutcomes`]).
     #[serde(default)]
     pub imap_outcomes: ImapOutcomes,
+    /// The authserv-ids whose `Authentication-Results` the poller trusts (see
+    /// [`trusted_authserv_ids`](Self::trusted_authserv_ids) and [`crate::authres`]).
+    #[serde(default)]
+    pub authserv_ids: Vec<String>,
+    /// What the sender does with a reply to an unauthenticated sender; the poller only warns
+    /// at start when nothing is trusted.
+    #[serde(default)]
+    pub unauthenticated: Unauthenticated,
 }
+
+/// The authserv-id Gmail writes in its `Authentication-Results`, trusted by the `gmail` source
+/// when `mailbox.authserv_ids` is empty.
+pub const GMAIL_AUTHSERV_ID: &str = "mx.google.com";
 
 /// `mailbox.imap_outcomes`: how the IMAP source shows a message's outcome.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -108,6 +121,14 @@ impl MarkRead {
 }
 
 impl MailboxSettings {
+    /// The authserv-ids trusted for this mailbox: `mailbox.authserv_ids` (blank entries left
+    /// out), or, when it is empty on the `gmail` source, Gmail's own ([`GMAIL_AUTHSERV_ID`]).
+    pub fn trusted_authserv_ids(&self) -> Vec<String> {
+        let listed: Vec<String> =
+            self.authserv_ids.iter().map(|id| id.trim().to_owned()).filter(|id| !id.is_empty()).collect();
+        if listed.is_empty() && self.kind == "gmail" { vec![GMAIL_AUTHSERV_ID.to_owned()] } else { listed }
+    }
+
     /// Whether outcomes are IMAP folders (the `imap` source with `imap_outcomes = "folders"`).
     pub fn outcome_folders(&self) -> bool {
         self.kind == "imap" && self.imap_outcomes == ImapOutcomes::Folders
@@ -167,6 +188,20 @@ mod tests {
         let mailbox: MailboxSettings = settings.section("mailbox").map_err(|e| e.to_string())?;
         mailbox.validate().map_err(|e| e.to_string())?;
         Ok(mailbox)
+    }
+
+    #[test]
+    fn trusted_authserv_ids_default_to_none_except_gmails_own_on_the_gmail_source() {
+        let maildir = mailbox(&[]).expect("defaults");
+        assert!(maildir.trusted_authserv_ids().is_empty());
+        assert_eq!(maildir.unauthenticated, Unauthenticated::Draft, "on by default");
+        assert_eq!(mailbox(&[("KIND", "gmail")]).expect("gmail").trusted_authserv_ids(), [GMAIL_AUTHSERV_ID]);
+        let listed = mailbox(&[("KIND", "gmail"), ("AUTHSERV_IDS", "mx.northwind.example, ,mx2.northwind.example")])
+            .expect("a list from the environment");
+        assert_eq!(listed.trusted_authserv_ids(), ["mx.northwind.example", "mx2.northwind.example"]);
+        assert_eq!(mailbox(&[("UNAUTHENTICATED", "send")]).expect("send").unauthenticated, Unauthenticated::Send);
+        let error = mailbox(&[("UNAUTHENTICATED", "reject")]).expect_err("unknown policy");
+        assert!(error.contains("mailbox.unauthenticated") && error.contains("\"send\""), "{error}");
     }
 
     #[test]

@@ -278,3 +278,110 @@ async fn a_copy_prepared_while_another_is_being_published_is_its_duplicate_unles
     assert_eq!(of_e.as_deref(), Some("copy-d"), "its duplicates follow the fingerprint");
     pool.close().await;
 }
+
+/// An email from `from` with `Authentication-Results` values `results`, topmost first.
+fn authenticated_email(n: usize, from: &str, results: &[&str]) -> Vec<u8> {
+    let fields: String = results.iter().map(|r| format!("Authentication-Results: {r}\r\n")).collect();
+    format!(
+        "{fields}From: {from}\r\nTo: {AGENT}\r\nSubject: Question {n}\r\nMessage-ID: <auth{n}@customer.example>\r\n\
+         Date: Wed, 26 Nov 2025 10:00:00 +0000\r\n\r\nHello, question {n}.\r\n"
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn the_verdict_on_each_senders_authentication_is_stored_from_the_trusted_header_only() {
+    let vhost = TestVhost::create().await;
+    let db = TestDb::create().await;
+    let dir = TestDir::create();
+    let root = dir.path.join("mailbox");
+    poller::maildir::ensure(&root).expect("maildir");
+    let ours = "mx.northwind.example";
+    let delivered: [(&str, Vec<u8>); 5] = [
+        (
+            "1764150001.M1P1.host",
+            authenticated_email(
+                1,
+                "Ana <ana@customer.example>",
+                &[&format!(
+                    "{ours}; spf=pass smtp.mailfrom=ana@customer.example; dkim=pass header.d=customer.example; \
+                     dmarc=pass (p=reject) header.from=customer.example"
+                )],
+            ),
+        ),
+        (
+            "1764150002.M2P1.host",
+            authenticated_email(
+                2,
+                "CEO <ceo@bank.example>",
+                &[&format!(
+                    "{ours}; spf=pass smtp.mailfrom=x@attacker.example; dkim=none; dmarc=fail header.from=bank.example"
+                )],
+            ),
+        ),
+        // The sender's own headers, one naming our server: below ours, so not read.
+        (
+            "1764150003.M3P1.host",
+            authenticated_email(
+                3,
+                "Bo <bo@customer.example>",
+                &[
+                    &format!("{ours}; spf=fail smtp.mailfrom=bo@customer.example; dkim=fail header.d=customer.example"),
+                    "mail.attacker.example; dmarc=pass",
+                    &format!("{ours}; dmarc=pass header.from=customer.example"),
+                ],
+            ),
+        ),
+        (
+            "1764150004.M4P1.host",
+            authenticated_email(4, "Cy <cy@customer.example>", &["mail.attacker.example; dmarc=pass"]),
+        ),
+        ("1764150005.M5P1.host", authenticated_email(5, "Di <di@customer.example>", &[])),
+    ];
+    for (id, raw) in &delivered {
+        std::fs::write(root.join("new").join(id), raw).expect("deliver");
+    }
+    let env = WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("database.url", db.url())
+        .set("mailbox.agent_email", AGENT.to_owned())
+        .set("mailbox.maildir", root.display().to_string())
+        .set("mailbox.authserv_ids", ours.to_owned())
+        .build();
+    let settings = Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))).expect("settings");
+    let mailbox: MailboxSettings = settings.section("mailbox").expect("[mailbox]");
+    assert_eq!(mailbox.trusted_authserv_ids(), [ours]);
+    let pool = mailroom_db::connect_and_migrate(&settings.database.url, 4).await.expect("database");
+    let producer = Producer::new("poller-maildir-test", &settings, Arc::new(Telemetry::default()));
+    producer.connect().await.expect("broker");
+    let mut poller =
+        Poller::new(MaildirSource::new(&root).expect("source"), Ledger::new(pool.clone(), producer, mailbox));
+    assert_eq!(synced(&mut poller).await.published, 5);
+
+    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT mailbox_id, sender_auth, sender_auth_detail FROM mailbox_messages WHERE agent_email = $1 ORDER BY mailbox_id",
+    )
+    .bind(AGENT)
+    .fetch_all(&pool)
+    .await
+    .expect("ledger");
+    let row = |verdict: &str, detail: &str| (Some(verdict.to_owned()), Some(detail.to_owned()));
+    let got: Vec<(Option<String>, Option<String>)> = rows.into_iter().map(|(_, v, d)| (v, d)).collect();
+    assert_eq!(
+        got,
+        vec![
+            row("pass", "dmarc=pass (mx.northwind.example)"),
+            row("fail", "dmarc=fail (mx.northwind.example)"),
+            row("fail", "spf=fail and dkim=fail (mx.northwind.example)"),
+            row("fail", "no Authentication-Results from mx.northwind.example"),
+            row("fail", "no Authentication-Results from mx.northwind.example"),
+        ]
+    );
+    // What the sender reads back.
+    let provenance =
+        mailroom_db::pipeline::provenance(&pool, AGENT, delivered[1].0).await.expect("query").expect("row");
+    assert_eq!(
+        provenance.sender_auth,
+        Some(mailroom_db::pipeline::SenderAuth::Fail { reason: "dmarc=fail (mx.northwind.example)".into() })
+    );
+}

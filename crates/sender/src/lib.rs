@@ -10,8 +10,10 @@
 //!    built is dead-lettered, it will never build;
 //! 2. claims the email in the send log ([`sendlog`]); an email already answered is acked and
 //!    nothing is sent, one another sender is delivering waits;
-//! 3. decides send or draft: escalations, `sender.mode = "draft"` and recipients past the reply
-//!    throttle ([`throttle`]) get a draft for a human;
+//! 3. decides send or draft: escalations, `sender.mode = "draft"`, recipients the receiving
+//!    server did not authenticate (`mailbox.unauthenticated = "draft"`, the default; the
+//!    verdict is the poller's, see `poller::authres`) and recipients past the reply throttle
+//!    ([`throttle`]) get a draft for a human, with every reason that applies;
 //! 4. takes a token from the mailbox's bucket ([`ratelimit`]) for a send; when there is none the
 //!    message waits in a delay queue (no retry spent, nothing lost, other mailboxes unaffected);
 //! 5. delivers through the sink ([`sink`]) and completes the send log with the provider's id.
@@ -42,7 +44,9 @@ use std::time::{Duration, Instant};
 
 use mail_mime::ReplySpec;
 use mailroom_db::QueryFailed;
+use mailroom_db::pipeline::SenderAuth;
 use pipeline_core::messages::EmailToSend;
+use pipeline_core::settings::Unauthenticated;
 use pipeline_core::telemetry::Health;
 use pipeline_core::topology::EMAILS_TO_SEND;
 use pipeline_core::{DeliveryMeta, Handler, HandlerError, Outgoing, Settings, Telemetry};
@@ -53,7 +57,7 @@ use sha2::{Digest as _, Sha256};
 use sqlx::PgPool;
 use tracing::{debug, error, info, warn};
 
-use crate::provenance::Served;
+use crate::provenance::{Served, Verified};
 use crate::ratelimit::{Permit, RateLimiter};
 use crate::sendlog::{ClaimOutcome, Final, NewClaim};
 use crate::settings::{Mode, SenderSettings};
@@ -183,6 +187,7 @@ pub struct SendHandler<S> {
     throttle: ReplyThrottle,
     settings: SenderSettings,
     served: Served,
+    unauthenticated: Unauthenticated,
     claimed_by: String,
     metrics: SenderMetrics,
     telemetry: Arc<Telemetry>,
@@ -192,13 +197,16 @@ pub struct SendHandler<S> {
 
 impl<S: Sink> SendHandler<S> {
     /// A handler sending as the mailboxes `served` through `sink`, with the quota and throttle
-    /// in `redis`.
+    /// in `redis`; `unauthenticated` is what becomes of a reply to a sender the receiving
+    /// server did not authenticate (`mailbox.unauthenticated`).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         pool: PgPool,
         sink: S,
         redis: redis::aio::ConnectionManager,
         settings: SenderSettings,
         served: Served,
+        unauthenticated: Unauthenticated,
         claimed_by: impl Into<String>,
         telemetry: &Arc<Telemetry>,
     ) -> Self {
@@ -208,6 +216,7 @@ impl<S: Sink> SendHandler<S> {
             redis,
             settings,
             served,
+            unauthenticated,
             claimed_by,
             telemetry,
             SenderMetrics::register(telemetry),
@@ -223,6 +232,7 @@ impl<S: Sink> SendHandler<S> {
         redis: redis::aio::ConnectionManager,
         settings: SenderSettings,
         served: Served,
+        unauthenticated: Unauthenticated,
         claimed_by: impl Into<String>,
         health: &Arc<Telemetry>,
         metrics: SenderMetrics,
@@ -247,6 +257,7 @@ impl<S: Sink> SendHandler<S> {
             throttle,
             settings,
             served,
+            unauthenticated,
             claimed_by: claimed_by.into(),
             metrics,
             telemetry: health.clone(),
@@ -299,15 +310,24 @@ impl<S: Sink> SendHandler<S> {
         })
     }
 
-    /// Send or draft, and why a draft. Asking the throttle counts the reply against the
-    /// recipient (once per email, however often asked).
-    async fn decide(&self, msg: &EmailToSend) -> Result<(Kind, Option<String>), HandlerError> {
+    /// Send or draft, and why a draft: every reason that applies, joined with `; ` (a person
+    /// finishing an escalated reply must also see that its recipient may be spoofed). Asking
+    /// the throttle counts the reply against the recipient (once per email, however often
+    /// asked), so it is asked only when nothing else makes the reply a draft.
+    async fn decide(&self, msg: &EmailToSend, verified: &Verified) -> Result<(Kind, Option<String>), HandlerError> {
+        let mut reasons = Vec::new();
+        if let Some(why) = unauthenticated_reason(self.unauthenticated, verified) {
+            reasons.push(why);
+        }
         if msg.escalate {
             let why = msg.escalation_reason.clone().unwrap_or_else(|| "escalated by the generator".into());
-            return Ok((Kind::Draft, Some(format!("escalated: {why}"))));
+            reasons.push(format!("escalated: {why}"));
         }
         if self.settings.mode == Mode::Draft {
-            return Ok((Kind::Draft, Some("sender.mode = \"draft\"".into())));
+            reasons.push("sender.mode = \"draft\"".into());
+        }
+        if !reasons.is_empty() {
+            return Ok((Kind::Draft, Some(reasons.join("; "))));
         }
         let allowed = self.throttle.allow(&msg.agent_email, &msg.to, &msg.email_id).await.map_err(limit_error)?;
         if !allowed {
@@ -331,12 +351,15 @@ impl<S: Sink> SendHandler<S> {
 
     async fn send_inner(&self, msg: &EmailToSend) -> Result<Outcome, HandlerError> {
         let (agent, email_id, message_id) = (msg.agent_email.as_str(), msg.email_id.as_str(), msg.message_id.as_str());
-        if let Err(forgery) = provenance::verify(&self.pool, &self.served, msg).await.map_err(QueryFailed)? {
-            self.metrics.forged(forgery.kind());
-            error!(email_id, to = %msg.to, agent, reason = forgery.kind(), error = %forgery,
-                "Refused a reply the pipeline did not make; dead-lettered as ForgedReply, nothing sent.");
-            return Err(HandlerError::permanent("ForgedReply", forgery));
-        }
+        let verified = match provenance::verify(&self.pool, &self.served, msg).await.map_err(QueryFailed)? {
+            Ok(verified) => verified,
+            Err(forgery) => {
+                self.metrics.forged(forgery.kind());
+                error!(email_id, to = %msg.to, agent, reason = forgery.kind(), error = %forgery,
+                    "Refused a reply the pipeline did not make; dead-lettered as ForgedReply, nothing sent.");
+                return Err(HandlerError::permanent("ForgedReply", forgery));
+            }
+        };
         // Built before claiming: a reply that can never be built must not leave a claim behind.
         let reply = self.build(msg, &reply_message_id(agent, email_id))?;
         let claim = NewClaim {
@@ -365,7 +388,7 @@ impl<S: Sink> SendHandler<S> {
                 }
                 ClaimOutcome::Claimed { token, takeover, .. } => (token, takeover),
             };
-        let (kind, reason) = match self.decide(msg).await {
+        let (kind, reason) = match self.decide(msg, &verified).await {
             Ok(d) => d,
             Err(e) => {
                 self.release(agent, email_id, token).await;
@@ -628,6 +651,20 @@ async fn connect_redis(
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
         }
+    }
+}
+
+/// Why a reply must be a draft under `policy` because its recipient was not authenticated, if
+/// it must: the poller's reason, or that no verdict was recorded (mail taken in before the
+/// poller recorded one).
+pub fn unauthenticated_reason(policy: Unauthenticated, verified: &Verified) -> Option<String> {
+    if policy == Unauthenticated::Send {
+        return None;
+    }
+    match &verified.sender_auth {
+        Some(SenderAuth::Pass { .. }) => None,
+        Some(SenderAuth::Fail { reason }) => Some(format!("unauthenticated sender: {reason}")),
+        None => Some("unauthenticated sender: no authentication verdict was recorded for this email".into()),
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use pipeline_core::messages::EmailToSend;
+use pipeline_core::settings::Unauthenticated;
 use pipeline_core::{DeliveryMeta, Handler, HandlerError, Outgoing, Settings, Telemetry};
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -33,10 +34,13 @@ struct RegistrySettings {
     refresh_secs: u64,
 }
 
-/// The one key of `[mailbox]` the sender reads in single-mailbox mode: the mailbox it sends as.
+/// The keys of `[mailbox]` the sender reads: the mailbox it sends as (single-mailbox mode), and
+/// what becomes of a reply to a sender the receiving server did not authenticate.
 #[derive(Deserialize)]
 struct ServedMailbox {
     agent_email: String,
+    #[serde(default)]
+    unauthenticated: Unauthenticated,
 }
 
 /// What the sender has for one mailbox.
@@ -166,6 +170,7 @@ impl MailboxSenders {
 
     fn build(&self, agent: &str, settings: &Settings, health: &Arc<Telemetry>) -> Result<SendHandler<AnySink>, String> {
         let sender: SenderSettings = settings.section("sender").map_err(|e| e.to_string())?;
+        let mailbox: ServedMailbox = settings.section("mailbox").map_err(|e| e.to_string())?;
         let outbox: OutboxSettings = settings.section("outbox").map_err(|e| e.to_string())?;
         let sink = AnySink::from_settings(&outbox).map_err(|e| format!("outbox: {e}"))?;
         // The quota and throttle keys are the process's, whatever a mailbox says.
@@ -176,6 +181,7 @@ impl MailboxSenders {
             self.redis.clone(),
             sender,
             Served::single(agent),
+            mailbox.unauthenticated,
             self.claimed_by.clone(),
             health,
             self.metrics.clone(),

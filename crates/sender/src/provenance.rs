@@ -15,8 +15,12 @@
 //! sent. An attacker who can write to the broker but not to the database can therefore only
 //! re-send the pipeline's own replies to their own recipients, which the send log makes a
 //! no-op.
+//!
+//! A reply that passes is [`Verified`], with what the poller recorded about its recipient:
+//! whether the receiving server authenticated them (`poller::authres`), which the sender's
+//! `mailbox.unauthenticated` policy acts on.
 
-use mailroom_db::pipeline::Provenance;
+use mailroom_db::pipeline::{Provenance, SenderAuth};
 use pipeline_core::messages::EmailToSend;
 use sqlx::PgPool;
 
@@ -122,13 +126,25 @@ pub fn first_difference(msg: &EmailToSend, stored: &EmailToSend) -> Option<&'sta
     fields.into_iter().find(|(_, same)| !same).map(|(name, _)| name)
 }
 
+/// What the database says about a reply that matches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Whether the email's sender (the reply's recipient) was authenticated by the receiving
+    /// server; `None` for mail taken in before the poller recorded it.
+    pub sender_auth: Option<SenderAuth>,
+}
+
 /// Checks `msg` against the database; see the [module docs](self).
-pub async fn verify(pool: &PgPool, served: &Served, msg: &EmailToSend) -> Result<Result<(), Forgery>, sqlx::Error> {
+pub async fn verify(
+    pool: &PgPool,
+    served: &Served,
+    msg: &EmailToSend,
+) -> Result<Result<Verified, Forgery>, sqlx::Error> {
     let (agent, email_id) = (&msg.agent_email, &msg.email_id);
     if !served.serves(agent) {
         return Ok(Err(Forgery::UnknownMailbox { agent: agent.clone() }));
     }
-    let Some(Provenance { sender_address, response }) =
+    let Some(Provenance { sender_address, sender_auth, response }) =
         mailroom_db::pipeline::provenance(pool, agent, email_id).await?
     else {
         return Ok(Err(Forgery::NotReceived { agent: agent.clone(), email_id: email_id.clone() }));
@@ -146,7 +162,7 @@ pub async fn verify(pool: &PgPool, served: &Served, msg: &EmailToSend) -> Result
             sender: sender_address.unwrap_or_else(|| "unknown".into()),
         }));
     }
-    Ok(Ok(()))
+    Ok(Ok(Verified { sender_auth }))
 }
 
 /// Whether two bare addresses are one mailbox: the domain in any case; the local part as

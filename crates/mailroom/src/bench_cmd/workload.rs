@@ -102,12 +102,18 @@ pub(super) fn questions(mailbox: &Path) -> anyhow::Result<Vec<Question>> {
 /// One bench email: its Maildir unique name (the pipeline's `email_id`) and its bytes. Every
 /// email has its own sender (the reply throttle allows 5 replies per address) and its own
 /// order number, so no two questions embed the same (the embedding cache would hide the work).
+/// Each carries the receiving server's `Authentication-Results`, as real mail does, so the
+/// poller's check of it is part of what is measured.
 pub(super) fn email(tag: &str, i: usize, q: &Question, agent: &str) -> (String, Vec<u8>) {
     let name = format!("{tag}.{i:07}.mailroom-bench");
+    let sender = format!("customer-{tag}-{i}@example.com");
     let raw = format!(
-        "From: Customer {i} <customer-{tag}-{i}@example.com>\r\nTo: Northwind Support <{agent}>\r\n\
+        "Authentication-Results: {authserv_id};\r\n\tspf=pass smtp.mailfrom={sender};\r\n\t\
+         dkim=pass header.d=example.com header.s=s2026;\r\n\tdmarc=pass (p=none) header.from=example.com\r\n\
+         From: Customer {i} <{sender}>\r\nTo: Northwind Support <{agent}>\r\n\
          Subject: {subject}\r\nDate: {date}\r\nMessage-ID: <{name}@example.com>\r\nMIME-Version: 1.0\r\n\
          Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n\r\nOrder number NW-{i:07}.\r\n",
+        authserv_id = crate::sandbox::AUTHSERV_ID,
         subject = q.subject,
         date = Utc::now().to_rfc2822(),
         body = q.body.replace('\n', "\r\n"),

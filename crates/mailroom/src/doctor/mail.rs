@@ -1,5 +1,6 @@
 //! The mail checks of `mailroom doctor`: the mailbox the poller reads (IMAP login and folder,
-//! Gmail token and scopes) and the outbox the sender writes to (SMTP EHLO/TLS/AUTH, Gmail).
+//! Gmail token and scopes, which senders count as authenticated) and the outbox the sender
+//! writes to (SMTP EHLO/TLS/AUTH, Gmail).
 
 use gmail::{GmailClient, GmailError, GmailSettings, scopes};
 use pipeline_core::Settings;
@@ -21,6 +22,17 @@ async fn mailbox(settings: &Settings) -> Vec<Check> {
         Ok(s) => s,
         Err(e) => return vec![Check::fail("mailbox", e.to_string(), "fix the [mailbox] section")],
     };
+    let authentication = match poller::authentication_warning(&mailbox) {
+        (said, None) => Check::ok("mailbox authentication", said),
+        (said, Some(fix)) => Check::warn("mailbox authentication", said, fix),
+    };
+    let mut checks = source(settings, &mailbox).await;
+    checks.push(authentication);
+    checks
+}
+
+/// The source's own check: can the poller read it.
+async fn source(settings: &Settings, mailbox: &MailboxSettings) -> Vec<Check> {
     match mailbox.kind.as_str() {
         "imap" => vec![imap(settings, &mailbox.agent_email).await],
         "maildir" => {

@@ -11,11 +11,13 @@
 //!   the key and the model id without spending tokens (a retired model is a 404);
 //! - the embedder: one short text embedded, its dimension against `embeddings.dimension` and
 //!   the dimension of the vectors already stored; Pinecone's index (`describe_index_stats`);
-//! - the mailbox: IMAP login and folder, Gmail token refresh and granted scopes;
+//! - the mailbox: IMAP login and folder, Gmail token refresh and granted scopes, and what its
+//!   sender-authentication settings do (a warning when no server is trusted, so every reply
+//!   becomes a draft, or when replies to unauthenticated senders are sent);
 //! - the outbox: SMTP EHLO, TLS and AUTH, Gmail token refresh and granted scopes.
 //!
-//! The exit code is 1 when a check fails (0 when all pass or are skipped); `--json` prints the
-//! checks as a JSON array for scripts.
+//! The exit code is 1 when a check fails (0 when all pass, warn or are skipped); `--json` prints
+//! the checks as a JSON array for scripts.
 
 mod broker;
 mod mail;
@@ -38,6 +40,9 @@ pub enum Outcome {
     Ok,
     /// It did not; `fix` says what to change.
     Fail,
+    /// It works, but likely not as the operator wants; `fix` says what to change. Does not fail
+    /// the command.
+    Warn,
     /// Not configured, so not checked.
     Skip,
 }
@@ -65,6 +70,11 @@ impl Check {
     /// A check that failed, with the fix.
     pub fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
         Self { name: name.into(), outcome: Outcome::Fail, detail: detail.into(), fix: Some(fix.into()) }
+    }
+
+    /// A check that passed with a caveat, and what to change.
+    pub fn warn(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self { name: name.into(), outcome: Outcome::Warn, detail: detail.into(), fix: Some(fix.into()) }
     }
 
     /// A check that was not made.
@@ -99,6 +109,7 @@ pub fn print(checks: &[Check]) {
         let mark = match check.outcome {
             Outcome::Ok => "ok  ",
             Outcome::Fail => "FAIL",
+            Outcome::Warn => "WARN",
             Outcome::Skip => "skip",
         };
         println!("{mark}  {:<width$}  {}", check.name, check.detail);
@@ -108,8 +119,9 @@ pub fn print(checks: &[Check]) {
     }
     let failed = checks.iter().filter(|c| c.outcome == Outcome::Fail).count();
     let passed = checks.iter().filter(|c| c.outcome == Outcome::Ok).count();
+    let warned = checks.iter().filter(|c| c.outcome == Outcome::Warn).count();
     println!();
-    println!("{passed} passed, {failed} failed, {} skipped", checks.len() - passed - failed);
+    println!("{passed} passed, {failed} failed, {warned} warned, {} skipped", checks.len() - passed - failed - warned);
 }
 
 /// `mailroom doctor [--role R] [--json]`: exit 1 when a check failed.

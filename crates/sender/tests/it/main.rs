@@ -2,6 +2,7 @@
 //! process; for Gmail, a local fake of the Gmail API). Each test has its own database, outbox
 //! directory and Redis key prefix, and removes them.
 
+mod authentication;
 mod gmail;
 mod handler;
 mod limits;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use pipeline_core::Telemetry;
 use pipeline_core::messages::{EmailToSend, new_message_id, now};
+use pipeline_core::settings::Unauthenticated;
 use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 use sender::SendHandler;
@@ -64,11 +66,22 @@ pub(crate) async fn pool(db: &mailroom_tests::TestDb) -> PgPool {
 }
 
 /// A bare handler: it refuses every reply the database has no record of
-/// (`sender::provenance`).
+/// (`sender::provenance`), and drafts replies to unauthenticated senders (the default policy).
 pub(crate) async fn bare_handler<S: Sink>(pool: PgPool, sink: S, settings: SenderSettings) -> SendHandler<S> {
+    policy_handler(pool, sink, settings, Unauthenticated::Draft).await
+}
+
+/// [`bare_handler`] with the `mailbox.unauthenticated` policy `policy`.
+pub(crate) async fn policy_handler<S: Sink>(
+    pool: PgPool,
+    sink: S,
+    settings: SenderSettings,
+    policy: Unauthenticated,
+) -> SendHandler<S> {
     // The second mailbox is the quota test's other mailbox.
     let served = Served::many([AGENT, "help@contoso.example"]);
-    SendHandler::new(pool, sink, connection().await, settings, served, "sender-test", &Arc::new(Telemetry::default()))
+    let telemetry = Arc::new(Telemetry::default());
+    SendHandler::new(pool, sink, connection().await, settings, served, policy, "sender-test", &telemetry)
 }
 
 /// A handler whose `send_one` first records each message as the pipeline would have (the
@@ -103,7 +116,7 @@ impl<S> std::ops::Deref for Recorded<S> {
 }
 
 /// What the poller and the generator record for the email `msg` answers: a published ledger
-/// row whose sender is `msg.to`, and `msg` as the stored reply.
+/// row whose sender is `msg.to` (authenticated), and `msg` as the stored reply.
 pub(crate) async fn record(pool: &PgPool, msg: &EmailToSend) {
     mailroom_tests::history::record_reply(pool, msg).await;
 }
