@@ -190,4 +190,40 @@ async fn registered_mailboxes_are_served_by_one_poller_and_one_sender_each_throu
     })
     .await;
     assert_eq!(sent(&path("support-out")).len(), 3);
+
+    // A person of the support team answers customer 2 from their mail client (saved in the
+    // Maildir's .Sent folder); customer 2's follow-up in that thread is drafted for them, not
+    // answered automatically. Customer 1's follow-up, in a thread no person answered, is sent.
+    let person = "From: Jo at Northwind <support@northwind.example>\r\nTo: customer2@example.com\r\n\
+        Subject: Re: How do I reset my Lift Pro (2)?\r\nMessage-ID: <jo-1@mail.northwind.example>\r\n\
+        In-Reply-To: <q2@example.com>\r\nReferences: <q2@example.com>\r\n\r\nHi, I will call you today. Jo\r\n";
+    std::fs::create_dir_all(path("support-in").join(".Sent/cur")).expect(".Sent");
+    std::fs::write(path("support-in").join(".Sent/cur/1764150010.jo1.host:2,S"), person).expect("person's reply");
+    let follow_up = |n: u32, answered: &str| {
+        question(n, SUPPORT)
+            .replace(
+                &format!("Message-ID: <q{n}@example.com>"),
+                &format!("Message-ID: <q{n}@example.com>\r\nIn-Reply-To: <{answered}>\r\nReferences: <{answered}>"),
+            )
+            .replace(&format!("customer{n}@"), &format!("customer{}@", &answered[1..2]))
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    deliver(&path("support-in"), "1764150011.s6.host", &follow_up(6, "q2@example.com"));
+    deliver(&path("support-in"), "1764150012.s7.host", &follow_up(7, "q1@example.com"));
+    let drafted: Vec<String> = wait_for(Duration::from_secs(60), "both follow-ups handled", || async {
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT state, draft_reason FROM replies WHERE agent_email = $1 AND recipient = 'customer2@example.com' AND state = 'drafted'")
+                .bind(SUPPORT)
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_default();
+        let sent_to_1: i64 = sqlx::query_scalar("SELECT count(*) FROM replies WHERE agent_email = $1 AND recipient = 'customer1@example.com' AND state = 'sent'")
+            .bind(SUPPORT)
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(0);
+        (rows.len() == 1 && sent_to_1 == 2).then(|| rows.into_iter().filter_map(|(_, r)| r).collect())
+    })
+    .await;
+    assert!(drafted[0].contains("a person of the mailbox has replied in this thread"), "{drafted:?}");
 }

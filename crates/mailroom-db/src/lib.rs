@@ -6,6 +6,7 @@
 
 pub mod documents;
 pub mod mailboxes;
+pub mod person_replies;
 pub mod pipeline;
 pub mod provider_problems;
 pub mod status;

@@ -274,20 +274,22 @@ pub struct StorageSettings {
     pub dir: std::path::PathBuf,
 }
 
-/// `mailbox.unauthenticated`: what becomes of the reply to an email whose sender the receiving
-/// server did not authenticate (no DMARC pass, nor SPF or DKIM for the From domain; see
-/// `poller::authres`). The poller records the verdict, the sender applies the policy.
+/// What becomes of a reply a policy holds back: `mailbox.unauthenticated` (an email whose
+/// sender the receiving server did not authenticate — no DMARC pass, nor SPF or DKIM for the From
+/// domain; see `poller::authres`) and `mailbox.after_person_reply` (a thread a person of the
+/// mailbox has answered). The poller records what it sees, the sender applies the policy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
-pub enum Unauthenticated {
-    /// A draft for a person, with the reason: a spoofed From must not get an automatic reply.
+pub enum DraftOrSend {
+    /// A draft for a person, with the reason (a spoofed From must not get an automatic reply; a
+    /// bot must not talk over a person).
     #[default]
     Draft,
-    /// Sent like any other reply (for a mailbox whose server adds no `Authentication-Results`).
+    /// Sent like any other reply.
     Send,
 }
 
-impl Unauthenticated {
+impl DraftOrSend {
     /// The setting's value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -297,7 +299,7 @@ impl Unauthenticated {
     }
 }
 
-impl TryFrom<String> for Unauthenticated {
+impl TryFrom<String> for DraftOrSend {
     type Error = String;
 
     /// Refuses anything else, naming the key and the values it takes.
@@ -305,7 +307,7 @@ impl TryFrom<String> for Unauthenticated {
         match value.as_str() {
             "draft" => Ok(Self::Draft),
             "send" => Ok(Self::Send),
-            other => Err(format!("mailbox.unauthenticated must be \"draft\" or \"send\", not {other:?}")),
+            other => Err(format!("must be \"draft\" or \"send\", not {other:?}")),
         }
     }
 }

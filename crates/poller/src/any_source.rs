@@ -90,6 +90,17 @@ impl Source for AnySource {
         }
     }
 
+    async fn sent_mail(
+        &mut self,
+        ledger: &Ledger,
+    ) -> Result<Vec<mailroom_db::person_replies::SentMessage>, SourceError> {
+        match self {
+            Self::Maildir(s) => s.sent_mail(ledger).await,
+            Self::Gmail(s) => s.sent_mail(ledger).await,
+            Self::Imap(s) => s.sent_mail(ledger).await,
+        }
+    }
+
     async fn close(&mut self) {
         match self {
             Self::Maildir(s) => s.close().await,

@@ -461,6 +461,36 @@ impl Source for GmailSource {
         result
     }
 
+    /// The messages under `SENT`, newest first, until `sent_scan_limit` or a page with nothing new.
+    async fn sent_mail(
+        &mut self,
+        ledger: &Ledger,
+    ) -> Result<Vec<mailroom_db::person_replies::SentMessage>, SourceError> {
+        let limit = ledger.settings().sent_scan_limit;
+        let (mut sent, mut seen, mut page_token) = (Vec::new(), 0, None);
+        loop {
+            let page = self.client.list_messages("in:sent", page_token.as_deref()).await?;
+            seen += page.messages.len();
+            let ids: Vec<String> = page.messages.iter().map(|m| format!("gmail-sent:{}", m.id)).collect();
+            let unknown = crate::person::unknown(ledger, ids).await?;
+            for message in page.messages.iter().filter(|m| unknown.contains(&format!("gmail-sent:{}", m.id))) {
+                match self.client.get_raw(&message.id).await {
+                    Ok(raw) => sent.push(crate::person::sent_message(
+                        format!("gmail-sent:{}", raw.id),
+                        &raw.raw,
+                        Some(raw.thread_id).filter(|t| !t.is_empty()),
+                    )),
+                    Err(GmailError::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            page_token = page.next_page_token;
+            if unknown.is_empty() || seen >= limit || page_token.is_none() {
+                return Ok(sent);
+            }
+        }
+    }
+
     async fn apply_outcomes(&mut self, ledger: &Ledger, changes: &[Change]) -> Result<Vec<String>, SourceError> {
         let result = self.apply(ledger, changes).await;
         if let Err(SourceError::Gmail(GmailError::Permanent { .. })) = &result {

@@ -37,6 +37,7 @@ pub mod ledger;
 pub mod maildir;
 pub mod maildir_outcomes;
 pub mod outcome;
+pub mod person;
 pub mod registry;
 pub mod settings;
 
@@ -48,7 +49,7 @@ use anyhow::Context as _;
 use mail_mime::ParsedEmail;
 use pipeline_core::http::HealthServer;
 use pipeline_core::messages::{EmailMetadata, EmailToClassify, IncomingEmail};
-use pipeline_core::settings::Unauthenticated;
+use pipeline_core::settings::DraftOrSend;
 use pipeline_core::telemetry::RouteLabels;
 use pipeline_core::topology::CLASSIFY;
 use pipeline_core::{Producer, ProducerError, Settings, Telemetry};
@@ -174,6 +175,15 @@ pub trait Source: Send {
     /// Ends the session with the mailbox, if there is one.
     fn close(&mut self) -> impl Future<Output = ()> + Send {
         std::future::ready(())
+    }
+
+    /// The mailbox's sent mail not yet recorded in `person_replies` (see [`person`]). Sources
+    /// that cannot read sent mail return none.
+    fn sent_mail(
+        &mut self,
+        _ledger: &Ledger,
+    ) -> impl Future<Output = Result<Vec<mailroom_db::person_replies::SentMessage>, SourceError>> + Send {
+        std::future::ready(Ok(Vec::new()))
     }
 }
 
@@ -310,6 +320,9 @@ impl<S: Source> Poller<S> {
 
 /// One pass: new mail first, then the outcomes the pipeline recorded since the last pass.
 async fn pass<S: Source>(source: &mut S, ledger: &Ledger) -> Result<ScanReport, SourceError> {
+    // A person's replies first: a customer's follow-up published in this pass must already find
+    // the reply it answers.
+    person::record(source, ledger).await?;
     let mut report = source.sync_once(ledger).await?;
     report.outcomes = outcome::apply_pending(source, ledger).await?;
     Ok(report)
@@ -331,14 +344,14 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send) 
 pub fn authentication_warning(mailbox: &MailboxSettings) -> (String, Option<String>) {
     let trusted = mailbox.trusted_authserv_ids();
     match (mailbox.unauthenticated, trusted.is_empty()) {
-        (Unauthenticated::Draft, false) => (
+        (DraftOrSend::Draft, false) => (
             format!(
                 "replies to senders that {} did not authenticate (DMARC, or SPF or DKIM for the From domain) become drafts",
                 trusted.join(" or ")
             ),
             None,
         ),
-        (Unauthenticated::Draft, true) => (
+        (DraftOrSend::Draft, true) => (
             "no trusted authserv-id (mailbox.authserv_ids is empty), so no sender counts as authenticated and \
              every reply becomes a draft"
                 .to_owned(),
@@ -349,7 +362,7 @@ pub fn authentication_warning(mailbox: &MailboxSettings) -> (String, Option<Stri
                     .to_owned(),
             ),
         ),
-        (Unauthenticated::Send, _) => (
+        (DraftOrSend::Send, _) => (
             "mailbox.unauthenticated = \"send\": replies go to whatever From an email claims, spoofed or not"
                 .to_owned(),
             Some(if trusted.is_empty() {

@@ -149,6 +149,38 @@ impl Source for MaildirSource {
         }
     }
 
+    /// The Maildir++ folder `.<mailbox.sent_folder>` (where a mail client saves sent mail).
+    async fn sent_mail(
+        &mut self,
+        ledger: &Ledger,
+    ) -> Result<Vec<mailroom_db::person_replies::SentMessage>, SourceError> {
+        let folder = self.root.join(format!(".{}", ledger.settings().sent_folder.trim()));
+        let mut files = Vec::new();
+        for sub in ["cur", "new"] {
+            match std::fs::read_dir(folder.join(sub)) {
+                Ok(entries) => files.extend(entries.filter_map(Result::ok).map(|e| e.path())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Keyed by the unique part of the name (before the flags), which a move to cur/ keeps.
+        let key = |path: &std::path::Path| {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            format!("maildir-sent:{}", name.split(':').next().unwrap_or_default())
+        };
+        let unknown = crate::person::unknown(ledger, files.iter().map(|p| key(p)).collect()).await?;
+        let mut sent = Vec::new();
+        for path in files.iter().filter(|p| unknown.contains(&key(p))) {
+            match std::fs::read(path) {
+                Ok(raw) => sent.push(crate::person::sent_message(key(path), &raw, None)),
+                // Moved by a mail client since the listing: read next pass.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(sent)
+    }
+
     async fn apply_outcomes(&mut self, ledger: &Ledger, changes: &[crate::Change]) -> Result<Vec<String>, SourceError> {
         let settings = ledger.settings();
         let letters = match self.letters.take() {

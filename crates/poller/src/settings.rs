@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use pipeline_core::settings::Unauthenticated;
+use pipeline_core::settings::DraftOrSend;
 use serde::Deserialize;
 
 use crate::SourceError;
@@ -62,12 +62,32 @@ pub struct MailboxSettings {
     /// What the sender does with a reply to an unauthenticated sender; the poller only warns
     /// at start when nothing is trusted.
     #[serde(default)]
-    pub unauthenticated: Unauthenticated,
+    pub unauthenticated: DraftOrSend,
+    /// What the sender does with customer mail in a thread a person of the mailbox has answered;
+    /// with `draft` (the default) the poller reads the mailbox's sent mail to know.
+    #[serde(default)]
+    pub after_person_reply: DraftOrSend,
+    /// The folder of sent mail: an IMAP folder, or the Maildir++ folder `.<name>` of a Maildir
+    /// (Gmail has its `SENT` label).
+    #[serde(default = "default_sent_folder")]
+    pub sent_folder: String,
+    /// The Gmail source looks at the newest this many sent messages each pass (stopping at a
+    /// page it has seen whole).
+    #[serde(default = "default_sent_scan_limit")]
+    pub sent_scan_limit: usize,
 }
 
 /// The authserv-id Gmail writes in its `Authentication-Results`, trusted by the `gmail` source
 /// when `mailbox.authserv_ids` is empty.
 pub const GMAIL_AUTHSERV_ID: &str = "mx.google.com";
+
+fn default_sent_folder() -> String {
+    "Sent".into()
+}
+
+fn default_sent_scan_limit() -> usize {
+    500
+}
 
 /// `mailbox.imap_outcomes`: how the IMAP source shows a message's outcome.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -194,12 +214,12 @@ mod tests {
     fn trusted_authserv_ids_default_to_none_except_gmails_own_on_the_gmail_source() {
         let maildir = mailbox(&[]).expect("defaults");
         assert!(maildir.trusted_authserv_ids().is_empty());
-        assert_eq!(maildir.unauthenticated, Unauthenticated::Draft, "on by default");
+        assert_eq!(maildir.unauthenticated, DraftOrSend::Draft, "on by default");
         assert_eq!(mailbox(&[("KIND", "gmail")]).expect("gmail").trusted_authserv_ids(), [GMAIL_AUTHSERV_ID]);
         let listed = mailbox(&[("KIND", "gmail"), ("AUTHSERV_IDS", "mx.northwind.example, ,mx2.northwind.example")])
             .expect("a list from the environment");
         assert_eq!(listed.trusted_authserv_ids(), ["mx.northwind.example", "mx2.northwind.example"]);
-        assert_eq!(mailbox(&[("UNAUTHENTICATED", "send")]).expect("send").unauthenticated, Unauthenticated::Send);
+        assert_eq!(mailbox(&[("UNAUTHENTICATED", "send")]).expect("send").unauthenticated, DraftOrSend::Send);
         let error = mailbox(&[("UNAUTHENTICATED", "reject")]).expect_err("unknown policy");
         assert!(error.contains("mailbox.unauthenticated") && error.contains("\"send\""), "{error}");
     }

@@ -46,7 +46,7 @@ use mail_mime::ReplySpec;
 use mailroom_db::QueryFailed;
 use mailroom_db::pipeline::SenderAuth;
 use pipeline_core::messages::EmailToSend;
-use pipeline_core::settings::Unauthenticated;
+use pipeline_core::settings::DraftOrSend;
 use pipeline_core::telemetry::Health;
 use pipeline_core::topology::EMAILS_TO_SEND;
 use pipeline_core::{DeliveryMeta, Handler, HandlerError, Outgoing, Settings, Telemetry};
@@ -187,7 +187,7 @@ pub struct SendHandler<S> {
     throttle: ReplyThrottle,
     settings: SenderSettings,
     served: Served,
-    unauthenticated: Unauthenticated,
+    policy: ReplyPolicy,
     claimed_by: String,
     metrics: SenderMetrics,
     telemetry: Arc<Telemetry>,
@@ -206,7 +206,7 @@ impl<S: Sink> SendHandler<S> {
         redis: redis::aio::ConnectionManager,
         settings: SenderSettings,
         served: Served,
-        unauthenticated: Unauthenticated,
+        policy: impl Into<ReplyPolicy>,
         claimed_by: impl Into<String>,
         telemetry: &Arc<Telemetry>,
     ) -> Self {
@@ -216,7 +216,7 @@ impl<S: Sink> SendHandler<S> {
             redis,
             settings,
             served,
-            unauthenticated,
+            policy.into(),
             claimed_by,
             telemetry,
             SenderMetrics::register(telemetry),
@@ -232,7 +232,7 @@ impl<S: Sink> SendHandler<S> {
         redis: redis::aio::ConnectionManager,
         settings: SenderSettings,
         served: Served,
-        unauthenticated: Unauthenticated,
+        policy: ReplyPolicy,
         claimed_by: impl Into<String>,
         health: &Arc<Telemetry>,
         metrics: SenderMetrics,
@@ -257,7 +257,7 @@ impl<S: Sink> SendHandler<S> {
             throttle,
             settings,
             served,
-            unauthenticated,
+            policy,
             claimed_by: claimed_by.into(),
             metrics,
             telemetry: health.clone(),
@@ -316,8 +316,22 @@ impl<S: Sink> SendHandler<S> {
     /// asked), so it is asked only when nothing else makes the reply a draft.
     async fn decide(&self, msg: &EmailToSend, verified: &Verified) -> Result<(Kind, Option<String>), HandlerError> {
         let mut reasons = Vec::new();
-        if let Some(why) = unauthenticated_reason(self.unauthenticated, verified) {
+        if let Some(why) = unauthenticated_reason(self.policy.unauthenticated, verified) {
             reasons.push(why);
+        }
+        if self.policy.after_person_reply == DraftOrSend::Draft {
+            let refs: Vec<String> = msg.in_reply_to.iter().chain(&msg.references).cloned().collect();
+            let replied = mailroom_db::person_replies::replied_in_thread(
+                &self.pool,
+                &msg.agent_email,
+                &refs,
+                msg.thread_id.as_deref(),
+            )
+            .await
+            .map_err(QueryFailed)?;
+            if replied {
+                reasons.push("a person of the mailbox has replied in this thread (mailbox.after_person_reply)".into());
+            }
         }
         if msg.escalate {
             let why = msg.escalation_reason.clone().unwrap_or_else(|| "escalated by the generator".into());
@@ -654,11 +668,28 @@ async fn connect_redis(
     }
 }
 
+/// What a mailbox's policy does with replies it holds back (`[mailbox]`'s `unauthenticated` and
+/// `after_person_reply`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplyPolicy {
+    /// A reply to a sender the receiving server did not authenticate.
+    pub unauthenticated: DraftOrSend,
+    /// A reply in a thread a person of the mailbox has answered.
+    pub after_person_reply: DraftOrSend,
+}
+
+impl From<DraftOrSend> for ReplyPolicy {
+    /// `unauthenticated` as given, the person-reply policy at its default (draft).
+    fn from(unauthenticated: DraftOrSend) -> Self {
+        Self { unauthenticated, ..Self::default() }
+    }
+}
+
 /// Why a reply must be a draft under `policy` because its recipient was not authenticated, if
 /// it must: the poller's reason, or that no verdict was recorded (mail taken in before the
 /// poller recorded one).
-pub fn unauthenticated_reason(policy: Unauthenticated, verified: &Verified) -> Option<String> {
-    if policy == Unauthenticated::Send {
+pub fn unauthenticated_reason(policy: DraftOrSend, verified: &Verified) -> Option<String> {
+    if policy == DraftOrSend::Send {
         return None;
     }
     match &verified.sender_auth {

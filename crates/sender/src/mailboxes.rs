@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use pipeline_core::messages::EmailToSend;
-use pipeline_core::settings::Unauthenticated;
+use pipeline_core::settings::DraftOrSend;
 use pipeline_core::{DeliveryMeta, Handler, HandlerError, Outgoing, Settings, Telemetry};
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -40,7 +40,9 @@ struct RegistrySettings {
 struct ServedMailbox {
     agent_email: String,
     #[serde(default)]
-    unauthenticated: Unauthenticated,
+    unauthenticated: DraftOrSend,
+    #[serde(default)]
+    after_person_reply: DraftOrSend,
 }
 
 /// What the sender has for one mailbox.
@@ -181,7 +183,10 @@ impl MailboxSenders {
             self.redis.clone(),
             sender,
             Served::single(agent),
-            mailbox.unauthenticated,
+            crate::ReplyPolicy {
+                unauthenticated: mailbox.unauthenticated,
+                after_person_reply: mailbox.after_person_reply,
+            },
             self.claimed_by.clone(),
             health,
             self.metrics.clone(),

@@ -4,7 +4,7 @@
 
 use mailroom_tests::history::set_sender_auth;
 use mailroom_tests::{TestDb, TestDir};
-use pipeline_core::settings::Unauthenticated;
+use pipeline_core::settings::DraftOrSend;
 use sender::Outcome;
 use sender::sink::MaildirSink;
 use sqlx::PgPool;
@@ -25,7 +25,7 @@ async fn a_reply_to_an_unauthenticated_sender_is_a_draft_with_the_reason_unless_
     let (db, dir, p) = (TestDb::create().await, TestDir::create(), prefix());
     let pool = pool(&db).await;
     let outbox = || MaildirSink::new(&dir.path).expect("outbox");
-    let drafting = policy_handler(pool.clone(), outbox(), settings(&p), Unauthenticated::Draft).await;
+    let drafting = policy_handler(pool.clone(), outbox(), settings(&p), DraftOrSend::Draft).await;
 
     // Authenticated: sent.
     let authenticated = reply(1, "anna@example.com");
@@ -67,7 +67,7 @@ async fn a_reply_to_an_unauthenticated_sender_is_a_draft_with_the_reason_unless_
     assert!(reason.contains("no authentication verdict was recorded"), "{reason}");
 
     // The policy "send" sends whatever the verdict.
-    let sending = policy_handler(pool.clone(), outbox(), settings(&p), Unauthenticated::Send).await;
+    let sending = policy_handler(pool.clone(), outbox(), settings(&p), DraftOrSend::Send).await;
     let unauthenticated = reply(5, "dave@example.com");
     record(&pool, &unauthenticated).await;
     set_sender_auth(

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use pipeline_core::Telemetry;
 use pipeline_core::messages::{EmailToSend, new_message_id, now};
-use pipeline_core::settings::Unauthenticated;
+use pipeline_core::settings::DraftOrSend;
 use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 use sender::SendHandler;
@@ -68,7 +68,7 @@ pub(crate) async fn pool(db: &mailroom_tests::TestDb) -> PgPool {
 /// A bare handler: it refuses every reply the database has no record of
 /// (`sender::provenance`), and drafts replies to unauthenticated senders (the default policy).
 pub(crate) async fn bare_handler<S: Sink>(pool: PgPool, sink: S, settings: SenderSettings) -> SendHandler<S> {
-    policy_handler(pool, sink, settings, Unauthenticated::Draft).await
+    policy_handler(pool, sink, settings, DraftOrSend::Draft).await
 }
 
 /// [`bare_handler`] with the `mailbox.unauthenticated` policy `policy`.
@@ -76,7 +76,7 @@ pub(crate) async fn policy_handler<S: Sink>(
     pool: PgPool,
     sink: S,
     settings: SenderSettings,
-    policy: Unauthenticated,
+    policy: DraftOrSend,
 ) -> SendHandler<S> {
     // The second mailbox is the quota test's other mailbox.
     let served = Served::many([AGENT, "help@contoso.example"]);

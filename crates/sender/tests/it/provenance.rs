@@ -25,7 +25,7 @@ async fn refused(pool: &PgPool, outbox: &std::path::Path, prefix: &str, msg: &Em
         connection().await,
         settings(prefix),
         Served::single(AGENT),
-        pipeline_core::settings::Unauthenticated::Draft,
+        pipeline_core::settings::DraftOrSend::Draft,
         "sender-test",
         &telemetry,
     );
