@@ -190,11 +190,10 @@ fn resolve(overlay: &Value) -> Result<Value, OverlayError> {
     })
 }
 
-fn map_references(
-    value: &Value,
-    prefix: &str,
-    f: &mut dyn FnMut(&str, &Map<String, Value>) -> Result<Value, OverlayError>,
-) -> Result<Value, OverlayError> {
+/// What [`map_references`] makes of one reference: its dotted key and its table in, its value out.
+type MapReference<'a> = dyn FnMut(&str, &Map<String, Value>) -> Result<Value, OverlayError> + 'a;
+
+fn map_references(value: &Value, prefix: &str, f: &mut MapReference<'_>) -> Result<Value, OverlayError> {
     match value {
         Value::Object(map) if !prefix.is_empty() && is_reference(map) => f(prefix, map),
         Value::Object(map) => {
@@ -234,7 +233,7 @@ mod tests {
         assert_eq!(mailbox["poll_interval_ms"], 250);
         assert_eq!(
             mailbox["claim_timeout_secs"],
-            base().section::<serde_json::Value>("mailbox").unwrap()["claim_timeout_secs"]
+            base().section::<serde_json::Value>("mailbox").expect("mailbox")["claim_timeout_secs"]
         );
         let sender: serde_json::Value = s.section("sender").expect("sender");
         assert_eq!((sender["mode"].as_str(), sender["rate_limit"].as_u64()), (Some("draft"), Some(40)));

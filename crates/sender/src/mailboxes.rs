@@ -126,11 +126,11 @@ impl MailboxSenders {
         let mut next = HashMap::new();
         for row in rows.into_iter().filter(|r| r.enabled) {
             let version = Some(row.updated_at);
-            if self.version_of(&row.address) == Some(version) {
-                if let Some(entry) = self.take(&row.address) {
-                    next.insert(row.address.clone(), entry);
-                    continue;
-                }
+            if self.version_of(&row.address) == Some(version)
+                && let Some(entry) = self.take(&row.address)
+            {
+                next.insert(row.address.clone(), entry);
+                continue;
             }
             let built = self
                 .settings
