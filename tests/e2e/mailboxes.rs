@@ -1,30 +1,40 @@
 //! Many mailboxes in one deployment: mailboxes registered with `mailroom mailbox add`, served
 //! by one poller and one sender process (and the classifier and generator between them), each
-//! through its own Maildir source and outbox, with its own quota; a mailbox whose credentials
-//! cannot be resolved is shown as failing and stops nothing else; registry changes are picked up
-//! without a restart; a copy of an email is answered once.
+//! through its own source and sink, with its own quota; a mailbox whose credentials cannot be
+//! resolved or are refused is shown as failing and stops nothing else; registry changes are
+//! picked up without a restart; a copy of an email is answered once; a forged reply sends
+//! nothing.
+//!
+//! The first test runs Maildir mailboxes only; the second the acceptance scenario of issue 15:
+//! a Maildir mailbox, an IMAP mailbox on a real Dovecot answered through a real SMTP server
+//! (aiosmtpd), and a Gmail mailbox on the Gmail fake.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mailroom_tests::{AUTHSERV_ID, TestDb, TestDir, TestVhost, authenticated, bin_path, run, spawn, wait_for};
+use base64::Engine as _;
+use gmail_fake::{FakeGmail, Method, NewMessage};
+use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
+use mailroom_tests::dovecot::{self, Dovecot};
+use mailroom_tests::smtp::SmtpServer;
+use mailroom_tests::tls_servers::TestCerts;
+use mailroom_tests::{
+    AUTHSERV_ID, TestDb, TestDir, TestVhost, authenticated, bin_path, maildir_messages, run, spawn_logged, wait_for,
+};
+use pipeline_core::messages::{EmailToSend, new_message_id, now};
+use pipeline_core::topology::EMAILS_TO_SEND;
 use pipeline_core::worker_env::WorkerEnv;
 use sqlx::PgPool;
+
+use crate::bad_input::RedisPrefix;
 
 const SUPPORT: &str = "support@northwind.example";
 const BILLING: &str = "billing@northwind.example";
 const SALES: &str = "sales@northwind.example";
 
-/// Sent replies (`new/`, `cur/`) of a Maildir outbox.
-fn sent(outbox: &Path) -> Vec<PathBuf> {
-    ["new", "cur"]
-        .iter()
-        .flat_map(|d| std::fs::read_dir(outbox.join(d)).into_iter().flatten())
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect()
-}
-
+/// Customer `n`'s question to `to`, with the receiving server's `Authentication-Results`
+/// (a pass) on top.
 fn question(n: u32, to: &str) -> String {
     format!(
         "{}From: Customer {n} <customer{n}@example.com>\r\nTo: {to}\r\nSubject: How do I reset my Lift Pro ({n})?\r\n\
@@ -32,6 +42,11 @@ fn question(n: u32, to: &str) -> String {
          Hello, my Lift Pro desk does not respond to the buttons. How do I reset it? Customer {n}\r\n",
         authenticated(&format!("customer{n}@example.com"))
     )
+}
+
+/// A second copy of `question(n, to)`, as an alias or a re-delivery brings it.
+fn copy_of(n: u32, to: &str) -> String {
+    format!("Delivered-To: help@northwind.example\r\n{}", question(n, to))
 }
 
 fn deliver(inbox: &Path, name: &str, text: &str) {
@@ -47,6 +62,77 @@ async fn replies(pool: &PgPool, agent: &str, state: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// The deployment's settings the tests share: the broker, database and Redis keys of the test,
+/// the registry read every second, short polls and retries, and every support email answered
+/// (a holding reply when no document answers it).
+fn deployment(vhost: &TestVhost, db: &TestDb, dir: &Path, redis: &RedisPrefix) -> WorkerEnv {
+    let path = |name: &str| dir.join(name).display().to_string();
+    WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("database.url", db.url())
+        .set("http.listen", "127.0.0.1:0")
+        // [mailbox] and [outbox] are not served once the registry holds mailboxes.
+        .set("mailbox.maildir", path("unused-in"))
+        .set("outbox.maildir", path("unused-out"))
+        .set("mailbox.poll_interval_ms", "200")
+        // Every mailbox trusts the test's receiving server (Gmail's too, instead of mx.google.com).
+        .set("mailbox.authserv_ids", AUTHSERV_ID)
+        .set("registry.refresh_secs", "1")
+        .set("registry.lease_secs", "6")
+        .set("rag.no_context", "holding_reply")
+        .set("classifier.auto_answer_min_confidence", "0")
+        .set("sender.redis_prefix", redis.0.clone())
+        .set("topology.retry_delays_ms", "200,400")
+}
+
+/// `mailroom topology apply` and `mailroom migrate`.
+async fn prepare(env: &[(&str, String)]) {
+    for args in [&["topology", "apply"][..], &["migrate"]] {
+        let (code, out) = run(&bin_path("mailroom"), args, env).await;
+        assert_eq!(code, 0, "mailroom {args:?}: {out}");
+    }
+}
+
+/// `--set key=value` for each pair.
+fn set<K: AsRef<str>>(pairs: &[(K, String)]) -> Vec<String> {
+    pairs.iter().flat_map(|(k, v)| ["--set".to_owned(), format!("{}={v}", k.as_ref())]).collect()
+}
+
+/// `--secret key=reference` for each pair (`env:VAR` or `file:/path`).
+fn secrets<K: AsRef<str>>(pairs: &[(K, &str)]) -> Vec<String> {
+    pairs.iter().flat_map(|(k, r)| ["--secret".to_owned(), format!("{}={r}", k.as_ref())]).collect()
+}
+
+/// `mailroom mailbox <action> <address> <args>`, which must succeed.
+async fn mailbox(env: &[(&str, String)], action: &str, address: &str, args: Vec<String>) {
+    let mut all = vec!["mailbox".to_owned(), action.to_owned(), address.to_owned()];
+    all.extend(args);
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let (code, out) = run(&bin_path("mailroom"), &all, env).await;
+    assert_eq!(code, 0, "mailroom {all:?}: {out}");
+}
+
+/// A spawned worker: its binary's name, the process (killed on drop) and its log.
+type Worker = (&'static str, tokio::process::Child, PathBuf);
+
+/// The mail stages (poller, classifier, generator, sender), one process each, their logs kept
+/// (and named on stderr) for whoever reads a failure.
+fn workers(env: &[(&str, String)]) -> Vec<Worker> {
+    pipeline_core::consumer::MAIL_STAGES
+        .iter()
+        .map(|stage| {
+            let (child, log) = spawn_logged(&bin_path(stage.name), &[], env);
+            eprintln!("{}: {}", stage.name, log.display());
+            (stage.name, child, log)
+        })
+        .collect()
+}
+
+/// The log file of worker `name`.
+fn log_of(workers: &[Worker], name: &str) -> PathBuf {
+    workers.iter().find(|(n, _, _)| *n == name).map(|(_, _, log)| log.clone()).expect("a worker of that name")
+}
+
 #[tokio::test]
 async fn registered_mailboxes_are_served_by_one_poller_and_one_sender_each_through_its_own_outbox() {
     let (vhost, db, dir) = (TestVhost::create().await, TestDb::create().await, TestDir::create());
@@ -56,42 +142,11 @@ async fn registered_mailboxes_are_served_by_one_poller_and_one_sender_each_throu
             std::fs::create_dir_all(path(inbox).join(sub)).expect("maildir");
         }
     }
-    let env = WorkerEnv::new()
-        .set("amqp.url", vhost.amqp_url())
-        .set("database.url", db.url())
-        .set("http.listen", "127.0.0.1:0")
-        // [mailbox] and [outbox] are not served once the registry holds mailboxes.
-        .set("mailbox.maildir", path("unused-in").display().to_string())
-        .set("outbox.maildir", path("unused-out").display().to_string())
-        .set("mailbox.poll_interval_ms", "200")
-        // Every mailbox inherits the deployment's trusted receiving server.
-        .set("mailbox.authserv_ids", AUTHSERV_ID)
-        .set("registry.refresh_secs", "1")
-        .set("registry.lease_secs", "6")
-        .set("rag.no_context", "holding_reply")
-        .set("classifier.auto_answer_min_confidence", "0")
-        .set("sender.redis_prefix", format!("mailroom-test:{}", uuid::Uuid::new_v4().simple()))
-        .set("topology.retry_delays_ms", "200,400")
-        .build();
+    let redis = RedisPrefix::new();
+    let env = deployment(&vhost, &db, &dir.path, &redis).build();
     let mailroom = bin_path("mailroom");
-    for args in [&["topology", "apply"][..], &["migrate"]] {
-        let (code, out) = run(&mailroom, args, &env).await;
-        assert_eq!(code, 0, "mailroom {args:?}: {out}");
-    }
-    let add = |address: &'static str, extra: Vec<String>| {
-        let env = env.clone();
-        let mailroom = mailroom.clone();
-        async move {
-            let mut args = vec!["mailbox".to_owned(), "add".to_owned(), address.to_owned()];
-            args.extend(extra);
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let (code, out) = run(&mailroom, &args, &env).await;
-            assert_eq!(code, 0, "mailbox add {address}: {out}");
-        }
-    };
-    let set = |pairs: &[(&str, String)]| {
-        pairs.iter().flat_map(|(k, v)| ["--set".to_owned(), format!("{k}={v}")]).collect::<Vec<_>>()
-    };
+    prepare(&env).await;
+    let add = |address: &'static str, args: Vec<String>| mailbox(&env, "add", address, args);
     add(
         SUPPORT,
         set(&[
@@ -119,7 +174,7 @@ async fn registered_mailboxes_are_served_by_one_poller_and_one_sender_each_throu
         ("mailbox.imap.host", "127.0.0.1".into()),
         ("mailbox.imap.username", "sales".into()),
     ]);
-    sales.extend(["--secret".to_owned(), "mailbox.imap.password=env:MAILROOM_TEST_SALES_PASSWORD_UNSET".to_owned()]);
+    sales.extend(secrets(&[("mailbox.imap.password", "env:MAILROOM_TEST_SALES_PASSWORD_UNSET")]));
     add(SALES, sales).await;
     let (code, out) = run(&mailroom, &["mailbox", "list"], &env).await;
     assert_eq!(code, 0, "{out}");
@@ -128,16 +183,11 @@ async fn registered_mailboxes_are_served_by_one_poller_and_one_sender_each_throu
         "{out}"
     );
 
-    let _workers: Vec<_> =
-        pipeline_core::consumer::MAIL_STAGES.iter().map(|stage| spawn(&bin_path(stage.name), &[], &env)).collect();
+    let _workers = workers(&env);
     deliver(&path("support-in"), "1764150000.s1.host", &question(1, SUPPORT));
     deliver(&path("support-in"), "1764150001.s2.host", &question(2, SUPPORT));
     // A second copy of question 1, through an alias.
-    deliver(
-        &path("support-in"),
-        "1764150002.s1copy.host",
-        &format!("Delivered-To: help@northwind.example\r\n{}", question(1, SUPPORT)),
-    );
+    deliver(&path("support-in"), "1764150002.s1copy.host", &copy_of(1, SUPPORT));
     deliver(&path("billing-in"), "1764150003.b3.host", &question(3, BILLING));
     deliver(&path("billing-in"), "1764150004.b4.host", &question(4, BILLING));
 
@@ -149,7 +199,7 @@ async fn registered_mailboxes_are_served_by_one_poller_and_one_sender_each_throu
     .await;
     // Each reply went out From its own mailbox, through its own outbox.
     for (outbox, agent, count) in [("support-out", SUPPORT, 2), ("billing-out", BILLING, 1)] {
-        let files = sent(&path(outbox));
+        let files = maildir_messages(&path(outbox));
         assert_eq!(files.len(), count, "{outbox}: {files:?}");
         for file in files {
             let reply = mail_mime::parse(&std::fs::read(&file).expect("read")).expect("a reply");
@@ -157,7 +207,10 @@ async fn registered_mailboxes_are_served_by_one_poller_and_one_sender_each_throu
             assert!(reply.to.iter().all(|to| to.starts_with("customer")), "{:?}", reply.to);
         }
     }
-    assert!(!path("unused-out").join("new").exists() || sent(&path("unused-out")).is_empty(), "[outbox] is not used");
+    assert!(
+        !path("unused-out").join("new").exists() || maildir_messages(&path("unused-out")).is_empty(),
+        "[outbox] is not used"
+    );
     // Billing's quota is spent: its second reply waits, support's went out regardless.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(replies(&pool, BILLING, "sent").await, 1, "billing's quota holds its second reply");
@@ -189,7 +242,7 @@ async fn registered_mailboxes_are_served_by_one_poller_and_one_sender_each_throu
         (replies(&pool, SUPPORT, "sent").await == 3).then_some(())
     })
     .await;
-    assert_eq!(sent(&path("support-out")).len(), 3);
+    assert_eq!(maildir_messages(&path("support-out")).len(), 3);
 
     // A person of the support team answers customer 2 from their mail client (saved in the
     // Maildir's .Sent folder); customer 2's follow-up in that thread is drafted for them, not
@@ -226,4 +279,333 @@ async fn registered_mailboxes_are_served_by_one_poller_and_one_sender_each_throu
     })
     .await;
     assert!(drafted[0].contains("a person of the mailbox has replied in this thread"), "{drafted:?}");
+}
+
+/// The replies the Gmail fake was asked to send (`messages.send`), their `raw` decoded.
+fn gmail_sent(fake: &FakeGmail) -> Vec<mail_mime::ParsedEmail> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| r.method == Method::POST && r.path.ends_with("/messages/send"))
+        .map(|r| {
+            let body = r.json();
+            let raw = body["raw"].as_str().expect("raw").trim_end_matches('=').to_owned();
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).expect("base64url");
+            mail_mime::parse(&bytes).expect("a reply")
+        })
+        .collect()
+}
+
+/// The messages a Maildir or the SMTP server holds, parsed.
+fn parsed(files: &[PathBuf]) -> Vec<mail_mime::ParsedEmail> {
+    files.iter().map(|f| mail_mime::parse(&std::fs::read(f).expect("read")).expect("a reply")).collect()
+}
+
+/// Asserts that `replies` are exactly one reply each to `customers`, From `agent`.
+fn assert_replies(what: &str, replies: &[mail_mime::ParsedEmail], agent: &str, customers: &[u32]) {
+    let mut to: Vec<String> = replies.iter().flat_map(|r| r.to.clone()).collect();
+    to.sort();
+    let expected: Vec<String> = customers.iter().map(|n| format!("customer{n}@example.com")).collect();
+    assert_eq!(to, expected, "{what}: the recipients");
+    for reply in replies {
+        assert_eq!(reply.from, agent, "{what}: From of the reply to {:?}", reply.to);
+        assert!(reply.subject.starts_with("Re: How do I reset my Lift Pro"), "{what}: {}", reply.subject);
+    }
+}
+
+/// Every message of the dead-letter queue, taken off it: `(error type, email id)`.
+async fn dead_letters(amqp_url: &str) -> Vec<(String, String)> {
+    let conn = Connection::connect(amqp_url, ConnectionProperties::default()).await.expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    let mut out = Vec::new();
+    while let Some(m) = ch.basic_get("dead_letter_queue".into(), BasicGetOptions { no_ack: true }).await.expect("get") {
+        let info = pipeline_core::dead_letter::decode(&m.delivery.properties, &m.delivery.data, false);
+        out.push((info.error_type, info.email_id.unwrap_or_default()));
+    }
+    let _ = conn.close(200, "done".into()).await;
+    out
+}
+
+/// Publishes `msg` to `emails.to_send` as any holder of a broker credential could: with lapin,
+/// straight to its exchange and routing key, confirmed by the broker.
+async fn publish_to_send(amqp_url: &str, msg: &EmailToSend) {
+    let route = EMAILS_TO_SEND.route();
+    assert_eq!((route.exchange, route.routing_key), ("email_exchange", "send"));
+    let conn = Connection::connect(amqp_url, ConnectionProperties::default()).await.expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirm.select");
+    let props = BasicProperties::default()
+        .with_message_id(msg.message_id.as_str().into())
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into());
+    let body = serde_json::to_vec(msg).expect("encode");
+    let options = BasicPublishOptions { mandatory: true, ..Default::default() };
+    let confirm = ch
+        .basic_publish(route.exchange.into(), route.routing_key.into(), options, &body, props)
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    assert!(matches!(confirm, Confirmation::Ack(None)), "the broker took and routed it: {confirm:?}");
+    let _ = conn.close(200, "done".into()).await;
+}
+
+/// The acceptance test of issue 15: three mailboxes on three kinds of provider in one
+/// deployment, one poller and one sender process for all of them.
+///
+/// - billing@: Maildir in, Maildir outbox;
+/// - sales@: IMAP on a real Dovecot (password by `env:` reference), replies through a real SMTP
+///   server, aiosmtpd with STARTTLS and AUTH (password by `file:` reference);
+/// - support@: Gmail in and out, on the Gmail fake (client secret and refresh token by `env:`
+///   reference), allowed one reply per hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_mailboxes_on_maildir_imap_smtp_and_gmail_each_answered_through_its_own_provider() {
+    let started = std::time::Instant::now();
+    let (vhost, db, dir, redis) =
+        (TestVhost::create().await, TestDb::create().await, TestDir::create(), RedisPrefix::new());
+    let path = |name: &str| dir.path.join(name);
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(path("billing-in").join(sub)).expect("maildir");
+    }
+    let imap = Dovecot::start("");
+    let smtp_certs = TestCerts::generate();
+    let (smtp_user, smtp_password) = ("mailroom", "smtp-pw-5e2a");
+    let smtp = SmtpServer::start(&smtp_certs, smtp_user, smtp_password).await;
+    std::fs::write(path("smtp-password"), smtp_password).expect("password file");
+    let gmail = FakeGmail::start().await;
+    assert_eq!(SUPPORT, gmail_fake::ADDRESS, "the fake's mailbox");
+
+    let mut env = deployment(&vhost, &db, &dir.path, &redis).build();
+    // The secrets, where the registry's references point: the poller's and sender's environment.
+    env.push(("NORTHWIND_IMAP_PASSWORD", dovecot::PASSWORD.to_owned()));
+    env.push(("NORTHWIND_GMAIL_CLIENT_SECRET", gmail_fake::CLIENT_SECRET.to_owned()));
+    env.push(("NORTHWIND_GMAIL_REFRESH_TOKEN", gmail_fake::REFRESH_TOKEN.to_owned()));
+    prepare(&env).await;
+    mailbox(
+        &env,
+        "add",
+        BILLING,
+        set(&[
+            ("mailbox.maildir", path("billing-in").display().to_string()),
+            ("outbox.maildir", path("billing-out").display().to_string()),
+        ]),
+    )
+    .await;
+    mailbox(
+        &env,
+        "add",
+        SALES,
+        [
+            set(&[
+                ("mailbox.kind", "imap".into()),
+                ("mailbox.imap.host", "127.0.0.1".into()),
+                ("mailbox.imap.port", imap.port().to_string()),
+                ("mailbox.imap.username", dovecot::USER.into()),
+                ("mailbox.imap.tls_ca_file", imap.ca_file().display().to_string()),
+                ("mailbox.imap.timeout_secs", "10".into()),
+                ("outbox.kind", "smtp".into()),
+                ("outbox.smtp.host", "localhost".into()),
+                ("outbox.smtp.port", smtp.port().to_string()),
+                ("outbox.smtp.username", smtp_user.into()),
+                ("outbox.smtp.ca_file", smtp_certs.file("ca.pem")),
+                ("outbox.smtp.timeout_secs", "10".into()),
+                // SMTP has no drafts: they go to this Maildir.
+                ("outbox.maildir", path("sales-drafts").display().to_string()),
+            ]),
+            secrets(&[
+                ("mailbox.imap.password", "env:NORTHWIND_IMAP_PASSWORD"),
+                ("outbox.smtp.password", format!("file:{}", path("smtp-password").display()).as_str()),
+            ]),
+        ]
+        .concat(),
+    )
+    .await;
+    let mut google = Vec::new();
+    for table in ["mailbox", "outbox"] {
+        let key = |name: &str| format!("{table}.gmail.{name}");
+        google.extend(set(&[
+            (key("api_base"), gmail.api_base()),
+            (key("token_url"), gmail.token_url()),
+            (key("client_id"), gmail_fake::CLIENT_ID.to_owned()),
+        ]));
+        google.extend(secrets(&[
+            (key("client_secret"), "env:NORTHWIND_GMAIL_CLIENT_SECRET"),
+            (key("refresh_token"), "env:NORTHWIND_GMAIL_REFRESH_TOKEN"),
+        ]));
+    }
+    mailbox(
+        &env,
+        "add",
+        SUPPORT,
+        [
+            set(&[
+                ("mailbox.kind", "gmail".into()),
+                ("outbox.kind", "gmail".into()),
+                // One reply per hour.
+                ("sender.rate_limit", "1".into()),
+                ("sender.rate_burst", "1".into()),
+                ("sender.rate_window_secs", "3600".into()),
+            ]),
+            google,
+        ]
+        .concat(),
+    )
+    .await;
+    // The registry holds references, never the secrets.
+    let pool = PgPool::connect(&db.url()).await.expect("pool");
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT settings::text FROM mailboxes").fetch_all(&pool).await.expect("registry");
+    assert_eq!(stored.len(), 3);
+    for secret in [dovecot::PASSWORD, smtp_password, gmail_fake::CLIENT_SECRET, gmail_fake::REFRESH_TOKEN] {
+        assert!(stored.iter().all(|s| !s.contains(secret)), "{secret} stored: {stored:?}");
+    }
+
+    let workers = workers(&env);
+    // Billing: one email. Sales: one email, twice (a copy through an alias). Support: two
+    // emails, the first of them twice.
+    deliver(&path("billing-in"), "1764150001.b1.host", &question(1, BILLING));
+    let mut mua = dovecot::client(&imap).await;
+    dovecot::append(&mut mua, "INBOX", question(2, SALES).as_bytes(), None).await;
+    dovecot::append(&mut mua, "INBOX", copy_of(2, SALES).as_bytes(), None).await;
+    gmail.deliver(NewMessage::new(question(3, SUPPORT), &["INBOX", "UNREAD"]).thread("18c2f00003"));
+    gmail.deliver(NewMessage::new(copy_of(3, SUPPORT), &["INBOX", "UNREAD"]).thread("18c2f00003"));
+    gmail.deliver(NewMessage::new(question(4, SUPPORT), &["INBOX", "UNREAD"]).thread("18c2f00004"));
+
+    wait_for(Duration::from_secs(60), "a reply sent by each mailbox", || async {
+        let sent = [replies(&pool, BILLING, "sent").await, replies(&pool, SALES, "sent").await];
+        (sent == [1, 1] && replies(&pool, SUPPORT, "sent").await == 1).then_some(())
+    })
+    .await;
+    eprintln!("first replies after {:?}", started.elapsed());
+    // Support's second email was answered by the generator too; its reply waits for the quota
+    // while the others go out. Copies and the waiting reply get a moment to go wrong.
+    wait_for(Duration::from_secs(30), "support's second reply generated", || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM responses WHERE agent_email = $1")
+            .bind(SUPPORT)
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(0);
+        (n == 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Each reply went out From its mailbox, through its mailbox's sink, to its customer, once.
+    assert_replies("billing's Maildir outbox", &parsed(&maildir_messages(&path("billing-out"))), BILLING, &[1]);
+    assert_replies("what the SMTP server received", &parsed(&smtp.received()), SALES, &[2]);
+    let gmail_replies = gmail_sent(&gmail);
+    let to: Vec<_> = gmail_replies.iter().map(|r| r.to.clone()).collect();
+    assert_eq!(gmail_replies.len(), 1, "support's quota lets one reply out: {to:?}");
+    let first = if gmail_replies[0].to == ["customer3@example.com"] { 3 } else { 4 };
+    assert_replies("Gmail's messages.send", &gmail_replies, SUPPORT, &[first]);
+    assert!(maildir_messages(&path("unused-out")).is_empty(), "[outbox] is not used");
+    assert!(maildir_messages(&path("sales-drafts").join(".Drafts")).is_empty(), "no drafts");
+    assert_eq!(gmail.drafts().len(), 0, "no Gmail drafts");
+    // Quotas are independent: support's second reply still waits, the others went out.
+    assert_eq!(replies(&pool, SUPPORT, "sent").await, 1, "support's quota holds its second reply");
+    // Copies are answered once: the Gmail copy (its own Gmail id) is recorded as a duplicate;
+    // the IMAP copy is the same mailbox message (its Message-ID and body) and is taken once.
+    let duplicates: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT agent_email, duplicate_of FROM mailbox_messages WHERE state = 'duplicate' ORDER BY agent_email",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("ledger");
+    assert_eq!(duplicates.len(), 1, "{duplicates:?}");
+    assert_eq!(duplicates[0].0, SUPPORT, "{duplicates:?}");
+    let published: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM mailbox_messages WHERE agent_email = $1 AND state = 'published'")
+            .bind(SALES)
+            .fetch_one(&pool)
+            .await
+            .expect("ledger");
+    assert_eq!(published, 1, "the IMAP copies are one email");
+
+    // A forged reply: sales's real reply, sent to an attacker instead, with the attacker's text.
+    let stored: serde_json::Value = sqlx::query_scalar("SELECT send_message FROM responses WHERE agent_email = $1")
+        .bind(SALES)
+        .fetch_one(&pool)
+        .await
+        .expect("sales's stored reply");
+    let mut forged: EmailToSend = serde_json::from_value(stored).expect("an emails.to_send message");
+    forged.message_id = new_message_id();
+    forged.timestamp = now();
+    forged.to = "victim@attacker.example".into();
+    forged.generated_response = "Your account is locked. Confirm your password at https://evil.example/login.".into();
+    publish_to_send(&vhost.amqp_url(), &forged).await;
+    let refused = wait_for(Duration::from_secs(20), "the forged reply dead-lettered", || async {
+        let dead = dead_letters(&vhost.amqp_url()).await;
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await;
+    assert_eq!(refused, [("ForgedReply".to_owned(), forged.email_id.clone())], "dead letters");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_replies("what the SMTP server received", &parsed(&smtp.received()), SALES, &[2]);
+
+    // Support's credentials break: Google revokes the grant (the refresh token and the access
+    // tokens issued for it). Support's quota is raised at the same time (a registry change,
+    // taken up without a restart), so its held reply now meets the broken outbox: it waits,
+    // neither sent nor dead-lettered. Support's poller stops and `mailroom status` says why.
+    gmail.revoke(gmail_fake::REFRESH_TOKEN);
+    gmail.revoke_access_tokens();
+    mailbox(&env, "update", SUPPORT, set(&[("sender.rate_window_secs", "1".to_owned())])).await;
+    let sender_log = log_of(&workers, "sender");
+    wait_for(Duration::from_secs(30), "support's held reply refused by its outbox", || async {
+        let log = std::fs::read_to_string(&sender_log).unwrap_or_default();
+        log.lines()
+            .any(|l| l.contains("The outbox refused a reply for a configuration error") && l.contains("invalid_grant"))
+            .then_some(())
+    })
+    .await;
+    let status = wait_for(Duration::from_secs(30), "support shown as failing", || async {
+        let (_, out) = run(&bin_path("mailroom"), &["status"], &env).await;
+        out.contains(&format!("{SUPPORT}: FAILING")).then_some(out)
+    })
+    .await;
+    assert!(status.contains(&format!("{SUPPORT}: FAILING: mailbox needs re-authorisation")), "{status}");
+    assert!(status.contains("invalid_grant"), "the reason: {status}");
+    for ok in [BILLING, SALES] {
+        assert!(status.contains(&format!("{ok}: ok")), "{ok}: {status}");
+    }
+    // Meanwhile billing and sales answer their new mail; support's waits.
+    deliver(&path("billing-in"), "1764150005.b5.host", &question(5, BILLING));
+    dovecot::append(&mut mua, "INBOX", question(6, SALES).as_bytes(), None).await;
+    gmail.deliver(NewMessage::new(question(7, SUPPORT), &["INBOX", "UNREAD"]).thread("18c2f00007"));
+    wait_for(Duration::from_secs(60), "billing's and sales's new mail answered", || async {
+        let sent = [replies(&pool, BILLING, "sent").await, replies(&pool, SALES, "sent").await];
+        (sent == [2, 2]).then_some(())
+    })
+    .await;
+    assert_replies("billing's Maildir outbox", &parsed(&maildir_messages(&path("billing-out"))), BILLING, &[1, 5]);
+    assert_replies("what the SMTP server received", &parsed(&smtp.received()), SALES, &[2, 6]);
+    assert_eq!(gmail_sent(&gmail).len(), 1, "nothing more went out for support");
+    assert_eq!(replies(&pool, SUPPORT, "sent").await, 1);
+
+    // Re-authorised (a new refresh token, and the registry pointed at it): support's held reply
+    // and its new mail go out, without a restart; the copy of question 3 still has no reply of
+    // its own.
+    gmail.grant("1//northwind-reauthorised", &[gmail_fake::scope::MODIFY]);
+    std::fs::write(path("gmail-refresh-token"), "1//northwind-reauthorised").expect("token file");
+    let token = format!("file:{}", path("gmail-refresh-token").display());
+    mailbox(
+        &env,
+        "update",
+        SUPPORT,
+        secrets(&[("mailbox.gmail.refresh_token", token.as_str()), ("outbox.gmail.refresh_token", token.as_str())]),
+    )
+    .await;
+    wait_for(Duration::from_secs(30), "support's held reply and new mail answered", || async {
+        (replies(&pool, SUPPORT, "sent").await == 3).then_some(())
+    })
+    .await;
+    assert_replies("Gmail's messages.send", &gmail_sent(&gmail), SUPPORT, &[3, 4, 7]);
+    let status = wait_for(Duration::from_secs(30), "support shown as ok again", || async {
+        let (_, out) = run(&bin_path("mailroom"), &["status"], &env).await;
+        out.contains(&format!("{SUPPORT}: ok")).then_some(out)
+    })
+    .await;
+    assert!(!status.contains("FAILING"), "{status}");
+    assert_eq!(dead_letters(&vhost.amqp_url()).await, [], "nothing else was dead-lettered");
+    let _ = mua.logout().await;
+    pool.close().await;
+    eprintln!("done after {:?}", started.elapsed());
 }

@@ -16,7 +16,9 @@ use tokio::process::{Child, Command};
 
 mod binaries;
 pub mod corpus;
+pub mod dovecot;
 pub mod history;
+pub mod smtp;
 pub mod tls_servers;
 
 pub use binaries::{bin_path, example_path, target_dir};
@@ -257,6 +259,18 @@ impl Drop for TestDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// The messages of a Maildir folder (`new/` and `cur/`, not `tmp/`), sorted.
+pub fn maildir_messages(folder: &std::path::Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = ["new", "cur"]
+        .iter()
+        .flat_map(|sub| std::fs::read_dir(folder.join(sub)).into_iter().flatten())
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
 }
 
 /// A TCP port that was free a moment ago (for binaries that need a fixed listen address).

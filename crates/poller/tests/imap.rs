@@ -1,7 +1,8 @@
 //! The IMAP source against a real IMAP server: Debian's Dovecot, started per test with its own
-//! configuration (`support/dovecot.rs`), with the real broker and database behind the ledger.
-//! Mail is delivered with IMAP APPEND from a second session, and the tests read flags back the
-//! same way. Outcomes as folders are tested in `imap_folders.rs`.
+//! configuration (`mailroom_tests::dovecot`; the poller around it in `support/dovecot.rs`), with
+//! the real broker and database behind the ledger. Mail is delivered with IMAP APPEND from a
+//! second session, and the tests read flags back the same way. Outcomes as folders are tested
+//! in `imap_folders.rs`.
 //!
 //! Needs `dovecot` (package dovecot-imapd; `.ci/run` installs it) and root, since Dovecot
 //! stores mail as the `mail` user.

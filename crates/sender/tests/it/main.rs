@@ -10,7 +10,6 @@ mod maildir;
 mod provenance;
 mod smtp;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use pipeline_core::Telemetry;
@@ -144,16 +143,7 @@ pub(crate) fn reply(n: usize, to: &str) -> EmailToSend {
 }
 
 /// Files in a Maildir folder's `new/` and `cur/`.
-pub(crate) fn maildir_files(folder: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for sub in ["new", "cur"] {
-        if let Ok(entries) = std::fs::read_dir(folder.join(sub)) {
-            out.extend(entries.filter_map(Result::ok).map(|e| e.path()));
-        }
-    }
-    out.sort();
-    out
-}
+pub(crate) use mailroom_tests::maildir_messages as maildir_files;
 
 /// Asserts the reply headers every delivered reply must carry, for email `n`.
 pub(crate) fn assert_reply_headers(raw: &str, n: usize) {

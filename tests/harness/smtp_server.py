@@ -1,4 +1,4 @@
-"""A real SMTP server (aiosmtpd) for the sender's tests.
+"""A real SMTP server (aiosmtpd) for the tests (`mailroom_tests::smtp`).
 
 Accepted messages are stored in a Maildir. STARTTLS or implicit TLS with the given certificate,
 AUTH PLAIN/LOGIN for one user, and two recipients refused the way real servers refuse:
