@@ -7,7 +7,8 @@
 //!
 //! The first test runs Maildir mailboxes only; the second the acceptance scenario of issue 15:
 //! a Maildir mailbox, an IMAP mailbox on a real Dovecot answered through a real SMTP server
-//! (aiosmtpd), and a Gmail mailbox on the Gmail fake.
+//! (aiosmtpd), and a Gmail mailbox on the Gmail fake; a spoofed sender's reply and a reply in a
+//! thread a person answered are drafts.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -604,6 +605,42 @@ async fn three_mailboxes_on_maildir_imap_smtp_and_gmail_each_answered_through_it
     })
     .await;
     assert!(!status.contains("FAILING"), "{status}");
+
+    // A spoofed sender: the receiving server says DMARC failed. The reply is a draft for a
+    // person, with the reason (billing's quota is spent, but a draft takes none).
+    let spoofed = question(8, BILLING)
+        .replacen("spf=pass", "spf=fail", 1)
+        .replacen("dkim=pass", "dkim=fail", 1)
+        .replacen("dmarc=pass", "dmarc=fail", 1);
+    deliver(&path("billing-in"), "1764150008.b8.host", &spoofed);
+    // A person of support answers customer 4 in Gmail (a message under SENT in that thread,
+    // which the sender did not send); customer 4's follow-up in the thread is drafted for them.
+    let person = "From: Jo at Northwind <support@northwind.example>\r\nTo: customer4@example.com\r\n\
+        Subject: Re: How do I reset my Lift Pro (4)?\r\nMessage-ID: <jo-4@mail.gmail.com>\r\n\
+        In-Reply-To: <q4@example.com>\r\nReferences: <q4@example.com>\r\n\r\nI will call you. Jo\r\n";
+    gmail.deliver(NewMessage::new(person.to_owned(), &["SENT"]).thread("18c2f00004"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let follow_up = question(9, SUPPORT)
+        .replace("customer9@", "customer4@")
+        .replace("Message-ID: <q9@example.com>", "Message-ID: <q9@example.com>\r\nIn-Reply-To: <jo-4@mail.gmail.com>\r\nReferences: <q4@example.com> <jo-4@mail.gmail.com>");
+    gmail.deliver(NewMessage::new(follow_up, &["INBOX", "UNREAD"]).thread("18c2f00004"));
+    let reasons: Vec<(String, String)> = wait_for(Duration::from_secs(60), "the two drafts", || async {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT agent_email, draft_reason FROM replies WHERE state = 'drafted' AND draft_reason IS NOT NULL ORDER BY agent_email",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default();
+        (rows.len() == 2).then_some(rows)
+    })
+    .await;
+    assert_eq!(reasons[0].0, BILLING, "{reasons:?}");
+    assert!(reasons[0].1.contains("unauthenticated sender: dmarc=fail"), "{reasons:?}");
+    assert_eq!(reasons[1].0, SUPPORT, "{reasons:?}");
+    assert!(reasons[1].1.contains("a person of the mailbox has replied in this thread"), "{reasons:?}");
+    assert_eq!(maildir_messages(&path("billing-out").join(".Drafts")).len(), 1, "billing's draft");
+    assert_eq!(gmail.drafts().len(), 1, "support's draft, in Gmail");
+    assert_replies("Gmail's messages.send", &gmail_sent(&gmail), SUPPORT, &[3, 4, 7]);
     assert_eq!(dead_letters(&vhost.amqp_url()).await, [], "nothing else was dead-lettered");
     let _ = mua.logout().await;
     pool.close().await;
