@@ -43,10 +43,13 @@ async fn a_backlog_of_ten_thousand_drains_most_urgent_first() {
         mailroom_tests::wait_for(Duration::from_secs(120), "the poller to take in a delivery", || {
             let pool = pool.clone();
             async move {
-                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM mailbox_messages WHERE state <> 'claimed'")
-                    .fetch_one(&pool)
-                    .await
-                    .ok()?;
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM mailbox_messages WHERE agent_email = $1 AND state <> 'claimed'",
+                )
+                .bind(crate::mailbox::AGENT)
+                .fetch_one(&pool)
+                .await
+                .ok()?;
                 (n as usize >= want).then_some(())
             }
         })
@@ -54,11 +57,14 @@ async fn a_backlog_of_ten_thousand_drains_most_urgent_first() {
     }
     let polled_at = started.elapsed();
     let mut priorities: HashMap<String, u8> = p.publish_direct(POLLED..POLLED + DIRECT, |_| rng.u8(1..=10)).await;
-    let rows: Vec<(String, Option<i16>)> =
-        sqlx::query_as("SELECT mailbox_id, priority FROM mailbox_messages WHERE state = 'published'")
-            .fetch_all(&p.pool)
-            .await
-            .expect("poller priorities");
+    let rows: Vec<(String, Option<i16>)> = sqlx::query_as(
+        "SELECT mailbox_id, priority FROM mailbox_messages WHERE agent_email = $1 AND state = 'published' \
+             AND message_id <> 'test-history'",
+    )
+    .bind(crate::mailbox::AGENT)
+    .fetch_all(&p.pool)
+    .await
+    .expect("poller priorities");
     for (id, priority) in rows {
         priorities.insert(id, u8::try_from(priority.unwrap_or(0)).unwrap_or(0));
     }
@@ -83,10 +89,12 @@ async fn a_backlog_of_ten_thousand_drains_most_urgent_first() {
     report.assert_clean();
 
     // Priority order, from the order the classifier recorded its verdicts.
-    let order: Vec<(String,)> = sqlx::query_as("SELECT email_id FROM classifications ORDER BY created_at, email_id")
-        .fetch_all(&p.pool)
-        .await
-        .expect("classification order");
+    let order: Vec<(String,)> =
+        sqlx::query_as("SELECT email_id FROM classifications WHERE agent_email = $1 ORDER BY created_at, email_id")
+            .bind(crate::mailbox::AGENT)
+            .fetch_all(&p.pool)
+            .await
+            .expect("classification order");
     assert_eq!(order.len(), backlog as usize, "every queued email classified once");
     let mut seen = [0usize; 11];
     let mut worst = (0usize, String::new());

@@ -64,10 +64,12 @@ async fn the_ledger_check_fails_on_a_lost_or_repeated_reply_a_dropped_ack_or_a_s
     p.feed(0..EMAILS);
     let report = p.finish(crate::SETTLE).await;
     report.assert_clean();
-    let sent: Vec<String> = sqlx::query_scalar("SELECT email_id FROM replies WHERE state = 'sent' ORDER BY email_id")
-        .fetch_all(&p.pool)
-        .await
-        .expect("sent replies");
+    let sent: Vec<String> =
+        sqlx::query_scalar("SELECT email_id FROM replies WHERE agent_email = $1 AND state = 'sent' ORDER BY email_id")
+            .bind(crate::mailbox::AGENT)
+            .fetch_all(&p.pool)
+            .await
+            .expect("sent replies");
     assert!(sent.len() >= 3, "{}", report.summary());
     assert!(report.terminal.contains_key(&Terminal::DeadLettered), "the run had dead letters: {}", report.summary());
     let (lost, twice, unlogged) = (&sent[0], &sent[1], &sent[2]);

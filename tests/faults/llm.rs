@@ -36,11 +36,13 @@ async fn a_flaky_llm_and_a_dead_one_fail_over_without_losing_an_email() {
     let report = p.finish(SETTLE).await;
     let (ok, rate_limited, unavailable, malformed) = served.counts();
     let total = ok + rate_limited + unavailable + malformed;
-    let generated: Vec<(String, i64)> =
-        sqlx::query_as("SELECT llm_provider, count(*) FROM responses GROUP BY llm_provider ORDER BY 1")
-            .fetch_all(&p.pool)
-            .await
-            .expect("responses by provider");
+    let generated: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT llm_provider, count(*) FROM responses WHERE agent_email = $1 GROUP BY llm_provider ORDER BY 1",
+    )
+    .bind(crate::mailbox::AGENT)
+    .fetch_all(&p.pool)
+    .await
+    .expect("responses by provider");
     eprintln!(
         "[faults] llm: fake served {total} calls: {ok} answers, {rate_limited} × 429, {unavailable} × 503, \
          {malformed} malformed; replies written by {generated:?}; whole scenario {:.1} s",

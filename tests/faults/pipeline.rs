@@ -29,6 +29,12 @@ pub(crate) const STAGES: [&str; 4] = {
     [a.name, b.name, c.name, d.name]
 };
 
+/// The second registered mailbox of every scenario, which only has a little mail of its own.
+pub(crate) const QUIET_AGENT: &str = "quiet@northwind.example";
+
+/// The quiet mailbox's emails.
+pub(crate) const REGISTERED_QUIET_MAIL: usize = 5;
+
 /// The retry ladder of every scenario (see the module docs).
 pub(crate) const RETRY_DELAYS_MS: &str = "500,2000,8000,15000,20000";
 
@@ -109,6 +115,9 @@ impl Pipeline {
             (env_var("mailbox.max_backoff_secs"), "2".into()),
             // A poller killed between its claim and the ledger update is taken over this soon.
             (env_var("mailbox.claim_timeout_secs"), "3".into()),
+            // A killed poller's mailboxes are taken over this soon, and changes read each second.
+            (env_var("registry.lease_secs"), "6".into()),
+            (env_var("registry.refresh_secs"), "1".into()),
             (env_var("mailbox.vip_domains"), mailbox::VIP_DOMAIN.into()),
             // The receiving server whose Authentication-Results the fed mail carries.
             (env_var("mailbox.authserv_ids"), mailroom_tests::AUTHSERV_ID.into()),
@@ -129,6 +138,39 @@ impl Pipeline {
         assert_eq!(code, 0, "topology apply: {out}");
         let url = secrecy::SecretString::from(db.url());
         let pool = mailroom_db::connect_and_migrate(&url, 4).await.expect("migrate the test database");
+        // Several mailboxes, as a real deployment has: the scenario's, and a quiet second one
+        // with mail of its own (REGISTERED_QUIET_MAIL emails, answered besides the scenario's),
+        // both served from the registry by the same poller and sender processes.
+        let quiet = dir.path.join("quiet-inbox");
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(quiet.join(sub)).expect("quiet inbox");
+        }
+        for (address, inbox, outbox) in [
+            (AGENT, inbox.clone(), dir.path.join("outbox")),
+            (QUIET_AGENT, quiet.clone(), dir.path.join("quiet-outbox")),
+        ] {
+            let args = [
+                "mailbox".to_owned(),
+                "add".to_owned(),
+                address.to_owned(),
+                "--set".to_owned(),
+                format!("mailbox.maildir={}", inbox.display()),
+                "--set".to_owned(),
+                format!("outbox.maildir={}", outbox.display()),
+            ];
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (code, out) = mailroom_tests::run(&bin_path("mailroom"), &args, &env).await;
+            assert_eq!(code, 0, "mailbox add {address}: {out}");
+        }
+        for n in 0..REGISTERED_QUIET_MAIL {
+            let raw = format!(
+                "{}From: Quiet Customer <quiet{n}@customer.example>\r\nTo: {QUIET_AGENT}\r\n\
+                 Subject: Where is my order {n}?\r\nMessage-ID: <quiet{n}.{run}@customer.example>\r\n\r\n\
+                 Hello, where is my order number {n}? Thanks\r\n",
+                mailroom_tests::authenticated(&format!("quiet{n}@customer.example"))
+            );
+            std::fs::write(quiet.join("new").join(format!("1764150000.Q{n}.{run}")), raw).expect("quiet mail");
+        }
         let mut pipeline = Self {
             vhost,
             _db: db,
@@ -270,6 +312,11 @@ impl Pipeline {
     ) -> HashMap<String, u8> {
         self.fed_at.get_or_insert_with(Instant::now);
         let batch = mailbox::direct(&self.run, range, priority);
+        // Each email's receipt, as the poller would have recorded it: the sender answers only
+        // mail a mailbox received.
+        for (_, m) in &batch {
+            mailroom_tests::history::record_received(&self.pool, AGENT, &m.email_id, &m.from).await;
+        }
         let conn = lapin::Connection::connect(&self.vhost.amqp_url(), lapin::ConnectionProperties::default())
             .await
             .expect("amqp");
@@ -291,18 +338,22 @@ impl Pipeline {
     /// does not answer.
     pub(crate) async fn progress(&self) -> Option<usize> {
         let done: i64 = sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM mailbox_messages WHERE state = 'unparseable') \
-             + (SELECT count(*) FROM classifications WHERE NOT is_support_inquiry) \
-             + (SELECT count(*) FROM replies WHERE state <> 'claimed')",
+            "SELECT (SELECT count(*) FROM mailbox_messages WHERE agent_email = $1 AND state = 'unparseable') \
+             + (SELECT count(*) FROM classifications WHERE agent_email = $1 AND NOT is_support_inquiry) \
+             + (SELECT count(*) FROM replies WHERE agent_email = $1 AND state <> 'claimed')",
         )
+        .bind(AGENT)
         .fetch_one(&self.pool)
         .await
         .ok()?;
         let dead = self.exact_depth("dead_letter_queue").await.unwrap_or(0) as i64;
-        let unparseable: i64 = sqlx::query_scalar("SELECT count(*) FROM mailbox_messages WHERE state = 'unparseable'")
-            .fetch_one(&self.pool)
-            .await
-            .ok()?;
+        let unparseable: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM mailbox_messages WHERE agent_email = $1 AND state = 'unparseable'",
+        )
+        .bind(AGENT)
+        .fetch_one(&self.pool)
+        .await
+        .ok()?;
         Some(usize::try_from(done + (dead - unparseable).max(0)).unwrap_or(0))
     }
 
@@ -337,6 +388,38 @@ impl Pipeline {
 
     /// Waits for the run to settle, stops the workers gracefully, reads the dead letters and
     /// checks the ledger. Prints the timings.
+    /// What is wrong with the quiet mailbox's mail: each of its emails must have ended exactly
+    /// once — a reply sent (one file in its own outbox) or drafted, or classified not support —
+    /// whatever the scenario did to the pipeline they share.
+    async fn quiet_mailbox_violations(&self) -> Vec<String> {
+        let rows: Vec<(String, Option<String>, Option<bool>)> = sqlx::query_as(
+            "SELECT m.mailbox_id, r.state, c.is_support_inquiry FROM mailbox_messages m \
+             LEFT JOIN replies r ON r.agent_email = m.agent_email AND r.email_id = m.mailbox_id \
+             LEFT JOIN classifications c ON c.agent_email = m.agent_email AND c.email_id = m.mailbox_id \
+             WHERE m.agent_email = $1",
+        )
+        .bind(QUIET_AGENT)
+        .fetch_all(&self.pool)
+        .await
+        .expect("the quiet mailbox's ledger");
+        let mut v = Vec::new();
+        if rows.len() != REGISTERED_QUIET_MAIL {
+            v.push(format!("quiet mailbox: {} of {REGISTERED_QUIET_MAIL} emails taken in", rows.len()));
+        }
+        for (id, reply, support) in &rows {
+            match (reply.as_deref(), support) {
+                (Some("sent" | "drafted"), _) | (None, Some(false)) => {}
+                other => v.push(format!("quiet mailbox: {id} ended {other:?}")),
+            }
+        }
+        let sent = rows.iter().filter(|(_, r, _)| r.as_deref() == Some("sent")).count();
+        let files = mailroom_tests::maildir_messages(&self.dir.path.join("quiet-outbox")).len();
+        if files != sent {
+            v.push(format!("quiet mailbox: {files} reply files for {sent} sent replies"));
+        }
+        v
+    }
+
     pub(crate) async fn finish(&mut self, settle_timeout: Duration) -> Report {
         let n = self.fed.len();
         let settled = self.wait_progress(n, settle_timeout).await;
@@ -372,7 +455,8 @@ impl Pipeline {
         let mut snapshot = Snapshot::read(&self.pool, &self.inbox(), &self.outbox()).await;
         snapshot.dead_letters = ledger::read_dead_letters(&self.vhost.amqp_url(), None).await;
         snapshot.queues = self.settled_depths(snapshot.dead_letters.len()).await;
-        let report = ledger::check(&self.fed, &snapshot);
+        let mut report = ledger::check(&self.fed, &snapshot);
+        report.violations.extend(self.quiet_mailbox_violations().await);
         eprintln!(
             "[faults] run {}: {n} emails settled in {pipeline_secs:.1} s ({:.0}/s); {}",
             self.run,

@@ -307,7 +307,9 @@ impl TryFrom<String> for DraftOrSend {
         match value.as_str() {
             "draft" => Ok(Self::Draft),
             "send" => Ok(Self::Send),
-            other => Err(format!("must be \"draft\" or \"send\", not {other:?}")),
+            other => Err(format!(
+                "mailbox.unauthenticated and mailbox.after_person_reply must be \"draft\" or \"send\", not {other:?}"
+            )),
         }
     }
 }

@@ -285,11 +285,16 @@ impl MailboxTask {
     /// reference may be fixed), then polls until stopped or the lease is lost.
     async fn poll(&self, stopped: &mut watch::Receiver<bool>, lost: &mut watch::Receiver<bool>) {
         let address = &self.row.address;
+        let mut said = None;
         let (settings, mailbox, source) = loop {
             match self.open() {
                 Ok(opened) => break opened,
                 Err(reason) => {
-                    error!(error = %reason, "The mailbox's settings cannot work; retrying when the registry is read again.");
+                    // Logged when it starts or changes; tried again at every read of the registry.
+                    if said.as_ref() != Some(&reason) {
+                        error!(error = %reason, "The mailbox's settings cannot work; retrying when the registry is read again.");
+                        said = Some(reason.clone());
+                    }
                     self.report(Some(&reason)).await;
                     if Self::pause(stopped, self.registry.refresh()).await {
                         return;

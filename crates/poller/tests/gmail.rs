@@ -62,6 +62,9 @@ async fn poller(
         // Small pages, so every listing spans several.
         .set("mailbox.gmail.page_size", "2")
         .set("mailbox.mark_read", mark_read.to_owned())
+        // These tests follow the inbox sync call by call; the scan of SENT for a person's
+        // replies (`mailbox.after_person_reply`) is tested end to end in tests/e2e/mailboxes.rs.
+        .set("mailbox.after_person_reply", "send")
         .build();
     let settings = Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))).expect("settings");
     let mailbox: MailboxSettings = settings.section("mailbox").expect("[mailbox]");

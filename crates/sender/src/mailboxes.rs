@@ -45,6 +45,9 @@ struct ServedMailbox {
     after_person_reply: DraftOrSend,
 }
 
+/// One mailbox's handler.
+type MailboxHandler = Arc<SendHandler<AnySink>>;
+
 /// What the sender has for one mailbox.
 enum Entry {
     /// Its handler, and the registry version it was built from (`None`: `[mailbox]`).
@@ -129,13 +132,25 @@ impl MailboxSenders {
             self.replace(HashMap::from([(agent, Entry::Ready { handler: Arc::new(handler), version: None })]));
             return Ok(());
         }
+        // The handlers that still fit their registry entry are kept (a broken mailbox is tried
+        // again: a file its secret names may exist now).
+        let ready: HashMap<String, (MailboxHandler, Option<DateTime<Utc>>)> = self
+            .entries
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter_map(|(address, entry)| match entry {
+                Entry::Ready { handler, version } => Some((address.clone(), (handler.clone(), *version))),
+                Entry::Broken { .. } => None,
+            })
+            .collect();
         let mut next = HashMap::new();
         for row in rows.into_iter().filter(|r| r.enabled) {
             let version = Some(row.updated_at);
-            if self.version_of(&row.address) == Some(version)
-                && let Some(entry) = self.take(&row.address)
+            if let Some((handler, v)) = ready.get(&row.address)
+                && *v == version
             {
-                next.insert(row.address.clone(), entry);
+                next.insert(row.address.clone(), Entry::Ready { handler: handler.clone(), version });
                 continue;
             }
             let built = self
@@ -150,7 +165,12 @@ impl MailboxSenders {
                     Entry::Ready { handler: Arc::new(handler), version }
                 }
                 Err(reason) => {
-                    error!(mailbox = %row.address, error = %reason, "The mailbox's settings cannot work; its replies wait.");
+                    // Logged when it starts or changes, not at every read of the registry.
+                    if !matches!(self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&row.address),
+                        Some(Entry::Broken { reason: before, .. }) if *before == reason)
+                    {
+                        error!(mailbox = %row.address, error = %reason, "The mailbox's settings cannot work; its replies wait.");
+                    }
                     self.telemetry.health.set_detail(&row.address, Some(format!("mailbox {}: {reason}", row.address)));
                     Entry::Broken { reason, version }
                 }
@@ -205,10 +225,6 @@ impl MailboxSenders {
         self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner).len()
     }
 
-    fn take(&self, address: &str) -> Option<Entry> {
-        self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(address)
-    }
-
     fn replace(&self, next: HashMap<String, Entry>) {
         *self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
     }
@@ -226,7 +242,17 @@ impl MailboxSenders {
     /// Handles one reply: by its mailbox's handler, deferred while that mailbox's settings
     /// cannot work, refused when the sender does not serve the mailbox.
     pub async fn send_one(&self, msg: &EmailToSend) -> Result<crate::Outcome, HandlerError> {
-        match self.handler_for(&msg.agent_email) {
+        let mut found = self.handler_for(&msg.agent_email);
+        if matches!(found, Err(None)) {
+            // A mailbox added or enabled moments ago: the poller may have taken its first mail
+            // in (and the generator answered it) before this process read the registry again.
+            // Read it now rather than refuse a genuine reply.
+            if let Err(e) = self.refresh().await {
+                warn!(error = %e, "Cannot read the mailbox registry.");
+            }
+            found = self.handler_for(&msg.agent_email);
+        }
+        match found {
             Ok(handler) => handler.send_one(msg).await,
             Err(Some(reason)) => Err(HandlerError::defer(
                 self.refresh,
