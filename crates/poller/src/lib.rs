@@ -145,6 +145,21 @@ pub struct ScanReport {
     pub outcomes: usize,
 }
 
+impl ScanReport {
+    /// Logs what a pass did, when it did anything.
+    pub fn log(&self) {
+        if self.published + self.unparseable + self.outcomes > 0 {
+            info!(
+                published = self.published,
+                unparseable = self.unparseable,
+                skipped = self.skipped,
+                outcomes = self.outcomes,
+                "Synced mailbox."
+            );
+        }
+    }
+}
+
 /// A mailbox the poller can read. A pass lists what is new, claims each message in the
 /// [`Ledger`], fetches and publishes what it claimed, acknowledges it at the mailbox (moves
 /// it to `cur/`, labels it, sets `\Seen`) and only then moves its own cursor, if it has one.
@@ -625,15 +640,7 @@ async fn poll<S: Source>(
         observer.step(&step);
         let backoff = match step {
             Step::Synced(r) => {
-                if r.published + r.unparseable + r.outcomes > 0 {
-                    info!(
-                        published = r.published,
-                        unparseable = r.unparseable,
-                        skipped = r.skipped,
-                        outcomes = r.outcomes,
-                        "Synced mailbox."
-                    );
-                }
+                r.log();
                 None
             }
             Step::BackingOff { remaining } => Some(remaining),

@@ -318,15 +318,7 @@ impl MailboxTask {
             let backoff = match &step {
                 Step::Synced(report) => {
                     self.report(None).await;
-                    if report.published + report.unparseable + report.outcomes > 0 {
-                        info!(
-                            published = report.published,
-                            unparseable = report.unparseable,
-                            skipped = report.skipped,
-                            outcomes = report.outcomes,
-                            "Synced mailbox."
-                        );
-                    }
+                    report.log();
                     None
                 }
                 Step::BackingOff { remaining } => Some(*remaining),

@@ -49,6 +49,27 @@ async fn synced(poller: &mut Poller<MaildirSource>) -> ScanReport {
     }
 }
 
+/// The settings of a poller of the test's vhost and database for [`AGENT`]'s Maildir at `root`
+/// (with `extra` on top), its `[mailbox]` table, and the migrated database.
+async fn setup(
+    vhost: &TestVhost,
+    db: &TestDb,
+    root: &std::path::Path,
+    extra: WorkerEnv,
+) -> (Settings, MailboxSettings, sqlx::PgPool) {
+    let env = WorkerEnv::new()
+        .set("amqp.url", vhost.amqp_url())
+        .set("database.url", db.url())
+        .set("mailbox.agent_email", AGENT.to_owned())
+        .set("mailbox.maildir", root.display().to_string())
+        .merge(extra)
+        .build();
+    let settings = Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))).expect("settings");
+    let mailbox: MailboxSettings = settings.section("mailbox").expect("[mailbox]");
+    let pool = mailroom_db::connect_and_migrate(&settings.database.url, 4).await.expect("database");
+    (settings, mailbox, pool)
+}
+
 #[tokio::test]
 async fn outcomes_are_keyword_flags_and_only_answered_mail_is_seen() {
     let vhost = TestVhost::create().await;
@@ -62,16 +83,8 @@ async fn outcomes_are_keyword_flags_and_only_answered_mail_is_seen() {
     for (id, (name, _)) in ids.iter().zip(SCENARIO) {
         std::fs::write(root.join("new").join(id), email(name, &format!("{name}@customer.example"))).expect("deliver");
     }
-    let env = WorkerEnv::new()
-        .set("amqp.url", vhost.amqp_url())
-        .set("database.url", db.url())
-        .set("mailbox.agent_email", AGENT.to_owned())
-        .set("mailbox.maildir", root.display().to_string())
-        .build();
-    let settings = Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))).expect("settings");
-    let mailbox: MailboxSettings = settings.section("mailbox").expect("[mailbox]");
+    let (settings, mailbox, pool) = setup(&vhost, &db, &root, WorkerEnv::new()).await;
     assert_eq!(mailbox.mark_read, poller::MarkRead::Answered, "the default");
-    let pool = mailroom_db::connect_and_migrate(&settings.database.url, 4).await.expect("database");
     let producer = Producer::new("poller-maildir-test", &settings, Arc::new(Telemetry::default()));
     producer.connect().await.expect("broker");
     let mut poller =
@@ -167,15 +180,7 @@ async fn copies_of_one_email_are_published_once_and_show_its_outcome() {
     for (id, raw) in &delivered {
         std::fs::write(root.join("new").join(id), raw).expect("deliver");
     }
-    let env = WorkerEnv::new()
-        .set("amqp.url", vhost.amqp_url())
-        .set("database.url", db.url())
-        .set("mailbox.agent_email", AGENT.to_owned())
-        .set("mailbox.maildir", root.display().to_string())
-        .build();
-    let settings = Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))).expect("settings");
-    let mailbox: MailboxSettings = settings.section("mailbox").expect("[mailbox]");
-    let pool = mailroom_db::connect_and_migrate(&settings.database.url, 4).await.expect("database");
+    let (settings, mailbox, pool) = setup(&vhost, &db, &root, WorkerEnv::new()).await;
     let producer = Producer::new("poller-maildir-test", &settings, Arc::new(Telemetry::default()));
     producer.connect().await.expect("broker");
     let mut poller =
@@ -341,17 +346,9 @@ async fn the_verdict_on_each_senders_authentication_is_stored_from_the_trusted_h
     for (id, raw) in &delivered {
         std::fs::write(root.join("new").join(id), raw).expect("deliver");
     }
-    let env = WorkerEnv::new()
-        .set("amqp.url", vhost.amqp_url())
-        .set("database.url", db.url())
-        .set("mailbox.agent_email", AGENT.to_owned())
-        .set("mailbox.maildir", root.display().to_string())
-        .set("mailbox.authserv_ids", ours.to_owned())
-        .build();
-    let settings = Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))).expect("settings");
-    let mailbox: MailboxSettings = settings.section("mailbox").expect("[mailbox]");
+    let (settings, mailbox, pool) =
+        setup(&vhost, &db, &root, WorkerEnv::new().set("mailbox.authserv_ids", ours.to_owned())).await;
     assert_eq!(mailbox.trusted_authserv_ids(), [ours]);
-    let pool = mailroom_db::connect_and_migrate(&settings.database.url, 4).await.expect("database");
     let producer = Producer::new("poller-maildir-test", &settings, Arc::new(Telemetry::default()));
     producer.connect().await.expect("broker");
     let mut poller =
