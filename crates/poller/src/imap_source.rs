@@ -551,6 +551,56 @@ impl Source for ImapSource {
         }
     }
 
+    /// The folder `mailbox.sent_folder`, examined (read-only) before each pass re-selects the
+    /// inbox: its newest `mailbox.sent_scan_limit` messages not recorded yet, by their headers. A
+    /// mailbox without that folder has no sent mail to read.
+    async fn sent_mail(
+        &mut self,
+        ledger: &Ledger,
+    ) -> Result<Vec<mailroom_db::person_replies::SentMessage>, SourceError> {
+        let mut session = match self.session.take() {
+            Some(session) => session,
+            None => self.connect().await?,
+        };
+        let limit = self.settings.timeout();
+        let folder = ledger.settings().sent_folder.trim().to_owned();
+        let examined = tokio::time::timeout(limit, session.examine(&folder)).await;
+        let mailbox = match examined {
+            Ok(Ok(mailbox)) => mailbox,
+            // No such folder (a NO answer): the session is fine, there is nothing to read.
+            Ok(Err(e)) => {
+                debug!(folder, error = %e, "No sent folder to read.");
+                self.session = Some(session);
+                return Ok(Vec::new());
+            }
+            // Mid-command: the session is dropped and the next step reconnects.
+            Err(_) => {
+                return Err(SourceError::Imap(format!("EXAMINE {folder}: no answer within {}s", limit.as_secs())));
+            }
+        };
+        let validity = mailbox.uid_validity.unwrap_or_default();
+        let mut uids: Vec<u32> = timed(limit, "UID SEARCH", session.uid_search("ALL")).await?.into_iter().collect();
+        uids.sort_unstable_by(|a, b| b.cmp(a));
+        uids.truncate(ledger.settings().sent_scan_limit);
+        let key = |uid: u32| format!("imap-sent:{validity}:{uid}");
+        let unknown = crate::person::unknown(ledger, uids.iter().map(|u| key(*u)).collect()).await?;
+        let wanted: Vec<u32> = uids.into_iter().filter(|u| unknown.contains(&key(*u))).collect();
+        let mut sent = Vec::new();
+        for chunk in wanted.chunks(50) {
+            let fetches: Vec<async_imap::types::Fetch> = timed(limit, "UID FETCH", async {
+                session.uid_fetch(uid_set(chunk), "(UID BODY.PEEK[HEADER])").await?.try_collect().await
+            })
+            .await?;
+            for fetch in &fetches {
+                if let (Some(uid), Some(header)) = (fetch.uid, fetch.header()) {
+                    sent.push(crate::person::sent_message(key(uid), header, None));
+                }
+            }
+        }
+        self.session = Some(session);
+        Ok(sent)
+    }
+
     async fn close(&mut self) {
         if let Some(mut session) = self.session.take() {
             let _ = timed(Duration::from_secs(5), "LOGOUT", session.logout()).await;

@@ -1,4 +1,5 @@
-//! A person's reply takes the thread: the poller reads the mailbox's sent mail each pass
+//! A person's reply takes the thread: the poller reads the mailbox's sent mail each pass (a
+//! Maildir's or an IMAP mailbox's Sent folder, Gmail's `SENT`)
 //! ([`Source::sent_mail`]) and records the messages a person sent — those the sender did not
 //! send itself — in `person_replies`, before it publishes new mail, so that the sender drafts
 //! (rather than sends) the reply to a customer's later mail in that thread

@@ -196,6 +196,44 @@ async fn without_idle_on_the_server_the_poller_polls() {
 }
 
 #[tokio::test]
+async fn a_persons_reply_in_the_sent_folder_is_recorded_before_the_inbox_is_read_and_only_once() {
+    let server = Dovecot::start("");
+    let mut mua = client(&server).await;
+    mua.create(FOLDER).await.expect("CREATE");
+    mua.create("Sent").await.expect("CREATE Sent");
+    let person = b"From: Jo <support@northwind.example>\r\nTo: ida@customer.example\r\nSubject: Re: Refund\r\n\
+        Message-ID: <jo-1@mail.northwind.example>\r\nIn-Reply-To: <i1@customer.example>\r\n\
+        References: <i0@customer.example> <i1@customer.example>\r\n\r\nI will call you. Jo\r\n";
+    mailroom_tests::dovecot::append(&mut mua, "Sent", person, Some("(\\Seen)")).await;
+    append(&mut mua, &email("Ida <ida@customer.example>", "Refund again", "i2@customer.example"), None).await;
+    let mut h = Harness::start(&server, PASSWORD, WorkerEnv::new()).await;
+    assert_eq!(h.synced().await.published, 1);
+    let pool = h.poller.ledger().pool().clone();
+    let rows: Vec<(Option<String>, Vec<String>)> =
+        sqlx::query_as("SELECT message_id, refs FROM person_replies").fetch_all(&pool).await.expect("person replies");
+    assert_eq!(
+        rows,
+        [(
+            Some("jo-1@mail.northwind.example".to_owned()),
+            vec!["i1@customer.example".to_owned(), "i0@customer.example".to_owned(), "i1@customer.example".to_owned()]
+        )]
+    );
+    let threads = |refs: &[&str]| {
+        let refs: Vec<String> = refs.iter().map(|r| (*r).to_owned()).collect();
+        let pool = pool.clone();
+        async move { mailroom_db::person_replies::replied_in_thread(&pool, AGENT, &refs, None).await.expect("query") }
+    };
+    assert!(threads(&["jo-1@mail.northwind.example"]).await, "a follow-up to the person's reply");
+    assert!(threads(&["i0@customer.example"]).await, "a follow-up elsewhere in the thread");
+    assert!(!threads(&["other@customer.example"]).await, "another thread");
+    assert_eq!(h.synced().await.published, 0);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM person_replies").fetch_one(&pool).await.expect("count");
+    assert_eq!(count, 1, "read once");
+    let _ = mua.logout().await;
+    h.finish().await;
+}
+
+#[tokio::test]
 async fn copies_are_published_once_and_a_reused_message_id_with_another_body_is_not_dropped() {
     let server = Dovecot::start("");
     let mut mua = client(&server).await;
