@@ -563,6 +563,15 @@ async fn three_mailboxes_on_maildir_imap_smtp_and_gmail_each_answered_through_it
     })
     .await;
     assert!(status.contains(&format!("{SUPPORT}: FAILING: mailbox needs re-authorisation")), "{status}");
+    // The sender's side of it too: its outbox refuses the token.
+    let status = wait_for(Duration::from_secs(30), "support's outbox shown as failing", || async {
+        let (_, out) = run(&bin_path("mailroom"), &["status"], &env).await;
+        out.lines()
+            .any(|l| l.contains(SUPPORT) && l.contains("outbox FAILING: outbox needs re-authorisation"))
+            .then_some(out)
+    })
+    .await;
+    assert!(status.contains("invalid_grant"), "{status}");
     assert!(status.contains("invalid_grant"), "the reason: {status}");
     for ok in [BILLING, SALES] {
         assert!(status.contains(&format!("{ok}: ok")), "{ok}: {status}");

@@ -147,3 +147,23 @@ pub async fn pollers(pool: &PgPool) -> Result<Vec<PollerRow>, sqlx::Error> {
     .fetch_all(pool)
     .await
 }
+
+/// Records what sender process `sender` found wrong with `address`'s sending side (`None`:
+/// nothing), for `mailroom status`.
+pub async fn record_sender(
+    pool: &PgPool,
+    address: &str,
+    sender: &str,
+    problem: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO mailbox_senders (address, sender, problem) VALUES ($1, $2, $3) \
+         ON CONFLICT (address, sender) DO UPDATE SET problem = EXCLUDED.problem, updated_at = now()",
+    )
+    .bind(address)
+    .bind(sender)
+    .bind(problem)
+    .execute(pool)
+    .await
+    .map(drop)
+}

@@ -109,6 +109,9 @@ pub struct MailboxState {
     pub last_pass_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Why its last pass failed (refused credentials, unreachable), if it did.
     pub last_error: Option<String>,
+    /// What a sender found wrong with its sending side (settings that cannot work, an outbox
+    /// refusing its credentials), if anything, in the last minute.
+    pub sender_problem: Option<String>,
     /// Messages published from it.
     pub published: i64,
     /// Copies recorded as duplicates of an email already published.
@@ -128,6 +131,7 @@ crate::from_row!(MailboxState {
     poller,
     last_pass_at,
     last_error,
+    sender_problem,
     published,
     duplicates,
     unparseable,
@@ -150,6 +154,8 @@ pub async fn mailbox_states(pool: &PgPool) -> Result<Option<Vec<MailboxState>>, 
            count(*) FILTER (WHERE state = 'drafted') AS drafted FROM replies GROUP BY 1) \
          SELECT a.address, m.address IS NOT NULL AS registered, COALESCE(m.enabled, false) AS enabled, \
            CASE WHEN p.lease_until > now() THEN p.owner END AS poller, p.last_pass_at, p.last_error, \
+           (SELECT string_agg(DISTINCT problem, '; ') FROM mailbox_senders ms WHERE ms.address = a.address \
+             AND ms.problem IS NOT NULL AND ms.updated_at > now() - interval '1 minute') AS sender_problem, \
            COALESCE(l.published, 0) AS published, COALESCE(l.duplicates, 0) AS duplicates, \
            COALESCE(l.unparseable, 0) AS unparseable, COALESCE(s.sent, 0) AS sent, COALESCE(s.drafted, 0) AS drafted \
          FROM addresses a LEFT JOIN mailboxes m ON m.address = a.address \

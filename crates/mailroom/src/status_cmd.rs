@@ -365,8 +365,9 @@ fn print_mailboxes(mailboxes: &[mailroom_db::status::MailboxState]) {
             },
         };
         let poller = m.poller.as_deref().map(|p| format!(" poller {p};")).unwrap_or_default();
+        let outbox = m.sender_problem.as_deref().map(|p| format!(" outbox FAILING: {p};")).unwrap_or_default();
         println!(
-            "    {}: {state};{poller} published {}, duplicates {}, unparseable {}, sent {}, drafted {}",
+            "    {}: {state};{outbox}{poller} published {}, duplicates {}, unparseable {}, sent {}, drafted {}",
             m.address, m.published, m.duplicates, m.unparseable, m.sent, m.drafted
         );
     }

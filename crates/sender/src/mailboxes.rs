@@ -177,13 +177,23 @@ impl MailboxSenders {
             };
             next.insert(row.address, entry);
         }
-        // Sink problems of each mailbox, shown by the worker's /readyz without failing it.
+        // Each mailbox's sending problem, shown by the worker's /readyz without failing it, and
+        // recorded for `mailroom status`.
         for (address, entry) in &next {
-            if let Entry::Ready { handler, .. } = entry {
-                let reason = handler.health().reason();
-                let problem = (!handler.health().is_ready() && !reason.is_empty())
-                    .then(|| format!("mailbox {address}: {reason}"));
-                self.telemetry.health.set_detail(address, problem);
+            let problem = match entry {
+                Entry::Ready { handler, .. } => {
+                    let reason = handler.health().reason();
+                    (!handler.health().is_ready() && !reason.is_empty()).then_some(reason)
+                }
+                Entry::Broken { reason, .. } => Some(reason.clone()),
+            };
+            if let Entry::Ready { .. } = entry {
+                self.telemetry.health.set_detail(address, problem.as_ref().map(|p| format!("mailbox {address}: {p}")));
+            }
+            if let Err(e) =
+                mailroom_db::mailboxes::record_sender(&self.pool, address, &self.claimed_by, problem.as_deref()).await
+            {
+                warn!(mailbox = %address, error = %e, "Cannot record the mailbox's sending state.");
             }
         }
         self.replace(next);
