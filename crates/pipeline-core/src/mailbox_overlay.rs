@@ -40,6 +40,23 @@ pub const SECRET_KEYS: [&str; 6] = [
 /// not a mailbox's.
 const FIXED_KEYS: [&str; 2] = ["mailbox.agent_email", "sender.redis_prefix"];
 
+/// `[registry]`: how often the processes that serve the registry's mailboxes read it again, and
+/// how long a poller's hold on a mailbox lasts.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RegistrySettings {
+    /// How often the registry is read again (changes take effect within this delay).
+    pub refresh_secs: u64,
+    /// How long a poller's hold on a mailbox lasts without renewal.
+    pub lease_secs: u64,
+}
+
+impl RegistrySettings {
+    /// `refresh_secs`, at least a second.
+    pub fn refresh(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.refresh_secs.max(1))
+    }
+}
+
 /// What is wrong with a registry entry.
 #[derive(Debug, thiserror::Error)]
 pub enum OverlayError {

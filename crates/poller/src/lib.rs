@@ -566,7 +566,7 @@ async fn serve(
     });
     let result = async {
         let pool = mailroom_db::connect_and_migrate(&settings.database.url, settings.database.max_connections).await?;
-        let registry: registry::RegistrySettings = settings.section("registry")?;
+        let registry: pipeline_core::mailbox_overlay::RegistrySettings = settings.section("registry")?;
         tokio::pin!(shutdown);
         let mut source = Some(source);
         let mut observer = Some(observer);
@@ -592,7 +592,7 @@ async fn serve(
             let poller = Poller::new(source, Ledger::new(pool.clone(), producer, mailbox.clone()));
             let registered = async {
                 loop {
-                    tokio::time::sleep(Duration::from_secs(registry.refresh_secs.max(1))).await;
+                    tokio::time::sleep(registry.refresh()).await;
                     if registry::has_mailboxes(&pool).await.unwrap_or(false) {
                         info!("Mailboxes were registered; serving the registry instead of [mailbox].");
                         return;

@@ -19,12 +19,12 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use mailroom_db::mailboxes::{self, MailboxRow};
+use pipeline_core::mailbox_overlay::RegistrySettings;
 use pipeline_core::topology::CLASSIFY;
 use pipeline_core::{Producer, Settings, Telemetry};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use serde::Deserialize;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -32,21 +32,6 @@ use tracing::{Instrument as _, error, info, info_span, warn};
 
 use crate::any_source::AnySource;
 use crate::{Ledger, MailboxSettings, NAME, Poller, Step};
-
-/// `[registry]` settings.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RegistrySettings {
-    /// How often the registry is read again (changes take effect within this delay).
-    pub refresh_secs: u64,
-    /// How long a poller's hold on a mailbox lasts without renewal.
-    pub lease_secs: u64,
-}
-
-impl RegistrySettings {
-    fn refresh(&self) -> Duration {
-        Duration::from_secs(self.refresh_secs.max(1))
-    }
-}
 
 /// Whether any mailbox is registered (then the registry, not `[mailbox]`, says what to poll).
 pub async fn has_mailboxes(pool: &PgPool) -> Result<bool, sqlx::Error> {

@@ -342,7 +342,7 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let cache = EmbeddingCache::new(&settings.redis, rag.embedding_cache_ttl_secs);
     info!(providers = ?chain.names(), embedder = embedder.model_id(), "RAG generator starting.");
     let policies = Arc::new(Policies::new(Policy::from_settings(&rag)));
-    let refresh = std::time::Duration::from_secs(settings.section::<u64>("registry.refresh_secs")?.max(1));
+    let refresh = settings.section::<pipeline_core::mailbox_overlay::RegistrySettings>("registry")?.refresh();
     let refresher = tokio::spawn(policy::keep_refreshed(policies.clone(), settings.clone(), pool.clone(), refresh));
     let handler = Arc::new(
         RespondHandler::new(pool, chain, embedder, cache, store, rag).with_health(health).with_policies(policies),

@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use pipeline_core::mailbox_overlay::RegistrySettings;
 use pipeline_core::messages::EmailToSend;
 use pipeline_core::settings::DraftOrSend;
 use pipeline_core::{DeliveryMeta, Handler, HandlerError, Outgoing, Settings, Telemetry};
@@ -27,12 +28,6 @@ use crate::provenance::{Forgery, Served};
 use crate::settings::{OutboxSettings, SenderSettings};
 use crate::sink::AnySink;
 use crate::{NAME, SendHandler, SenderMetrics};
-
-/// The `[registry]` key the sender reads.
-#[derive(Debug, Deserialize)]
-struct RegistrySettings {
-    refresh_secs: u64,
-}
 
 /// The keys of `[mailbox]` the sender reads: the mailbox it sends as (single-mailbox mode), and
 /// what becomes of a reply to a sender the receiving server did not authenticate.
@@ -95,10 +90,8 @@ impl MailboxSenders {
         redis: redis::aio::ConnectionManager,
         telemetry: &Arc<Telemetry>,
     ) -> Self {
-        let refresh = settings
-            .section::<RegistrySettings>("registry")
-            .map(|r| Duration::from_secs(r.refresh_secs.max(1)))
-            .unwrap_or(Duration::from_secs(10));
+        let refresh =
+            settings.section::<RegistrySettings>("registry").map(|r| r.refresh()).unwrap_or(Duration::from_secs(10));
         Self {
             claimed_by: settings.consumer_for(NAME).consumer_id,
             metrics: SenderMetrics::register(telemetry),
