@@ -379,7 +379,9 @@ async fn three_mailboxes_on_maildir_imap_smtp_and_gmail_each_answered_through_it
     // The secrets, where the registry's references point: the poller's and sender's environment.
     env.push(("NORTHWIND_IMAP_PASSWORD", dovecot::PASSWORD.to_owned()));
     env.push(("NORTHWIND_GMAIL_CLIENT_SECRET", gmail_fake::CLIENT_SECRET.to_owned()));
-    env.push(("NORTHWIND_GMAIL_REFRESH_TOKEN", gmail_fake::REFRESH_TOKEN.to_owned()));
+    // The refresh token in a file, as a mounted secret: rotated in place below.
+    std::fs::write(path("gmail-refresh-token"), gmail_fake::REFRESH_TOKEN).expect("token file");
+    let refresh_token = format!("file:{}", path("gmail-refresh-token").display());
     prepare(&env).await;
     mailbox(
         &env,
@@ -430,7 +432,7 @@ async fn three_mailboxes_on_maildir_imap_smtp_and_gmail_each_answered_through_it
         ]));
         google.extend(secrets(&[
             (key("client_secret"), "env:NORTHWIND_GMAIL_CLIENT_SECRET"),
-            (key("refresh_token"), "env:NORTHWIND_GMAIL_REFRESH_TOKEN"),
+            (key("refresh_token"), refresh_token.as_str()),
         ]));
     }
     mailbox(
@@ -590,19 +592,11 @@ async fn three_mailboxes_on_maildir_imap_smtp_and_gmail_each_answered_through_it
     assert_eq!(gmail_sent(&gmail).len(), 1, "nothing more went out for support");
     assert_eq!(replies(&pool, SUPPORT, "sent").await, 1);
 
-    // Re-authorised (a new refresh token, and the registry pointed at it): support's held reply
-    // and its new mail go out, without a restart; the copy of question 3 still has no reply of
-    // its own.
+    // Re-authorised: the new refresh token is written over the secret file the registry points
+    // at (a rotated mounted secret) — no `mailbox update`, no restart. Support's held reply and
+    // its new mail go out; the copy of question 3 still has no reply of its own.
     gmail.grant("1//northwind-reauthorised", &[gmail_fake::scope::MODIFY]);
     std::fs::write(path("gmail-refresh-token"), "1//northwind-reauthorised").expect("token file");
-    let token = format!("file:{}", path("gmail-refresh-token").display());
-    mailbox(
-        &env,
-        "update",
-        SUPPORT,
-        secrets(&[("mailbox.gmail.refresh_token", token.as_str()), ("outbox.gmail.refresh_token", token.as_str())]),
-    )
-    .await;
     wait_for(Duration::from_secs(30), "support's held reply and new mail answered", || async {
         (replies(&pool, SUPPORT, "sent").await == 3).then_some(())
     })

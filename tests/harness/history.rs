@@ -31,11 +31,21 @@ pub async fn try_record_received(pool: &PgPool, agent: &str, email_id: &str, sen
 
 /// What the generator records of its reply: `reply` as the stored `emails.to_send` body
 /// (replacing an earlier one for its email), after [`record_received`] for the email it
-/// answers, from `reply.to`. Fails when PostgreSQL cannot store the body (a NUL in a string).
+/// answers, from `reply.to`, whose `Message-ID` is the one the reply's `In-Reply-To` names.
+/// Fails when PostgreSQL cannot store the body (a NUL in a string).
 pub async fn try_record_reply(pool: &PgPool, reply: &serde_json::Value) -> Result<(), sqlx::Error> {
     let text = |field: &str| reply[field].as_str().unwrap_or_default().to_owned();
     let agent = pipeline_core::messages::agent_address(&text("agent_email"));
     try_record_received(pool, &agent, &text("email_id"), &text("to")).await?;
+    sqlx::query(
+        "UPDATE mailbox_messages SET rfc_message_id = $3 WHERE agent_email = $1 AND mailbox_id = $2 \
+         AND rfc_message_id IS NULL AND $3 <> ''",
+    )
+    .bind(&agent)
+    .bind(text("email_id"))
+    .bind(text("in_reply_to"))
+    .execute(pool)
+    .await?;
     sqlx::query(
         "INSERT INTO responses (agent_email, email_id, respond_message_id, send_message_id, send_message, llm_provider) \
          VALUES ($1, $2, 'test-history', $3, $4, 'test') \

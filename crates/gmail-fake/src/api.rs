@@ -38,6 +38,7 @@ const MODIFY_MESSAGE: Method = Method { rpc: "ModifyMessage", accepted: &[FULL, 
 const LIST_HISTORY: Method = Method { rpc: "ListHistory", accepted: &[FULL, MODIFY, READONLY, METADATA] };
 const SEND_MESSAGE: Method = Method { rpc: "SendMessage", accepted: &[FULL, MODIFY, COMPOSE, SEND] };
 const CREATE_DRAFT: Method = Method { rpc: "CreateDraft", accepted: &[FULL, MODIFY, COMPOSE] };
+const GET_DRAFT: Method = Method { rpc: "GetDraft", accepted: &[FULL, MODIFY, COMPOSE, READONLY] };
 
 /// Answers a request under [`API_PATH`]; `granted` are the scopes of its access token (`None`
 /// when it has no valid one).
@@ -77,6 +78,7 @@ pub(crate) fn answer(mailbox: &mut Mailbox, granted: Option<&Vec<String>>, reque
         ["messages", _, "modify"] if post => MODIFY_MESSAGE,
         ["history"] if get => LIST_HISTORY,
         ["drafts"] if post => CREATE_DRAFT,
+        ["drafts", _] if get => GET_DRAFT,
         _ => return Reply::not_found(),
     };
     if !method.accepted.iter().any(|scope| granted.iter().any(|g| g == scope)) {
@@ -115,6 +117,7 @@ pub(crate) fn answer(mailbox: &mut Mailbox, granted: Option<&Vec<String>>, reque
         ["messages", id] => get_message(mailbox, id, request),
         ["messages", id, "modify"] => modify(mailbox, id, &request.json()),
         ["history"] => list_history(mailbox, request),
+        ["drafts", id] => get_draft(mailbox, id, request),
         _ => create_draft(mailbox, &request.json()),
     }
 }
@@ -150,23 +153,39 @@ fn get_message(mailbox: &Mailbox, id: &str, request: &Recorded) -> Reply {
     if request.param("format") != Some("raw") {
         return Reply::invalid_argument("this fake serves format=raw only");
     }
+    Reply::json(200, raw_message(message))
+}
+
+/// A message resource in `format=raw`.
+fn raw_message(message: &crate::FakeMessage) -> Value {
     let raw = if message.padded { URL_SAFE.encode(&message.raw) } else { URL_SAFE_NO_PAD.encode(&message.raw) };
     let text = String::from_utf8_lossy(&message.raw);
     let body = text.split_once("\r\n\r\n").map_or(text.as_ref(), |(_, body)| body);
     let snippet: String = body.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(100).collect();
-    Reply::json(
-        200,
-        json!({
-            "id": message.id,
-            "threadId": message.thread_id,
-            "labelIds": message.label_ids,
-            "snippet": snippet,
-            "historyId": message.history_id.to_string(),
-            "internalDate": message.internal_date_ms.to_string(),
-            "sizeEstimate": message.raw.len(),
-            "raw": raw,
-        }),
-    )
+    json!({
+        "id": message.id,
+        "threadId": message.thread_id,
+        "labelIds": message.label_ids,
+        "snippet": snippet,
+        "historyId": message.history_id.to_string(),
+        "internalDate": message.internal_date_ms.to_string(),
+        "sizeEstimate": message.raw.len(),
+        "raw": raw,
+    })
+}
+
+/// `users.drafts.get`: the draft with its message; 404 for a draft that was sent or deleted.
+fn get_draft(mailbox: &Mailbox, id: &str, request: &Recorded) -> Reply {
+    let Some((_, message_id)) = mailbox.drafts.iter().find(|(draft, _)| draft == id) else {
+        return Reply::not_found();
+    };
+    let Some(message) = mailbox.find(message_id) else {
+        return Reply::not_found();
+    };
+    if request.param("format") != Some("raw") {
+        return Reply::invalid_argument("this fake serves format=raw only");
+    }
+    Reply::json(200, json!({ "id": id, "message": raw_message(message) }))
 }
 
 fn list_messages(mailbox: &Mailbox, request: &Recorded) -> Reply {
@@ -283,8 +302,7 @@ fn modify(mailbox: &mut Mailbox, id: &str, body: &Value) -> Reply {
 fn create_draft(mailbox: &mut Mailbox, body: &Value) -> Reply {
     match store_outgoing(mailbox, &body["message"], "DRAFT") {
         Ok(message) => {
-            let draft_id = format!("r-{}", 5_823_012_345_678_901_234_u64 + mailbox.drafts.len() as u64);
-            mailbox.drafts.push((draft_id.clone(), message.id.clone()));
+            let draft_id = mailbox.new_draft(&message.id);
             Reply::json(
                 200,
                 json!({

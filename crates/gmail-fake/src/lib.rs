@@ -243,6 +243,18 @@ impl FakeGmail {
         self.lock().mailbox.drafts.clone()
     }
 
+    /// A person edits a draft in Gmail: its message is replaced by one holding `raw` (a new
+    /// message id, the same draft id and thread). False if there is no such draft.
+    pub fn edit_draft(&self, draft_id: &str, raw: &[u8]) -> bool {
+        self.lock().mailbox.edit_draft(draft_id, raw.to_vec())
+    }
+
+    /// A person sends a draft from Gmail: the draft is gone and its message is in `SENT`.
+    /// Returns the message id, `None` if there is no such draft.
+    pub fn send_draft(&self, draft_id: &str) -> Option<String> {
+        self.lock().mailbox.send_draft(draft_id)
+    }
+
     /// The labels, system and user.
     pub fn labels(&self) -> Vec<FakeLabel> {
         self.lock().mailbox.labels.clone()

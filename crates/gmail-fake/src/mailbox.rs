@@ -123,6 +123,7 @@ pub(crate) struct Mailbox {
     pub(crate) labels: Vec<FakeLabel>,
     /// (draft id, message id).
     pub(crate) drafts: Vec<(String, String)>,
+    drafts_made: u64,
     next_id: u64,
     changes: u64,
 }
@@ -140,6 +141,7 @@ impl Mailbox {
             oldest_history_id: FIRST_HISTORY_ID,
             labels,
             drafts: Vec::new(),
+            drafts_made: 0,
             next_id: 0x18f3_c2a1_b4d5_0000,
             changes: 0,
         }
@@ -184,6 +186,45 @@ impl Mailbox {
         let history_id = self.bump();
         self.added.push(Added { history_id, message_id: id.to_owned(), labels });
         true
+    }
+
+    /// Makes message `message_id` a draft; returns the draft's id (`r-` and digits, as Gmail's).
+    pub(crate) fn new_draft(&mut self, message_id: &str) -> String {
+        self.drafts_made += 1;
+        let id = format!("r-{}", 5_823_012_345_678_901_234_u64 + self.drafts_made);
+        self.drafts.push((id.clone(), message_id.to_owned()));
+        id
+    }
+
+    /// A person edits draft `draft_id` in Gmail: its message is replaced by a new one (a new
+    /// message id, the same thread and draft id) holding `raw`. False if there is no such draft.
+    pub(crate) fn edit_draft(&mut self, draft_id: &str, raw: Vec<u8>) -> bool {
+        let Some(index) = self.drafts.iter().position(|(id, _)| id == draft_id) else {
+            return false;
+        };
+        let old = self.drafts[index].1.clone();
+        let thread = self.find(&old).map(|m| m.thread_id.clone());
+        self.messages.retain(|m| m.id != old);
+        let mut new = NewMessage::new(raw, &["DRAFT"]);
+        if let Some(thread) = thread {
+            new = new.thread(&thread);
+        }
+        let message = self.add(new);
+        self.drafts[index].1 = message.id;
+        true
+    }
+
+    /// A person sends draft `draft_id` (`users.drafts.send`): the draft is gone and its message
+    /// is a sent one. Returns the message id, `None` if there is no such draft.
+    pub(crate) fn send_draft(&mut self, draft_id: &str) -> Option<String> {
+        let index = self.drafts.iter().position(|(id, _)| id == draft_id)?;
+        let (_, message_id) = self.drafts.remove(index);
+        let history_id = self.bump();
+        let message = self.find_mut(&message_id)?;
+        message.label_ids.retain(|l| l != "DRAFT");
+        message.label_ids.push("SENT".to_owned());
+        message.history_id = history_id;
+        Some(message_id)
     }
 
     pub(crate) fn find(&self, id: &str) -> Option<&FakeMessage> {

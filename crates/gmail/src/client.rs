@@ -17,7 +17,7 @@ use url::Url;
 use crate::auth::TokenSource;
 use crate::error::api_error;
 use crate::transport::{self, RawResponse};
-use crate::types::{Draft, HistoryPage, Label, MessageRef, MessagesPage, Profile, RawMessage};
+use crate::types::{Draft, HistoryPage, Label, MessageRef, MessagesPage, Profile, RawDraft, RawMessage};
 use crate::{DEFAULT_API_BASE, DEFAULT_TOKEN_URL, DEFAULT_USER, GmailError, GmailSettings};
 
 /// Results per page unless [`GmailClient::with_page_size`] says otherwise (Gmail's own
@@ -195,6 +195,14 @@ impl GmailClient {
     pub async fn create_draft(&self, raw_rfc822: &[u8], thread_id: Option<&str>) -> Result<Draft, GmailError> {
         let body = json!({ "message": message_body(raw_rfc822, thread_id) });
         self.call("users.drafts.create", Method::POST, self.url(&["drafts"]), Some(&body)).await
+    }
+
+    /// A draft with its message as it is now (`users.drafts.get?format=raw`), decoded; a draft
+    /// that was sent or deleted is [`GmailError::NotFound`].
+    pub async fn get_draft(&self, id: &str) -> Result<RawDraft, GmailError> {
+        let mut url = self.url(&["drafts", require_id("draft", id)?]);
+        url.query_pairs_mut().append_pair("format", "raw");
+        self.call("users.drafts.get", Method::GET, url, None).await
     }
 
     /// `{api_base}/users/{user}/{segments…}`, each segment percent-encoded.

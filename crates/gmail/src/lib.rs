@@ -23,7 +23,7 @@ mod types;
 pub use client::{DEFAULT_PAGE_SIZE, GmailClient};
 pub use error::GmailError;
 pub use types::{
-    Draft, HistoryPage, HistoryRecord, Label, MessageAdded, MessageRef, MessagesPage, Profile, RawMessage,
+    Draft, HistoryPage, HistoryRecord, Label, MessageAdded, MessageRef, MessagesPage, Profile, RawDraft, RawMessage,
     advance_history_cursor,
 };
 

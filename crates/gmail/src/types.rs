@@ -165,6 +165,16 @@ pub struct Draft {
     pub message: MessageRef,
 }
 
+/// A draft fetched with `format=raw` (`users.drafts.get`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RawDraft {
+    /// Draft id (it stays when a person edits the draft; its message's id changes).
+    #[serde(deserialize_with = "id_string")]
+    pub id: String,
+    /// The draft's message as it is now.
+    pub message: RawMessage,
+}
+
 /// Moves a history cursor forward to `candidate` when it is numerically later, and says
 /// whether it moved. History ids are compared as numbers, not text ("999" < "1000"); a
 /// candidate that is not a number never replaces the cursor, and a cursor that is not one is

@@ -84,3 +84,84 @@ pub async fn replied_in_thread(
     .fetch_one(pool)
     .await
 }
+
+/// A reply the sender left as a draft for a person, in a thread, not yet found reviewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenDraft {
+    /// The mailbox's id for the email it answers.
+    pub email_id: String,
+    /// The draft's `Message-ID`.
+    pub reply_message_id: String,
+    /// The sink's id for the draft (Maildir file name, Gmail draft id).
+    pub provider_message_id: Option<String>,
+    /// The content digest of the draft as left (`replies.draft_digest`).
+    pub draft_digest: String,
+    /// The `Message-ID` of the email it answers.
+    pub answers: Option<String>,
+    /// The provider's conversation id of that email (Gmail's threadId).
+    pub thread_id: Option<String>,
+}
+
+/// The drafts left for a person in the thread of an email with these `In-Reply-To`/`References`
+/// ids (`refs`) and conversation id, not yet recorded as reviewed: drafts answering one of the
+/// ids, or being one of them, or in the same conversation.
+pub async fn open_drafts_in_thread(
+    pool: &PgPool,
+    agent_email: &str,
+    refs: &[String],
+    thread_id: Option<&str>,
+) -> Result<Vec<OpenDraft>, sqlx::Error> {
+    let refs: Vec<String> =
+        refs.iter().map(|r| r.trim_matches(['<', '>']).to_owned()).filter(|r| !r.is_empty()).collect();
+    if refs.is_empty() && thread_id.is_none() {
+        return Ok(Vec::new());
+    }
+    type Row = (String, String, Option<String>, String, Option<String>, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT r.email_id, r.reply_message_id, r.provider_message_id, r.draft_digest, \
+                m.rfc_message_id AS answers, s.send_message->>'thread_id' AS thread_id \
+         FROM replies r \
+         JOIN mailbox_messages m ON m.agent_email = r.agent_email AND m.mailbox_id = r.email_id \
+         LEFT JOIN responses s ON s.agent_email = r.agent_email AND s.email_id = r.email_id \
+         WHERE r.agent_email = $1 AND r.state IN ('drafted', 'in_doubt') AND r.draft_digest IS NOT NULL \
+           AND (m.rfc_message_id = ANY($2) OR r.reply_message_id = ANY($2) \
+                OR ($3::text IS NOT NULL AND s.send_message->>'thread_id' = $3)) \
+           AND NOT EXISTS (SELECT 1 FROM person_replies p \
+                           WHERE p.agent_email = r.agent_email AND p.source_id = 'draft:' || r.reply_message_id) \
+         ORDER BY r.completed_at",
+    )
+    .bind(agent_email)
+    .bind(&refs)
+    .bind(thread_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(email_id, reply_message_id, provider_message_id, draft_digest, answers, thread_id)| OpenDraft {
+            email_id,
+            reply_message_id,
+            provider_message_id,
+            draft_digest,
+            answers,
+            thread_id,
+        })
+        .collect())
+}
+
+/// Records that a person took up `draft` (edited, sent or discarded it): a person's reply in its
+/// thread, under the source id `draft:<its Message-ID>`, answering the email it was left for.
+pub async fn record_reviewed_draft(pool: &PgPool, agent_email: &str, draft: &OpenDraft) -> Result<(), sqlx::Error> {
+    let refs: Vec<String> = draft.answers.iter().cloned().collect();
+    sqlx::query(
+        "INSERT INTO person_replies (agent_email, source_id, message_id, refs, thread_id) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (agent_email, source_id) DO NOTHING",
+    )
+    .bind(agent_email)
+    .bind(format!("draft:{}", draft.reply_message_id))
+    .bind(&draft.reply_message_id)
+    .bind(&refs)
+    .bind(&draft.thread_id)
+    .execute(pool)
+    .await
+    .map(drop)
+}

@@ -133,6 +133,32 @@ pub fn validate(overlay: &Value) -> Result<(), OverlayError> {
     if unknown.is_empty() { Ok(()) } else { Err(crate::settings_check::UnknownKeys(unknown).into()) }
 }
 
+/// What a registered mailbox's poller task and sender handler were built from: its entry's
+/// last change and the secrets its references name now. A secret rotated in place (a new value
+/// in the environment variable or the file) changes the version as an edit of the entry does,
+/// so it is picked up at the next read of the registry (`registry.refresh_secs`), not only
+/// after `mailroom mailbox update` or a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version {
+    /// The entry's `updated_at`.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// A hash of the resolved secrets (or of why one cannot be resolved), in this process.
+    pub secrets: u64,
+}
+
+impl Version {
+    /// The version of an entry changed at `updated_at` with settings `overlay`.
+    pub fn of(updated_at: chrono::DateTime<chrono::Utc>, overlay: &Value) -> Self {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        match resolve(overlay) {
+            Ok(resolved) => resolved.to_string().hash(&mut hasher),
+            Err(e) => e.to_string().hash(&mut hasher),
+        }
+        Self { updated_at, secrets: hasher.finish() }
+    }
+}
+
 impl Settings {
     /// The settings of registered mailbox `address`: these settings with the entry's tables laid
     /// over them, secret references resolved, and `mailbox.agent_email` set to `address`.
@@ -317,5 +343,24 @@ mod tests {
             assert!(err.to_string().contains(says), "{entry}: {err}");
         }
         assert!(validate(&json!({})).is_ok(), "an entry may change nothing");
+    }
+
+    #[test]
+    fn a_secret_rotated_in_its_file_changes_the_version_as_an_edit_does() {
+        let dir = std::env::temp_dir().join(format!("mailroom-version-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("refresh-token");
+        std::fs::write(&file, "1//first").expect("secret");
+        let entry = json!({"mailbox": {"gmail": {"refresh_token": {"file": file.display().to_string()}}}});
+        let at = chrono::Utc::now();
+        let first = Version::of(at, &entry);
+        assert_eq!(Version::of(at, &entry), first, "nothing changed");
+        std::fs::write(&file, "1//rotated\n").expect("rotate");
+        let rotated = Version::of(at, &entry);
+        assert_ne!(rotated, first, "a new value in the same file");
+        std::fs::remove_file(&file).expect("remove");
+        assert_ne!(Version::of(at, &entry), rotated, "a secret that can no longer be read");
+        assert_ne!(Version::of(at + chrono::Duration::seconds(1), &json!({})), Version::of(at, &json!({})), "an edit");
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -34,26 +34,8 @@ pub fn fingerprint(email: &ParsedEmail) -> String {
         }
     }
     hash.update([0]);
-    hash.update(body_digest(email));
-    hex(&hash.finalize())
-}
-
-/// The SHA-256 of the sender and body alone (what tells two emails under one `Message-ID`
-/// apart); [`crate::imap_source::mailbox_key`] uses its first bytes.
-pub fn body_digest(email: &ParsedEmail) -> [u8; 32] {
-    let mut hash = Sha256::new();
-    hash.update(email.from.trim().to_lowercase().as_bytes());
-    hash.update([0]);
-    for line in email.body.trim().lines() {
-        hash.update(line.trim_end().as_bytes());
-        hash.update(b"\n");
-    }
-    hash.finalize().into()
-}
-
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hash.update(email.content_digest());
+    mail_mime::hex(&hash.finalize())
 }
 
 #[cfg(test)]

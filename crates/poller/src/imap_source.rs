@@ -191,7 +191,7 @@ pub(crate) async fn timed<T, E: Display>(
 }
 
 /// The ledger key of a message: its `Message-ID`, which survives the server renumbering the
-/// folder, with the first bytes of its [body digest](crate::dedupe::body_digest) after ` #`,
+/// folder, with the first bytes of its [content digest](mail_mime::ParsedEmail::content_digest) after ` #`,
 /// so that a sender reusing a `Message-ID` for a different email is not taken for a message
 /// already handled; or a digest of the whole message when it has no `Message-ID` (or cannot be
 /// parsed). Keys written before the digest was added (`imap:<id>`) are still understood.
@@ -199,8 +199,8 @@ pub fn mailbox_key(raw: &[u8]) -> String {
     let parsed = mail_mime::parse(raw).ok();
     match parsed.as_ref().and_then(|p| p.message_id.as_deref()).map(str::trim).filter(|id| !id.is_empty()) {
         Some(id) => {
-            let digest = crate::dedupe::body_digest(parsed.as_ref().expect("parsed, it has an id"));
-            format!("imap:{id} #{}", crate::dedupe::hex(&digest[..8]))
+            let digest = parsed.as_ref().expect("parsed, it has an id").content_digest();
+            format!("imap:{id} #{}", mail_mime::hex(&digest[..8]))
         }
         None => format!("imap:sha256:{:x}", Sha256::digest(raw)),
     }

@@ -17,9 +17,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use chrono::{DateTime, Utc};
 use mailroom_db::mailboxes::{self, MailboxRow};
-use pipeline_core::mailbox_overlay::RegistrySettings;
+use pipeline_core::mailbox_overlay::{RegistrySettings, Version};
 use pipeline_core::topology::CLASSIFY;
 use pipeline_core::{Producer, Settings, Telemetry};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -73,7 +72,7 @@ impl MailboxMetrics {
 
 /// A mailbox task and what it was started from.
 struct Running {
-    version: DateTime<Utc>,
+    version: Version,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -137,7 +136,9 @@ async fn reconcile(
         rows.into_iter().filter(|r| r.enabled).map(|r| (r.address.clone(), r)).collect();
     let outdated: Vec<String> = running
         .iter()
-        .filter(|(address, run)| wanted.get(*address).is_none_or(|row| row.updated_at != run.version))
+        .filter(|(address, run)| {
+            wanted.get(*address).is_none_or(|row| Version::of(row.updated_at, &row.settings) != run.version)
+        })
         .map(|(address, _)| address.clone())
         .collect();
     for address in outdated {
@@ -165,7 +166,8 @@ async fn reconcile(
         };
         let span = info_span!("mailbox", mailbox = %address);
         let handle = tokio::spawn(task.run(stopped).instrument(span));
-        running.insert(address, Running { version: row.updated_at, stop, task: handle });
+        let version = Version::of(row.updated_at, &row.settings);
+        running.insert(address, Running { version, stop, task: handle });
     }
 }
 

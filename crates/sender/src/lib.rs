@@ -30,6 +30,7 @@
 //! (Maildir and Gmail can tell; SMTP cannot, so such a reply becomes an `in_doubt` draft for a
 //! human rather than a possible second send).
 
+pub mod draft_review;
 pub mod mailboxes;
 pub mod provenance;
 pub mod ratelimit;
@@ -160,7 +161,7 @@ impl SenderMetrics {
 /// taking over after a crash) writes the same one.
 pub fn reply_message_id(agent_email: &str, email_id: &str) -> String {
     let digest = Sha256::digest(format!("{}\n{email_id}", agent_email.to_ascii_lowercase()).as_bytes());
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let hex = mail_mime::hex(&digest[..16]);
     let domain = agent_email.rsplit_once('@').map_or("mailroom.invalid", |(_, d)| d).to_ascii_lowercase();
     format!("mailroom.{hex}@{domain}")
 }
@@ -331,6 +332,8 @@ impl<S: Sink> SendHandler<S> {
             .map_err(QueryFailed)?;
             if replied {
                 reasons.push("a person of the mailbox has replied in this thread (mailbox.after_person_reply)".into());
+            } else if let Some(why) = draft_review::reviewed_draft(&self.pool, &self.sink, msg).await? {
+                reasons.push(why);
             }
         }
         if msg.escalate {
@@ -420,7 +423,7 @@ impl<S: Sink> SendHandler<S> {
                 Ok(Lookup::Delivered(id)) => {
                     info!(email_id, provider_id = %id, "Found the reply a crashed sender delivered.");
                     let state = if kind == Kind::Send { Final::Sent } else { Final::Drafted };
-                    self.complete(msg, token, state, Some(&id), reason.as_deref()).await?;
+                    self.complete(msg, token, &reply, state, Some(&id), reason.as_deref()).await?;
                     return Ok(match kind {
                         Kind::Send => Outcome::Sent(id),
                         Kind::Draft => Outcome::Drafted { id, reason: reason.unwrap_or_default() },
@@ -454,7 +457,7 @@ impl<S: Sink> SendHandler<S> {
             }
         }
         if self.settings.mode == Mode::DryRun {
-            self.complete(msg, token, Final::DryRun, None, reason.as_deref()).await?;
+            self.complete(msg, token, &reply, Final::DryRun, None, reason.as_deref()).await?;
             info!(email_id, would = kind.as_str(), to = %msg.to, "Dry run: reply logged, not delivered.");
             return Ok(Outcome::DryRun(kind));
         }
@@ -462,7 +465,7 @@ impl<S: Sink> SendHandler<S> {
             Ok(id) => {
                 self.sink_works(kind);
                 let state = if kind == Kind::Send { Final::Sent } else { Final::Drafted };
-                self.complete(msg, token, state, Some(&id), reason.as_deref()).await?;
+                self.complete(msg, token, &reply, state, Some(&id), reason.as_deref()).await?;
                 match kind {
                     Kind::Send => {
                         info!(email_id, sink = self.sink.name(), provider_id = %id, "Sent reply.");
@@ -558,7 +561,7 @@ impl<S: Sink> SendHandler<S> {
         match self.sink.deliver(reply, Kind::Draft).await {
             Ok(id) => {
                 self.sink_works(Kind::Draft);
-                self.complete(msg, token, Final::InDoubt, Some(&id), Some(reason)).await?;
+                self.complete(msg, token, reply, Final::InDoubt, Some(&id), Some(reason)).await?;
                 Ok(Outcome::InDoubt(id))
             }
             Err(e) => {
@@ -568,17 +571,28 @@ impl<S: Sink> SendHandler<S> {
         }
     }
 
+    /// Completes our claim. A draft keeps the digest of what it holds, by which a later reply
+    /// in the thread sees whether a person edited it ([`SendHandler::reviewed_draft`]).
     async fn complete(
         &self,
         msg: &EmailToSend,
         token: uuid::Uuid,
+        reply: &OutgoingReply,
         state: Final,
         provider_id: Option<&str>,
         reason: Option<&str>,
     ) -> Result<(), HandlerError> {
-        let ours = sendlog::complete(&self.pool, &msg.agent_email, &msg.email_id, token, state, provider_id, reason)
-            .await
-            .map_err(QueryFailed)?;
+        let digest = matches!(state, Final::Drafted | Final::InDoubt)
+            .then(|| mail_mime::parse(&reply.raw).ok().map(|p| p.content_digest_hex()))
+            .flatten();
+        let done = sendlog::Completion {
+            state,
+            provider_message_id: provider_id,
+            draft_reason: reason,
+            draft_digest: digest.as_deref(),
+        };
+        let ours =
+            sendlog::complete(&self.pool, &msg.agent_email, &msg.email_id, token, &done).await.map_err(QueryFailed)?;
         if !ours {
             warn!(email_id = %msg.email_id,
                 "Claim was taken over while delivering (lease too short for this sink?).");

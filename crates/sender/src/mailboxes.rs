@@ -15,8 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use pipeline_core::mailbox_overlay::RegistrySettings;
+use pipeline_core::mailbox_overlay::{RegistrySettings, Version};
 use pipeline_core::messages::EmailToSend;
 use pipeline_core::settings::DraftOrSend;
 use pipeline_core::{DeliveryMeta, Handler, HandlerError, Outgoing, Settings, Telemetry};
@@ -46,13 +45,13 @@ type MailboxHandler = Arc<SendHandler<AnySink>>;
 /// What the sender has for one mailbox.
 enum Entry {
     /// Its handler, and the registry version it was built from (`None`: `[mailbox]`).
-    Ready { handler: Arc<SendHandler<AnySink>>, version: Option<DateTime<Utc>> },
+    Ready { handler: Arc<SendHandler<AnySink>>, version: Option<Version> },
     /// Its settings cannot work now: its replies wait.
-    Broken { reason: String, version: Option<DateTime<Utc>> },
+    Broken { reason: String, version: Option<Version> },
 }
 
 impl Entry {
-    fn version(&self) -> Option<DateTime<Utc>> {
+    fn version(&self) -> Option<Version> {
         match self {
             Self::Ready { version, .. } | Self::Broken { version, .. } => *version,
         }
@@ -127,7 +126,7 @@ impl MailboxSenders {
         }
         // The handlers that still fit their registry entry are kept (a broken mailbox is tried
         // again: a file its secret names may exist now).
-        let ready: HashMap<String, (MailboxHandler, Option<DateTime<Utc>>)> = self
+        let ready: HashMap<String, (MailboxHandler, Option<Version>)> = self
             .entries
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -139,7 +138,7 @@ impl MailboxSenders {
             .collect();
         let mut next = HashMap::new();
         for row in rows.into_iter().filter(|r| r.enabled) {
-            let version = Some(row.updated_at);
+            let version = Some(Version::of(row.updated_at, &row.settings));
             if let Some((handler, v)) = ready.get(&row.address)
                 && *v == version
             {
@@ -220,7 +219,7 @@ impl MailboxSenders {
         self.settings.section::<SenderSettings>("sender").map(|s| s.redis_prefix).unwrap_or_else(|_| "mailroom".into())
     }
 
-    fn version_of(&self, address: &str) -> Option<Option<DateTime<Utc>>> {
+    fn version_of(&self, address: &str) -> Option<Option<Version>> {
         self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(address).map(Entry::version)
     }
 

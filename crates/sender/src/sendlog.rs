@@ -136,29 +136,42 @@ impl Final {
     }
 }
 
+/// How a claim ends: its final state and what the sink said.
+#[derive(Debug, Clone, Copy)]
+pub struct Completion<'a> {
+    /// The final state.
+    pub state: Final,
+    /// The sink's id for the delivery (Maildir file, Gmail message or draft id).
+    pub provider_message_id: Option<&'a str>,
+    /// Why it is a draft.
+    pub draft_reason: Option<&'a str>,
+    /// For a draft: the content digest of what was left for a person, which tells later
+    /// whether a person edited it.
+    pub draft_digest: Option<&'a str>,
+}
+
 /// Completes our claim; `false` when another sender took it over meanwhile.
 pub async fn complete(
     pool: &PgPool,
     agent_email: &str,
     email_id: &str,
     token: Uuid,
-    state: Final,
-    provider_message_id: Option<&str>,
-    draft_reason: Option<&str>,
+    done: &Completion<'_>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE replies SET state = $4, provider_message_id = $5, draft_reason = $6, completed_at = now() \
-         WHERE agent_email = $1 AND email_id = $2 AND claim_token = $3 AND state = 'claimed'",
+    let updated = sqlx::query(
+        "UPDATE replies SET state = $4, provider_message_id = $5, draft_reason = $6, draft_digest = $7, \
+         completed_at = now() WHERE agent_email = $1 AND email_id = $2 AND claim_token = $3 AND state = 'claimed'",
     )
     .bind(agent_email)
     .bind(email_id)
     .bind(token)
-    .bind(state.as_str())
-    .bind(provider_message_id)
-    .bind(draft_reason)
+    .bind(done.state.as_str())
+    .bind(done.provider_message_id)
+    .bind(done.draft_reason)
+    .bind(done.draft_digest)
     .execute(pool)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(updated.rows_affected() == 1)
 }
 
 /// Gives our claim back (nothing was delivered: the quota said wait, or the sink failed).

@@ -11,7 +11,7 @@
 use gmail::{GmailClient, GmailError, GmailSettings};
 use tracing::warn;
 
-use super::{Kind, Lookup, OutgoingReply, Sink, SinkError};
+use super::{DraftCopy, Kind, Lookup, OutgoingReply, Sink, SinkError};
 
 /// The Gmail API sink.
 #[derive(Debug)]
@@ -52,6 +52,25 @@ impl Sink for GmailSink {
                     "Cannot search Gmail for the reply of a sender that stopped mid-delivery (no read scope); \
                      treating it as in doubt. Grant gmail.readonly or gmail.modify to avoid in-doubt drafts.");
                 Ok(Lookup::Unknown)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `users.drafts.get` by the draft id saved at delivery: a person's edit keeps the draft id
+    /// and changes its message; sending or discarding it deletes the draft (404).
+    async fn draft(&self, reply_message_id: &str, provider_id: Option<&str>) -> Result<DraftCopy, SinkError> {
+        let Some(id) = provider_id else {
+            return Ok(DraftCopy::Unknown);
+        };
+        match self.client.get_draft(id).await {
+            Ok(draft) => Ok(DraftCopy::Present(draft.message.raw)),
+            Err(GmailError::NotFound { .. }) => Ok(DraftCopy::Gone),
+            Err(e @ GmailError::InsufficientScope { .. }) => {
+                warn!(message_id = %reply_message_id, error = %e,
+                    "Cannot read back the draft left for a person (no scope to read drafts); not knowing whether \
+                     a person took the thread up. Grant gmail.compose or gmail.modify.");
+                Ok(DraftCopy::Unknown)
             }
             Err(e) => Err(e.into()),
         }

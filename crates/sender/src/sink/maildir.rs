@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest as _, Sha256};
 
-use super::{Kind, Lookup, OutgoingReply, Sink, SinkError};
+use super::{DraftCopy, Kind, Lookup, OutgoingReply, Sink, SinkError};
 
 /// Deliveries written by this process: the `Q` part of the unique name.
 static WRITTEN: AtomicU64 = AtomicU64::new(0);
@@ -84,7 +84,7 @@ impl MaildirSink {
     /// its `Message-ID`, in hex.
     pub fn reply_key(message_id: &str) -> String {
         let digest = Sha256::digest(message_id.as_bytes());
-        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+        mail_mime::hex(&digest[..16])
     }
 
     /// The reply key a delivery file's name carries, if it is one of ours: in the unique part
@@ -149,6 +149,23 @@ impl MaildirSink {
         let found = Self::deliveries(&self.folder(kind))?.into_iter().find(|d| d.key.as_deref() == Some(key.as_str()));
         Ok(found.map_or(Lookup::Absent, |d| Lookup::Delivered(d.name)))
     }
+
+    /// The draft file of the reply with this `Message-ID`, found by the key in its name (a mail
+    /// client may have moved it to `cur/` and added flags).
+    fn read_draft(&self, reply_message_id: &str) -> Result<DraftCopy, SinkError> {
+        let key = Self::reply_key(reply_message_id);
+        let Some(found) =
+            Self::deliveries(&self.folder(Kind::Draft))?.into_iter().find(|d| d.key.as_deref() == Some(key.as_str()))
+        else {
+            return Ok(DraftCopy::Gone);
+        };
+        match std::fs::read(&found.path) {
+            Ok(raw) => Ok(DraftCopy::Present(raw)),
+            // Moved or deleted since the listing: a person is at it right now.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DraftCopy::Gone),
+            Err(e) => Err(io_error(&found.path, e)),
+        }
+    }
 }
 
 impl Sink for MaildirSink {
@@ -168,6 +185,17 @@ impl Sink for MaildirSink {
         let this = self.clone();
         let reply = reply.clone();
         tokio::task::spawn_blocking(move || this.lookup(&reply, kind))
+            .await
+            .map_err(|e| SinkError::Io { path: self.root.display().to_string(), source: std::io::Error::other(e) })?
+    }
+
+    /// A mail client that edits a draft saves it as a new file (without our key in its name)
+    /// and deletes ours, so an edited draft is usually [`DraftCopy::Gone`] here; one edited in
+    /// place is [`DraftCopy::Present`] with another content.
+    async fn draft(&self, reply_message_id: &str, _provider_id: Option<&str>) -> Result<DraftCopy, SinkError> {
+        let this = self.clone();
+        let id = reply_message_id.to_owned();
+        tokio::task::spawn_blocking(move || this.read_draft(&id))
             .await
             .map_err(|e| SinkError::Io { path: self.root.display().to_string(), source: std::io::Error::other(e) })?
     }

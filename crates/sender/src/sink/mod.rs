@@ -60,6 +60,17 @@ pub enum Lookup {
     Unknown,
 }
 
+/// A draft left for a person, read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DraftCopy {
+    /// It is there, holding this message (as a person may have edited it).
+    Present(Vec<u8>),
+    /// It is not there any more: a person sent or discarded it.
+    Gone,
+    /// The sink cannot read its drafts (no read access).
+    Unknown,
+}
+
 /// A delivery failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -178,6 +189,14 @@ pub trait Sink: Send + Sync + 'static {
     /// Whether a reply with this `Message-ID` was already delivered as `kind` (used when a
     /// sender takes over the claim of one that died mid-delivery).
     fn find(&self, reply: &OutgoingReply, kind: Kind) -> impl Future<Output = Result<Lookup, SinkError>> + Send;
+
+    /// The draft of the reply with this `Message-ID`, which the sink saved under `provider_id`,
+    /// as it is now (used to tell whether a person took it up).
+    fn draft(
+        &self,
+        reply_message_id: &str,
+        provider_id: Option<&str>,
+    ) -> impl Future<Output = Result<DraftCopy, SinkError>> + Send;
 }
 
 /// The sink chosen by `outbox.kind`.
@@ -232,6 +251,14 @@ impl Sink for AnySink {
             Self::Maildir(s) => s.find(reply, kind).await,
             Self::Smtp(s) => s.find(reply, kind).await,
             Self::Gmail(s) => s.find(reply, kind).await,
+        }
+    }
+
+    async fn draft(&self, reply_message_id: &str, provider_id: Option<&str>) -> Result<DraftCopy, SinkError> {
+        match self {
+            Self::Maildir(s) => s.draft(reply_message_id, provider_id).await,
+            Self::Smtp(s) => s.draft(reply_message_id, provider_id).await,
+            Self::Gmail(s) => s.draft(reply_message_id, provider_id).await,
         }
     }
 }

@@ -12,7 +12,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
 use secrecy::ExposeSecret as _;
 
-use super::{Kind, Lookup, MaildirSink, OutgoingReply, Sink, SinkError};
+use super::{DraftCopy, Kind, Lookup, MaildirSink, OutgoingReply, Sink, SinkError};
 use crate::settings::{SmtpSecurity, SmtpSettings};
 
 /// An SMTP relay (and a Maildir for drafts).
@@ -104,5 +104,10 @@ impl Sink for SmtpSink {
             Kind::Draft => self.drafts.find(reply, kind).await,
             Kind::Send => Ok(Lookup::Unknown),
         }
+    }
+
+    /// Drafts are in the Maildir outbox, since SMTP has none.
+    async fn draft(&self, reply_message_id: &str, provider_id: Option<&str>) -> Result<DraftCopy, SinkError> {
+        self.drafts.draft(reply_message_id, provider_id).await
     }
 }

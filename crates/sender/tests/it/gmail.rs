@@ -26,7 +26,7 @@ fn raw_of(body: &Value) -> String {
 }
 
 /// The customer's email that `reply(n, …)` answers, in its Gmail thread.
-fn original(fake: &FakeGmail, n: usize) {
+pub(crate) fn original(fake: &FakeGmail, n: usize) {
     let raw = format!(
         "From: customer{n}@example.com\r\nTo: {AGENT}\r\nSubject: Re: Lift Pro won't pair\r\n\
          Message-ID: <CAKx{n}@mail.gmail.com>\r\n\r\nIt still does not pair.\r\n"
@@ -35,7 +35,7 @@ fn original(fake: &FakeGmail, n: usize) {
 }
 
 /// A sink for the fake's mailbox with `refresh_token`.
-fn sink(fake: &FakeGmail, refresh_token: &str) -> GmailSink {
+pub(crate) fn sink(fake: &FakeGmail, refresh_token: &str) -> GmailSink {
     let mut s = gmail::GmailSettings::new(
         gmail_fake::CLIENT_ID,
         secrecy::SecretString::from(gmail_fake::CLIENT_SECRET),

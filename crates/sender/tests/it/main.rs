@@ -3,6 +3,7 @@
 //! directory and Redis key prefix, and removes them.
 
 mod authentication;
+mod draft_review;
 mod gmail;
 mod handler;
 mod limits;
