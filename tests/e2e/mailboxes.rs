@@ -157,7 +157,8 @@ async fn registered_mailboxes_are_served_by_one_poller_and_one_sender_each_throu
         ]),
     )
     .await;
-    // Billing may send one reply per hour.
+    // Billing may send one reply per hour, and answers in German under its own signature (the
+    // generator's per-mailbox reply policy; the offline answer's own words).
     add(
         BILLING,
         set(&[
@@ -166,6 +167,8 @@ async fn registered_mailboxes_are_served_by_one_poller_and_one_sender_each_throu
             ("sender.rate_limit", "1".into()),
             ("sender.rate_burst", "1".into()),
             ("sender.rate_window_secs", "3600".into()),
+            ("rag.reply_language", "German".into()),
+            ("rag.signature", "Das Billing-Team".into()),
         ]),
     )
     .await;
@@ -206,6 +209,11 @@ async fn registered_mailboxes_are_served_by_one_poller_and_one_sender_each_throu
             let reply = mail_mime::parse(&std::fs::read(&file).expect("read")).expect("a reply");
             assert_eq!(reply.from, agent, "{}", file.display());
             assert!(reply.to.iter().all(|to| to.starts_with("customer")), "{:?}", reply.to);
+            // Each mailbox's reply policy: billing's in German with its signature, support's
+            // in the customer's language (English) with the deployment's.
+            let (greeting, signature) =
+                if agent == BILLING { ("Guten Tag,", "Das Billing-Team") } else { ("Hello,", "The Support Team") };
+            assert!(reply.body.starts_with(greeting) && reply.body.trim_end().ends_with(signature), "{}", reply.body);
         }
     }
     assert!(

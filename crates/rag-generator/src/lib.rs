@@ -236,7 +236,8 @@ impl RespondHandler {
             ));
         }
         if hits.is_empty() {
-            reply.generated_response = extractive::holding_reply(&policy.signature);
+            reply.generated_response =
+                extractive::holding_reply(&policy.signature, policy.wording(&msg.subject, &msg.body));
             if policy.no_context == NoContext::Escalate {
                 reply.escalate = true;
                 reply.escalation_reason = Some("no relevant passage in the agent's documents".into());
@@ -259,7 +260,8 @@ impl RespondHandler {
             }
             ChainOutcome::UseLocal => {
                 let question = question_text(&msg.subject, &msg.body);
-                reply.generated_response = extractive::answer(&question, &hits, &policy.signature);
+                reply.generated_response =
+                    extractive::answer(&question, &hits, &policy.signature, policy.wording(&msg.subject, &msg.body));
                 // Remote providers are configured, so reaching `local` means none of them
                 // answered: extractive snippets stand in for the configured model's answer, and
                 // a person sees them first unless `rag.local_fallback = "send"`.

@@ -37,6 +37,12 @@ impl Policy {
         }
     }
 
+    /// The words the offline answer writes itself, for an email with this subject and body.
+    pub fn wording(&self, subject: &str, body: &str) -> &'static crate::extractive::Wording {
+        let own = mail_mime::quoting::own_text(body, 2_000);
+        crate::extractive::wording::for_reply(&self.reply_language, &format!("{subject}\n{own}"))
+    }
+
     /// The instruction appended to the generation prompt.
     pub fn language_instruction(&self) -> String {
         match self.reply_language.trim() {
