@@ -10,6 +10,7 @@ mod deploy;
 mod doctor;
 mod extraction;
 mod ingestion;
+mod mailbox_policies;
 mod mailboxes;
 mod output;
 mod pipeline;

@@ -6,8 +6,7 @@
 //! the LLM failover chain with the classification prompt ([`SYSTEM_PROMPT`]); when the chain
 //! reaches `local` (the offline default) the trained [`model`] decides, with a calibrated
 //! confidence ([`topics`] names the support topic). A support verdict whose confidence is below the
-//! mailbox's auto-answer threshold (`classifier.auto_answer_min_confidence`, or its entry in
-//! `classifier.auto_answer_min_confidence_by_mailbox`) is still passed on, flagged `needs_review`,
+//! mailbox's auto-answer threshold ([`thresholds`]) is still passed on, flagged `needs_review`,
 //! so the generator's reply becomes a draft for a person. The verdict is recorded once per email;
 //! support inquiries are published to `email_exchange`/`respond`. A redelivered message finds its
 //! recorded verdict and re-publishes the same `emails.to_respond` message (same `message_id`)
@@ -18,6 +17,7 @@ pub mod eval;
 pub mod model;
 pub mod offline;
 pub mod rules;
+pub mod thresholds;
 pub mod topics;
 
 use std::sync::Arc;
@@ -34,57 +34,7 @@ use sqlx::PgPool;
 use tracing::info;
 
 use crate::offline::OfflineClassifier;
-
-/// `[classifier]` settings.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClassifierSettings {
-    /// Support verdicts below this confidence become drafts for a person.
-    pub auto_answer_min_confidence: f64,
-    /// Per-mailbox thresholds (`agent_email` → threshold) that replace the default one.
-    #[serde(default)]
-    pub auto_answer_min_confidence_by_mailbox: std::collections::BTreeMap<String, f64>,
-}
-
-impl ClassifierSettings {
-    /// The thresholds, checked: each within 0..=1.
-    pub fn thresholds(&self) -> Result<Thresholds, String> {
-        let check = |what: &str, v: f64| {
-            if (0.0..=1.0).contains(&v) { Ok(v) } else { Err(format!("{what} = {v} is not between 0 and 1")) }
-        };
-        let default = check("classifier.auto_answer_min_confidence", self.auto_answer_min_confidence)?;
-        let per_mailbox = self
-            .auto_answer_min_confidence_by_mailbox
-            .iter()
-            .map(|(mailbox, v)| {
-                check(&format!("classifier.auto_answer_min_confidence_by_mailbox.\"{mailbox}\""), *v)
-                    .map(|v| (mailbox.trim().to_lowercase(), v))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Thresholds { default, per_mailbox })
-    }
-}
-
-/// The auto-answer threshold of each mailbox.
-#[derive(Debug, Clone, Default)]
-pub struct Thresholds {
-    /// For mailboxes without their own.
-    pub default: f64,
-    /// Lower-case `agent_email` → threshold.
-    pub per_mailbox: std::collections::HashMap<String, f64>,
-}
-
-impl Thresholds {
-    /// One threshold for every mailbox.
-    pub fn uniform(default: f64) -> Self {
-        Self { default, per_mailbox: Default::default() }
-    }
-
-    /// The threshold for mail received by `agent_email`.
-    pub fn for_mailbox(&self, agent_email: &str) -> f64 {
-        self.per_mailbox.get(&agent_email.trim().to_lowercase()).copied().unwrap_or(self.default)
-    }
-}
+pub use crate::thresholds::{ClassifierSettings, Thresholds};
 
 /// The confidence a support verdict is capped at when [`rules::Decision::PersonFirst`] applies:
 /// below any auto-answer threshold above one half.
@@ -343,35 +293,22 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let classifier_settings: ClassifierSettings = settings.section("classifier")?;
     let thresholds = classifier_settings.thresholds().map_err(anyhow::Error::msg)?;
     info!(providers = ?chain.names(), thresholds = ?thresholds, "Classifier starting.");
+    let registry = settings.section::<pipeline_core::mailbox_overlay::RegistrySettings>("registry")?;
+    let refresher = {
+        let (thresholds, settings, pool) = (thresholds.clone(), settings.clone(), pool.clone());
+        tokio::spawn(async move {
+            pipeline_core::mailbox_overlay::keep_reading(registry, "auto-answer thresholds", || {
+                thresholds.refresh(&settings, &pool)
+            })
+            .await;
+        })
+    };
     let classifier = Classifier::new(chain, thresholds)?;
     let handler = Arc::new(ClassifyHandler::new(pool, classifier));
-    pipeline_core::serve_worker_with(WORKER_NAME, &EMAILS_TO_CLASSIFY, handler, &settings, telemetry, shutdown).await?;
+    let served =
+        pipeline_core::serve_worker_with(WORKER_NAME, &EMAILS_TO_CLASSIFY, handler, &settings, telemetry, shutdown)
+            .await;
+    refresher.abort();
+    served?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(default: f64, per_mailbox: &[(&str, f64)]) -> ClassifierSettings {
-        ClassifierSettings {
-            auto_answer_min_confidence: default,
-            auto_answer_min_confidence_by_mailbox: per_mailbox.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
-        }
-    }
-
-    #[test]
-    fn a_mailbox_threshold_replaces_the_default_for_that_mailbox_only() {
-        let t = settings(0.8, &[("Billing@Example.com", 0.95)]).thresholds().expect("valid thresholds");
-        assert_eq!(t.for_mailbox("billing@example.com"), 0.95);
-        assert_eq!(t.for_mailbox(" BILLING@example.COM"), 0.95);
-        assert_eq!(t.for_mailbox("support@example.com"), 0.8);
-    }
-
-    #[test]
-    fn thresholds_outside_zero_to_one_are_refused_by_name() {
-        let err = settings(0.8, &[("billing@example.com", 1.5)]).thresholds().expect_err("out of range");
-        assert!(err.contains("billing@example.com") && err.contains("1.5"), "{err}");
-        assert!(settings(-0.1, &[]).thresholds().expect_err("out of range").contains("auto_answer_min_confidence"));
-    }
 }

@@ -4,10 +4,11 @@
 //! `mailbox` table (the source: `kind`, `maildir`, `[mailbox.imap]`, `[mailbox.gmail]`, the
 //! rollout `sample_rate`, …), its `outbox` table (the sink) and its `sender` table (`mode`,
 //! quota and burst, reply throttle, `from_name`), and its `rag` table (the reply policy:
-//! `signature`, `human_categories`, `no_context`, `reply_language`). They come from a TOML file with those tables
-//! (`--file`), or from `--set key=value` (a dotted key of `config/default.toml`); secrets only
-//! as references, `--secret key=env:VAR` or `--secret key=file:/path` (in a file:
-//! `password = { env = "VAR" }`). The poller and the sender pick changes up within
+//! `signature`, `human_categories`, `no_context`, `reply_language`), and in `classifier` its
+//! `auto_answer_min_confidence`. They come from a TOML file with those tables (`--file`), or
+//! from `--set key=value` (a dotted key of `config/default.toml`); secrets only as references,
+//! `--secret key=env:VAR` or `--secret key=file:/path` (in a file: `password = { env = "VAR" }`).
+//! The poller, the classifier, the generator and the sender pick changes up within
 //! `registry.refresh_secs`.
 
 use std::path::PathBuf;

@@ -18,13 +18,20 @@ use crate::settings::{Settings, SettingsError};
 use crate::settings_check::Schema;
 
 /// The tables a registry entry may set: where the mailbox's mail comes from, where its replies
-/// go, its sending policy (mode, quota, throttle, `from_name`) and its reply policy (the keys of
-/// [`RAG_KEYS`] only).
-pub const SECTIONS: [&str; 4] = ["mailbox", "outbox", "sender", "rag"];
+/// go, its sending policy (mode, quota, throttle, `from_name`), its reply policy (the keys of
+/// [`RAG_KEYS`] only) and its auto-answer threshold ([`CLASSIFIER_KEYS`]).
+pub const SECTIONS: [&str; 5] = ["mailbox", "outbox", "sender", "rag", "classifier"];
 
 /// The keys of `[rag]` a mailbox may set: its reply policy. Retrieval and prompt limits are the
 /// deployment's.
 pub const RAG_KEYS: [&str; 4] = ["signature", "human_categories", "no_context", "reply_language"];
+
+/// The keys of `[classifier]` a mailbox may set: the confidence below which its support mail
+/// is drafted for a person rather than answered automatically.
+pub const CLASSIFIER_KEYS: [&str; 1] = ["auto_answer_min_confidence"];
+
+/// The sections of which a mailbox may set only some keys, and those keys.
+const POLICY_KEYS: [(&str, &[&str]); 2] = [("rag", &RAG_KEYS), ("classifier", &CLASSIFIER_KEYS)];
 
 /// Keys whose values are secrets: in the registry only as references.
 pub const SECRET_KEYS: [&str; 6] = [
@@ -57,6 +64,23 @@ impl RegistrySettings {
     }
 }
 
+/// Calls `read` now and then every `registry.refresh_secs`, for as long as the process runs: how
+/// a process keeps what it takes from the registry current. A failed read keeps what was read
+/// before, with a warning naming `what`.
+pub async fn keep_reading<F, Fut, E>(registry: RegistrySettings, what: &'static str, mut read: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    loop {
+        if let Err(e) = read().await {
+            tracing::warn!(error = %e, "Cannot read the mailbox registry; keeping the {what} as they are.");
+        }
+        tokio::time::sleep(registry.refresh()).await;
+    }
+}
+
 /// What is wrong with a registry entry.
 #[derive(Debug, thiserror::Error)]
 pub enum OverlayError {
@@ -66,9 +90,16 @@ pub enum OverlayError {
     /// A table a mailbox cannot set (`amqp`, `database`, …: the deployment's).
     #[error("`{0}` is a deployment setting; a mailbox can set only {SECTIONS:?}")]
     Section(String),
-    /// A `[rag]` key that is the deployment's, not a mailbox's policy.
-    #[error("`{0}` is a deployment setting; a mailbox's rag table may set only {RAG_KEYS:?}")]
-    NotPolicy(String),
+    /// A `[rag]` or `[classifier]` key that is the deployment's, not a mailbox's policy.
+    #[error("`{key}` is a deployment setting; a mailbox's {section} table may set only {allowed:?}")]
+    NotPolicy {
+        /// The dotted key.
+        key: String,
+        /// Its section.
+        section: &'static str,
+        /// What the section allows.
+        allowed: &'static [&'static str],
+    },
     /// A key set by the registry itself.
     #[error("`{0}` cannot be set per mailbox (the registry sets it)")]
     Fixed(&'static str),
@@ -113,9 +144,13 @@ pub fn validate(overlay: &Value) -> Result<(), OverlayError> {
     }
     let mut leaves = Vec::new();
     collect_leaves("", overlay, &mut leaves);
-    if let Some((key, _)) = leaves.iter().find(|(k, _)| k.strip_prefix("rag.").is_some_and(|k| !RAG_KEYS.contains(&k)))
-    {
-        return Err(OverlayError::NotPolicy(key.clone()));
+    for (section, allowed) in POLICY_KEYS {
+        let prefix = format!("{section}.");
+        if let Some((key, _)) =
+            leaves.iter().find(|(k, _)| k.strip_prefix(&prefix).is_some_and(|k| !allowed.contains(&k)))
+        {
+            return Err(OverlayError::NotPolicy { key: key.clone(), section, allowed });
+        }
     }
     if let Some(fixed) = FIXED_KEYS.iter().find(|k| leaves.iter().any(|(key, _)| key == *k)) {
         return Err(OverlayError::Fixed(fixed));
@@ -164,7 +199,19 @@ impl Settings {
     /// over them, secret references resolved, and `mailbox.agent_email` set to `address`.
     pub fn for_mailbox(&self, address: &str, overlay: &Value) -> Result<Settings, OverlayError> {
         validate(overlay)?;
-        let mut resolved = resolve(overlay)?;
+        self.laid_over(address, resolve(overlay)?)
+    }
+
+    /// [`Settings::for_mailbox`] without its secrets (each secret key empty): what a process
+    /// that never uses a mailbox's credentials reads of it — the generator its reply policy, the
+    /// classifier its threshold. Their environment need not hold the poller's and sender's
+    /// secrets.
+    pub fn policy_for_mailbox(&self, address: &str, overlay: &Value) -> Result<Settings, OverlayError> {
+        validate(overlay)?;
+        self.laid_over(address, without_references(overlay)?)
+    }
+
+    fn laid_over(&self, address: &str, mut resolved: Value) -> Result<Settings, OverlayError> {
         resolved
             .as_object_mut()
             .expect("validated: an object")

@@ -4,8 +4,7 @@
 //! in its `rag` table, read again every `registry.refresh_secs`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::RwLock;
 
 use pipeline_core::Settings;
 use sqlx::PgPool;
@@ -79,7 +78,7 @@ impl Policies {
         let mut next = HashMap::new();
         for row in rows.into_iter().filter(|r| r.enabled) {
             let rag = settings
-                .for_mailbox(&row.address, &row.settings)
+                .policy_for_mailbox(&row.address, &row.settings)
                 .map_err(|e| e.to_string())
                 .and_then(|s| s.section::<RagSettings>("rag").map_err(|e| e.to_string()));
             match rag {
@@ -93,15 +92,5 @@ impl Policies {
         }
         *self.by_mailbox.write().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
         Ok(())
-    }
-}
-
-/// Reads the registry every `refresh`, for as long as the generator runs.
-pub async fn keep_refreshed(policies: Arc<Policies>, settings: Settings, pool: PgPool, refresh: Duration) {
-    loop {
-        if let Err(e) = policies.refresh(&settings, &pool).await {
-            warn!(error = %e, "Cannot read the mailbox registry; keeping the reply policies as they are.");
-        }
-        tokio::time::sleep(refresh).await;
     }
 }

@@ -1,0 +1,125 @@
+//! The auto-answer threshold of each mailbox: the confidence below which a support verdict is
+//! passed on flagged `needs_review`, so its reply becomes a draft for a person.
+//!
+//! In order: a registered mailbox's own (`classifier.auto_answer_min_confidence` in its registry
+//! entry, `mailroom mailbox add|update --set`, read again every `registry.refresh_secs`), then
+//! its entry in the deployment's `classifier.auto_answer_min_confidence_by_mailbox` (for
+//! deployments without the registry), then `classifier.auto_answer_min_confidence`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use pipeline_core::Settings;
+use sqlx::PgPool;
+use tracing::warn;
+
+/// `[classifier]` settings.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierSettings {
+    /// Support verdicts below this confidence become drafts for a person.
+    pub auto_answer_min_confidence: f64,
+    /// Per-mailbox thresholds (`agent_email` → threshold) that replace the default one.
+    #[serde(default)]
+    pub auto_answer_min_confidence_by_mailbox: BTreeMap<String, f64>,
+}
+
+/// `value` if it is a share (0..=1), else why not, naming `what`.
+fn share(what: &str, value: f64) -> Result<f64, String> {
+    if (0.0..=1.0).contains(&value) { Ok(value) } else { Err(format!("{what} = {value} is not between 0 and 1")) }
+}
+
+impl ClassifierSettings {
+    /// The thresholds, checked: each within 0..=1.
+    pub fn thresholds(&self) -> Result<Thresholds, String> {
+        let default = share("classifier.auto_answer_min_confidence", self.auto_answer_min_confidence)?;
+        let per_mailbox = self
+            .auto_answer_min_confidence_by_mailbox
+            .iter()
+            .map(|(mailbox, v)| {
+                share(&format!("classifier.auto_answer_min_confidence_by_mailbox.\"{mailbox}\""), *v)
+                    .map(|v| (mailbox.trim().to_lowercase(), v))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Thresholds { default, per_mailbox, registered: Arc::default() })
+    }
+}
+
+/// The auto-answer threshold of each mailbox. Clones share what was read from the registry.
+#[derive(Debug, Clone, Default)]
+pub struct Thresholds {
+    /// For mailboxes without their own.
+    pub default: f64,
+    /// Lower-case `agent_email` → threshold, from the deployment's settings.
+    pub per_mailbox: HashMap<String, f64>,
+    /// Registered mailboxes that set their own, as last read from the registry.
+    registered: Arc<RwLock<HashMap<String, f64>>>,
+}
+
+impl Thresholds {
+    /// One threshold for every mailbox.
+    pub fn uniform(default: f64) -> Self {
+        Self { default, ..Self::default() }
+    }
+
+    /// The threshold for mail received by `agent_email`.
+    pub fn for_mailbox(&self, agent_email: &str) -> f64 {
+        let agent = agent_email.trim().to_lowercase();
+        let registered = self.registered.read().unwrap_or_else(PoisonError::into_inner).get(&agent).copied();
+        registered.or_else(|| self.per_mailbox.get(&agent).copied()).unwrap_or(self.default)
+    }
+
+    /// Reads the thresholds the registry's enabled mailboxes set (their `classifier` table over
+    /// `settings`, secrets left out: the classifier never holds a mailbox's credentials). An
+    /// entry that cannot be read keeps the deployment's threshold, with a warning.
+    pub async fn refresh(&self, settings: &Settings, pool: &PgPool) -> Result<(), sqlx::Error> {
+        let rows = mailroom_db::mailboxes::list(pool).await?;
+        let mut next = HashMap::new();
+        for row in rows.into_iter().filter(|r| r.enabled) {
+            if row.settings.pointer("/classifier/auto_answer_min_confidence").is_none() {
+                continue;
+            }
+            let own = settings
+                .policy_for_mailbox(&row.address, &row.settings)
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.section::<ClassifierSettings>("classifier").map_err(|e| e.to_string()))
+                .and_then(|c| share("classifier.auto_answer_min_confidence", c.auto_answer_min_confidence));
+            match own {
+                Ok(threshold) => {
+                    next.insert(row.address.trim().to_lowercase(), threshold);
+                }
+                Err(e) => warn!(mailbox = %row.address, error = %e,
+                    "Cannot read the mailbox's auto-answer threshold; it gets the deployment's."),
+            }
+        }
+        *self.registered.write().unwrap_or_else(PoisonError::into_inner) = next;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(default: f64, per_mailbox: &[(&str, f64)]) -> ClassifierSettings {
+        ClassifierSettings {
+            auto_answer_min_confidence: default,
+            auto_answer_min_confidence_by_mailbox: per_mailbox.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_mailbox_threshold_replaces_the_default_for_that_mailbox_only() {
+        let t = settings(0.8, &[("Billing@Example.com", 0.95)]).thresholds().expect("valid thresholds");
+        assert_eq!(t.for_mailbox("billing@example.com"), 0.95);
+        assert_eq!(t.for_mailbox(" BILLING@example.COM"), 0.95);
+        assert_eq!(t.for_mailbox("support@example.com"), 0.8);
+    }
+
+    #[test]
+    fn thresholds_outside_zero_to_one_are_refused_by_name() {
+        let err = settings(0.8, &[("billing@example.com", 1.5)]).thresholds().expect_err("out of range");
+        assert!(err.contains("billing@example.com") && err.contains("1.5"), "{err}");
+        assert!(settings(-0.1, &[]).thresholds().expect_err("out of range").contains("auto_answer_min_confidence"));
+    }
+}
