@@ -196,11 +196,19 @@ async fn the_takeover_count_sees_a_reply_delivered_twice_in_one_second() {
     assert_eq!(files_and_replies(&outbox.path), (3, 2), "the second delivery is a file of its own");
 }
 
-#[tokio::test]
-async fn our_own_reply_fed_back_into_the_mailbox_is_never_answered() {
-    let (vhost, db, dir) = (TestVhost::create().await, TestDb::create().await, TestDir::create());
+/// One Maildir mailbox answered by every stage of the pipeline, running: no documents, so every
+/// question gets a holding reply, sent unless something makes it a draft.
+struct MaildirPipeline {
+    /// The mailbox the poller reads.
+    maildir: std::path::PathBuf,
+    /// The sender's Maildir outbox.
+    outbox: std::path::PathBuf,
+    /// The stage processes (stopped when dropped).
+    workers: Vec<tokio::process::Child>,
+}
+
+async fn maildir_pipeline(vhost: &TestVhost, db: &TestDb, dir: &TestDir) -> MaildirPipeline {
     let (maildir, outbox) = (dir.path.join("inbox"), dir.path.join("outbox"));
-    let prefix = format!("mailroom-test:{}", uuid::Uuid::new_v4().simple());
     let env = WorkerEnv::new()
         .set("amqp.url", vhost.amqp_url())
         .set("database.url", db.url())
@@ -210,10 +218,8 @@ async fn our_own_reply_fed_back_into_the_mailbox_is_never_answered() {
         .set("mailbox.poll_interval_ms", "200")
         .set("mailbox.authserv_ids", AUTHSERV_ID)
         .set("outbox.maildir", outbox.display().to_string())
-        // No documents: the generator sends a holding reply rather than drafting, so there is a
-        // real sent reply to feed back.
         .set("rag.no_context", "holding_reply")
-        .set("sender.redis_prefix", prefix.clone())
+        .set("sender.redis_prefix", format!("mailroom-test:{}", uuid::Uuid::new_v4().simple()))
         .set("topology.retry_delays_ms", "200,400")
         .build();
     for sub in ["tmp", "new", "cur"] {
@@ -221,8 +227,16 @@ async fn our_own_reply_fed_back_into_the_mailbox_is_never_answered() {
     }
     let (code, out) = run(&bin_path("mailroom"), &["topology", "apply"], &env).await;
     assert_eq!(code, 0, "{out}");
-    let _workers: Vec<_> =
+    let workers =
         pipeline_core::consumer::MAIL_STAGES.iter().map(|stage| spawn(&bin_path(stage.name), &[], &env)).collect();
+    MaildirPipeline { maildir, outbox, workers }
+}
+
+#[tokio::test]
+async fn our_own_reply_fed_back_into_the_mailbox_is_never_answered() {
+    let (vhost, db, dir) = (TestVhost::create().await, TestDb::create().await, TestDir::create());
+    // The workers run until `_workers` is dropped at the end of the test.
+    let MaildirPipeline { maildir, outbox, workers: _workers } = maildir_pipeline(&vhost, &db, &dir).await;
     let question = authenticated("anna@customer.example")
         + "From: Anna Schmidt <anna@customer.example>\r\nTo: support@northwind.example\r\n\
         Subject: How do I reset my Lift Pro?\r\nMessage-ID: <q1@customer.example>\r\n\
@@ -260,28 +274,7 @@ async fn our_own_reply_fed_back_into_the_mailbox_is_never_answered() {
 #[tokio::test]
 async fn replies_to_unauthenticated_senders_become_drafts_with_the_reason() {
     let (vhost, db, dir) = (TestVhost::create().await, TestDb::create().await, TestDir::create());
-    let (maildir, outbox) = (dir.path.join("inbox"), dir.path.join("outbox"));
-    let env = WorkerEnv::new()
-        .set("amqp.url", vhost.amqp_url())
-        .set("database.url", db.url())
-        .set("http.listen", "127.0.0.1:0")
-        .set("mailbox.maildir", maildir.display().to_string())
-        .set("mailbox.agent_email", AGENT.to_owned())
-        .set("mailbox.poll_interval_ms", "200")
-        .set("mailbox.authserv_ids", AUTHSERV_ID)
-        .set("outbox.maildir", outbox.display().to_string())
-        // No documents: every question gets a holding reply, sent unless something drafts it.
-        .set("rag.no_context", "holding_reply")
-        .set("sender.redis_prefix", format!("mailroom-test:{}", uuid::Uuid::new_v4().simple()))
-        .set("topology.retry_delays_ms", "200,400")
-        .build();
-    for sub in ["tmp", "new", "cur"] {
-        std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
-    }
-    let (code, out) = run(&bin_path("mailroom"), &["topology", "apply"], &env).await;
-    assert_eq!(code, 0, "{out}");
-    let _workers: Vec<_> =
-        pipeline_core::consumer::MAIL_STAGES.iter().map(|stage| spawn(&bin_path(stage.name), &[], &env)).collect();
+    let MaildirPipeline { maildir, outbox, workers: _workers } = maildir_pipeline(&vhost, &db, &dir).await;
     let question = |n: usize, from: &str, results: &str| {
         format!(
             "{results}From: {from}\r\nTo: {AGENT}\r\nSubject: How do I reset my Lift Pro? ({n})\r\n\

@@ -13,6 +13,8 @@ use pipeline_core::{Producer, ProducerError};
 use sqlx::PgPool;
 use tracing::{debug, info, warn};
 
+use mailroom_db::pipeline::SenderAuth;
+
 use crate::{MailboxSettings, priority, to_message};
 
 /// Messages [`Ledger::publish`] has in flight at once (issued before their confirms are
@@ -120,6 +122,15 @@ enum Receipt {
     Duplicate(String),
     /// The fingerprint changed hands on every try (pollers racing): try again next pass.
     Contended,
+}
+
+/// What an email's ledger row holds once its receipt is written.
+#[derive(Clone, Copy)]
+enum Holds<'a> {
+    /// The email's fingerprint: this copy is the one published.
+    Fingerprint(&'a str),
+    /// Nothing: it is a duplicate of this copy.
+    DuplicateOf(&'a str),
 }
 
 /// What became of a batch handed to [`Ledger::publish`].
@@ -326,39 +337,15 @@ impl Ledger {
                     taken_from = Some(of);
                 }
                 Some((of, _, _)) => {
-                    sqlx::query(
-                        "UPDATE mailbox_messages SET state = 'duplicate', duplicate_of = $3, sender_address = $4, \
-                         rfc_message_id = $5, sender_auth = $6, sender_auth_detail = $7, reason = NULL, updated_at = now() \
-                         WHERE agent_email = $1 AND mailbox_id = $2",
-                    )
-                    .bind(agent)
-                    .bind(mailbox_id)
-                    .bind(&of)
-                    .bind(&parsed.from)
-                    .bind(&parsed.message_id)
-                    .bind(auth.verdict())
-                    .bind(auth.detail())
-                    .execute(&self.pool)
-                    .await?;
+                    self.write_receipt(mailbox_id, parsed, &auth, Holds::DuplicateOf(&of)).await?;
                     // Copies that were made duplicates of ours while it held the fingerprint
                     // (before its claim went stale) follow it to the holder.
                     self.repoint_duplicates(mailbox_id, &of).await?;
                     return Ok(Receipt::Duplicate(of));
                 }
                 None => {
-                    let recorded = sqlx::query(
-                        "UPDATE mailbox_messages SET fingerprint = $3, sender_address = $4, rfc_message_id = $5, \
-                         sender_auth = $6, sender_auth_detail = $7 WHERE agent_email = $1 AND mailbox_id = $2",
-                    )
-                    .bind(agent)
-                    .bind(mailbox_id)
-                    .bind(&fingerprint)
-                    .bind(&parsed.from)
-                    .bind(&parsed.message_id)
-                    .bind(auth.verdict())
-                    .bind(auth.detail())
-                    .execute(&self.pool)
-                    .await;
+                    let recorded =
+                        self.write_receipt(mailbox_id, parsed, &auth, Holds::Fingerprint(&fingerprint)).await;
                     match recorded {
                         Ok(_) => {
                             if let Some(stale) = taken_from {
@@ -374,6 +361,36 @@ impl Ledger {
             }
         }
         Ok(Receipt::Contended)
+    }
+
+    /// Writes what the poller read of the email into its ledger row — the sender's address,
+    /// `Message-ID` and authentication verdict, which the sender checks replies against — and
+    /// what the row holds: the fingerprint, or the copy it duplicates.
+    async fn write_receipt(
+        &self,
+        mailbox_id: &str,
+        parsed: &ParsedEmail,
+        auth: &SenderAuth,
+        holds: Holds<'_>,
+    ) -> Result<(), sqlx::Error> {
+        let (set, value) = match holds {
+            Holds::Fingerprint(fingerprint) => ("fingerprint = $7", fingerprint),
+            Holds::DuplicateOf(of) => ("state = 'duplicate', duplicate_of = $7, reason = NULL, updated_at = now()", of),
+        };
+        sqlx::query(&format!(
+            "UPDATE mailbox_messages SET {set}, sender_address = $3, rfc_message_id = $4, sender_auth = $5, \
+             sender_auth_detail = $6 WHERE agent_email = $1 AND mailbox_id = $2"
+        ))
+        .bind(&self.settings.agent_email)
+        .bind(mailbox_id)
+        .bind(&parsed.from)
+        .bind(&parsed.message_id)
+        .bind(auth.verdict())
+        .bind(auth.detail())
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map(drop)
     }
 
     /// Makes the duplicates of `from` duplicates of `to`, so that every duplicate names the copy

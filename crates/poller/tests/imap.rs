@@ -288,15 +288,7 @@ async fn outcomes_are_keywords_and_only_answered_mail_is_seen() {
     assert!(flags(&mut mua).await.iter().all(|(_, seen)| !seen), "published, still unread");
 
     let pool = h.poller.ledger().pool().clone();
-    for (name, expect) in SCENARIO {
-        outcomes::record(
-            &pool,
-            AGENT,
-            &outcomes::key_of(&pool, AGENT, &format!("{name}@customer.example")).await,
-            expect,
-        )
-        .await;
-    }
+    outcomes::record_scenario_by_message_id(&pool, AGENT).await;
     let report = h.synced().await;
     assert_eq!((report.published, report.outcomes), (0, 5));
     let keyword = |expect: Expect| match expect {

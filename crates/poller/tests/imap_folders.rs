@@ -85,15 +85,7 @@ async fn outcomes_move_mail_into_folders(extra: &str, parent: &str, wire: &str) 
     assert_eq!(outcome_folders(&mut mua, wire).await, (vec![], vec![]), "no folder before an outcome needs it");
 
     let pool = h.poller.ledger().pool().clone();
-    for (name, expect) in SCENARIO {
-        outcomes::record(
-            &pool,
-            AGENT,
-            &outcomes::key_of(&pool, AGENT, &format!("{name}@customer.example")).await,
-            expect,
-        )
-        .await;
-    }
+    outcomes::record_scenario_by_message_id(&pool, AGENT).await;
     let no_id = poller::imap_source::mailbox_key(NO_ID);
     assert!(no_id.starts_with("imap:sha256:"), "{no_id}");
     outcomes::classify(&pool, AGENT, &no_id, false).await;

@@ -131,3 +131,12 @@ pub(crate) async fn key_of(pool: &PgPool, agent: &str, message_id: &str) -> Stri
         .await
         .expect("a ledger row with that Message-ID")
 }
+
+/// Records the whole [`SCENARIO`] for messages found by their `Message-ID`
+/// (`<name>@customer.example`), as the IMAP tests key them.
+#[allow(dead_code)] // Used by the IMAP tests only.
+pub(crate) async fn record_scenario_by_message_id(pool: &PgPool, agent: &str) {
+    for (name, expect) in SCENARIO {
+        record(pool, agent, &key_of(pool, agent, &format!("{name}@customer.example")).await, expect).await;
+    }
+}

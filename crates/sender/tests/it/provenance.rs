@@ -110,22 +110,14 @@ async fn a_received_email_without_a_stored_reply_or_to_another_sender_is_refused
     // Mail taken in before the poller recorded senders cannot be checked: refused.
     let legacy = reply(5, "anna@example.com");
     record(&pool, &legacy).await;
-    sqlx::query("UPDATE mailbox_messages SET sender_address = NULL WHERE mailbox_id = $1")
-        .bind(&legacy.email_id)
-        .execute(&pool)
-        .await
-        .expect("legacy row");
+    alter_ledger(&pool, &legacy.email_id, "sender_address = NULL").await;
     let (_, message, _) = refused(&pool, &dir.path, &p, &legacy).await;
     assert!(message.contains("came from unknown"), "{message}");
 
     // A duplicate copy was never handed to the pipeline: nothing answers it.
     let copy = reply(6, "anna@example.com");
     record(&pool, &copy).await;
-    sqlx::query("UPDATE mailbox_messages SET state = 'duplicate', duplicate_of = 'email-4' WHERE mailbox_id = $1")
-        .bind(&copy.email_id)
-        .execute(&pool)
-        .await
-        .expect("duplicate row");
+    alter_ledger(&pool, &copy.email_id, "state = 'duplicate', duplicate_of = 'email-4'").await;
     let (_, message, _) = refused(&pool, &dir.path, &p, &copy).await;
     assert!(message.contains("no email email-6 was received"), "{message}");
 
@@ -140,13 +132,18 @@ async fn the_pipelines_own_reply_goes_out_in_any_case_of_the_address_domain() {
     let pool = pool(&db).await;
     let msg = reply(7, "Anna@Example.com");
     record(&pool, &msg).await;
-    sqlx::query("UPDATE mailbox_messages SET sender_address = 'Anna@example.COM' WHERE mailbox_id = $1")
-        .bind(&msg.email_id)
-        .execute(&pool)
-        .await
-        .expect("ledger");
+    alter_ledger(&pool, &msg.email_id, "sender_address = 'Anna@example.COM'").await;
     let h = crate::bare_handler(pool.clone(), MaildirSink::new(&dir.path).expect("outbox"), settings(&p)).await;
     assert!(matches!(h.send_one(&msg).await.expect("sent"), Outcome::Sent(_)));
     assert_eq!(maildir_files(&dir.path).len(), 1);
     cleanup(&mut connection().await, &p).await;
+}
+
+/// Changes the poller's ledger row of `email_id`: `set` is an SQL `SET` list.
+async fn alter_ledger(pool: &PgPool, email_id: &str, set: &str) {
+    sqlx::query(&format!("UPDATE mailbox_messages SET {set} WHERE mailbox_id = $1"))
+        .bind(email_id)
+        .execute(pool)
+        .await
+        .expect("ledger row");
 }
