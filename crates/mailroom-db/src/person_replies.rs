@@ -118,14 +118,20 @@ pub async fn open_drafts_in_thread(
     }
     type Row = (String, String, Option<String>, String, Option<String>, Option<String>);
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT r.email_id, r.reply_message_id, r.provider_message_id, r.draft_digest, \
+        // The thread's emails first, each by an index (migration 20261205000008), then their
+        // drafts: never a scan of every draft of the mailbox.
+        "WITH thread AS ( \
+             SELECT mailbox_id AS email_id FROM mailbox_messages WHERE agent_email = $1 AND rfc_message_id = ANY($2) \
+             UNION SELECT email_id FROM replies WHERE agent_email = $1 AND reply_message_id = ANY($2) \
+             UNION SELECT email_id FROM responses WHERE agent_email = $1 AND $3::text IS NOT NULL \
+                   AND send_message->>'thread_id' = $3) \
+         SELECT r.email_id, r.reply_message_id, r.provider_message_id, r.draft_digest, \
                 m.rfc_message_id AS answers, s.send_message->>'thread_id' AS thread_id \
-         FROM replies r \
+         FROM thread t \
+         JOIN replies r ON r.agent_email = $1 AND r.email_id = t.email_id \
          JOIN mailbox_messages m ON m.agent_email = r.agent_email AND m.mailbox_id = r.email_id \
          LEFT JOIN responses s ON s.agent_email = r.agent_email AND s.email_id = r.email_id \
-         WHERE r.agent_email = $1 AND r.state IN ('drafted', 'in_doubt') AND r.draft_digest IS NOT NULL \
-           AND (m.rfc_message_id = ANY($2) OR r.reply_message_id = ANY($2) \
-                OR ($3::text IS NOT NULL AND s.send_message->>'thread_id' = $3)) \
+         WHERE r.state IN ('drafted', 'in_doubt') AND r.draft_digest IS NOT NULL \
            AND NOT EXISTS (SELECT 1 FROM person_replies p \
                            WHERE p.agent_email = r.agent_email AND p.source_id = 'draft:' || r.reply_message_id) \
          ORDER BY r.completed_at",

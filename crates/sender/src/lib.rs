@@ -332,8 +332,11 @@ impl<S: Sink> SendHandler<S> {
             .map_err(QueryFailed)?;
             if replied {
                 reasons.push("a person of the mailbox has replied in this thread (mailbox.after_person_reply)".into());
-            } else if let Some(why) = draft_review::reviewed_draft(&self.pool, &self.sink, msg).await? {
-                reasons.push(why);
+            } else if reasons.is_empty() && !msg.escalate && self.settings.mode != Mode::Draft {
+                // Reading drafts back costs sink calls: only when it can change the decision.
+                if let Some(why) = draft_review::reviewed_draft(&self.pool, &self.sink, msg).await? {
+                    reasons.push(why);
+                }
             }
         }
         if msg.escalate {
