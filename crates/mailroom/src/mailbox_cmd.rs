@@ -119,7 +119,7 @@ async fn add(pool: &sqlx::PgPool, args: AddArgs) -> anyhow::Result<ExitCode> {
         bail!("{address} is registered already (use `mailroom mailbox update`)");
     }
     let state = if args.disabled { "disabled" } else { "enabled" };
-    println!("Registered {address} ({state}); the poller and sender take it up within registry.refresh_secs.");
+    println!("Registered {address} ({state}); the pipeline takes it up within registry.refresh_secs.");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -128,7 +128,9 @@ async fn update(pool: &sqlx::PgPool, args: ChangeArgs) -> anyhow::Result<ExitCod
     let row = registered(pool, &address).await?;
     let settings = changed(row.settings, &args)?;
     mailboxes::set_settings(pool, &address, &settings).await?;
-    println!("Updated {address}; its poller and sender restart with the new settings within registry.refresh_secs.");
+    println!(
+        "Updated {address}; its poller and sender restart, and the classifier and generator read its policy again, within registry.refresh_secs."
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -170,9 +170,10 @@ pub fn validate(overlay: &Value) -> Result<(), OverlayError> {
 
 /// What a registered mailbox's poller task and sender handler were built from: its entry's
 /// last change and the secrets its references name now. A secret rotated in place (a new value
-/// in the environment variable or the file) changes the version as an edit of the entry does,
-/// so it is picked up at the next read of the registry (`registry.refresh_secs`), not only
-/// after `mailroom mailbox update` or a restart.
+/// in the file a reference names; a process's own environment does not change while it runs)
+/// changes the version as an edit of the entry does, so it is picked up at the next read of
+/// the registry (`registry.refresh_secs`), not only after `mailroom mailbox update` or a
+/// restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Version {
     /// The entry's `updated_at`.
