@@ -294,15 +294,8 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let thresholds = classifier_settings.thresholds().map_err(anyhow::Error::msg)?;
     info!(providers = ?chain.names(), thresholds = ?thresholds, "Classifier starting.");
     let registry = settings.section::<pipeline_core::mailbox_overlay::RegistrySettings>("registry")?;
-    let refresher = {
-        let (thresholds, settings, pool) = (thresholds.clone(), settings.clone(), pool.clone());
-        tokio::spawn(async move {
-            pipeline_core::mailbox_overlay::keep_reading(registry, "auto-answer thresholds", || {
-                thresholds.refresh(&settings, &pool)
-            })
-            .await;
-        })
-    };
+    let refresher =
+        mailroom_db::mailboxes::keep_reading(Arc::new(thresholds.clone()), settings.clone(), pool.clone(), &registry);
     let classifier = Classifier::new(chain, thresholds)?;
     let handler = Arc::new(ClassifyHandler::new(pool, classifier));
     let served =

@@ -97,6 +97,18 @@ impl Thresholds {
     }
 }
 
+impl mailroom_db::mailboxes::ReadsRegistry for Thresholds {
+    const WHAT: &'static str = "auto-answer thresholds";
+
+    fn read(
+        &self,
+        settings: &Settings,
+        pool: &PgPool,
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send {
+        self.refresh(settings, pool)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

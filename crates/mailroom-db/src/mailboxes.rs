@@ -167,3 +167,36 @@ pub async fn record_sender(
     .await
     .map(drop)
 }
+
+/// What a process takes from the registry and keeps current: a mailbox's policy, read without
+/// its secrets (the generator's reply policies, the classifier's thresholds).
+pub trait ReadsRegistry: Send + Sync + 'static {
+    /// What it is, for the warning when a read fails.
+    const WHAT: &'static str;
+
+    /// Reads the registry's mailboxes again, laid over the deployment's `settings`.
+    fn read(
+        &self,
+        settings: &pipeline_core::Settings,
+        pool: &PgPool,
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
+}
+
+/// Reads the registry into `reader` now and then every `registry.refresh_secs`, in a task of its
+/// own, for as long as the process runs. A failed read keeps what was read before.
+pub fn keep_reading<R: ReadsRegistry>(
+    reader: std::sync::Arc<R>,
+    settings: pipeline_core::Settings,
+    pool: PgPool,
+    registry: &pipeline_core::mailbox_overlay::RegistrySettings,
+) -> tokio::task::JoinHandle<()> {
+    let every = registry.refresh();
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = reader.read(&settings, &pool).await {
+                tracing::warn!(error = %e, "Cannot read the mailbox registry; keeping the {} as they are.", R::WHAT);
+            }
+            tokio::time::sleep(every).await;
+        }
+    })
+}

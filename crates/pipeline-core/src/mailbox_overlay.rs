@@ -64,23 +64,6 @@ impl RegistrySettings {
     }
 }
 
-/// Calls `read` now and then every `registry.refresh_secs`, for as long as the process runs: how
-/// a process keeps what it takes from the registry current. A failed read keeps what was read
-/// before, with a warning naming `what`.
-pub async fn keep_reading<F, Fut, E>(registry: RegistrySettings, what: &'static str, mut read: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
-{
-    loop {
-        if let Err(e) = read().await {
-            tracing::warn!(error = %e, "Cannot read the mailbox registry; keeping the {what} as they are.");
-        }
-        tokio::time::sleep(registry.refresh()).await;
-    }
-}
-
 /// What is wrong with a registry entry.
 #[derive(Debug, thiserror::Error)]
 pub enum OverlayError {

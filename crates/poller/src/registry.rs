@@ -132,13 +132,18 @@ async fn reconcile(
     metrics: &MailboxMetrics,
     telemetry: &Arc<Telemetry>,
 ) {
-    let wanted: HashMap<String, MailboxRow> =
-        rows.into_iter().filter(|r| r.enabled).map(|r| (r.address.clone(), r)).collect();
+    // Each entry's version once per read: it reads the secret files its references name.
+    let wanted: HashMap<String, (MailboxRow, Version)> = rows
+        .into_iter()
+        .filter(|r| r.enabled)
+        .map(|r| {
+            let version = Version::of(r.updated_at, &r.settings);
+            (r.address.clone(), (r, version))
+        })
+        .collect();
     let outdated: Vec<String> = running
         .iter()
-        .filter(|(address, run)| {
-            wanted.get(*address).is_none_or(|row| Version::of(row.updated_at, &row.settings) != run.version)
-        })
+        .filter(|(address, run)| wanted.get(*address).is_none_or(|(_, version)| *version != run.version))
         .map(|(address, _)| address.clone())
         .collect();
     for address in outdated {
@@ -150,7 +155,7 @@ async fn reconcile(
             telemetry.health.set_detail(&address, None);
         }
     }
-    for (address, row) in wanted {
+    for (address, (row, version)) in wanted {
         if running.contains_key(&address) {
             continue;
         }
@@ -166,7 +171,6 @@ async fn reconcile(
         };
         let span = info_span!("mailbox", mailbox = %address);
         let handle = tokio::spawn(task.run(stopped).instrument(span));
-        let version = Version::of(row.updated_at, &row.settings);
         running.insert(address, Running { version, stop, task: handle });
     }
 }

@@ -345,15 +345,7 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     info!(providers = ?chain.names(), embedder = embedder.model_id(), "RAG generator starting.");
     let policies = Arc::new(Policies::new(Policy::from_settings(&rag)));
     let registry = settings.section::<pipeline_core::mailbox_overlay::RegistrySettings>("registry")?;
-    let refresher = {
-        let (policies, settings, pool) = (policies.clone(), settings.clone(), pool.clone());
-        tokio::spawn(async move {
-            pipeline_core::mailbox_overlay::keep_reading(registry, "reply policies", || {
-                policies.refresh(&settings, &pool)
-            })
-            .await;
-        })
-    };
+    let refresher = mailroom_db::mailboxes::keep_reading(policies.clone(), settings.clone(), pool.clone(), &registry);
     let handler = Arc::new(
         RespondHandler::new(pool, chain, embedder, cache, store, rag).with_health(health).with_policies(policies),
     );

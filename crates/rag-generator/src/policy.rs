@@ -94,3 +94,15 @@ impl Policies {
         Ok(())
     }
 }
+
+impl mailroom_db::mailboxes::ReadsRegistry for Policies {
+    const WHAT: &'static str = "reply policies";
+
+    fn read(
+        &self,
+        settings: &Settings,
+        pool: &PgPool,
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send {
+        self.refresh(settings, pool)
+    }
+}

@@ -22,7 +22,7 @@ use pipeline_core::messages::EmailToSend;
 use sqlx::PgPool;
 use tracing::{info, warn};
 
-use crate::sink::{DraftCopy, Sink, SinkError};
+use crate::sink::{DraftCopy, Sink};
 
 /// What a person did with a draft left for them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +69,7 @@ pub async fn reviewed_draft<S: Sink>(
     for draft in drafts {
         let copy = match sink.draft(&draft.reply_message_id, draft.provider_message_id.as_deref()).await {
             Ok(copy) => copy,
-            Err(e) if e.is_transient() => return Err(read_failed(e)),
+            Err(e) if e.is_transient() => return Err(e.into()),
             Err(e) => {
                 warn!(email_id = %draft.email_id, error = %e,
                     "Could not read back the draft left for a person; not counting it as taken up.");
@@ -86,8 +86,4 @@ pub async fn reviewed_draft<S: Sink>(
         )));
     }
     Ok(None)
-}
-
-fn read_failed(e: SinkError) -> HandlerError {
-    HandlerError::transient(e.error_type(), e)
 }
