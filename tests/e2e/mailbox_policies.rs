@@ -5,6 +5,7 @@
 //! give them its policy.
 
 use classifier::ClassifierSettings;
+use mailroom_db::mailboxes::ReadsRegistry as _;
 use mailroom_tests::TestDb;
 use pipeline_core::Settings;
 use rag_generator::policy::{Policies, Policy};
@@ -44,7 +45,7 @@ async fn the_classifier_and_the_generator_read_each_mailboxs_policy_without_its_
     classifier.auto_answer_min_confidence_by_mailbox = [(BILLING.to_owned(), 0.5), (SALES.to_owned(), 0.8)].into();
     let thresholds = classifier.thresholds().expect("valid");
     assert_eq!(thresholds.for_mailbox(BILLING), 0.5, "the deployment's map, before the registry is read");
-    thresholds.refresh(&settings, &pool).await.expect("registry");
+    thresholds.read(&settings, &pool).await.expect("registry");
     let shared = thresholds.clone();
     assert_eq!(shared.for_mailbox("Billing@Northwind.example"), 0.97, "the entry's own wins over the map");
     assert_eq!(shared.for_mailbox(SALES), 0.8, "no threshold of its own: the map");
@@ -54,14 +55,14 @@ async fn the_classifier_and_the_generator_read_each_mailboxs_policy_without_its_
     // Changed in the registry: read again.
     let lowered = json!({"classifier": {"auto_answer_min_confidence": 0.93}});
     assert!(mailroom_db::mailboxes::set_settings(&pool, BILLING, &lowered).await.expect("update"));
-    thresholds.refresh(&settings, &pool).await.expect("registry");
+    thresholds.read(&settings, &pool).await.expect("registry");
     assert_eq!(shared.for_mailbox(BILLING), 0.93);
 
     // The generator's reply policy, from the same entries, also without the secret.
     assert!(mailroom_db::mailboxes::set_settings(&pool, BILLING, &billing).await.expect("update"));
     let rag = settings.section("rag").expect("rag");
     let policies = Policies::new(Policy::from_settings(&rag));
-    policies.refresh(&settings, &pool).await.expect("registry");
+    policies.read(&settings, &pool).await.expect("registry");
     let policy = policies.for_mailbox(BILLING);
     assert_eq!((policy.reply_language.as_str(), policy.signature.as_str()), ("German", "Das Billing-Team"));
     assert_eq!(policies.for_mailbox(SALES).reply_language, "same");

@@ -68,11 +68,15 @@ impl Thresholds {
         let registered = self.registered.read().unwrap_or_else(PoisonError::into_inner).get(&agent).copied();
         registered.or_else(|| self.per_mailbox.get(&agent).copied()).unwrap_or(self.default)
     }
+}
+
+impl mailroom_db::mailboxes::ReadsRegistry for Thresholds {
+    const WHAT: &'static str = "auto-answer thresholds";
 
     /// Reads the thresholds the registry's enabled mailboxes set (their `classifier` table over
     /// `settings`, secrets left out: the classifier never holds a mailbox's credentials). An
     /// entry that cannot be read keeps the deployment's threshold, with a warning.
-    pub async fn refresh(&self, settings: &Settings, pool: &PgPool) -> Result<(), sqlx::Error> {
+    async fn read(&self, settings: &Settings, pool: &PgPool) -> Result<(), sqlx::Error> {
         let rows = mailroom_db::mailboxes::list(pool).await?;
         let mut next = HashMap::new();
         for row in rows.into_iter().filter(|r| r.enabled) {
@@ -94,18 +98,6 @@ impl Thresholds {
         }
         *self.registered.write().unwrap_or_else(PoisonError::into_inner) = next;
         Ok(())
-    }
-}
-
-impl mailroom_db::mailboxes::ReadsRegistry for Thresholds {
-    const WHAT: &'static str = "auto-answer thresholds";
-
-    fn read(
-        &self,
-        settings: &Settings,
-        pool: &PgPool,
-    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send {
-        self.refresh(settings, pool)
     }
 }
 

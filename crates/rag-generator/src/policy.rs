@@ -70,10 +70,14 @@ impl Policies {
         let map = self.by_mailbox.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         map.get(&agent).cloned().unwrap_or_else(|| self.default.clone())
     }
+}
+
+impl mailroom_db::mailboxes::ReadsRegistry for Policies {
+    const WHAT: &'static str = "reply policies";
 
     /// Reads the registry's mailboxes' policies (their `rag` tables over `settings`). A mailbox
     /// whose settings cannot be built keeps the default, with a warning.
-    pub async fn refresh(&self, settings: &Settings, pool: &PgPool) -> Result<(), sqlx::Error> {
+    async fn read(&self, settings: &Settings, pool: &PgPool) -> Result<(), sqlx::Error> {
         let rows = mailroom_db::mailboxes::list(pool).await?;
         let mut next = HashMap::new();
         for row in rows.into_iter().filter(|r| r.enabled) {
@@ -92,17 +96,5 @@ impl Policies {
         }
         *self.by_mailbox.write().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
         Ok(())
-    }
-}
-
-impl mailroom_db::mailboxes::ReadsRegistry for Policies {
-    const WHAT: &'static str = "reply policies";
-
-    fn read(
-        &self,
-        settings: &Settings,
-        pool: &PgPool,
-    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send {
-        self.refresh(settings, pool)
     }
 }
