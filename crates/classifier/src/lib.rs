@@ -294,8 +294,13 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let thresholds = classifier_settings.thresholds().map_err(anyhow::Error::msg)?;
     info!(providers = ?chain.names(), thresholds = ?thresholds, "Classifier starting.");
     let registry = settings.section::<pipeline_core::mailbox_overlay::RegistrySettings>("registry")?;
-    let refresher =
-        mailroom_db::mailboxes::keep_reading(Arc::new(thresholds.clone()), settings.clone(), pool.clone(), &registry);
+    let refresher = mailroom_db::mailboxes::read_and_keep_reading(
+        Arc::new(thresholds.clone()),
+        settings.clone(),
+        pool.clone(),
+        &registry,
+    )
+    .await;
     let classifier = Classifier::new(chain, thresholds)?;
     let handler = Arc::new(ClassifyHandler::new(pool, classifier));
     let served =

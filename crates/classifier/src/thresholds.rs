@@ -71,6 +71,7 @@ impl Thresholds {
 }
 
 impl mailroom_db::mailboxes::ReadsRegistry for Thresholds {
+    type Error = sqlx::Error;
     const WHAT: &'static str = "auto-answer thresholds";
 
     /// Reads the thresholds the registry's enabled mailboxes set (their `classifier` table over

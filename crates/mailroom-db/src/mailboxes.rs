@@ -168,22 +168,25 @@ pub async fn record_sender(
     .map(drop)
 }
 
-/// What a process takes from the registry and keeps current: a mailbox's policy, read without
-/// its secrets (the generator's reply policies, the classifier's thresholds).
+/// What a process takes from the registry and keeps current: the generator's reply policies and
+/// the classifier's thresholds (read without the mailboxes' secrets), the sender's handlers.
 pub trait ReadsRegistry: Send + Sync + 'static {
     /// What it is, for the warning when a read fails.
     const WHAT: &'static str;
+    /// Why a read failed.
+    type Error: std::fmt::Display;
 
     /// Reads the registry's mailboxes again, laid over the deployment's `settings`.
     fn read(
         &self,
         settings: &pipeline_core::Settings,
         pool: &PgPool,
-    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send;
 }
 
-/// Reads the registry into `reader` now and then every `registry.refresh_secs`, in a task of its
-/// own, for as long as the process runs. A failed read keeps what was read before.
+/// Reads the registry into `reader` every `registry.refresh_secs`, in a task of its own, for as
+/// long as the process runs; the caller makes the first read at start. A failed read keeps what
+/// was read before.
 pub fn keep_reading<R: ReadsRegistry>(
     reader: std::sync::Arc<R>,
     settings: pipeline_core::Settings,
@@ -193,10 +196,24 @@ pub fn keep_reading<R: ReadsRegistry>(
     let every = registry.refresh();
     tokio::spawn(async move {
         loop {
+            tokio::time::sleep(every).await;
             if let Err(e) = reader.read(&settings, &pool).await {
                 tracing::warn!(error = %e, "Cannot read the mailbox registry; keeping the {} as they are.", R::WHAT);
             }
-            tokio::time::sleep(every).await;
         }
     })
+}
+
+/// Reads the registry into `reader` now (a failure only warns: the deployment's settings apply
+/// meanwhile), then [`keep_reading`].
+pub async fn read_and_keep_reading<R: ReadsRegistry>(
+    reader: std::sync::Arc<R>,
+    settings: pipeline_core::Settings,
+    pool: PgPool,
+    registry: &pipeline_core::mailbox_overlay::RegistrySettings,
+) -> tokio::task::JoinHandle<()> {
+    if let Err(e) = reader.read(&settings, &pool).await {
+        tracing::warn!(error = %e, "Cannot read the mailbox registry; the deployment's {} apply until it can.", R::WHAT);
+    }
+    keep_reading(reader, settings, pool, registry)
 }

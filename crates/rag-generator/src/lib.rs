@@ -345,7 +345,9 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     info!(providers = ?chain.names(), embedder = embedder.model_id(), "RAG generator starting.");
     let policies = Arc::new(Policies::new(Policy::from_settings(&rag)));
     let registry = settings.section::<pipeline_core::mailbox_overlay::RegistrySettings>("registry")?;
-    let refresher = mailroom_db::mailboxes::keep_reading(policies.clone(), settings.clone(), pool.clone(), &registry);
+    let refresher =
+        mailroom_db::mailboxes::read_and_keep_reading(policies.clone(), settings.clone(), pool.clone(), &registry)
+            .await;
     let handler = Arc::new(
         RespondHandler::new(pool, chain, embedder, cache, store, rag).with_health(health).with_policies(policies),
     );

@@ -73,6 +73,7 @@ impl Policies {
 }
 
 impl mailroom_db::mailboxes::ReadsRegistry for Policies {
+    type Error = sqlx::Error;
     const WHAT: &'static str = "reply policies";
 
     /// Reads the registry's mailboxes' policies (their `rag` tables over `settings`). A mailbox

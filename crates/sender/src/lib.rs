@@ -726,10 +726,11 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
         () = &mut shutdown => return Ok(()),
     };
     let telemetry = Arc::new(Telemetry::default());
-    let senders = Arc::new(mailboxes::MailboxSenders::new(settings.clone(), pool, redis, &telemetry));
+    let senders = Arc::new(mailboxes::MailboxSenders::new(settings.clone(), pool.clone(), redis, &telemetry));
     // The first read fails the start when the settings cannot work (a single mailbox's outbox).
     senders.refresh().await?;
-    let refresher = tokio::spawn(mailboxes::keep_refreshed(senders.clone()));
+    let registry = settings.section::<pipeline_core::mailbox_overlay::RegistrySettings>("registry")?;
+    let refresher = mailroom_db::mailboxes::keep_reading(senders.clone(), settings.clone(), pool.clone(), &registry);
     let result = pipeline_core::serve_worker_with(NAME, &EMAILS_TO_SEND, senders, &settings, telemetry, shutdown).await;
     refresher.abort();
     result?;

@@ -272,13 +272,13 @@ impl MailboxSenders {
     }
 }
 
-/// Reads the registry every `registry.refresh_secs`, for as long as the sender runs.
-pub async fn keep_refreshed(senders: Arc<MailboxSenders>) {
-    loop {
-        tokio::time::sleep(senders.refresh).await;
-        if let Err(e) = senders.refresh().await {
-            warn!(error = %e, "Cannot read the mailbox registry; keeping the mailboxes as they are.");
-        }
+impl mailroom_db::mailboxes::ReadsRegistry for MailboxSenders {
+    type Error = SetupError;
+    const WHAT: &'static str = "mailboxes";
+
+    /// [`MailboxSenders::refresh`], with the settings and pool the senders were made with.
+    fn read(&self, _: &Settings, _: &PgPool) -> impl std::future::Future<Output = Result<(), SetupError>> + Send {
+        self.refresh()
     }
 }
 
