@@ -78,18 +78,12 @@ impl mailroom_db::mailboxes::ReadsRegistry for Thresholds {
     /// `settings`, secrets left out: the classifier never holds a mailbox's credentials). An
     /// entry that cannot be read keeps the deployment's threshold, with a warning.
     async fn read(&self, settings: &Settings, pool: &PgPool) -> Result<(), sqlx::Error> {
-        let rows = mailroom_db::mailboxes::list(pool).await?;
         let mut next = HashMap::new();
-        for row in rows.into_iter().filter(|r| r.enabled) {
+        for (row, own) in mailroom_db::mailboxes::policies::<ClassifierSettings>(pool, settings, "classifier").await? {
             if row.settings.pointer("/classifier/auto_answer_min_confidence").is_none() {
                 continue;
             }
-            let own = settings
-                .policy_for_mailbox(&row.address, &row.settings)
-                .map_err(|e| e.to_string())
-                .and_then(|s| s.section::<ClassifierSettings>("classifier").map_err(|e| e.to_string()))
-                .and_then(|c| share("classifier.auto_answer_min_confidence", c.auto_answer_min_confidence));
-            match own {
+            match own.and_then(|c| share("classifier.auto_answer_min_confidence", c.auto_answer_min_confidence)) {
                 Ok(threshold) => {
                     next.insert(row.address.trim().to_lowercase(), threshold);
                 }

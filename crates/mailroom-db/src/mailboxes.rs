@@ -168,6 +168,28 @@ pub async fn record_sender(
     .map(drop)
 }
 
+/// Each enabled mailbox with its `section` laid over `settings` without its secrets — what a
+/// process that never holds a mailbox's credentials reads of it (its reply policy, its
+/// threshold) — or why that cannot be read.
+pub async fn policies<T: serde::de::DeserializeOwned>(
+    pool: &PgPool,
+    settings: &pipeline_core::Settings,
+    section: &str,
+) -> Result<Vec<(MailboxRow, Result<T, String>)>, sqlx::Error> {
+    Ok(list(pool)
+        .await?
+        .into_iter()
+        .filter(|row| row.enabled)
+        .map(|row| {
+            let read = settings
+                .policy_for_mailbox(&row.address, &row.settings)
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.section::<T>(section).map_err(|e| e.to_string()));
+            (row, read)
+        })
+        .collect())
+}
+
 /// What a process takes from the registry and keeps current: the generator's reply policies and
 /// the classifier's thresholds (read without the mailboxes' secrets), the sender's handlers.
 pub trait ReadsRegistry: Send + Sync + 'static {

@@ -79,13 +79,8 @@ impl mailroom_db::mailboxes::ReadsRegistry for Policies {
     /// Reads the registry's mailboxes' policies (their `rag` tables over `settings`). A mailbox
     /// whose settings cannot be built keeps the default, with a warning.
     async fn read(&self, settings: &Settings, pool: &PgPool) -> Result<(), sqlx::Error> {
-        let rows = mailroom_db::mailboxes::list(pool).await?;
         let mut next = HashMap::new();
-        for row in rows.into_iter().filter(|r| r.enabled) {
-            let rag = settings
-                .policy_for_mailbox(&row.address, &row.settings)
-                .map_err(|e| e.to_string())
-                .and_then(|s| s.section::<RagSettings>("rag").map_err(|e| e.to_string()));
+        for (row, rag) in mailroom_db::mailboxes::policies::<RagSettings>(pool, settings, "rag").await? {
             match rag {
                 Ok(rag) => {
                     next.insert(row.address, Policy::from_settings(&rag));
