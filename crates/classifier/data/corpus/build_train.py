@@ -540,8 +540,10 @@ for name in ["training_emails.jsonl", "labelled_emails.jsonl"]:
                 e = json.loads(line)
                 rows.append({"lang": "en", "label": S if e["is_support_inquiry"] else N, "kind": e["category"],
                              "from": "", "subject": e["subject"], "body": e["body"], "source": "legacy:" + name, "group": e["id"]})
-# `written`: 360 whole emails (40 per language) written for this project one at a time, without
-# templates, to add the variety the snippets lack; used as they are, one group each.
+# `written`: whole emails written for this project one at a time, without templates, to add the
+# variety the snippets lack; used as they are, one group each. Four writers, in order: w-0..w-360,
+# w-360..w-640, w-640..w-880, and w-880..w-1240 (WRITTEN-4.md: a helper session that saw no
+# evaluation set, the model or the other batches), the ranges `TRAIN_VALIDATE` takes.
 with open(os.path.join(HERE, "written.jsonl"), encoding="utf-8") as f:
     for n, line in enumerate(l for l in f if l.strip()):
         rows.append(json.loads(line) | {"source": "written", "group": f"w-{n}"})
