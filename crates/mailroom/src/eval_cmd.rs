@@ -117,11 +117,6 @@ fn print_figures(label: &str, figures: &EmbedderFigures, show_misses: bool) {
     for m in &figures.modes {
         println!("  {}: p50 {:.1} ms, p99 {:.1} ms", m.mode.name(), m.p50_ms, m.p99_ms);
     }
-    println!(
-        "Term statistics held for full-text search: {:.1} MiB for {} chunks",
-        figures.term_stats_bytes as f64 / f64::from(1u32 << 20),
-        figures.chunks
-    );
     if !figures.evidence_missing.is_empty() {
         println!("\nEvidence phrase not found on the named page in the ingested text (check the set):");
         for q in &figures.evidence_missing {

@@ -158,9 +158,6 @@ pub struct EmbedderFigures {
     pub evidence_missing: Vec<String>,
     /// One entry per mode, in [`Mode::ALL`] order.
     pub modes: Vec<ModeFigures>,
-    /// Approximate memory of the agent's cached term statistics (the full-text side's share of
-    /// a generator's memory, bounded by `rag.term_stats_budget_mb`).
-    pub term_stats_bytes: usize,
 }
 
 impl EmbedderFigures {
@@ -365,7 +362,6 @@ pub async fn evaluate(
         chunks,
         evidence_missing,
         modes,
-        term_stats_bytes: retriever.term_stats_usage().0,
     })
 }
 

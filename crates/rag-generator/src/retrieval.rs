@@ -69,15 +69,6 @@ pub struct RetrievalSettings {
     pub candidates: usize,
     /// Weight of the vector list in the fusion (the full-text list weighs 1).
     pub vector_weight: f32,
-    /// Memory for the full-text search's cached term statistics, in MiB.
-    pub term_stats_budget_mb: usize,
-}
-
-impl RetrievalSettings {
-    /// [`Self::term_stats_budget_mb`] in bytes.
-    pub fn term_stats_budget_bytes(&self) -> usize {
-        self.term_stats_budget_mb.saturating_mul(1 << 20)
-    }
 }
 
 /// Runs the searches and the fusion for one agent's question.
@@ -97,17 +88,12 @@ impl std::fmt::Debug for Retriever {
 impl Retriever {
     /// Vector search in `store`, full-text search in the `chunks` catalogue of `pool`.
     pub fn new(store: Arc<dyn VectorStore>, pool: PgPool, settings: RetrievalSettings) -> Self {
-        Self { store, lexical: LexicalSearch::with_budget(pool, settings.term_stats_budget_bytes()), settings }
+        Self { store, lexical: LexicalSearch::new(pool), settings }
     }
 
     /// The settings in use.
     pub fn settings(&self) -> &RetrievalSettings {
         &self.settings
-    }
-
-    /// Approximate bytes of term statistics the full-text search holds, and for how many agents.
-    pub fn term_stats_usage(&self) -> (usize, usize) {
-        self.lexical.cache_usage()
     }
 
     /// The agent's passages for `question` (whose embedding is `vector`), best first; empty when
@@ -260,7 +246,6 @@ mod tests {
         vector_alone_similarity: 0.6,
         candidates: 10,
         vector_weight: 1.0,
-        term_stats_budget_mb: 1,
     };
 
     #[test]

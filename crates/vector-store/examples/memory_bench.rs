@@ -20,8 +20,8 @@
 //!    recall@10 against the exact top 10, then the production full-text search
 //!    (`vector_store::LexicalSearch`, `rag.candidates` passages) and the hybrid search (both
 //!    at once, as `rag_generator::retrieval::Retriever` runs them; the fusion itself is a few
-//!    microseconds of sorting), one at a time, after a first search per agent that counts its
-//!    term statistics, and its peak RSS (`VmHWM`).
+//!    microseconds of sorting), one at a time, after a first search per agent (the first read
+//!    of its pages), and its peak RSS (`VmHWM`).
 //!
 //! `--keep` leaves the database for another run (which then skips step 1); otherwise it is
 //! dropped at the end.
@@ -245,14 +245,8 @@ async fn search(agents: usize) -> anyhow::Result<()> {
         percentile(&concurrent, 99.0)
     );
 
-    let lexical = vector_store::LexicalSearch::with_budget(pool.clone(), term_stats_budget(&settings)?);
+    let lexical = vector_store::LexicalSearch::new(pool.clone());
     hybrid(&store, &lexical, &questions, &vectors, agents, min_score).await?;
-    let (stats_bytes, stats_agents) = lexical.cache_usage();
-    println!(
-        "  term statistics: {:.1} MB for {stats_agents} agents (rag.term_stats_budget_mb = {})",
-        stats_bytes as f64 / 1048576.0,
-        term_stats_budget(&settings)? >> 20
-    );
     let (bytes, cached) = pg.memory_usage();
     println!(
         "  in-memory indexes: {:.1} MB for {cached} agents (memory_budget_mb = {}, oversampling = {}, min_candidates = {})",
@@ -271,15 +265,9 @@ async fn search(agents: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `rag.term_stats_budget_mb` in bytes.
-fn term_stats_budget(settings: &Settings) -> anyhow::Result<usize> {
-    let mb: usize = settings.section("rag.term_stats_budget_mb")?;
-    Ok(mb << 20)
-}
-
 /// The production full-text search alone, then both searches at once (hybrid), one question at
-/// a time, every agent's questions interleaved; the first search of each agent (which counts its
-/// term statistics) is reported on its own, as for the vector index.
+/// a time, every agent's questions interleaved; the first search of each agent (the first read of
+/// its pages) is reported on its own, as for the vector index.
 async fn hybrid(
     store: &Arc<dyn VectorStore>,
     lexical: &vector_store::LexicalSearch,
@@ -297,7 +285,7 @@ async fn hybrid(
     }
     loads.sort();
     println!(
-        "  first full-text search per agent (counts its term statistics): p50 {:.0} ms, max {:.0} ms",
+        "  first full-text search per agent: p50 {:.0} ms, max {:.0} ms",
         percentile(&loads, 50.0),
         percentile(&loads, 100.0)
     );

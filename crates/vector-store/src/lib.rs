@@ -14,7 +14,6 @@ pub mod catalog;
 pub mod lexical;
 pub mod pinecone;
 pub mod postgres;
-mod term_stats;
 
 pub use catalog::Catalogued;
 pub use lexical::LexicalSearch;

@@ -167,3 +167,80 @@ async fn a_pinecone_deployment_keeps_the_catalogue_for_lexical_search() {
     store.delete_document(ALICE, &doc).await.expect("delete");
     assert!(search.search(ALICE, "UUID in fstab?", 3).await.expect("search").is_empty());
 }
+
+/// The term counts PostgreSQL keeps for lexical search, next to the same counts taken from the
+/// chunks themselves; they must be equal after every kind of write.
+async fn counts_match_the_chunks(pool: &PgPool) -> usize {
+    let kept: Vec<(String, String, String, i64)> =
+        sqlx::query_as("SELECT agent_email, search_config, lexeme, chunks FROM chunk_term_counts ORDER BY 1, 2, 3")
+            .fetch_all(pool)
+            .await
+            .expect("kept counts");
+    let counted: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT c.agent_email, c.search_config::text, u.lexeme, count(*) FROM chunks c \
+         CROSS JOIN LATERAL unnest(c.tsv) u GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("counted");
+    assert_eq!(kept, counted, "chunk_term_counts drifted from the chunks");
+    let kept: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT agent_email, search_config, chunks FROM chunk_config_counts ORDER BY 1, 2")
+            .fetch_all(pool)
+            .await
+            .expect("kept configs");
+    let counted: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT agent_email, search_config::text, count(*) FROM chunks GROUP BY 1, 2 ORDER BY 1, 2")
+            .fetch_all(pool)
+            .await
+            .expect("counted configs");
+    assert_eq!(kept, counted, "chunk_config_counts drifted from the chunks");
+    counted.len()
+}
+
+#[tokio::test]
+async fn term_counts_follow_every_write_including_concurrent_ones_and_cascades() {
+    let (_db, pool) = database().await;
+    let store = PgVectorStore::new(pool.clone());
+    // Eight documents of one agent written at once: they share their common terms' rows.
+    let mut written = Vec::new();
+    for i in 0..8 {
+        let (doc, chunks) = document(&pool, ALICE, &PASSAGES[i % 3..i % 3 + 4]).await;
+        written.push((doc, chunks));
+    }
+    let writes = written.iter().map(|(doc, chunks)| store.replace_document(ALICE, doc, chunks.clone()));
+    for result in futures_util::future::join_all(writes).await {
+        result.expect("concurrent replace");
+    }
+    assert!(counts_match_the_chunks(&pool).await >= 3, "several configurations counted");
+    let tzdata: i64 = sqlx::query_scalar(
+        "SELECT sum(chunks)::bigint FROM chunk_term_counts WHERE agent_email = $1 AND lexeme = 'tzdata'",
+    )
+    .bind(ALICE)
+    .fetch_one(&pool)
+    .await
+    .expect("tzdata");
+    assert!(tzdata >= 8, "every document's tzdata passages counted: {tzdata}");
+
+    // Re-ingestion replaces a document's chunks: its old terms leave the counts.
+    let (doc, _) = &written[0];
+    let fewer = document(&pool, ALICE, &[PASSAGES[4]]).await.1;
+    let fewer: Vec<ChunkRecord> = fewer.into_iter().map(|c| ChunkRecord { document_id: doc.clone(), ..c }).collect();
+    store.replace_document(ALICE, doc, fewer).await.expect("replace");
+    counts_match_the_chunks(&pool).await;
+    // The store's delete, and a document row deleted with its chunks by the cascade.
+    store.delete_document(ALICE, &written[1].0).await.expect("delete");
+    counts_match_the_chunks(&pool).await;
+    let cascaded = Uuid::parse_str(&written[2].0).expect("uuid");
+    sqlx::query("DELETE FROM documents WHERE document_id = $1").bind(cascaded).execute(&pool).await.expect("cascade");
+    counts_match_the_chunks(&pool).await;
+    // Everything gone: nothing left counted, so a search finds nothing and costs nothing.
+    for (doc, _) in &written {
+        sqlx::query("DELETE FROM documents WHERE document_key = $1").bind(doc).execute(&pool).await.expect("delete");
+    }
+    assert_eq!(counts_match_the_chunks(&pool).await, 0);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM chunk_term_counts").fetch_one(&pool).await.expect("left");
+    assert_eq!(left, 0, "no zero rows are left behind");
+    let hits = LexicalSearch::new(pool.clone()).search(ALICE, "time zone tzdata", 4).await.expect("search");
+    assert!(hits.is_empty());
+}

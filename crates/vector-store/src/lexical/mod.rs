@@ -13,7 +13,10 @@
 //! `websearch_to_tsquery` over the question's words joined by `or` (a customer's question has
 //! many words no single passage contains all of), and scores each matching chunk by the share
 //! of the question's terms it contains, each term weighted by its rarity among the agent's
-//! chunks (BM25's inverse document frequency). Terms the agent's documents never use still
+//! chunks (BM25's inverse document frequency). How many of the agent's chunks contain each term
+//! is kept by PostgreSQL itself (`chunk_term_counts`, maintained by triggers on `chunks` in the
+//! writing transaction), so a search reads only its own terms' counts, and no searching process
+//! holds or recounts any agent's statistics. Terms the agent's documents never use still
 //! count in the total, so the score is also a measure of how much of the question the
 //! documents speak about at all: an off-topic question scores low everywhere. Every query is
 //! scoped to one agent.
@@ -21,16 +24,12 @@
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::postgres::db_error;
-use crate::term_stats::TermStatsCache;
 use crate::{ChunkRecord, SearchHit, StoreError};
 
 mod analysis;
 
 use analysis::question_configs;
 pub use analysis::{index_text, is_bigram_script, query_words, search_config, strip_boilerplate};
-
-/// Memory for cached term statistics when none is configured: 16 MiB (`rag.term_stats_budget_mb`).
-pub const DEFAULT_TERM_STATS_BUDGET: usize = 16 << 20;
 
 /// Rows per INSERT when storing a document's chunks.
 const INSERT_BATCH: usize = 1000;
@@ -84,7 +83,6 @@ pub(crate) async fn insert_chunks(
 #[derive(Debug, Clone)]
 pub struct LexicalSearch {
     pool: PgPool,
-    stats: TermStatsCache,
 }
 
 /// One of the question's terms under one configuration, with its weights.
@@ -150,13 +148,16 @@ fn weigh(rows: Vec<(String, i64, String, i64)>) -> Vec<Term> {
 /// Candidates are found by the question's rarer terms only; the others still count in every
 /// candidate's coverage and BM25. An `or` of all of them matched most of an agent's chunks for a
 /// question with "change", "time" and "system" in it, and each was scored (half the agent's
-/// chunks at 20,000 chunks a question). Together the probing terms occur in at least
-/// [`PROBE_MIN_CHUNKS`] chunks or a [`PROBE_SHARE_DIVISOR`]th of the configuration's chunks,
-/// whichever is more. On the evaluation set, probing terms occurring in 250 or 500 chunks of
+/// chunks at 20,000 chunks a question). Together the probing terms occur in at most this many
+/// chunks, however many the agent has, shared among the question's configurations in proportion
+/// to their chunks (and at least two terms of each probe, however common): scoring costs about
+/// 0.05 ms a candidate at a million chunks, so the budget bounds the search's time
+/// (docs/PERFORMANCE.md). On the evaluation set, probing terms occurring in 250 or 500 chunks of
 /// 3,855 found every question the `or` of all terms found; 100 lost five (docs/RETRIEVAL.md).
-const PROBE_MIN_CHUNKS: i64 = 500;
-/// See [`PROBE_MIN_CHUNKS`].
-const PROBE_SHARE_DIVISOR: i64 = 10;
+/// There each question's script has one main configuration (English 2,552 chunks beside a
+/// dozen detected as other Latin-script languages; `simple`; `russian`), so the shares changed
+/// no figure.
+const PROBE_BUDGET: i64 = 500;
 
 /// Which terms find the candidates (the rest only score them): per configuration the rarest
 /// first, while together they occur in at most `budget(config)` chunks, and at least two.
@@ -183,21 +184,9 @@ fn probe_terms(terms: &[Term], budget: impl Fn(&str) -> i64) -> Vec<bool> {
 const MIN_MATCHED_TERMS: i64 = 2;
 
 impl LexicalSearch {
-    /// Searches the chunks of the migrated database of `pool`, with the default budget for term
-    /// statistics ([`DEFAULT_TERM_STATS_BUDGET`]).
+    /// Searches the chunks of the migrated database of `pool`.
     pub fn new(pool: PgPool) -> Self {
-        Self::with_budget(pool, DEFAULT_TERM_STATS_BUDGET)
-    }
-
-    /// Searches the chunks of `pool`, keeping about `budget` bytes of per-agent term statistics
-    /// in memory (least recently searched agents out first; `rag.term_stats_budget_mb`).
-    pub fn with_budget(pool: PgPool, budget: usize) -> Self {
-        Self { pool, stats: TermStatsCache::new(budget) }
-    }
-
-    /// Approximate bytes of term statistics held in memory, and for how many agents.
-    pub fn cache_usage(&self) -> (usize, usize) {
-        self.stats.usage()
+        Self { pool }
     }
 
     /// The `top_k` chunks of `agent_email` that best match `question`, ranked by BM25; each
@@ -211,21 +200,21 @@ impl LexicalSearch {
         if words.is_empty() || top_k == 0 {
             return Ok(Vec::new());
         }
-        // The question's terms under each configuration the agent's chunks use; how many of
-        // those chunks contain each comes from the cached statistics. Lexemes are matched as
-        // quoted tsquery literals; a lexeme with a backslash would need E'' quoting that tsquery
-        // input does not read.
-        let stats = self.stats.get(&self.pool, agent_email).await?;
-        let configs: Vec<&str> =
-            question_configs(question).into_iter().filter(|c| stats.configs.contains_key(*c)).collect();
-        if configs.is_empty() {
-            return Ok(Vec::new());
-        }
+        // The question's terms under each configuration the agent's chunks use, with how many
+        // of those chunks there are and how many contain each term (kept by PostgreSQL, see the
+        // module comment). Lexemes are matched as quoted tsquery literals; a lexeme with a
+        // backslash would need E'' quoting that tsquery input does not read.
+        let configs = question_configs(question);
         let rows = sqlx::query(
-            "SELECT c AS config, l.lexeme FROM unnest($2::text[]) AS c \
-             CROSS JOIN LATERAL unnest(tsvector_to_array(to_tsvector(c::regconfig, $1))) AS l(lexeme) \
-             WHERE strpos(l.lexeme, E'\\\\') = 0",
+            "SELECT k.search_config AS config, k.chunks AS n, l.lexeme, COALESCE(t.chunks, 0) AS df \
+             FROM chunk_config_counts k \
+             CROSS JOIN LATERAL unnest(tsvector_to_array(to_tsvector(k.search_config::regconfig, $2))) AS l(lexeme) \
+             LEFT JOIN chunk_term_counts t \
+                    ON t.agent_email = k.agent_email AND t.search_config = k.search_config AND t.lexeme = l.lexeme \
+             WHERE k.agent_email = $1 AND k.search_config = ANY($3) AND k.chunks > 0 \
+               AND strpos(l.lexeme, E'\\\\') = 0",
         )
+        .bind(agent_email)
         .bind(index_text(question))
         .bind(&configs)
         .fetch_all(&self.pool)
@@ -234,9 +223,9 @@ impl LexicalSearch {
         let mut parsed = Vec::with_capacity(rows.len());
         for row in rows {
             let config: String = row.try_get("config").map_err(db_error)?;
+            let n: i64 = row.try_get("n").map_err(db_error)?;
             let lexeme: String = row.try_get("lexeme").map_err(db_error)?;
-            let n = stats.configs.get(&config).map_or(0, |c| c.chunks);
-            let df = stats.df(&config, &lexeme);
+            let df: i64 = row.try_get("df").map_err(db_error)?;
             parsed.push((config, n, lexeme, df));
         }
         let mut parsed_counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
@@ -252,9 +241,16 @@ impl LexicalSearch {
         let lexemes: Vec<&str> = terms.iter().map(|t| t.lexeme.as_str()).collect();
         let weights: Vec<f32> = terms.iter().map(|t| t.weight).collect();
         let idfs: Vec<f32> = terms.iter().map(|t| t.idf).collect();
+        // The budget is shared among the configurations in proportion to their chunks: a
+        // configuration few of the agent's chunks use (the odd passage detected as French in an
+        // English manual) would otherwise have every term probe and all its chunks scored.
+        let mut chunks_per_config: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+        for (config, n, _, _) in &parsed {
+            chunks_per_config.insert(config.as_str(), *n);
+        }
+        let all_chunks: i64 = chunks_per_config.values().sum::<i64>().max(1);
         let probes = probe_terms(&terms, |config| {
-            let chunks = stats.configs.get(config).map_or(0, |c| c.chunks);
-            PROBE_MIN_CHUNKS.max(chunks / PROBE_SHARE_DIVISOR)
+            PROBE_BUDGET * chunks_per_config.get(config).copied().unwrap_or(0) / all_chunks
         });
         // The websearch query finds the candidates one configuration at a time; they are ranked
         // by BM25 over the candidate's term frequencies (the positions the tsvector keeps), and
@@ -276,7 +272,8 @@ impl LexicalSearch {
              SELECT m.document_id, m.chunk_index, m.source, m.page, m.text, s.coverage, s.matched, s.bm25 \
              FROM c CROSS JOIN LATERAL ( \
                  SELECT ch.document_id, ch.chunk_index, ch.source, ch.page, ch.text, ch.tsv FROM chunks ch \
-                 WHERE ch.agent_email = $1 AND ch.search_config = c.cfg AND ch.tsv @@ c.p AND ch.tsv @@ c.q) m \
+                 WHERE ch.agent_email = $1 AND ch.search_config::oid = c.cfg::oid \
+                   AND ch.tsv @@ c.p AND ch.tsv @@ c.q) m \
              CROSS JOIN LATERAL ( \
                  SELECT sum(w.weight)::float4 AS coverage, count(*) AS matched, \
                         sum(w.idf * cardinality(u.positions) * ($7 + 1) / (cardinality(u.positions) + $7))::float4 \
