@@ -42,6 +42,7 @@ async fn the_classifier_and_the_generator_read_each_mailboxs_policy_without_its_
 
     let settings = Settings::load_from(None, Vec::new()).expect("defaults");
     let mut classifier: ClassifierSettings = settings.section("classifier").expect("classifier");
+    let default = classifier.auto_answer_min_confidence;
     classifier.auto_answer_min_confidence_by_mailbox = [(BILLING.to_owned(), 0.5), (SALES.to_owned(), 0.8)].into();
     let thresholds = classifier.thresholds().expect("valid");
     assert_eq!(thresholds.for_mailbox(BILLING), 0.5, "the deployment's map, before the registry is read");
@@ -49,8 +50,8 @@ async fn the_classifier_and_the_generator_read_each_mailboxs_policy_without_its_
     let shared = thresholds.clone();
     assert_eq!(shared.for_mailbox("Billing@Northwind.example"), 0.97, "the entry's own wins over the map");
     assert_eq!(shared.for_mailbox(SALES), 0.8, "no threshold of its own: the map");
-    assert_eq!(shared.for_mailbox(LEGAL), 0.9, "unreadable: the default");
-    assert_eq!(shared.for_mailbox(SUPPORT), 0.9, "disabled: the default");
+    assert_eq!(shared.for_mailbox(LEGAL), default, "unreadable: the default");
+    assert_eq!(shared.for_mailbox(SUPPORT), default, "disabled: the default");
 
     // Changed in the registry: read again.
     let lowered = json!({"classifier": {"auto_answer_min_confidence": 0.93}});

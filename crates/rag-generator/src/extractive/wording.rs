@@ -430,19 +430,24 @@ mod tests {
         assert_eq!(for_reply("Swedish", german).code, "en", "a language not written: English");
     }
 
-    /// On the classifier's language-labelled corpus (crates/classifier/data/corpus: the two
-    /// frozen held-out sets, the development set and the project's written mail — nine
-    /// languages, subjects and bodies as customers, vendors and machines write them), the
-    /// language is told right for nearly every email. Printed per language.
+    /// On the customer mail of the classifier's language-labelled corpus
+    /// (crates/classifier/data/corpus: the three frozen held-out sets, the development set and
+    /// the project's written mail — nine languages, subjects and bodies as customers write
+    /// them), the language is told right for nearly every email. Printed per language. Only
+    /// support mail is told: it is what gets a reply, and the other mail's label is the
+    /// mailbox's language, not always its text's (a Polish shop's bounce is Postfix's English).
     #[test]
     fn the_language_of_the_classifiers_labelled_mail_is_told() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../classifier/data/corpus");
         let mut by_lang: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
         let mut wrong = Vec::new();
-        for set in ["heldout.jsonl", "heldout-v3.jsonl", "dev.jsonl", "written.jsonl"] {
+        for set in ["heldout.jsonl", "heldout-v3.jsonl", "heldout-v4.jsonl", "dev.jsonl", "written.jsonl"] {
             let text = std::fs::read_to_string(dir.join(set)).expect("corpus");
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 let mail: serde_json::Value = serde_json::from_str(line).expect("json");
+                if mail["label"] != "support" {
+                    continue;
+                }
                 let lang = mail["lang"].as_str().expect("lang").to_owned();
                 let question =
                     format!("{}\n{}", mail["subject"].as_str().unwrap_or(""), mail["body"].as_str().unwrap_or(""));
@@ -461,7 +466,7 @@ mod tests {
             eprintln!("{lang}: {r}/{a}");
         }
         eprintln!("all: {right}/{all}; wrong: {wrong:#?}");
-        assert!(all > 1000, "{all}");
+        assert!(all > 800, "{all}");
         assert!(right as f64 >= 0.97 * all as f64, "{right}/{all}");
     }
 }
