@@ -268,7 +268,7 @@ pub async fn evaluate(
     let mut rag: RagSettings = settings.section("rag")?;
     rag.retrieval.top_k = k;
     let retriever = Retriever::new(ingester.store().clone(), pool.clone(), rag.retrieval);
-    // One search object for the trace, so the agent's term statistics are counted once.
+    // The full-text search alone, for the trace.
     let trace_search = vector_store::LexicalSearch::new(pool.clone());
     let texts: Vec<String> = set.questions.iter().map(|q| q.question.clone()).collect();
     let mut vectors = Vec::with_capacity(texts.len());
@@ -283,8 +283,8 @@ pub async fn evaluate(
         let mut per_language: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         let mut missed = Vec::new();
         let mut latencies = Vec::with_capacity(set.questions.len());
-        // One untimed retrieval first: the first search of an agent loads its vector index and
-        // term statistics, which later ones reuse until the agent's documents change.
+        // One untimed retrieval first: the first search of an agent loads its vector index,
+        // which later ones reuse until the agent's documents change.
         if let (Some(q), Some(vector)) = (set.questions.first(), vectors.first()) {
             retriever.retrieve(agent, &q.question, vector, mode).await?;
         }

@@ -34,8 +34,6 @@ impl<S: VectorStore> Catalogued<S> {
             .await
             .map_err(db_error)?;
         crate::lexical::insert_chunks(&mut tx, agent_email, document_id, &rows, false).await.map_err(db_error)?;
-        // The lexical term statistics are cached per version of the agent's chunks.
-        crate::PgVectorStore::bump_version(&mut tx, agent_email).await.map_err(db_error)?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -59,7 +57,6 @@ impl<S: VectorStore> Catalogued<S> {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        crate::PgVectorStore::bump_version(&mut tx, agent_email).await.map_err(db_error)?;
         tx.commit().await.map_err(db_error)
     }
 }

@@ -156,8 +156,8 @@ async fn a_pinecone_deployment_keeps_the_catalogue_for_lexical_search() {
     let hits = search.search(ALICE, "UUID in fstab?", 3).await.expect("search");
     assert_eq!(hits.first().map(|h| (h.document_id.as_str(), h.page)), Some((doc.as_str(), Some(2))));
     assert!(search.search(BOB, "UUID in fstab?", 3).await.expect("search").is_empty(), "scoped by agent");
-    // The same search object keeps the agent's term statistics; a catalogue write must make it
-    // count them again, or the new document's terms would weigh as absent and find nothing.
+    // A catalogue write counts the new document's terms at once (the triggers on `chunks`), or
+    // they would weigh as absent and find nothing.
     let (japanese, chunks) = document(&pool, ALICE, &PASSAGES[2..3]).await;
     store.replace_document(ALICE, &japanese, chunks).await.expect("replace");
     let hits = search.search(ALICE, "タイムゾーンを変更したい", 3).await.expect("search");

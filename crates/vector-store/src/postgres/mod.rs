@@ -88,9 +88,10 @@ impl PgVectorStore {
         (cache.bytes(), cache.len())
     }
 
-    /// Marks the agent's chunks changed: the in-memory vector index and the lexical term
-    /// statistics are rebuilt on their next use.
-    pub(crate) async fn bump_version(tx: &mut sqlx::PgConnection, agent_email: &str) -> Result<(), sqlx::Error> {
+    /// Marks the agent's chunks changed: the in-memory vector index is rebuilt on its next use.
+    /// (The lexical side's term counts are kept by triggers on `chunks`; the Pinecone catalogue
+    /// has no in-memory index, so it bumps nothing.)
+    async fn bump_version(tx: &mut sqlx::PgConnection, agent_email: &str) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO vector_index_versions (agent_email, version) VALUES ($1, 1) \
              ON CONFLICT (agent_email) DO UPDATE SET version = vector_index_versions.version + 1",
