@@ -115,3 +115,6 @@ CREATE TRIGGER chunks_count_updated_in AFTER UPDATE ON chunks
 -- (`regconfig` has no GIN operator class; its oid does.) The search names the same expression.
 CREATE INDEX IF NOT EXISTS chunks_agent_config_tsv_idx ON chunks USING GIN (agent_email, (search_config::oid), tsv);
 DROP INDEX IF EXISTS chunks_tsv_idx;
+-- Its reason was counting an agent's terms per configuration at search time; the counts above
+-- replace that, and the GIN index serves the (agent, configuration) lookups of a search.
+DROP INDEX IF EXISTS chunks_agent_config_idx;

@@ -220,20 +220,18 @@ impl LexicalSearch {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
+        // Per configuration: the agent's chunks under it, and the question's terms.
+        let mut per_config: std::collections::HashMap<String, (i64, usize)> = std::collections::HashMap::new();
         let mut parsed = Vec::with_capacity(rows.len());
         for row in rows {
             let config: String = row.try_get("config").map_err(db_error)?;
             let n: i64 = row.try_get("n").map_err(db_error)?;
             let lexeme: String = row.try_get("lexeme").map_err(db_error)?;
             let df: i64 = row.try_get("df").map_err(db_error)?;
+            per_config.entry(config.clone()).or_insert((n, 0)).1 += 1;
             parsed.push((config, n, lexeme, df));
         }
-        let mut parsed_counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-        for (config, _, _, _) in &parsed {
-            *parsed_counts.entry(config.as_str()).or_default() += 1;
-        }
-        let parsed_counts: Vec<usize> = parsed_counts.into_values().collect();
-        let terms = weigh(parsed.clone());
+        let terms = weigh(parsed);
         if terms.is_empty() {
             return Ok(Vec::new());
         }
@@ -244,14 +242,9 @@ impl LexicalSearch {
         // The budget is shared among the configurations in proportion to their chunks: a
         // configuration few of the agent's chunks use (the odd passage detected as French in an
         // English manual) would otherwise have every term probe and all its chunks scored.
-        let mut chunks_per_config: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
-        for (config, n, _, _) in &parsed {
-            chunks_per_config.insert(config.as_str(), *n);
-        }
-        let all_chunks: i64 = chunks_per_config.values().sum::<i64>().max(1);
-        let probes = probe_terms(&terms, |config| {
-            PROBE_BUDGET * chunks_per_config.get(config).copied().unwrap_or(0) / all_chunks
-        });
+        let all_chunks: i64 = per_config.values().map(|(n, _)| n).sum::<i64>().max(1);
+        let probes =
+            probe_terms(&terms, |config| PROBE_BUDGET * per_config.get(config).map_or(0, |(n, _)| *n) / all_chunks);
         // The websearch query finds the candidates one configuration at a time; they are ranked
         // by BM25 over the candidate's term frequencies (the positions the tsvector keeps), and
         // scored by the coverage weights of the terms they contain. Cost matters here (every
@@ -296,14 +289,13 @@ impl LexicalSearch {
         .await
         .map_err(db_error)?;
         // Questions of one term (per configuration) need only that one.
-        let needed = |config_terms: usize| MIN_MATCHED_TERMS.min(i64::try_from(config_terms).unwrap_or(i64::MAX));
-        let question_terms = parsed_counts;
+        let config_terms = per_config.values().map(|(_, terms)| *terms).max().unwrap_or(1);
+        let needed = MIN_MATCHED_TERMS.min(i64::try_from(config_terms).unwrap_or(i64::MAX));
         let mut hits = Vec::with_capacity(rows.len());
         for row in rows {
             let matched: i64 = row.try_get("matched").map_err(db_error)?;
             let coverage: f32 = row.try_get::<Option<f32>, _>("coverage").map_err(db_error)?.unwrap_or(0.0);
-            let config_terms = question_terms.iter().max().copied().unwrap_or(1);
-            let coverage = if matched >= needed(config_terms) { coverage } else { 0.0 };
+            let coverage = if matched >= needed { coverage } else { 0.0 };
             let page: Option<i32> = row.try_get("page").map_err(db_error)?;
             let chunk_index: i32 = row.try_get("chunk_index").map_err(db_error)?;
             hits.push(SearchHit {
