@@ -4,8 +4,8 @@
 //! evaluated with `mailroom eval classify`, once the weights are final.
 //!
 //! `cargo run -p classifier --example train --release` (deterministic: same corpus, same bytes).
-//! `--threshold X` sets the auto-answer threshold used in the report (default 0.95, the
-//! `classifier.auto_answer_min_confidence` default); `--dry-run` does not write the weights.
+//! `--threshold X` sets the auto-answer threshold used in the report (default: the
+//! `classifier.auto_answer_min_confidence` of config/default.toml); `--dry-run` does not write the weights.
 //! `TRAIN_VALIDATE=w-360..w-640` (cross-writer validation) trains without one writer's batch
 //! of `written.jsonl` (its `group`s `w-360` to `w-639`) and reports on that batch instead.
 
@@ -25,8 +25,15 @@ fn main() -> anyhow::Result<()> {
         .position(|a| a == "--threshold")
         .and_then(|i| args.get(i + 1))
         .map(|v| v.parse::<f64>())
-        .transpose()?
-        .unwrap_or(0.95);
+        .transpose()?;
+    // The report's default is what operators get: the shipped settings' threshold.
+    let threshold = match threshold {
+        Some(t) => t,
+        None => {
+            let settings = pipeline_core::Settings::load_from(None, Vec::new())?;
+            settings.section::<classifier::ClassifierSettings>("classifier")?.auto_answer_min_confidence
+        }
+    };
     let dry_run = args.iter().any(|a| a == "--dry-run");
     let env_f64 = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok());
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
