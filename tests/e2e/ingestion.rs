@@ -322,3 +322,46 @@ async fn mailroom_ingest_with_a_token_from_mailroom_token_create_uploads_for_its
     assert_eq!(stack.list(AGENT_A).await.len(), 1);
     assert!(stack.list(AGENT_B).await.is_empty(), "nothing stored for the other agent");
 }
+
+/// The full-text terms of a document's chunks, in order.
+async fn full_text_terms(pool: &sqlx::PgPool, id: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT tsv::text FROM chunks WHERE document_id = $1 ORDER BY chunk_index")
+        .bind(id)
+        .fetch_all(pool)
+        .await
+        .expect("chunks' terms")
+}
+
+#[tokio::test]
+async fn an_ingester_starting_analyses_chunks_of_an_older_full_text_analysis_again() {
+    let mut stack = start(Vec::new()).await;
+    let (status, body) = stack.upload_file(AGENT_A, &knowledge("shipping-faq.md")).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["document_id"].as_str().expect("id").to_owned();
+    assert_eq!(stack.settled(&id).await["status"], "ready");
+    let pool = stack.pool().await;
+    let fresh = full_text_terms(&pool, &id).await;
+    // As a release with an older analysis left them.
+    signal(&stack.ingester, "KILL");
+    let _ = stack.ingester.wait().await;
+    sqlx::query("UPDATE chunks SET tsv = to_tsvector('simple', text), text_analysis = 1 WHERE document_id = $1")
+        .bind(&id)
+        .execute(&pool)
+        .await
+        .expect("age the rows");
+    let aged = full_text_terms(&pool, &id).await;
+    assert_ne!(aged, fresh, "`simple` keeps stop words and does not stem");
+
+    stack.ingester = stack.spawn_ingester();
+    wait_for(Duration::from_secs(60), "the chunks to be analysed again", || async {
+        let outdated: i64 = sqlx::query_scalar("SELECT count(*) FROM chunks WHERE text_analysis < $1")
+            .bind(vector_store::lexical::ANALYSIS_VERSION)
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        (outdated == 0).then_some(())
+    })
+    .await;
+    let again = full_text_terms(&pool, &id).await;
+    assert_eq!(again, fresh);
+}

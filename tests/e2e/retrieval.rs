@@ -3,11 +3,12 @@
 //! time) ingested through the real ingestion code, with PDF extraction in the real
 //! `doc-ingester` binary, then every question retrieved in each mode on the offline defaults.
 //!
-//! The floors below are what hybrid retrieval reaches today on the 62-question set
-//! (docs/RETRIEVAL.md has the table); the target — hybrid recall@4 ≥ 0.9 in every
-//! language — is not reached with the hashing embedder (0.84 overall, 0.70–0.91 per language),
-//! so they guard against regressions rather than certify the target; the floors keep a margin
-//! of about two questions overall and one per language.
+//! The target is hybrid recall@4 ≥ 0.9 in every language of the 62-question set
+//! (docs/RETRIEVAL.md has the table). English, Russian and Chinese reach it (0.91, 0.90, 0.90)
+//! and are held at it, with no margin: one more miss fails. Japanese does not (0.70) and is held
+//! at 0.6, overall recall at 0.85 (0.87 measured): floors one question below today's figures,
+//! a guard against regressions rather than the target. The evaluation is deterministic (ties
+//! are broken by file name and position), so the figures do not move between runs.
 
 use std::path::Path;
 
@@ -44,10 +45,11 @@ async fn hybrid_retrieval_over_real_manuals_meets_its_floors() {
     let hybrid = figures.mode(Mode::Hybrid).expect("hybrid");
     assert!(hybrid.per_language.values().all(|(_, n)| *n >= 10), "{:?}", hybrid.per_language);
     let vector = figures.mode(Mode::Vector).expect("vector");
-    assert!(hybrid.recall >= 0.8, "hybrid recall@4 {:.2}; missed: {:#?}", hybrid.recall, hybrid.missed);
+    assert!(hybrid.recall >= 0.85, "hybrid recall@4 {:.2}; missed: {:#?}", hybrid.recall, hybrid.missed);
     assert!(hybrid.recall > vector.recall + 0.2, "hybrid {:.2} vs vector {:.2}", hybrid.recall, vector.recall);
     for (language, (recall, n)) in &hybrid.per_language {
-        assert!(*recall >= 0.6, "{language}: hybrid recall@4 {recall:.2} over {n} questions");
+        let floor = if language == "ja" { 0.6 } else { 0.9 };
+        assert!(*recall >= floor, "{language}: hybrid recall@4 {recall:.2} over {n} questions (floor {floor})");
     }
     // Off-topic questions must retrieve nothing (and so escalate); vector similarity alone
     // cannot tell them.

@@ -336,6 +336,17 @@ async fn deleted(pool: &PgPool, id: Uuid) -> bool {
 /// Runs the worker until `shutdown`: migrate, build the ingester, consume `documents.to_ingest`.
 pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
     let pool = mailroom_db::connect_and_migrate(&settings.database.url, settings.database.max_connections).await?;
+    // Chunks written by an older version of the full-text analysis would not meet questions
+    // analysed by this one; they are analysed again beside the consumer (the database cannot
+    // run the analysis itself, so no migration could).
+    let reindex_pool = pool.clone();
+    tokio::spawn(async move {
+        match vector_store::lexical::reindex_outdated(&reindex_pool).await {
+            Ok(0) => {}
+            Ok(chunks) => info!(chunks, "Chunks analysed again for full-text search."),
+            Err(error) => warn!(%error, "Analysing older chunks again failed; the next start resumes."),
+        }
+    });
     let ingester = Ingester::from_settings(&settings, pool)?;
     info!(embedder = ingester.embedder.model_id(), "Document ingester starting.");
     let handler = Arc::new(IngestHandler::new(ingester));

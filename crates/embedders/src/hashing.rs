@@ -16,6 +16,7 @@
 
 use futures_util::future::BoxFuture;
 
+use crate::script::{is_bigram_script, is_word_char};
 use crate::{EmbedError, Embedder, normalize};
 
 /// Feature kinds, stored in the low two bits of each feature key so that equal strings of
@@ -236,23 +237,6 @@ impl Scratch {
             self.lower.truncate(start);
         }
     }
-}
-
-/// Whether `c` belongs to a script written without spaces between words.
-fn is_bigram_script(c: char) -> bool {
-    matches!(u32::from(c),
-        0x3005..=0x3007 | 0x3040..=0x30FF | 0x31F0..=0x31FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF
-        | 0xF900..=0xFAFF | 0xFF66..=0xFF9F | 0x20000..=0x2FFFF   // Han and kana
-        | 0x0E00..=0x0EFF | 0x1000..=0x109F | 0x1780..=0x17FF     // Thai, Lao, Myanmar, Khmer
-    )
-}
-
-/// Whether `c` continues a word: letters, digits, and the combining marks of Indic and other
-/// scripts (a Devanagari virama is no letter, but splitting a word at it would break it).
-fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric()
-        || matches!(u32::from(c), 0x0300..=0x036F | 0x0483..=0x0489 | 0x0591..=0x05C7 | 0x0610..=0x061A
-            | 0x064B..=0x065F | 0x0900..=0x0963 | 0x0966..=0x0DFF)
 }
 
 /// Adds the trigrams of `<word>`, `<` and `>` marking the word boundaries so that prefixes and

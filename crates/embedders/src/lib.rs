@@ -13,6 +13,7 @@ use serde::Deserialize;
 pub mod gemini;
 pub mod hashing;
 pub mod openai;
+pub mod script;
 mod transport;
 
 pub use gemini::GeminiEmbedder;

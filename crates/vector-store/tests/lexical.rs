@@ -244,3 +244,47 @@ async fn term_counts_follow_every_write_including_concurrent_ones_and_cascades()
     let hits = LexicalSearch::new(pool.clone()).search(ALICE, "time zone tzdata", 4).await.expect("search");
     assert!(hits.is_empty());
 }
+
+/// Each chunk's configuration and full-text terms, in order.
+async fn analysed(pool: &PgPool, doc: &str) -> Vec<(String, String)> {
+    sqlx::query_as("SELECT search_config::text, tsv::text FROM chunks WHERE document_id = $1 ORDER BY chunk_index")
+        .bind(doc)
+        .fetch_all(pool)
+        .await
+        .expect("chunks' analysis")
+}
+
+#[tokio::test]
+async fn chunks_of_an_older_analysis_are_analysed_again_and_then_found() {
+    let (_db, pool) = database().await;
+    let store = PgVectorStore::new(pool.clone());
+    let (doc, chunks) = document(&pool, ALICE, &PASSAGES).await;
+    store.replace_document(ALICE, &doc, chunks).await.expect("replace");
+    let written = analysed(&pool, &doc).await;
+    // As the rows the full-text migration indexed (plain `simple`, no bigrams), marked as
+    // written by the first analysis.
+    sqlx::query("UPDATE chunks SET search_config = 'simple', tsv = to_tsvector('simple', text), text_analysis = 1")
+        .execute(&pool)
+        .await
+        .expect("age the rows");
+    counts_match_the_chunks(&pool).await;
+    let search = LexicalSearch::new(pool.clone());
+    let japanese = "タイムゾーンを変更したい";
+    let before = search.search(ALICE, japanese, 3).await.expect("search");
+    assert!(before.iter().all(|h| h.page != Some(3)), "a whole sentence is one word to `simple`: {before:?}");
+
+    // Two ingesters starting at once share the rows.
+    let (a, b) =
+        tokio::join!(vector_store::lexical::reindex_outdated(&pool), vector_store::lexical::reindex_outdated(&pool));
+    assert_eq!(a.expect("reindex") + b.expect("reindex"), PASSAGES.len() as u64);
+    assert_eq!(vector_store::lexical::reindex_outdated(&pool).await.expect("again"), 0, "nothing left to do");
+
+    let again = analysed(&pool, &doc).await;
+    assert_eq!(again, written, "analysed again exactly as a fresh write is");
+    let versions: Vec<i16> =
+        sqlx::query_scalar("SELECT DISTINCT text_analysis FROM chunks").fetch_all(&pool).await.expect("versions");
+    assert_eq!(versions, [vector_store::lexical::ANALYSIS_VERSION]);
+    counts_match_the_chunks(&pool).await;
+    let after = search.search(ALICE, japanese, 3).await.expect("search");
+    assert_eq!(after.first().and_then(|h| h.page), Some(3), "{after:?}");
+}
