@@ -95,6 +95,7 @@ pub fn index_text(text: &str) -> String {
                 flush(&mut run, &mut out);
             }
             run.push(c);
+            cyrillic = 0;
             continue;
         }
         flush(&mut run, &mut out);
@@ -117,7 +118,11 @@ pub fn index_text(text: &str) -> String {
         if words.len() > 1 {
             for word in words {
                 parts.push(' ');
-                parts.push_str(word);
+                if word.starts_with(is_cyrillic) {
+                    parts.extend(word.chars().take(CYRILLIC_PREFIX).flat_map(char::to_lowercase));
+                } else {
+                    parts.push_str(word);
+                }
             }
         }
     }
@@ -282,6 +287,13 @@ mod tests {
         assert_eq!(index_text("пакетирования, 10Вы"), "пакет, 10вы");
         // The stemmer then sees one form where there were two.
         assert_eq!(index_text("Настройка"), index_text("настроить"));
+        // A word after a run of another script starts its own count; the parts of a file name
+        // are cut as well.
+        assert_eq!(
+            index_text("Обновление中Настройка").split_whitespace().collect::<Vec<_>>(),
+            ["обнов", "中", "настр"]
+        );
+        assert_eq!(index_text("/etc/настройки.conf"), "/etc/настр.conf \n etc настр conf");
     }
 
     #[test]
