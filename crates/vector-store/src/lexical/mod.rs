@@ -31,6 +31,15 @@ mod analysis;
 use analysis::question_configs;
 pub use analysis::{ANALYSIS_VERSION, index_text, is_bigram_script, query_words, search_config, strip_boilerplate};
 
+/// The SQL that turns the configuration name `u.l` of a row being written into the `regconfig`
+/// `cfg.c`, falling back to `simple` when the database lacks that configuration.
+macro_rules! config_of_l {
+    () => {
+        "CROSS JOIN LATERAL (SELECT COALESCE((SELECT k.oid::regconfig FROM pg_ts_config k \
+         WHERE k.cfgname = u.l LIMIT 1), 'simple'::regconfig) AS c) cfg"
+    };
+}
+
 /// Rows per INSERT when storing a document's chunks.
 const INSERT_BATCH: usize = 1000;
 
@@ -55,15 +64,14 @@ pub(crate) async fn insert_chunks(
             .collect();
         let configs: Vec<&str> = batch.iter().map(|c| search_config(&c.text)).collect();
         let indexed: Vec<String> = batch.iter().map(|c| index_text(&c.text)).collect();
-        sqlx::query(
+        sqlx::query(concat!(
             "INSERT INTO chunks (agent_email, document_id, chunk_index, source, page, text, embedding, \
              search_config, tsv, text_analysis) \
              SELECT $1, $2, u.i, u.s, u.p, u.t, u.e, cfg.c, to_tsvector(cfg.c, u.x), $10 \
              FROM UNNEST($3::int[], $4::text[], $5::int[], $6::text[], $7::bytea[], $8::text[], $9::text[]) \
-                  AS u(i, s, p, t, e, l, x) \
-             CROSS JOIN LATERAL (SELECT COALESCE((SELECT k.oid::regconfig FROM pg_ts_config k \
-                                                  WHERE k.cfgname = u.l LIMIT 1), 'simple'::regconfig) AS c) cfg",
-        )
+                  AS u(i, s, p, t, e, l, x) ",
+            config_of_l!()
+        ))
         .bind(agent_email)
         .bind(document_id)
         .bind(&indexes)
@@ -115,13 +123,12 @@ pub async fn reindex_outdated(pool: &PgPool) -> Result<u64, StoreError> {
             configs.push(search_config(text));
             indexed.push(index_text(text));
         }
-        sqlx::query(
+        sqlx::query(concat!(
             "UPDATE chunks ch SET search_config = cfg.c, tsv = to_tsvector(cfg.c, u.x), text_analysis = $5 \
-             FROM UNNEST($1::text[], $2::int[], $3::text[], $4::text[]) AS u(d, i, l, x) \
-             CROSS JOIN LATERAL (SELECT COALESCE((SELECT k.oid::regconfig FROM pg_ts_config k \
-                                                  WHERE k.cfgname = u.l LIMIT 1), 'simple'::regconfig) AS c) cfg \
-             WHERE ch.document_id = u.d AND ch.chunk_index = u.i",
-        )
+             FROM UNNEST($1::text[], $2::int[], $3::text[], $4::text[]) AS u(d, i, l, x) ",
+            config_of_l!(),
+            " WHERE ch.document_id = u.d AND ch.chunk_index = u.i"
+        ))
         .bind(&ids)
         .bind(&indexes)
         .bind(&configs)
@@ -260,8 +267,9 @@ impl LexicalSearch {
         // of those chunks there are and how many contain each term (kept by PostgreSQL, see the
         // module comment), each count looked up by its full key: as a join, a planner without
         // statistics yet (a new database) read every count of the configuration for each term
-        // instead (684,000 rows, 200 ms, for a Chinese question). Lexemes are matched as quoted tsquery literals; a lexeme with a
-        // backslash would need E'' quoting that tsquery input does not read.
+        // instead (684,000 rows, 200 ms, for a Chinese question). Lexemes are matched as quoted
+        // tsquery literals; a lexeme with a backslash would need E'' quoting that tsquery input
+        // does not read.
         let configs = question_configs(question);
         let rows = sqlx::query(
             "SELECT k.search_config AS config, k.chunks AS n, l.lexeme, \
