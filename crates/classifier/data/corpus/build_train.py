@@ -9,7 +9,10 @@ Deterministic (fixed seed): the same script gives the same file. Sources:
     fetched by scripts/fetch-spamassassin.sh into a cache; see `public_rows`);
   * `legacy`: the project's earlier English sets (data/training_emails.jsonl and
     data/labelled_emails.jsonl), written for this project too.
-The frozen held-out set (heldout.jsonl) is never read here.
+  * `retired`: the first three blind held-out sets (heldout.jsonl, heldout-v3.jsonl,
+    heldout-v4.jsonl), each evaluated and its totals seen, retired as evaluation sets in round 5
+    (PREREGISTRATION-V5.md) and used as training mail.
+The blind held-out set (heldout-v5.jsonl) and the development set (dev.jsonl) are never read here.
 Run from the repository root:  python3 crates/classifier/data/corpus/build_train.py
 """
 import json, random, os
@@ -541,12 +544,21 @@ for name in ["training_emails.jsonl", "labelled_emails.jsonl"]:
                 rows.append({"lang": "en", "label": S if e["is_support_inquiry"] else N, "kind": e["category"],
                              "from": "", "subject": e["subject"], "body": e["body"], "source": "legacy:" + name, "group": e["id"]})
 # `written`: whole emails written for this project one at a time, without templates, to add the
-# variety the snippets lack; used as they are, one group each. Four writers, in order: w-0..w-360,
-# w-360..w-640, w-640..w-880, and w-880..w-1240 (WRITTEN-4.md: a helper session that saw no
-# evaluation set, the model or the other batches), the ranges `TRAIN_VALIDATE` takes.
+# variety the snippets lack; used as they are, one group each. Five writers, in order: w-0..w-360,
+# w-360..w-640, w-640..w-880, w-880..w-1240 (WRITTEN-4.md) and w-1240..w-1600 (WRITTEN-5.md: like
+# the fourth, a helper session that saw no evaluation set, the model or the other batches), the
+# ranges `TRAIN_VALIDATE` takes.
 with open(os.path.join(HERE, "written.jsonl"), encoding="utf-8") as f:
     for n, line in enumerate(l for l in f if l.strip()):
         rows.append(json.loads(line) | {"source": "written", "group": f"w-{n}"})
+# `retired`: the blind sets of earlier rounds, once evaluated (PREREGISTRATION-V5.md): three more
+# writers' whole emails, one group each. `id` is theirs (v4-001 …); the corpus gives its own.
+for name in ["heldout.jsonl", "heldout-v3.jsonl", "heldout-v4.jsonl"]:
+    with open(os.path.join(HERE, name), encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                e = json.loads(line)
+                rows.append({k: v for k, v in e.items() if k != "id"} | {"source": "retired:" + name, "group": "r-" + e["id"]})
 rows.extend(public_rows())
 rng.shuffle(rows)
 with open(os.path.join(HERE, "train.jsonl"), "w", encoding="utf-8") as f:
