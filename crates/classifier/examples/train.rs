@@ -1,6 +1,6 @@
 //! Trains the offline classifier from `data/corpus/train.jsonl`, writes `data/model.bin`, and
 //! prints the figures of the calibration split and of the development set (`dev.jsonl`), the
-//! two sets tuning may look at. The blind held-out set (`heldout.jsonl`) is not read here: it is
+//! two sets tuning may look at. The blind held-out set (`heldout-v5.jsonl`) is not read here: it is
 //! evaluated with `mailroom eval classify`, once the weights are final.
 //!
 //! `cargo run -p classifier --example train --release` (deterministic: same corpus, same bytes).

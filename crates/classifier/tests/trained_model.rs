@@ -20,14 +20,24 @@ fn classifier() -> OfflineClassifier {
     OfflineClassifier::embedded().expect("committed weights")
 }
 
-/// The blind held-out sets, as frozen (see `data/corpus/HELDOUT.md`, `HELDOUT-V3.md` and
-/// `HELDOUT-V4.md`), with their sha256 when they were committed, before any training on them.
-const HELDOUT: &str = include_str!("../data/corpus/heldout.jsonl");
-const HELDOUT_SHA256: &str = "27d7a7c81bc56882616e6f00bf560ac279d8d10d75df2aa33d665129228354f3";
-const HELDOUT_V3: &str = include_str!("../data/corpus/heldout-v3.jsonl");
-const HELDOUT_V3_SHA256: &str = "b2b74848df944c1bddaf03d8cfaf81e7249a6ed1950df4ce55954be4e41bd9e2";
-const HELDOUT_V4: &str = include_str!("../data/corpus/heldout-v4.jsonl");
-const HELDOUT_V4_SHA256: &str = "5105f7542fcc113aa51c42f45f8699f65bdc9d035151b4ae3324715be3293152";
+/// The blind held-out set, as frozen (see `data/corpus/HELDOUT-V5.md`), with its sha256 when it
+/// was committed, before any training on anything new (`PREREGISTRATION-V5.md`).
+const HELDOUT_V5: &str = include_str!("../data/corpus/heldout-v5.jsonl");
+const HELDOUT_V5_SHA256: &str = "580e4af8426f4f96f6c39addaa12bfcf7d91e6de8f37de0689707db41099084b";
+
+/// The blind sets of earlier rounds, retired once evaluated and now training mail: unchanged
+/// since they were frozen, so the figures recorded for them still describe these emails.
+const RETIRED: [(&str, &str); 3] = [
+    (include_str!("../data/corpus/heldout.jsonl"), "27d7a7c81bc56882616e6f00bf560ac279d8d10d75df2aa33d665129228354f3"),
+    (
+        include_str!("../data/corpus/heldout-v3.jsonl"),
+        "b2b74848df944c1bddaf03d8cfaf81e7249a6ed1950df4ce55954be4e41bd9e2",
+    ),
+    (
+        include_str!("../data/corpus/heldout-v4.jsonl"),
+        "5105f7542fcc113aa51c42f45f8699f65bdc9d035151b4ae3324715be3293152",
+    ),
+];
 
 /// The targets: accuracy 0.9, precision 0.97 of what is answered automatically.
 const TARGET_ACCURACY: f64 = 0.9;
@@ -56,43 +66,34 @@ fn development_set_meets_the_targets() {
 }
 
 #[test]
-fn blind_held_out_sets_meet_the_targets_or_do_not_regress() {
-    // Measured with the committed weights and default threshold (0.95) after both were final
-    // (docs/CLASSIFICATION.md has the tables): v4, evaluated once, accuracy 0.898 and auto-answer
-    // precision 0.980; v3 (its totals seen once, on an earlier model) 0.949 and 0.948; v2 (its
-    // totals seen twice) 0.949 and 0.969. Each floor is the target where the set meets it and
-    // what was measured where it does not: raise a floor to the target once a model meets it on
-    // a set it has never seen.
-    for (name, set, accuracy_floor, precision_floor) in [
-        ("heldout-v4", HELDOUT_V4, 0.898, TARGET_PRECISION),
-        ("heldout-v3", HELDOUT_V3, TARGET_ACCURACY, 0.948),
-        ("heldout", HELDOUT, TARGET_ACCURACY, 0.969),
-    ] {
-        let report = report(set);
-        assert!(
-            report.accuracy() >= accuracy_floor - 5e-4,
-            "{name}: accuracy {:.3} < {accuracy_floor}",
-            report.accuracy()
-        );
-        assert!(
-            report.auto_answer_precision() >= precision_floor - 5e-4,
-            "{name}: auto-answer precision {:.3} < {precision_floor}",
-            report.auto_answer_precision()
-        );
-    }
+fn the_blind_held_out_set_meets_the_targets() {
+    // heldout-v5, evaluated once with the committed weights and default threshold (0.99) after
+    // both were final (docs/CLASSIFICATION.md): accuracy 0.926, auto-answer precision 1.000 (13 of
+    // 13), coverage 0.137. The floors are the targets; the coverage floor keeps a model
+    // that stops answering anything automatically (precision of nothing) from passing.
+    let report = report(HELDOUT_V5);
+    assert!(report.accuracy() >= TARGET_ACCURACY, "heldout-v5: accuracy {:.3}", report.accuracy());
+    assert!(
+        report.auto_answer_precision() >= TARGET_PRECISION,
+        "heldout-v5: auto-answer precision {:.3}",
+        report.auto_answer_precision()
+    );
+    assert!(report.auto_answer_coverage() >= 0.13, "heldout-v5: coverage {:.3}", report.auto_answer_coverage());
 }
 
 #[test]
 fn held_out_sets_are_frozen_and_apart_from_training() {
     use sha2::Digest;
-    for (set, frozen) in [(HELDOUT, HELDOUT_SHA256), (HELDOUT_V3, HELDOUT_V3_SHA256), (HELDOUT_V4, HELDOUT_V4_SHA256)] {
-        let hex: String = sha2::Sha256::digest(set.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, frozen, "a held-out set changed after it was frozen");
+    let sha256 =
+        |set: &str| -> String { sha2::Sha256::digest(set.as_bytes()).iter().map(|b| format!("{b:02x}")).collect() };
+    assert_eq!(sha256(HELDOUT_V5), HELDOUT_V5_SHA256, "the blind held-out set changed after it was frozen");
+    for (set, frozen) in RETIRED {
+        assert_eq!(sha256(set), frozen, "a retired held-out set changed after it was frozen");
     }
     let train = parse_set(include_str!("../data/corpus/train.jsonl")).expect("training set");
     let dev = parse_set(include_str!("../data/corpus/dev.jsonl")).expect("development set");
-    let blind = [HELDOUT, HELDOUT_V3, HELDOUT_V4].map(|s| parse_set(s).expect("held-out set"));
-    for h in blind.iter().flatten().chain(&dev) {
+    let blind = parse_set(HELDOUT_V5).expect("held-out set");
+    for h in blind.iter().chain(&dev) {
         assert!(!train.iter().any(|t| t.body == h.body && t.subject == h.subject), "{} is in training", h.id);
     }
     assert!(train.len() >= 500);

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 pub struct ClassifyArgs {
     /// A labelled set, one JSON object a line: `label` (`support`/`not_support`), `subject`,
     /// `body`, optionally `from`, `headers`, `lang`, `kind`, `id`
-    /// (e.g. crates/classifier/data/corpus/heldout.jsonl).
+    /// (e.g. crates/classifier/data/corpus/heldout-v5.jsonl).
     pub file: PathBuf,
     /// Print JSON instead of the text report.
     #[arg(long)]
