@@ -39,7 +39,7 @@ async fn run_demo_with_replies(env: &[(&str, String)]) -> (i32, String, BTreeMap
     // The demo leaves its vhost and database for inspection; the test removes them (through the
     // shared broker's management API, which the tests may rely on even when the demo may not).
     let _ = mgmt().delete_vhost(&vhost).await;
-    let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)")))
         .execute(
             &mut <sqlx::PgConnection as sqlx::Connection>::connect("postgres://postgres@127.0.0.1:5432/postgres")
                 .await

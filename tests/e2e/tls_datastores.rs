@@ -109,6 +109,74 @@ async fn tls_postgres_is_verified_by_sslmode_and_sslrootcert_and_takes_client_ce
     assert!(!err.to_string().contains('\n'), "{err}");
 }
 
+/// The serial of the client certificate the server saw on the pool's next connection.
+async fn client_serial(pool: &PgPool) -> String {
+    sqlx::query_scalar("SELECT coalesce(client_serial::text, '') FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(pool)
+        .await
+        .expect("pg_stat_ssl")
+}
+
+#[tokio::test]
+async fn a_rotated_client_certificate_is_used_by_new_connections_without_a_restart() {
+    let certs = TestCerts::generate();
+    let pg = TlsPostgres::start(&certs).await;
+    let dir = TestDir::create();
+    // The mounted-secret layout: one path for the certificate and one for the key, whose
+    // contents are replaced on rotation (written aside, then renamed over, as kubelet does).
+    let (cert, key) = (dir.path.join("tls.crt"), dir.path.join("tls.key"));
+    let install = |name: &str| {
+        for (from, to) in [(format!("{name}-key.pem"), &key), (format!("{name}.pem"), &cert)] {
+            let aside = to.with_extension("new");
+            std::fs::copy(certs.path(&from), &aside).expect("copy");
+            std::fs::rename(&aside, to).expect("rename");
+        }
+    };
+    install("client");
+    let query = format!(
+        "sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+        certs.file("ca.pem"),
+        cert.display(),
+        key.display()
+    );
+    let url = secret(pg.url_as(CERT_USER, "mailroom_cert", &query));
+    let pool = mailroom_db::connect_watching_tls(&url, 1, Duration::from_millis(100))
+        .await
+        .unwrap_or_else(|e| panic!("client certificate: {e}\n{}", pg.log()));
+    let first = client_serial(&pool).await;
+    assert!(!first.is_empty(), "the server saw a client certificate");
+
+    // The serial the rotated certificate carries, as the server reports it.
+    let next_query = format!(
+        "sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+        certs.file("ca.pem"),
+        certs.file("client-next.pem"),
+        certs.file("client-next-key.pem")
+    );
+    let direct = mailroom_db::connect(&secret(pg.url_as(CERT_USER, "mailroom_cert", &next_query)), 1)
+        .await
+        .expect("the next certificate is valid");
+    let next = client_serial(&direct).await;
+    direct.close().await;
+    assert_ne!(first, next, "two certificates, two serials");
+
+    // Rotate in place. The open connection keeps its session; a new one presents the new
+    // certificate, with no restart and no new pool.
+    install("client-next");
+    let mut seen = first.clone();
+    for _ in 0..100 {
+        // Retire the pool's connection so that the next query opens a new one.
+        pool.acquire().await.expect("acquire").close().await.expect("close");
+        seen = client_serial(&pool).await;
+        if seen == next {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, next, "new connections present the rotated certificate (first was {first})");
+    pool.close().await;
+}
+
 fn redis_settings(url: &str, tls: &[(&str, &std::path::Path)]) -> RedisSettings {
     let mut s = RedisSettings::from_url(url);
     for (key, path) in tls {

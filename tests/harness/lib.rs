@@ -129,7 +129,10 @@ impl TestDb {
     pub async fn create() -> Self {
         let name = format!("mailroom_test_{}", short_id());
         let mut conn = PgConnection::connect(&format!("{}/postgres", pg_server_url())).await.expect("postgres");
-        sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.expect("create database");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
         let _ = conn.close().await;
         Self { name }
     }
@@ -145,8 +148,9 @@ impl Drop for TestDb {
         let name = self.name.clone();
         cleanup_blocking(move || async move {
             if let Ok(mut conn) = PgConnection::connect(&format!("{}/postgres", pg_server_url())).await {
-                let _ =
-                    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await;
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+                    .execute(&mut conn)
+                    .await;
                 let _ = conn.close().await;
             }
         });

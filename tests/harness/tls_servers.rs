@@ -17,8 +17,9 @@ use crate::{TestDir, free_port};
 
 /// The certificates a TLS test needs, in one temporary directory.
 ///
-/// `ca.pem` signs `server.pem` (for `localhost` and `127.0.0.1`) and `client.pem` (CN
-/// [`CERT_USER`], the PostgreSQL role that must present it); `wrong-ca.pem` signs nothing the
+/// `ca.pem` signs `server.pem` (for `localhost` and `127.0.0.1`), `client.pem` (CN
+/// [`CERT_USER`], the PostgreSQL role that must present it) and `client-next.pem` (the same CN,
+/// what `client.pem` is rotated to); `wrong-ca.pem` signs nothing the
 /// servers use, and `wrong-client.pem` is signed by it. Keys are `<name>-key.pem` (PKCS#8).
 #[derive(Debug)]
 pub struct TestCerts {
@@ -49,6 +50,8 @@ impl TestCerts {
         );
         let client = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n";
         certs.leaf("client", "ca", CERT_USER, client);
+        // The certificate `client.pem` is rotated to: same CA and CN, another key and serial.
+        certs.leaf("client-next", "ca", CERT_USER, client);
         certs.leaf("wrong-client", "wrong-ca", CERT_USER, client);
         certs
     }
@@ -220,7 +223,10 @@ impl TlsPostgres {
         );
         let admin = server.url("postgres", "sslmode=require");
         let mut conn = PgConnection::connect(&admin).await.expect("connect to the TLS-only cluster");
-        sqlx::raw_sql(&format!("CREATE ROLE {CERT_USER} LOGIN CREATEDB")).execute(&mut conn).await.expect("role");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE ROLE {CERT_USER} LOGIN CREATEDB")))
+            .execute(&mut conn)
+            .await
+            .expect("role");
         let _ = conn.close().await;
         server
     }

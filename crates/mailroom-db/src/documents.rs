@@ -122,7 +122,7 @@ pub async fn insert(pool: &PgPool, doc: &NewDocument<'_>) -> Result<(), sqlx::Er
 
 /// One document.
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Document>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM documents WHERE document_id = $1"))
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM documents WHERE document_id = $1")))
         .bind(id)
         .fetch_optional(pool)
         .await
@@ -130,10 +130,12 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Document>, sqlx::Erro
 
 /// An agent's documents, newest first.
 pub async fn list_for_agent(pool: &PgPool, agent_email: &str) -> Result<Vec<Document>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM documents WHERE agent_email = $1 ORDER BY created_at DESC"))
-        .bind(agent_email)
-        .fetch_all(pool)
-        .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM documents WHERE agent_email = $1 ORDER BY created_at DESC"
+    )))
+    .bind(agent_email)
+    .fetch_all(pool)
+    .await
 }
 
 /// Moves a document to `status` with `progress`, clearing any earlier error.
@@ -258,11 +260,12 @@ impl Deletion {
 /// when there is no such document.
 pub async fn begin_delete(pool: &PgPool, id: Uuid) -> Result<Option<Deletion>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let document: Option<Document> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM documents WHERE document_id = $1 FOR UPDATE"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let document: Option<Document> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM documents WHERE document_id = $1 FOR UPDATE"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
     Ok(document.map(|document| Deletion { tx, document }))
 }
 

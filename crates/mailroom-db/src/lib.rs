@@ -47,7 +47,13 @@ impl<'s> MigrationSource<'s> for Embedded {
             .map(|&(version, description, sql)| {
                 // sqlx's directive for a migration that must run outside a transaction.
                 let no_tx = sql.starts_with("-- no-transaction");
-                Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, Cow::Borrowed(sql), no_tx)
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    sqlx::SqlSafeStr::into_sql_str(sql),
+                    no_tx,
+                )
             })
             .collect();
         Box::pin(std::future::ready(Ok(migrations)))
@@ -176,7 +182,7 @@ pub async fn create_database_if_missing(url: &SecretString) -> Result<(), DbErro
         .await?;
     if !exists {
         let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
-        match sqlx::raw_sql(&sql).execute(&mut conn).await {
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(&*sql)).execute(&mut conn).await {
             Ok(_) => tracing::info!(database = %name, "Created database."),
             // Another process created it between our check and our CREATE.
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
@@ -197,16 +203,26 @@ pub async fn drop_database(url: &SecretString) -> Result<(), DbError> {
         .await
         .map_err(|source| DbError::Connect { url: redact(url.expose_secret()), source })?;
     let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", name.replace('"', "\"\""));
-    sqlx::raw_sql(&sql).execute(&mut conn).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(&*sql)).execute(&mut conn).await?;
     conn.close().await?;
     Ok(())
 }
 
-/// Connects a pool, creating the database if needed.
+/// Connects a pool, creating the database if needed. Rotated TLS files are picked up within
+/// [`tls::ROTATION_CHECK`] (see [`tls::watch_rotation`]).
 pub async fn connect(url: &SecretString, max_connections: u32) -> Result<PgPool, DbError> {
+    connect_watching_tls(url, max_connections, tls::ROTATION_CHECK).await
+}
+
+/// [`connect`], looking at the TLS files every `tls_check` (tests shorten it).
+pub async fn connect_watching_tls(
+    url: &SecretString,
+    max_connections: u32,
+    tls_check: Duration,
+) -> Result<PgPool, DbError> {
     create_database_if_missing(url).await?;
     let options = connect_options(url)?;
-    PgPoolOptions::new()
+    let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
         // sqlx pings every connection it hands out by default: a second round trip for each
@@ -224,7 +240,9 @@ pub async fn connect(url: &SecretString, max_connections: u32) -> Result<PgPool,
         })
         .connect_with(options)
         .await
-        .map_err(|source| DbError::Connect { url: redact(url.expose_secret()), source })
+        .map_err(|source| DbError::Connect { url: redact(url.expose_secret()), source })?;
+    tls::watch_rotation(&pool, url, tls_check);
+    Ok(pool)
 }
 
 /// Applies pending migrations (idempotent; safe when several processes start at once, as sqlx

@@ -26,12 +26,14 @@ const COLUMNS: &str = "address, enabled, settings, created_at, updated_at";
 
 /// Every registered mailbox, by address.
 pub async fn list(pool: &PgPool) -> Result<Vec<MailboxRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM mailboxes ORDER BY address")).fetch_all(pool).await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM mailboxes ORDER BY address")))
+        .fetch_all(pool)
+        .await
 }
 
 /// One mailbox.
 pub async fn get(pool: &PgPool, address: &str) -> Result<Option<MailboxRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM mailboxes WHERE address = $1"))
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM mailboxes WHERE address = $1")))
         .bind(address)
         .fetch_optional(pool)
         .await

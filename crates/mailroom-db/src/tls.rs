@@ -11,10 +11,17 @@
 //!   does. sqlx would ignore the CA under `require` and accept any certificate, so an operator who
 //!   gave the CA would silently get no verification.
 //!
-//! The files are read again at every new connection (sqlx reads them per handshake), so
-//! rotated certificates are picked up without a restart.
+//! - Rotated files are picked up without a restart. sqlx 0.9 reads the files once per set of
+//!   connection options and keeps the TLS connector it built; [`watch_rotation`] looks at the
+//!   files' size and modification time every few seconds and, when one changed, gives the pool
+//!   fresh options, so every connection opened after that reads the new files. Connections
+//!   already open keep the session they have (PostgreSQL checks a certificate at the handshake
+//!   only).
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use sqlx::PgPool;
 
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
@@ -90,29 +97,85 @@ fn check(param: &FileParam, path: &Path) -> Result<(), TlsFileError> {
     Ok(())
 }
 
-/// Checks the TLS files that `options` (parsed from `url`) will use and applies libpq's
-/// `require` + `sslrootcert` rule. Files are not looked at when TLS is off (`disable`, and
-/// `allow`, which sqlx treats as `disable`).
-pub(crate) fn apply(url: &str, options: PgConnectOptions) -> Result<PgConnectOptions, TlsFileError> {
-    let mode = options.get_ssl_mode();
-    if matches!(mode, PgSslMode::Disable | PgSslMode::Allow) {
-        return Ok(options);
+/// The TLS files that `options` (parsed from `url`) will use, with their parameters; none when
+/// TLS is off (`disable`, and `allow`, which sqlx treats as `disable`).
+fn files(url: &str, options: &PgConnectOptions) -> Vec<(&'static FileParam, PathBuf)> {
+    if matches!(options.get_ssl_mode(), PgSslMode::Disable | PgSslMode::Allow) {
+        return Vec::new();
     }
     // sqlx accepted the URL already; a key=value connection string has no query to look at.
     let parsed = url::Url::parse(url).ok();
-    let mut root_cert = None;
-    for param in [&ROOT_CERT, &CLIENT_CERT, &CLIENT_KEY] {
-        if let Some(path) = path_of(parsed.as_ref(), param) {
-            check(param, &path)?;
-            if param.name == ROOT_CERT.name {
-                root_cert = Some(path);
-            }
-        }
+    [&ROOT_CERT, &CLIENT_CERT, &CLIENT_KEY]
+        .into_iter()
+        .filter_map(|param| path_of(parsed.as_ref(), param).map(|path| (param, path)))
+        .collect()
+}
+
+/// Checks the TLS files that `options` (parsed from `url`) will use and applies libpq's
+/// `require` + `sslrootcert` rule.
+pub(crate) fn apply(url: &str, options: PgConnectOptions) -> Result<PgConnectOptions, TlsFileError> {
+    let files = files(url, &options);
+    for (param, path) in &files {
+        check(param, path)?;
     }
-    if matches!(mode, PgSslMode::Require) && root_cert.is_some() {
+    let root_cert = files.iter().any(|(param, _)| param.name == ROOT_CERT.name);
+    if matches!(options.get_ssl_mode(), PgSslMode::Require) && root_cert {
         return Ok(options.ssl_mode(PgSslMode::VerifyCa));
     }
     Ok(options)
+}
+
+/// How often [`watch_rotation`] looks at the files in production.
+pub const ROTATION_CHECK: Duration = Duration::from_secs(10);
+
+/// What identifies one version of the TLS files: each one's size and modification time (`None`
+/// while a file cannot be read, e.g. in the middle of a rename).
+type Stamp = Vec<Option<(u64, SystemTime)>>;
+
+fn stamp(paths: &[PathBuf]) -> Stamp {
+    paths
+        .iter()
+        .map(|p| std::fs::metadata(p).ok().map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH))))
+        .collect()
+}
+
+/// Keeps `pool` on the current TLS files of `url`: every `every`, when a file's size or
+/// modification time changed, the options are built again (the files checked as at start) and
+/// handed to the pool, so that new connections use the new files. A version that does not pass
+/// the checks (a key half-written) is logged and tried again at the next look; the pool keeps
+/// the files it had. Nothing is spawned when the URL names no TLS file. The task ends when the
+/// pool is closed or the runtime stops.
+pub(crate) fn watch_rotation(pool: &PgPool, url: &secrecy::SecretString, every: Duration) {
+    use secrecy::ExposeSecret as _;
+    let Ok(options) = crate::connect_options(url) else { return };
+    let paths: Vec<PathBuf> = files(url.expose_secret(), &options).into_iter().map(|(_, path)| path).collect();
+    if paths.is_empty() {
+        return;
+    }
+    let (pool, url) = (pool.clone(), url.clone());
+    tokio::spawn(async move {
+        let mut seen = stamp(&paths);
+        loop {
+            tokio::time::sleep(every).await;
+            if pool.is_closed() {
+                return;
+            }
+            let now = stamp(&paths);
+            if now == seen {
+                continue;
+            }
+            match crate::connect_options(&url) {
+                Ok(options) => {
+                    pool.set_connect_options(options);
+                    seen = now;
+                    tracing::info!(files = ?paths, "The database TLS files changed; new connections use them.");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "The database TLS files changed but cannot be used yet; keeping the previous ones.")
+                }
+            }
+        }
+    });
 }
 
 /// What to do about a TLS failure, appended to the driver's message (which names the problem

@@ -196,9 +196,9 @@ pub async fn create(
     };
     let label = label.map(str::trim).filter(|l| !l.is_empty());
     let secret = generate()?;
-    let row = sqlx::query_as(&format!(
+    let row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO api_tokens (agent_email, role, token_hash, label) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
-    ))
+    )))
     .bind(agent)
     .bind(role.as_str())
     .bind(hash(secret.expose_secret()))
@@ -210,7 +210,7 @@ pub async fn create(
 
 /// Every token, oldest first (revoked ones included).
 pub async fn list(pool: &PgPool) -> Result<Vec<TokenRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM api_tokens ORDER BY id")).fetch_all(pool).await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM api_tokens ORDER BY id"))).fetch_all(pool).await
 }
 
 /// What [`revoke`] did.
@@ -226,19 +226,20 @@ pub enum Revoked {
 
 /// Revokes a token: the upload API refuses it from the next request on.
 pub async fn revoke(pool: &PgPool, id: i64) -> Result<Revoked, sqlx::Error> {
-    let now: Option<TokenRow> = sqlx::query_as(&format!(
+    let now: Option<TokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING {COLUMNS}"
-    ))
+    )))
     .bind(id)
     .fetch_optional(pool)
     .await?;
     if let Some(row) = now {
         return Ok(Revoked::Now(row));
     }
-    let before: Option<TokenRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM api_tokens WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+    let before: Option<TokenRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM api_tokens WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
     Ok(before.map_or(Revoked::NotFound, Revoked::Already))
 }
 

@@ -175,5 +175,8 @@ async fn mailroom_db_drop(url: &str) {
     use sqlx::Connection as _;
     let (server, name) = url.rsplit_once('/').expect("url has a database");
     let mut conn = sqlx::PgConnection::connect(&format!("{server}/postgres")).await.expect("postgres");
-    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await.expect("drop");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+        .execute(&mut conn)
+        .await
+        .expect("drop");
 }

@@ -377,10 +377,10 @@ impl Ledger {
             Holds::Fingerprint(fingerprint) => ("fingerprint = $7", fingerprint),
             Holds::DuplicateOf(of) => ("state = 'duplicate', duplicate_of = $7, reason = NULL, updated_at = now()", of),
         };
-        sqlx::query(&format!(
+        sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE mailbox_messages SET {set}, sender_address = $3, rfc_message_id = $4, sender_auth = $5, \
              sender_auth_detail = $6 WHERE agent_email = $1 AND mailbox_id = $2"
-        ))
+        )))
         .bind(&self.settings.agent_email)
         .bind(mailbox_id)
         .bind(&parsed.from)

@@ -141,7 +141,7 @@ async fn the_pipelines_own_reply_goes_out_in_any_case_of_the_address_domain() {
 
 /// Changes the poller's ledger row of `email_id`: `set` is an SQL `SET` list.
 async fn alter_ledger(pool: &PgPool, email_id: &str, set: &str) {
-    sqlx::query(&format!("UPDATE mailbox_messages SET {set} WHERE mailbox_id = $1"))
+    sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE mailbox_messages SET {set} WHERE mailbox_id = $1")))
         .bind(email_id)
         .execute(pool)
         .await
