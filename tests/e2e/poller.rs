@@ -53,7 +53,7 @@ async fn every_parseable_email_is_published_once_under_one_id_and_its_copies_are
         .set("mailbox.maildir", maildir.path.display().to_string())
         .set("mailbox.agent_email", AGENT.to_owned())
         .set("mailbox.poll_interval_ms", "100")
-        .set("mailbox.claim_timeout_secs", "2")
+        .set("mailbox.claim_timeout_secs", "10")
         .build();
     let total = parseable.len() + unparseable;
     let cur_count = || std::fs::read_dir(maildir.path.join("cur")).map(|d| d.count()).unwrap_or(0);
