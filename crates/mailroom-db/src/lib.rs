@@ -209,7 +209,7 @@ pub async fn drop_database(url: &SecretString) -> Result<(), DbError> {
 }
 
 /// Connects a pool, creating the database if needed. Rotated TLS files are picked up within
-/// [`tls::ROTATION_CHECK`] (see [`tls::watch_rotation`]).
+/// [`tls::ROTATION_CHECK`].
 pub async fn connect(url: &SecretString, max_connections: u32) -> Result<PgPool, DbError> {
     connect_watching_tls(url, max_connections, tls::ROTATION_CHECK).await
 }
@@ -222,6 +222,7 @@ pub async fn connect_watching_tls(
 ) -> Result<PgPool, DbError> {
     create_database_if_missing(url).await?;
     let options = connect_options(url)?;
+    let rotation = tls::RotationWatch::new(url.expose_secret(), &options);
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
@@ -241,7 +242,9 @@ pub async fn connect_watching_tls(
         .connect_with(options)
         .await
         .map_err(|source| DbError::Connect { url: redact(url.expose_secret()), source })?;
-    tls::watch_rotation(&pool, url, tls_check);
+    if let Some(rotation) = rotation {
+        rotation.spawn(&pool, url, tls_check);
+    }
     Ok(pool)
 }
 

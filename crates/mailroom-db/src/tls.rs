@@ -12,7 +12,7 @@
 //!   gave the CA would silently get no verification.
 //!
 //! - Rotated files are picked up without a restart. sqlx 0.9 reads the files once per set of
-//!   connection options and keeps the TLS connector it built; [`watch_rotation`] looks at the
+//!   connection options and keeps the TLS connector it built; [`RotationWatch`] looks at the
 //!   files' size and modification time every few seconds and, when one changed, gives the pool
 //!   fresh options, so every connection opened after that reads the new files. Connections
 //!   already open keep the session they have (PostgreSQL checks a certificate at the handshake
@@ -125,7 +125,7 @@ pub(crate) fn apply(url: &str, options: PgConnectOptions) -> Result<PgConnectOpt
     Ok(options)
 }
 
-/// How often [`watch_rotation`] looks at the files in production.
+/// How often [`RotationWatch`] looks at the files in production.
 pub const ROTATION_CHECK: Duration = Duration::from_secs(10);
 
 /// What identifies one version of the TLS files: each one's size and modification time (`None`
@@ -139,43 +139,53 @@ fn stamp(paths: &[PathBuf]) -> Stamp {
         .collect()
 }
 
-/// Keeps `pool` on the current TLS files of `url`: every `every`, when a file's size or
+/// Keeps a pool on the current TLS files of its URL: every `every`, when a file's size or
 /// modification time changed, the options are built again (the files checked as at start) and
 /// handed to the pool, so that new connections use the new files. A version that does not pass
 /// the checks (a key half-written) is logged and tried again at the next look; the pool keeps
-/// the files it had. Nothing is spawned when the URL names no TLS file. The task ends when the
-/// pool is closed or the runtime stops.
-pub(crate) fn watch_rotation(pool: &PgPool, url: &secrecy::SecretString, every: Duration) {
-    use secrecy::ExposeSecret as _;
-    let Ok(options) = crate::connect_options(url) else { return };
-    let paths: Vec<PathBuf> = files(url.expose_secret(), &options).into_iter().map(|(_, path)| path).collect();
-    if paths.is_empty() {
-        return;
+/// the files it had.
+pub(crate) struct RotationWatch {
+    paths: Vec<PathBuf>,
+    seen: Stamp,
+}
+
+impl RotationWatch {
+    /// The files `options` (parsed from `url`) use, stamped now: before the pool's first
+    /// handshake reads them, so that a change in between is seen (at worst it is loaded twice).
+    /// `None` when the URL names no TLS file.
+    pub(crate) fn new(url: &str, options: &PgConnectOptions) -> Option<Self> {
+        let paths: Vec<PathBuf> = files(url, options).into_iter().map(|(_, path)| path).collect();
+        (!paths.is_empty()).then(|| Self { seen: stamp(&paths), paths })
     }
-    let (pool, url) = (pool.clone(), url.clone());
-    tokio::spawn(async move {
-        let mut seen = stamp(&paths);
-        loop {
-            tokio::time::sleep(every).await;
-            if pool.is_closed() {
-                return;
-            }
-            let now = stamp(&paths);
-            if now == seen {
-                continue;
-            }
-            match crate::connect_options(&url) {
-                Ok(options) => {
-                    pool.set_connect_options(options);
-                    seen = now;
-                    tracing::info!(files = ?paths, "The database TLS files changed; new connections use them.");
+
+    /// Spawns the watch over `pool`. The task ends when the pool is closed or the runtime stops.
+    pub(crate) fn spawn(self, pool: &PgPool, url: &secrecy::SecretString, every: Duration) {
+        let (pool, url) = (pool.clone(), url.clone());
+        let Self { paths, mut seen } = self;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if pool.is_closed() {
+                    return;
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "The database TLS files changed but cannot be used yet; keeping the previous ones.")
+                let now = stamp(&paths);
+                if now == seen {
+                    continue;
+                }
+                match crate::connect_options(&url) {
+                    Ok(options) => {
+                        pool.set_connect_options(options);
+                        seen = now;
+                        tracing::info!(files = ?paths, "The database TLS files changed; new connections use them.");
+                    }
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "The database TLS files changed but cannot be used yet; keeping the previous ones."
+                    ),
                 }
             }
-        }
-    });
+        });
+    }
 }
 
 /// What to do about a TLS failure, appended to the driver's message (which names the problem
