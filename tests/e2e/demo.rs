@@ -39,13 +39,7 @@ async fn run_demo_with_replies(env: &[(&str, String)]) -> (i32, String, BTreeMap
     // The demo leaves its vhost and database for inspection; the test removes them (through the
     // shared broker's management API, which the tests may rely on even when the demo may not).
     let _ = mgmt().delete_vhost(&vhost).await;
-    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)")))
-        .execute(
-            &mut <sqlx::PgConnection as sqlx::Connection>::connect("postgres://postgres@127.0.0.1:5432/postgres")
-                .await
-                .expect("pg"),
-        )
-        .await;
+    let _ = mailroom_db::drop_database(&format!("postgres://postgres@127.0.0.1:5432/{database}").into()).await;
     let replies = sent_replies(&dir.path.join("outbox/cur"));
     (result.0, result.1, replies)
 }

@@ -147,12 +147,8 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
         cleanup_blocking(move || async move {
-            if let Ok(mut conn) = PgConnection::connect(&format!("{}/postgres", pg_server_url())).await {
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-                    .execute(&mut conn)
-                    .await;
-                let _ = conn.close().await;
-            }
+            let url = format!("{}/{name}", pg_server_url());
+            let _ = mailroom_db::drop_database(&url.into()).await;
         });
     }
 }

@@ -168,15 +168,5 @@ async fn migrate_creates_the_database_and_is_idempotent() {
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM emails").fetch_one(&mut conn).await.expect("emails table");
     assert_eq!(n, 0);
     conn.close().await.expect("close");
-    mailroom_db_drop(&url).await;
-}
-
-async fn mailroom_db_drop(url: &str) {
-    use sqlx::Connection as _;
-    let (server, name) = url.rsplit_once('/').expect("url has a database");
-    let mut conn = sqlx::PgConnection::connect(&format!("{server}/postgres")).await.expect("postgres");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-        .execute(&mut conn)
-        .await
-        .expect("drop");
+    mailroom_db::drop_database(&url.into()).await.expect("drop");
 }
