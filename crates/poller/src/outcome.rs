@@ -115,18 +115,27 @@ pub async fn pending(
     timeout_secs: u64,
     limit: i64,
 ) -> Result<Vec<Change>, sqlx::Error> {
+    // The copy's classification and reply are each looked up by their full key, as scalar
+    // subqueries behind `OFFSET 0` (which keeps the planner from inlining them and evaluating
+    // them once per use in the CASE). As joins, a plan made while the tables were still small
+    // (a new database, before its first ANALYZE) scanned all of the agent's replies for every
+    // message, and kept doing so as they grew: 546 rows read per message a pass in the bench.
     let rows: Vec<(String, Option<String>, String)> = sqlx::query_as(
         "SELECT m.mailbox_id, m.outcome, d.outcome FROM mailbox_messages m \
-         LEFT JOIN classifications c ON c.agent_email = m.agent_email AND c.email_id = COALESCE(m.duplicate_of, m.mailbox_id) \
-         LEFT JOIN replies r ON r.agent_email = m.agent_email AND r.email_id = COALESCE(m.duplicate_of, m.mailbox_id) \
+         CROSS JOIN LATERAL (SELECT \
+             (SELECT r.state FROM replies r \
+              WHERE r.agent_email = m.agent_email AND r.email_id = COALESCE(m.duplicate_of, m.mailbox_id)) AS reply, \
+             (SELECT c.is_support_inquiry FROM classifications c \
+              WHERE c.agent_email = m.agent_email AND c.email_id = COALESCE(m.duplicate_of, m.mailbox_id)) AS support \
+             OFFSET 0) k \
          CROSS JOIN LATERAL (SELECT CASE \
              WHEN m.state = 'unparseable' THEN 'failed' \
-             WHEN r.state = 'sent' THEN 'answered' \
-             WHEN r.state = 'drafted' THEN 'drafted' \
-             WHEN r.state IN ('in_doubt', 'dry_run') THEN 'needs-person' \
-             WHEN c.is_support_inquiry = false THEN 'not-support' \
+             WHEN k.reply = 'sent' THEN 'answered' \
+             WHEN k.reply = 'drafted' THEN 'drafted' \
+             WHEN k.reply IN ('in_doubt', 'dry_run') THEN 'needs-person' \
+             WHEN k.support = false THEN 'not-support' \
              WHEN m.created_at > now() - make_interval(secs => $2) THEN NULL \
-             WHEN c.email_id IS NULL THEN 'failed' \
+             WHEN k.support IS NULL THEN 'failed' \
              ELSE 'needs-person' END AS outcome) d \
          WHERE m.agent_email = $1 AND m.state IN ('published', 'unparseable', 'duplicate') \
            AND (m.outcome IS NULL OR m.outcome IN ('needs-person', 'failed')) \

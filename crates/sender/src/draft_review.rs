@@ -62,6 +62,14 @@ pub async fn reviewed_draft<S: Sink>(
     sink: &S,
     msg: &EmailToSend,
 ) -> Result<Option<String>, HandlerError> {
+    // An email that starts its conversation (no References, and no conversation id but its own
+    // Message-ID, which is what the poller gives mail without a provider thread) has no earlier
+    // email in its thread, hence no draft a person could have taken up: its ids only find
+    // itself. The lookup is skipped; PostgreSQL plans it anew for every email, and the planning
+    // costs 20 times the execution (0.8 ms: `mailroom bench`, docs/PERFORMANCE.md).
+    if msg.references.is_empty() && msg.thread_id.as_deref().is_none_or(|t| Some(t) == msg.in_reply_to.as_deref()) {
+        return Ok(None);
+    }
     let refs: Vec<String> = msg.in_reply_to.iter().chain(&msg.references).cloned().collect();
     let drafts = person_replies::open_drafts_in_thread(pool, &msg.agent_email, &refs, msg.thread_id.as_deref())
         .await
