@@ -316,11 +316,12 @@ impl LexicalSearch {
         // scored by the coverage weights of the terms they contain. Cost matters here (every
         // email runs this): the tsquery is built once per configuration in a materialised CTE
         // (inline, PostgreSQL parsed it again for every chunk it tested: half the query's
-        // time), and each candidate's tsvector is first cut down to the question's lexemes in C
-        // before the join, instead of unnesting all of its ~150 lexemes: `setweight` marks the
-        // question's lexemes (chunks are indexed with the default weight D only) and `ts_filter`
-        // keeps the marked ones. Deleting every other lexeme with `ts_delete` gave the same rows
-        // but built an array of them per candidate: 20 µs a candidate against 12
+        // time), and each candidate's tsvector is first cut down to the question's lexemes in C,
+        // instead of unnesting all of its ~150 lexemes: `setweight` marks the question's lexemes
+        // (chunks are indexed with the default weight D only) and `ts_filter` keeps the marked
+        // ones; each one's weights are then read from the configuration's arrays by position.
+        // Deleting every other lexeme with `ts_delete` and joining the terms gave the same rows
+        // but built an array and a hash table per candidate: 17–20 µs a candidate against 8
         // (docs/PERFORMANCE.md).
         // Equal scores (the same passage in two documents: the Japanese Debian Reference keeps
         // English chapters) are ordered by file name and position, not by the random document
@@ -329,6 +330,7 @@ impl LexicalSearch {
             "WITH w AS (SELECT * FROM UNNEST($2::text[], $3::text[], $4::float4[], $5::float4[], $9::bool[]) \
                           AS w(config, lexeme, weight, idf, probe)), \
                   c AS MATERIALIZED (SELECT config, config::regconfig AS cfg, array_agg(lexeme) AS lexemes, \
+                                            array_agg(weight) AS weights, array_agg(idf) AS idfs, \
                                             websearch_to_tsquery(config::regconfig, $6) AS q, \
                                             string_agg(quote_literal(lexeme), ' | ') FILTER (WHERE probe)::tsquery AS p \
                                      FROM w GROUP BY config) \
@@ -338,11 +340,11 @@ impl LexicalSearch {
                  WHERE ch.agent_email = $1 AND ch.search_config::oid = c.cfg::oid \
                    AND ch.tsv @@ c.p AND ch.tsv @@ c.q) m \
              CROSS JOIN LATERAL ( \
-                 SELECT sum(w.weight)::float4 AS coverage, count(*) AS matched, \
-                        sum(w.idf * cardinality(u.positions) * ($7 + 1) / (cardinality(u.positions) + $7))::float4 \
+                 SELECT sum(c.weights[i])::float4 AS coverage, count(*) AS matched, \
+                        sum(c.idfs[i] * cardinality(u.positions) * ($7 + 1) / (cardinality(u.positions) + $7))::float4 \
                           AS bm25 \
                  FROM unnest(ts_filter(setweight(m.tsv, 'A', c.lexemes), '{a}')) u \
-                 JOIN w ON w.config = c.config AND w.lexeme = u.lexeme) s \
+                 CROSS JOIN LATERAL array_position(c.lexemes, u.lexeme) AS i) s \
              ORDER BY s.bm25 DESC NULLS LAST, m.source, m.chunk_index, m.document_id \
              LIMIT $8",
         )
