@@ -150,3 +150,32 @@ async fn a_gmail_draft_a_person_edited_or_sent_takes_the_thread() {
     assert!(reason.contains("a person of the mailbox sent or discarded the draft"), "{reason}");
     cleanup(&mut connection().await, &p).await;
 }
+
+/// An email that starts its conversation (no `References`, and no conversation id but its own
+/// `Message-ID`, which is what the poller gives mail without a provider thread) can have no
+/// earlier draft in its thread, so no look-up is made: with a database that cannot be reached it
+/// still gets its answer, where a follow-up needs the database.
+#[tokio::test]
+async fn an_email_that_starts_its_conversation_looks_up_no_drafts() {
+    // Nothing listens on port 1: a look-up fails after the acquire timeout.
+    let unreachable = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_millis(500))
+        .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+        .expect("lazy pool");
+    let dir = TestDir::create();
+    let outbox = MaildirSink::new(&dir.path).expect("outbox");
+    let mut first = reply(1, "customer@example.com");
+    first.references = Vec::new();
+    first.thread_id = first.in_reply_to.clone();
+    let found = sender::draft_review::reviewed_draft(&unreachable, &outbox, &first).await;
+    assert!(matches!(found, Ok(None)), "{found:?}");
+    first.thread_id = None;
+    let found = sender::draft_review::reviewed_draft(&unreachable, &outbox, &first).await;
+    assert!(matches!(found, Ok(None)), "{found:?}");
+    // A follow-up, or mail in a provider's conversation, is looked up.
+    let follow = follow_up(2, &reply(1, "customer@example.com"));
+    assert!(sender::draft_review::reviewed_draft(&unreachable, &outbox, &follow).await.is_err());
+    let mut gmail = reply(3, "customer@example.com");
+    gmail.references = Vec::new();
+    assert!(sender::draft_review::reviewed_draft(&unreachable, &outbox, &gmail).await.is_err());
+}
