@@ -39,9 +39,9 @@ impl AnySource {
                 Ok(Self::Maildir(source))
             }
             "gmail" => {
-                let gmail: GmailSourceSettings = settings.section("mailbox.gmail").map_err(settings_error)?;
+                let gmail = GmailSourceSettings::from_settings(settings).map_err(settings_error)?;
                 let source = GmailSource::new(agent_email, &gmail)?;
-                info!(user = %gmail.user, %agent_email, query = %gmail.query, "Mailbox source: Gmail.");
+                info!(user = %gmail.client.user, %agent_email, query = %gmail.client.query, "Mailbox source: Gmail.");
                 Ok(Self::Gmail(Box::new(source)))
             }
             "imap" => {

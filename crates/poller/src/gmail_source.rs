@@ -30,6 +30,8 @@
 use std::collections::{HashMap, HashSet};
 
 use gmail::{GmailClient, GmailError, GmailSettings, MessageRef};
+use pipeline_core::Settings;
+use pipeline_core::settings::SettingsError;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tracing::{debug, info, warn};
@@ -42,67 +44,30 @@ use crate::{Change, Outcome, ScanReport, Source, SourceError};
 /// reply sent to the agent's own address also lands in the inbox), spam and deleted mail.
 const IGNORED_LABELS: [&str; 4] = ["SENT", "DRAFT", "SPAM", "TRASH"];
 
-/// `[mailbox.gmail]` settings.
-#[derive(Debug, Clone, Deserialize)]
+/// Where this source's settings are.
+const SECTION: &str = "mailbox.gmail";
+
+/// `[mailbox.gmail]` settings: the API client's own ([`GmailSettings`], the same type the
+/// sender reads from `[outbox.gmail]`) and the keys only the poller reads.
+#[derive(Debug, Clone)]
 pub struct GmailSourceSettings {
-    /// API root; Google's unless pointed at a test server.
-    #[serde(default = "default_api_base")]
-    pub api_base: String,
-    /// OAuth2 token endpoint; Google's unless pointed at a test server.
-    #[serde(default = "default_token_url")]
-    pub token_url: String,
-    /// OAuth2 client id (not secret).
-    #[serde(default)]
-    pub client_id: String,
-    /// OAuth2 client secret.
-    #[serde(default = "empty_secret")]
-    pub client_secret: SecretString,
-    /// The mailbox owner's refresh token (scope `gmail.modify`).
-    #[serde(default = "empty_secret")]
-    pub refresh_token: SecretString,
-    /// Mailbox owner: `me`, the authorised account.
-    #[serde(default = "default_user")]
-    pub user: String,
-    /// Gmail search query of a full sync.
-    #[serde(default = "default_query")]
-    pub query: String,
-    /// Label put on every handled message (created when missing).
-    #[serde(default = "default_processed_label")]
-    pub processed_label: String,
+    /// Where the API is, the OAuth2 client and refresh token, the mailbox, the full-sync query
+    /// and the processed label.
+    pub client: GmailSettings,
     /// `false` keeps every message unread whatever `mailbox.mark_read` says (the same as
     /// `mark_read = "never"` for this source).
-    #[serde(default = "default_remove_unread")]
     pub remove_unread: bool,
     /// Results per listing page (1–500).
-    #[serde(default = "default_page_size")]
     pub page_size: u32,
-    /// Per-request timeout in seconds; 0 means none.
-    #[serde(default = "default_timeout_secs")]
-    pub timeout_secs: u64,
 }
 
-fn default_api_base() -> String {
-    gmail::DEFAULT_API_BASE.to_owned()
-}
-
-fn default_token_url() -> String {
-    gmail::DEFAULT_TOKEN_URL.to_owned()
-}
-
-fn empty_secret() -> SecretString {
-    SecretString::from("")
-}
-
-fn default_user() -> String {
-    gmail::DEFAULT_USER.to_owned()
-}
-
-fn default_query() -> String {
-    gmail::DEFAULT_QUERY.to_owned()
-}
-
-fn default_processed_label() -> String {
-    gmail::DEFAULT_PROCESSED_LABEL.to_owned()
+/// The keys of `[mailbox.gmail]` that are not the client's.
+#[derive(Deserialize)]
+struct SourceOnly {
+    #[serde(default = "default_remove_unread")]
+    remove_unread: bool,
+    #[serde(default = "default_page_size")]
+    page_size: u32,
 }
 
 fn default_remove_unread() -> bool {
@@ -113,53 +78,34 @@ fn default_page_size() -> u32 {
     gmail::DEFAULT_PAGE_SIZE
 }
 
-fn default_timeout_secs() -> u64 {
-    gmail::DEFAULT_TIMEOUT_SECS
-}
-
 impl GmailSourceSettings {
     /// Settings with the defaults for everything but the OAuth2 client and refresh token.
     pub fn new(client_id: impl Into<String>, client_secret: SecretString, refresh_token: SecretString) -> Self {
         Self {
-            api_base: default_api_base(),
-            token_url: default_token_url(),
-            client_id: client_id.into(),
-            client_secret,
-            refresh_token,
-            user: default_user(),
-            query: default_query(),
-            processed_label: default_processed_label(),
+            client: GmailSettings::new(client_id, client_secret, refresh_token),
             remove_unread: default_remove_unread(),
             page_size: default_page_size(),
-            timeout_secs: default_timeout_secs(),
         }
     }
 
-    /// The client's settings.
-    pub fn client_settings(&self) -> GmailSettings {
-        let mut settings =
-            GmailSettings::new(self.client_id.clone(), self.client_secret.clone(), self.refresh_token.clone());
-        settings.api_base.clone_from(&self.api_base);
-        settings.token_url.clone_from(&self.token_url);
-        settings.user.clone_from(&self.user);
-        settings.query.clone_from(&self.query);
-        settings.processed_label.clone_from(&self.processed_label);
-        settings.timeout_secs = self.timeout_secs;
-        settings
+    /// The `[mailbox.gmail]` section of `settings`.
+    pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
+        let client: GmailSettings = settings.section(SECTION)?;
+        let own: SourceOnly = settings.section(SECTION)?;
+        Ok(Self { client, remove_unread: own.remove_unread, page_size: own.page_size })
     }
 
     /// Refuses settings that cannot work, naming the key to fix.
     fn validate(&self) -> Result<(), SourceError> {
+        let client = &self.client;
         let missing = [
-            ("client_id", self.client_id.trim().is_empty()),
-            ("client_secret", self.client_secret.expose_secret().trim().is_empty()),
-            ("refresh_token", self.refresh_token.expose_secret().trim().is_empty()),
-            ("processed_label", self.processed_label.trim().is_empty()),
+            ("client_id", client.client_id.trim().is_empty()),
+            ("client_secret", client.client_secret.expose_secret().trim().is_empty()),
+            ("refresh_token", client.refresh_token.expose_secret().trim().is_empty()),
+            ("processed_label", client.processed_label.trim().is_empty()),
         ];
         match missing.iter().find(|(_, empty)| *empty) {
-            Some((key, _)) => {
-                Err(SourceError::Settings(format!("mailbox.gmail.{key} must be set for the gmail source")))
-            }
+            Some((key, _)) => Err(SourceError::Settings(format!("{SECTION}.{key} must be set for the gmail source"))),
             None => Ok(()),
         }
     }
@@ -181,8 +127,8 @@ impl GmailSource {
     /// A source for the settings' mailbox, read on behalf of `agent_email`. Makes no request.
     pub fn new(agent_email: &str, settings: &GmailSourceSettings) -> Result<Self, SourceError> {
         settings.validate()?;
-        let client = GmailClient::new(&settings.client_settings())?.with_page_size(settings.page_size);
-        let user = settings.user.trim();
+        let client = GmailClient::new(&settings.client)?.with_page_size(settings.page_size);
+        let user = settings.client.user.trim();
         let user = if user.is_empty() { gmail::DEFAULT_USER } else { user };
         Ok(Self {
             client,
@@ -202,7 +148,7 @@ impl GmailSource {
         if let Some(id) = &self.processed_label_id {
             return Ok(id.clone());
         }
-        let label = self.client.ensure_label(&self.settings.processed_label).await?;
+        let label = self.client.ensure_label(&self.settings.client.processed_label).await?;
         debug!(label_id = %label.id, name = %label.name, "Processed label ready.");
         self.processed_label_id = Some(label.id.clone());
         Ok(label.id)
@@ -296,7 +242,7 @@ impl GmailSource {
         let mut refs = Vec::new();
         let mut seen = HashSet::new();
         loop {
-            let page = self.client.list_messages(&self.settings.query, page_token.as_deref()).await?;
+            let page = self.client.list_messages(&self.settings.client.query, page_token.as_deref()).await?;
             refs.extend(page.messages.into_iter().filter(|m| seen.insert(m.id.clone())));
             match page.next_page_token.filter(|t| !t.trim().is_empty()) {
                 Some(token) => page_token = Some(token),

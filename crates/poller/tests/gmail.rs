@@ -68,9 +68,11 @@ async fn poller(
         .build();
     let settings = Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))).expect("settings");
     let mailbox: MailboxSettings = settings.section("mailbox").expect("[mailbox]");
-    let gmail_settings: GmailSourceSettings = settings.section("mailbox.gmail").expect("[mailbox.gmail]");
-    assert_eq!(gmail_settings.query, "is:unread in:inbox");
-    assert_eq!(gmail_settings.processed_label, "Mailroom/Processed");
+    let gmail_settings = GmailSourceSettings::from_settings(&settings).expect("[mailbox.gmail]");
+    assert_eq!(gmail_settings.client.query, "is:unread in:inbox");
+    assert_eq!(gmail_settings.client.processed_label, "Mailroom/Processed");
+    assert_eq!(gmail_settings.page_size, 2);
+    assert!(gmail_settings.remove_unread);
     let pool = mailroom_db::connect_and_migrate(&settings.database.url, 4).await.expect("database");
     let producer = Producer::new("poller-gmail-test", &settings, Arc::new(Telemetry::default()));
     // Declares the topology, so the test can read the queue even before anything is published.

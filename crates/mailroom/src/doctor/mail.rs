@@ -50,8 +50,8 @@ async fn source(settings: &Settings, mailbox: &MailboxSettings) -> Vec<Check> {
                 )
             }]
         }
-        "gmail" => vec![match settings.section::<GmailSourceSettings>("mailbox.gmail") {
-            Ok(gmail) => gmail_check("mailbox gmail", &gmail.client_settings(), Role::Poller).await,
+        "gmail" => vec![match GmailSourceSettings::from_settings(settings) {
+            Ok(gmail) => gmail_check("mailbox gmail", &gmail.client, Role::Poller).await,
             Err(e) => Check::fail("mailbox gmail", e.to_string(), "fix the [mailbox.gmail] section"),
         }],
         other => vec![Check::fail(format!("mailbox {other}"), "unknown mailbox.kind", "set maildir, imap or gmail")],
