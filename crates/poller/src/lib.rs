@@ -236,12 +236,14 @@ pub struct Poller<S> {
     failures: u32,
     not_before: Option<Instant>,
     stopped: Option<String>,
+    /// When the next pass applies outcomes (`mailbox.outcome_interval_ms` after the last one).
+    outcomes_due: Option<Instant>,
 }
 
 impl<S: Source> Poller<S> {
     /// A poller for `source`, publishing through `ledger`.
     pub fn new(source: S, ledger: Ledger) -> Self {
-        Self { source, ledger, failures: 0, not_before: None, stopped: None }
+        Self { source, ledger, failures: 0, not_before: None, stopped: None, outcomes_due: None }
     }
 
     /// The ledger (its pool, settings and producer).
@@ -261,7 +263,9 @@ impl<S: Source> Poller<S> {
 
     /// One pass as if the time were `now`, unless an earlier failure's backoff has not run out
     /// by then or polling has stopped. Taking the time as an argument lets callers (and tests)
-    /// see that a backoff is honoured without waiting it out.
+    /// see that a backoff is honoured without waiting it out. The pass applies new outcomes
+    /// when `mailbox.outcome_interval_ms` has passed since the last pass that did (the first
+    /// pass always does).
     pub async fn step_at(&mut self, now: Instant) -> Step {
         if let Some(reason) = &self.stopped {
             return Step::Stopped { reason: reason.clone() };
@@ -269,10 +273,15 @@ impl<S: Source> Poller<S> {
         if let Some(remaining) = self.not_before.and_then(|t| t.checked_duration_since(now)).filter(|d| !d.is_zero()) {
             return Step::BackingOff { remaining };
         }
-        match pass(&mut self.source, &self.ledger).await {
+        let outcomes = self.outcomes_due.is_none_or(|due| now >= due);
+        match pass(&mut self.source, &self.ledger, outcomes).await {
             Ok(report) => {
                 self.failures = 0;
                 self.not_before = None;
+                if outcomes {
+                    let interval = Duration::from_millis(self.ledger.settings().outcome_interval_ms);
+                    self.outcomes_due = Some(now + interval);
+                }
                 Step::Synced(report)
             }
             Err(e) if e.needs_operator() => {
@@ -333,13 +342,16 @@ impl<S: Source> Poller<S> {
     }
 }
 
-/// One pass: new mail first, then the outcomes the pipeline recorded since the last pass.
-async fn pass<S: Source>(source: &mut S, ledger: &Ledger) -> Result<ScanReport, SourceError> {
+/// One pass: new mail first, then (when `outcomes`) the outcomes the pipeline recorded since
+/// the last pass that applied them.
+async fn pass<S: Source>(source: &mut S, ledger: &Ledger, outcomes: bool) -> Result<ScanReport, SourceError> {
     // A person's replies first: a customer's follow-up published in this pass must already find
     // the reply it answers.
     person::record(source, ledger).await?;
     let mut report = source.sync_once(ledger).await?;
-    report.outcomes = outcome::apply_pending(source, ledger).await?;
+    if outcomes {
+        report.outcomes = outcome::apply_pending(source, ledger).await?;
+    }
     Ok(report)
 }
 

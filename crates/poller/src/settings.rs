@@ -47,6 +47,12 @@ pub struct MailboxSettings {
     /// inquiry that got no reply — so it cannot wait unseen forever.
     #[serde(default = "default_outcome_timeout_secs")]
     pub outcome_timeout_secs: u64,
+    /// Least time between two passes that look for new outcomes (0: every pass). Each such pass
+    /// looks at every message still open, so with a short `poll_interval_ms` and thousands of
+    /// emails in flight it cost more PostgreSQL time than any other statement of the pipeline;
+    /// a label a second late is not seen by a person.
+    #[serde(default = "default_outcome_interval_ms")]
+    pub outcome_interval_ms: u64,
     /// Parent of the outcome labels, keywords and folders: Gmail labels `<parent>/Answered` …,
     /// IMAP and Maildir keywords `$<parent>-Answered` … (ASCII letters, digits, `-` and `_`),
     /// IMAP folders `<parent><delimiter>Answered` … (no control characters, `*`, `%`, `"`, `\`).
@@ -190,6 +196,10 @@ fn default_sample_rate() -> f64 {
 
 fn default_outcome_timeout_secs() -> u64 {
     3600
+}
+
+fn default_outcome_interval_ms() -> u64 {
+    1000
 }
 
 fn default_outcome_parent() -> String {

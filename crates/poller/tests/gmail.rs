@@ -61,6 +61,8 @@ async fn poller(
         .set("mailbox.gmail.refresh_token", refresh_token.to_owned())
         // Small pages, so every listing spans several.
         .set("mailbox.gmail.page_size", "2")
+        // These tests step pass by pass and expect each to apply what was recorded before it.
+        .set("mailbox.outcome_interval_ms", "0")
         .set("mailbox.mark_read", mark_read.to_owned())
         // These tests follow the inbox sync call by call; the scan of SENT for a person's
         // replies (`mailbox.after_person_reply`) is tested end to end in tests/e2e/mailboxes.rs.

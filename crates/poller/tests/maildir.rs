@@ -8,6 +8,7 @@ mod outcomes;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mailroom_tests::{TestDb, TestDir, TestVhost};
 use outcomes::{Expect, SCENARIO};
@@ -43,7 +44,11 @@ fn flags(name: &str) -> &str {
 }
 
 async fn synced(poller: &mut Poller<MaildirSource>) -> ScanReport {
-    match poller.step().await {
+    synced_at(poller, Instant::now()).await
+}
+
+async fn synced_at(poller: &mut Poller<MaildirSource>, at: Instant) -> ScanReport {
+    match poller.step_at(at).await {
         Step::Synced(report) => report,
         other => panic!("expected a completed pass, got {other:?}"),
     }
@@ -62,6 +67,8 @@ async fn setup(
         .set("database.url", db.url())
         .set("mailbox.agent_email", AGENT.to_owned())
         .set("mailbox.maildir", root.display().to_string())
+        // These tests step pass by pass and expect each to apply what was recorded before it.
+        .set("mailbox.outcome_interval_ms", "0")
         .merge(extra)
         .build();
     let settings = Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))).expect("settings");
@@ -131,6 +138,40 @@ async fn outcomes_are_keyword_flags_and_only_answered_mail_is_seen() {
     assert_eq!(synced(&mut poller).await.outcomes, 1);
     assert_eq!(flags(&cur(&root)[failed]), "RSb", "the Failed keyword replaced by Answered");
     assert_eq!(cur(&root).len(), SCENARIO.len(), "every message stays in cur/");
+
+    poller.close().await;
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn outcomes_are_applied_at_most_once_per_outcome_interval() {
+    let vhost = TestVhost::create().await;
+    let db = TestDb::create().await;
+    let dir = TestDir::create();
+    let root = dir.path.join("mailbox");
+    poller::maildir::ensure(&root).expect("maildir");
+    let id = "1764150000.M0P1.host";
+    std::fs::write(root.join("new").join(id), email("answered", "answered@customer.example")).expect("deliver");
+    let hour = Duration::from_secs(3600);
+    let extra = WorkerEnv::new().set("mailbox.outcome_interval_ms", hour.as_millis().to_string());
+    let (settings, mailbox, pool) = setup(&vhost, &db, &root, extra).await;
+    let producer = Producer::new("poller-maildir-test", &settings, Arc::new(Telemetry::default()));
+    producer.connect().await.expect("broker");
+    let mut poller =
+        Poller::new(MaildirSource::new(&root).expect("source"), Ledger::new(pool.clone(), producer, mailbox));
+    let step = async |poller: &mut Poller<MaildirSource>, at: Instant| {
+        let report = synced_at(poller, at).await;
+        (report.published, report.outcomes)
+    };
+
+    let start = Instant::now();
+    assert_eq!(step(&mut poller, start).await, (1, 0), "the first pass looks for outcomes (none yet)");
+    outcomes::record(&pool, AGENT, id, Expect::Answered).await;
+    assert_eq!(step(&mut poller, start + Duration::from_secs(1)).await, (0, 0), "not due for an hour");
+    assert_eq!(outcomes::applied(&pool, AGENT, id).await, None);
+    assert_eq!(step(&mut poller, start + hour).await, (0, 1), "due: the answer is shown");
+    assert_eq!(flags(&cur(&root)[id]), "RSa", "read, replied, and its keyword");
+    assert_eq!(outcomes::applied(&pool, AGENT, id).await.as_deref(), Some("answered"));
 
     poller.close().await;
     pool.close().await;

@@ -56,6 +56,8 @@ impl Harness {
             .set("mailbox.imap.folder", FOLDER.to_owned())
             .set("mailbox.imap.tls_ca_file", server.ca_file().display().to_string())
             .set("mailbox.imap.timeout_secs", "20")
+            // These tests step pass by pass and expect each to apply what was recorded before it.
+            .set("mailbox.outcome_interval_ms", "0")
             // These tests of publishing keep marking mail read when published; the outcome test
             // sets the default ("answered") in `extra_env`.
             .set("mailbox.mark_read", "published")
