@@ -280,7 +280,8 @@ impl<S: Source> Poller<S> {
                 self.not_before = None;
                 if outcomes {
                     let interval = Duration::from_millis(self.ledger.settings().outcome_interval_ms);
-                    self.outcomes_due = Some(now + interval);
+                    // An interval too long to add (a typo of many digits) means "not for a year".
+                    self.outcomes_due = now.checked_add(interval).or_else(|| now.checked_add(YEAR));
                 }
                 Step::Synced(report)
             }
@@ -341,6 +342,9 @@ impl<S: Source> Poller<S> {
         self.ledger.producer().close().await;
     }
 }
+
+/// The longest wait for outcomes an `outcome_interval_ms` can ask for.
+const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// One pass: new mail first, then (when `outcomes`) the outcomes the pipeline recorded since
 /// the last pass that applied them.
