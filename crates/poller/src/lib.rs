@@ -9,7 +9,8 @@
 //! the same message (same `message_id` and `email_id`) once the claim times out; the classifier
 //! records one verdict per email, so it has no further effect. A message that cannot be parsed
 //! is recorded with its reason and set aside; it is never silently dropped. Within one pass the
-//! backlog is published most urgent first.
+//! backlog is published most urgent first (a Maildir backlog in parts of
+//! [`maildir::PASS_PART`], each most urgent first, so the poller's memory stays bounded).
 //!
 //! Sources, each a [`Source`]: `maildir` (standard semantics: `new/` → `cur/` with the `S`
 //! flag), `gmail` (the Gmail API: a full sync with a search query, then incremental sync from a

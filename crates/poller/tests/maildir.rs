@@ -177,6 +177,41 @@ async fn outcomes_are_applied_at_most_once_per_outcome_interval() {
     pool.close().await;
 }
 
+#[tokio::test]
+async fn a_backlog_of_several_parts_is_published_in_one_pass_each_email_once() {
+    let vhost = TestVhost::create().await;
+    let db = TestDb::create().await;
+    let dir = TestDir::create();
+    let root = dir.path.join("mailbox");
+    poller::maildir::ensure(&root).expect("maildir");
+    let backlog = 2 * poller::maildir::PASS_PART + 7;
+    for i in 0..backlog {
+        let id = format!("17641{i:05}.M{i}P1.host");
+        std::fs::write(root.join("new").join(id), email(&format!("question {i}"), &format!("q{i}@customer.example")))
+            .expect("deliver");
+    }
+    let (settings, mailbox, pool) = setup(&vhost, &db, &root, WorkerEnv::new()).await;
+    let producer = Producer::new("poller-maildir-test", &settings, Arc::new(Telemetry::default()));
+    producer.connect().await.expect("broker");
+    let mut poller =
+        Poller::new(MaildirSource::new(&root).expect("source"), Ledger::new(pool.clone(), producer, mailbox));
+
+    let report = synced(&mut poller).await;
+    assert_eq!((report.published, report.unparseable, report.skipped), (backlog, 0, 0));
+    assert_eq!(std::fs::read_dir(root.join("new")).expect("new/").count(), 0);
+    assert_eq!(cur(&root).len(), backlog);
+    let published: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT message_id) FROM mailbox_messages WHERE state = 'published'")
+            .fetch_one(&pool)
+            .await
+            .expect("ledger");
+    assert_eq!(published, i64::try_from(backlog).expect("small"), "one publication each");
+    assert_eq!(synced(&mut poller).await.published, 0, "nothing left to publish");
+
+    poller.close().await;
+    pool.close().await;
+}
+
 /// `(mailbox_id, state, duplicate_of, sender_address)` of every ledger row, by mailbox id.
 async fn ledger_rows(pool: &sqlx::PgPool) -> Vec<(String, String, Option<String>, Option<String>)> {
     sqlx::query_as(
