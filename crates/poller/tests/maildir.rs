@@ -54,14 +54,14 @@ async fn synced_at(poller: &mut Poller<MaildirSource>, at: Instant) -> ScanRepor
     }
 }
 
-/// The settings of a poller of the test's vhost and database for [`AGENT`]'s Maildir at `root`
-/// (with `extra` on top), its `[mailbox]` table, and the migrated database.
-async fn setup(
+/// A poller of the test's vhost and database for [`AGENT`]'s Maildir at `root` (with `extra` on
+/// top of the defaults), connected to the broker, and its migrated database.
+async fn start(
     vhost: &TestVhost,
     db: &TestDb,
     root: &std::path::Path,
     extra: WorkerEnv,
-) -> (Settings, MailboxSettings, sqlx::PgPool) {
+) -> (Poller<MaildirSource>, sqlx::PgPool) {
     let env = WorkerEnv::new()
         .set("amqp.url", vhost.amqp_url())
         .set("database.url", db.url())
@@ -74,7 +74,10 @@ async fn setup(
     let settings = Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))).expect("settings");
     let mailbox: MailboxSettings = settings.section("mailbox").expect("[mailbox]");
     let pool = mailroom_db::connect_and_migrate(&settings.database.url, 4).await.expect("database");
-    (settings, mailbox, pool)
+    let producer = Producer::new("poller-maildir-test", &settings, Arc::new(Telemetry::default()));
+    producer.connect().await.expect("broker");
+    let poller = Poller::new(MaildirSource::new(root).expect("source"), Ledger::new(pool.clone(), producer, mailbox));
+    (poller, pool)
 }
 
 #[tokio::test]
@@ -90,12 +93,8 @@ async fn outcomes_are_keyword_flags_and_only_answered_mail_is_seen() {
     for (id, (name, _)) in ids.iter().zip(SCENARIO) {
         std::fs::write(root.join("new").join(id), email(name, &format!("{name}@customer.example"))).expect("deliver");
     }
-    let (settings, mailbox, pool) = setup(&vhost, &db, &root, WorkerEnv::new()).await;
-    assert_eq!(mailbox.mark_read, poller::MarkRead::Answered, "the default");
-    let producer = Producer::new("poller-maildir-test", &settings, Arc::new(Telemetry::default()));
-    producer.connect().await.expect("broker");
-    let mut poller =
-        Poller::new(MaildirSource::new(&root).expect("source"), Ledger::new(pool.clone(), producer, mailbox));
+    let (mut poller, pool) = start(&vhost, &db, &root, WorkerEnv::new()).await;
+    assert_eq!(poller.ledger().settings().mark_read, poller::MarkRead::Answered, "the default");
 
     let report = synced(&mut poller).await;
     assert_eq!((report.published, report.outcomes), (SCENARIO.len(), 0));
@@ -154,11 +153,7 @@ async fn outcomes_are_applied_at_most_once_per_outcome_interval() {
     std::fs::write(root.join("new").join(id), email("answered", "answered@customer.example")).expect("deliver");
     let hour = Duration::from_secs(3600);
     let extra = WorkerEnv::new().set("mailbox.outcome_interval_ms", hour.as_millis().to_string());
-    let (settings, mailbox, pool) = setup(&vhost, &db, &root, extra).await;
-    let producer = Producer::new("poller-maildir-test", &settings, Arc::new(Telemetry::default()));
-    producer.connect().await.expect("broker");
-    let mut poller =
-        Poller::new(MaildirSource::new(&root).expect("source"), Ledger::new(pool.clone(), producer, mailbox));
+    let (mut poller, pool) = start(&vhost, &db, &root, extra).await;
     let step = async |poller: &mut Poller<MaildirSource>, at: Instant| {
         let report = synced_at(poller, at).await;
         (report.published, report.outcomes)
@@ -190,11 +185,7 @@ async fn a_backlog_of_several_parts_is_published_in_one_pass_each_email_once() {
         std::fs::write(root.join("new").join(id), email(&format!("question {i}"), &format!("q{i}@customer.example")))
             .expect("deliver");
     }
-    let (settings, mailbox, pool) = setup(&vhost, &db, &root, WorkerEnv::new()).await;
-    let producer = Producer::new("poller-maildir-test", &settings, Arc::new(Telemetry::default()));
-    producer.connect().await.expect("broker");
-    let mut poller =
-        Poller::new(MaildirSource::new(&root).expect("source"), Ledger::new(pool.clone(), producer, mailbox));
+    let (mut poller, pool) = start(&vhost, &db, &root, WorkerEnv::new()).await;
 
     let report = synced(&mut poller).await;
     assert_eq!((report.published, report.unparseable, report.skipped), (backlog, 0, 0));
@@ -256,11 +247,7 @@ async fn copies_of_one_email_are_published_once_and_show_its_outcome() {
     for (id, raw) in &delivered {
         std::fs::write(root.join("new").join(id), raw).expect("deliver");
     }
-    let (settings, mailbox, pool) = setup(&vhost, &db, &root, WorkerEnv::new()).await;
-    let producer = Producer::new("poller-maildir-test", &settings, Arc::new(Telemetry::default()));
-    producer.connect().await.expect("broker");
-    let mut poller =
-        Poller::new(MaildirSource::new(&root).expect("source"), Ledger::new(pool.clone(), producer, mailbox));
+    let (mut poller, pool) = start(&vhost, &db, &root, WorkerEnv::new()).await;
 
     let report = synced(&mut poller).await;
     assert_eq!(report.published, 3, "the email once, the other body, the other email: {report:?}");
@@ -422,13 +409,9 @@ async fn the_verdict_on_each_senders_authentication_is_stored_from_the_trusted_h
     for (id, raw) in &delivered {
         std::fs::write(root.join("new").join(id), raw).expect("deliver");
     }
-    let (settings, mailbox, pool) =
-        setup(&vhost, &db, &root, WorkerEnv::new().set("mailbox.authserv_ids", ours.to_owned())).await;
-    assert_eq!(mailbox.trusted_authserv_ids(), [ours]);
-    let producer = Producer::new("poller-maildir-test", &settings, Arc::new(Telemetry::default()));
-    producer.connect().await.expect("broker");
-    let mut poller =
-        Poller::new(MaildirSource::new(&root).expect("source"), Ledger::new(pool.clone(), producer, mailbox));
+    let (mut poller, pool) =
+        start(&vhost, &db, &root, WorkerEnv::new().set("mailbox.authserv_ids", ours.to_owned())).await;
+    assert_eq!(poller.ledger().settings().trusted_authserv_ids(), [ours]);
     assert_eq!(synced(&mut poller).await.published, 5);
 
     let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
