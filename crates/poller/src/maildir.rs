@@ -79,20 +79,20 @@ impl MaildirSource {
 
     /// Claims, reads, prepares and publishes one part of a pass's listing (see
     /// [`PASS_PART`]), adding to `report`; what is not published stays in `new/`.
-    async fn sync_part(&self, ledger: &Ledger, listed: Vec<Entry>, report: &mut ScanReport) -> Result<(), SourceError> {
+    async fn sync_part(&self, ledger: &Ledger, listed: &[Entry], report: &mut ScanReport) -> Result<(), SourceError> {
         let seen = ledger.settings().mark_read.at_publish();
         let mut ready = Vec::new();
         let mut entries = HashMap::new();
         let ids: Vec<String> = listed.iter().map(|e| e.id.clone()).collect();
         let claims = ledger.claim_many(&ids).await?;
-        let mut pairs = listed.into_iter().zip(claims);
+        let mut pairs = listed.iter().zip(claims);
         while let Some((entry, claim)) = pairs.next() {
             match claim {
                 // Out of the sample: it stays in new/ for whoever reads the mailbox today.
                 Claim::Busy | Claim::OutOfSample => report.skipped += 1,
-                Claim::AlreadyPublished => file_away(&self.root, &entry, seen)?,
+                Claim::AlreadyPublished => file_away(&self.root, entry, seen)?,
                 // Unread whatever mark_read says: a person must look at it.
-                Claim::Unparseable => file_away(&self.root, &entry, false)?,
+                Claim::Unparseable => file_away(&self.root, entry, false)?,
                 Claim::Publish(message_id) => {
                     let raw = match std::fs::read(&entry.path) {
                         Ok(raw) => raw,
@@ -119,11 +119,11 @@ impl MaildirSource {
                             entries.insert(entry.id.clone(), entry);
                         }
                         Prepared::Unparseable => {
-                            file_away(&self.root, &entry, false)?;
+                            file_away(&self.root, entry, false)?;
                             report.unparseable += 1;
                         }
                         // Filed away as its published copy was.
-                        Prepared::Duplicate { .. } => file_away(&self.root, &entry, seen)?,
+                        Prepared::Duplicate { .. } => file_away(&self.root, entry, seen)?,
                         // Stays in new/ for the next pass.
                         Prepared::Released => report.skipped += 1,
                     }
@@ -157,14 +157,11 @@ impl Source for MaildirSource {
 
     async fn sync_once(&mut self, ledger: &Ledger) -> Result<ScanReport, SourceError> {
         let mut report = ScanReport::default();
-        let listed = new_messages(&self.root)?;
         // A backlog (mail that piled up while the poller was down) goes through in parts, each
         // claimed, read, prepared and published before the next is read: the poller holds at
         // most one part's messages, and the first replies go out while the rest is still read.
         // Each part goes out most urgent first; the queue orders by priority across parts.
-        let mut parts = listed.into_iter().peekable();
-        while parts.peek().is_some() {
-            let part: Vec<Entry> = parts.by_ref().take(PASS_PART).collect();
+        for part in new_messages(&self.root)?.chunks(PASS_PART) {
             self.sync_part(ledger, part, &mut report).await?;
         }
         Ok(report)

@@ -2,17 +2,18 @@
 //!
 //! The later stages already record everything needed: the classifier's verdict
 //! (`classifications`), the sender's send log (`replies`). After a successful pass (at most once
-//! per `mailbox.outcome_interval_ms`) the poller, which holds the mailbox connection, derives every message's [`Outcome`] from them
-//! ([`pending`]) and applies the new ones at the mailbox through its [`Source`] — a Gmail label,
-//! an IMAP keyword or folder (`mailbox.imap_outcomes`), a Maildir keyword — then records them in
-//! the ledger (`mailbox_messages.outcome`, [`record`]), so each is applied once. Only answered mail is marked read by default
+//! per `mailbox.outcome_interval_ms`) the poller, which holds the mailbox connection, derives
+//! every message's [`Outcome`] from them ([`pending`]) and applies the new ones at the mailbox
+//! through its [`Source`] — a Gmail label, an IMAP keyword or folder (`mailbox.imap_outcomes`),
+//! a Maildir keyword — then records them in the ledger (`mailbox_messages.outcome`,
+//! [`record`]), so each is applied once. Only answered mail is marked read by default
 //! ([`MarkRead`](crate::MarkRead)); everything else stays unread, with its label, for the team.
 //!
 //! A message the pipeline never finished gets an outcome too, after `mailbox.outcome_timeout_secs`:
 //! `failed` when it was never classified (dead-lettered, expired, stuck), `needs-person` when it
 //! was a support inquiry left without a reply. `needs-person` and `failed` are looked at again on
-//! every such pass (a replayed dead letter may still be answered: the label then changes); the other
-//! outcomes are final.
+//! every such pass (a replayed dead letter may still be answered: the label then changes); the
+//! other outcomes are final.
 
 use sqlx::PgPool;
 
