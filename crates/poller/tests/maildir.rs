@@ -54,46 +54,58 @@ async fn synced_at(poller: &mut Poller<MaildirSource>, at: Instant) -> ScanRepor
     }
 }
 
-/// A poller of the test's vhost and database for [`AGENT`]'s Maildir at `root` (with `extra` on
-/// top of the defaults), connected to the broker, and its migrated database.
-async fn start(
-    vhost: &TestVhost,
-    db: &TestDb,
-    root: &std::path::Path,
-    extra: WorkerEnv,
-) -> (Poller<MaildirSource>, sqlx::PgPool) {
-    let env = WorkerEnv::new()
-        .set("amqp.url", vhost.amqp_url())
-        .set("database.url", db.url())
-        .set("mailbox.agent_email", AGENT.to_owned())
-        .set("mailbox.maildir", root.display().to_string())
-        // These tests step pass by pass and expect each to apply what was recorded before it.
-        .set("mailbox.outcome_interval_ms", "0")
-        .merge(extra)
-        .build();
-    let settings = Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))).expect("settings");
-    let mailbox: MailboxSettings = settings.section("mailbox").expect("[mailbox]");
-    let pool = mailroom_db::connect_and_migrate(&settings.database.url, 4).await.expect("database");
-    let producer = Producer::new("poller-maildir-test", &settings, Arc::new(Telemetry::default()));
-    producer.connect().await.expect("broker");
-    let poller = Poller::new(MaildirSource::new(root).expect("source"), Ledger::new(pool.clone(), producer, mailbox));
-    (poller, pool)
+/// What one test runs against: a vhost, a database and a Maildir of its own, removed when it is
+/// dropped.
+struct TestMailbox {
+    vhost: TestVhost,
+    db: TestDb,
+    _dir: TestDir,
+    /// The Maildir, created empty.
+    root: std::path::PathBuf,
+}
+
+impl TestMailbox {
+    async fn create() -> Self {
+        let (vhost, db, dir) = (TestVhost::create().await, TestDb::create().await, TestDir::create());
+        let root = dir.path.join("mailbox");
+        poller::maildir::ensure(&root).expect("maildir");
+        Self { vhost, db, _dir: dir, root }
+    }
+
+    /// A poller of [`AGENT`]'s Maildir (with `extra` on top of the defaults), connected to the
+    /// broker, and its migrated database.
+    async fn start(&self, extra: WorkerEnv) -> (Poller<MaildirSource>, sqlx::PgPool) {
+        let env = WorkerEnv::new()
+            .set("amqp.url", self.vhost.amqp_url())
+            .set("database.url", self.db.url())
+            .set("mailbox.agent_email", AGENT.to_owned())
+            .set("mailbox.maildir", self.root.display().to_string())
+            // These tests step pass by pass and expect each to apply what was recorded before it.
+            .set("mailbox.outcome_interval_ms", "0")
+            .merge(extra)
+            .build();
+        let settings =
+            Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))).expect("settings");
+        let mailbox: MailboxSettings = settings.section("mailbox").expect("[mailbox]");
+        let pool = mailroom_db::connect_and_migrate(&settings.database.url, 4).await.expect("database");
+        let producer = Producer::new("poller-maildir-test", &settings, Arc::new(Telemetry::default()));
+        producer.connect().await.expect("broker");
+        let source = MaildirSource::new(&self.root).expect("source");
+        (Poller::new(source, Ledger::new(pool.clone(), producer, mailbox)), pool)
+    }
 }
 
 #[tokio::test]
 async fn outcomes_are_keyword_flags_and_only_answered_mail_is_seen() {
-    let vhost = TestVhost::create().await;
-    let db = TestDb::create().await;
-    let dir = TestDir::create();
-    let root = dir.path.join("mailbox");
-    poller::maildir::ensure(&root).expect("maildir");
+    let mailbox = TestMailbox::create().await;
+    let root = mailbox.root.clone();
     // Dovecot (or a person) already uses one keyword: ours take the next letters.
     std::fs::write(root.join(KEYWORDS_FILE), "0 $Forwarded\n").expect("keywords file");
     let ids: Vec<String> = (0..SCENARIO.len()).map(|i| format!("176415000{i}.M{i}P1.host")).collect();
     for (id, (name, _)) in ids.iter().zip(SCENARIO) {
         std::fs::write(root.join("new").join(id), email(name, &format!("{name}@customer.example"))).expect("deliver");
     }
-    let (mut poller, pool) = start(&vhost, &db, &root, WorkerEnv::new()).await;
+    let (mut poller, pool) = mailbox.start(WorkerEnv::new()).await;
     assert_eq!(poller.ledger().settings().mark_read, poller::MarkRead::Answered, "the default");
 
     let report = synced(&mut poller).await;
@@ -144,16 +156,13 @@ async fn outcomes_are_keyword_flags_and_only_answered_mail_is_seen() {
 
 #[tokio::test]
 async fn outcomes_are_applied_at_most_once_per_outcome_interval() {
-    let vhost = TestVhost::create().await;
-    let db = TestDb::create().await;
-    let dir = TestDir::create();
-    let root = dir.path.join("mailbox");
-    poller::maildir::ensure(&root).expect("maildir");
+    let mailbox = TestMailbox::create().await;
+    let root = mailbox.root.clone();
     let id = "1764150000.M0P1.host";
     std::fs::write(root.join("new").join(id), email("answered", "answered@customer.example")).expect("deliver");
     let hour = Duration::from_secs(3600);
     let extra = WorkerEnv::new().set("mailbox.outcome_interval_ms", hour.as_millis().to_string());
-    let (mut poller, pool) = start(&vhost, &db, &root, extra).await;
+    let (mut poller, pool) = mailbox.start(extra).await;
     let step = async |poller: &mut Poller<MaildirSource>, at: Instant| {
         let report = synced_at(poller, at).await;
         (report.published, report.outcomes)
@@ -174,18 +183,15 @@ async fn outcomes_are_applied_at_most_once_per_outcome_interval() {
 
 #[tokio::test]
 async fn a_backlog_of_several_parts_is_published_in_one_pass_each_email_once() {
-    let vhost = TestVhost::create().await;
-    let db = TestDb::create().await;
-    let dir = TestDir::create();
-    let root = dir.path.join("mailbox");
-    poller::maildir::ensure(&root).expect("maildir");
+    let mailbox = TestMailbox::create().await;
+    let root = mailbox.root.clone();
     let backlog = 2 * poller::maildir::PASS_PART + 7;
     for i in 0..backlog {
         let id = format!("17641{i:05}.M{i}P1.host");
         std::fs::write(root.join("new").join(id), email(&format!("question {i}"), &format!("q{i}@customer.example")))
             .expect("deliver");
     }
-    let (mut poller, pool) = start(&vhost, &db, &root, WorkerEnv::new()).await;
+    let (mut poller, pool) = mailbox.start(WorkerEnv::new()).await;
 
     let report = synced(&mut poller).await;
     assert_eq!((report.published, report.unparseable, report.skipped), (backlog, 0, 0));
@@ -217,11 +223,8 @@ async fn ledger_rows(pool: &sqlx::PgPool) -> Vec<(String, String, Option<String>
 
 #[tokio::test]
 async fn copies_of_one_email_are_published_once_and_show_its_outcome() {
-    let vhost = TestVhost::create().await;
-    let db = TestDb::create().await;
-    let dir = TestDir::create();
-    let root = dir.path.join("mailbox");
-    poller::maildir::ensure(&root).expect("maildir");
+    let mailbox = TestMailbox::create().await;
+    let root = mailbox.root.clone();
     let original = email("where is my order", "order@customer.example");
     let with = |prefix: &str| [prefix.as_bytes(), &original].concat();
     // The email, a copy through an alias, a re-delivery, the same text quoted-printable; the
@@ -247,7 +250,7 @@ async fn copies_of_one_email_are_published_once_and_show_its_outcome() {
     for (id, raw) in &delivered {
         std::fs::write(root.join("new").join(id), raw).expect("deliver");
     }
-    let (mut poller, pool) = start(&vhost, &db, &root, WorkerEnv::new()).await;
+    let (mut poller, pool) = mailbox.start(WorkerEnv::new()).await;
 
     let report = synced(&mut poller).await;
     assert_eq!(report.published, 3, "the email once, the other body, the other email: {report:?}");
@@ -359,11 +362,8 @@ fn authenticated_email(n: usize, from: &str, results: &[&str]) -> Vec<u8> {
 
 #[tokio::test]
 async fn the_verdict_on_each_senders_authentication_is_stored_from_the_trusted_header_only() {
-    let vhost = TestVhost::create().await;
-    let db = TestDb::create().await;
-    let dir = TestDir::create();
-    let root = dir.path.join("mailbox");
-    poller::maildir::ensure(&root).expect("maildir");
+    let mailbox = TestMailbox::create().await;
+    let root = mailbox.root.clone();
     let ours = "mx.northwind.example";
     let delivered: [(&str, Vec<u8>); 5] = [
         (
@@ -409,8 +409,7 @@ async fn the_verdict_on_each_senders_authentication_is_stored_from_the_trusted_h
     for (id, raw) in &delivered {
         std::fs::write(root.join("new").join(id), raw).expect("deliver");
     }
-    let (mut poller, pool) =
-        start(&vhost, &db, &root, WorkerEnv::new().set("mailbox.authserv_ids", ours.to_owned())).await;
+    let (mut poller, pool) = mailbox.start(WorkerEnv::new().set("mailbox.authserv_ids", ours.to_owned())).await;
     assert_eq!(poller.ledger().settings().trusted_authserv_ids(), [ours]);
     assert_eq!(synced(&mut poller).await.published, 5);
 
