@@ -7,6 +7,7 @@
 //! a word) in front, the same overlap chunks within a page have; those chunks are cited with the
 //! page that follows the carried-over words.
 
+use embedders::script::is_han_or_kana;
 use text_splitter::{ChunkConfig, TextSplitter};
 
 use crate::extract::Page;
@@ -81,22 +82,46 @@ fn last_words(text: &str, max: usize) -> String {
 }
 
 /// PDF text comes with ragged spacing; collapse runs of spaces and keep paragraph breaks.
+///
+/// Chinese and Japanese put no spaces between words, so a space or a line break between two of
+/// their characters is the PDF's doing: a justified line set with letter-spacing comes out as
+/// "定 期 的 に 実 行", and a line wraps wherever it is full, inside a word ("ス" / "ケジュール").
+/// Both are removed, or full-text search and the embedder would see single characters and
+/// broken words where the page has 定期的, 実行 and スケジュール (in the Japanese Debian Reference,
+/// about one character in 45 sits at such a wrap or space).
 fn normalize_whitespace(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut blank_lines = 0;
     for line in text.lines() {
-        let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
-        if line.is_empty() {
+        let mut words = line.split_whitespace();
+        let Some(first) = words.next() else {
             blank_lines += 1;
             continue;
-        }
+        };
         if !out.is_empty() {
-            out.push_str(if blank_lines > 0 { "\n\n" } else { "\n" });
+            if blank_lines > 0 {
+                out.push_str("\n\n");
+            } else if !between_han_or_kana(&out, first) {
+                out.push('\n');
+            }
         }
         blank_lines = 0;
-        out.push_str(&line);
+        out.push_str(first);
+        for word in words {
+            if !between_han_or_kana(&out, word) {
+                out.push(' ');
+            }
+            out.push_str(word);
+        }
     }
     out
+}
+
+/// Whether `before` ends and `after` starts with a Han or kana character, or with the
+/// punctuation Chinese and Japanese write with (。、「」（）：).
+fn between_han_or_kana(before: &str, after: &str) -> bool {
+    let cjk = |c: char| is_han_or_kana(c) || matches!(c, '\u{3001}'..='\u{303F}' | '\u{FF01}'..='\u{FF65}');
+    before.chars().next_back().is_some_and(cjk) && after.chars().next().is_some_and(cjk)
 }
 
 #[cfg(test)]
@@ -128,5 +153,28 @@ mod tests {
         assert!(carried.starts_with("The desk") || carried.starts_with("supports") || carried.starts_with("120"));
         assert_eq!(own, "Error E04 means the motor overheated.\n\nWait 20 minutes.");
         assert!(Chunker::new(100, 200).is_err());
+    }
+
+    #[test]
+    fn letter_spacing_and_line_wraps_inside_chinese_and_japanese_are_removed() {
+        // As the Japanese Debian Reference comes out of its PDF (p. 184): a justified line set
+        // with letter-spacing, and lines wrapped inside words.
+        let page = "ス ク リ プ ト を 定 期 的 に 実 行 で き ま す。 こ れ ら の\n\
+                    スクリプトは /etc/cron.daily/ に置きます。ス\n\
+                    ケジュール\n\
+                    Debian システム\n\
+                    The next line\n\
+                    stays apart.\n\n\
+                    定期\n\n\
+                    実行 ภาษา ไทย";
+        let chunks = Chunker::new(1000, 0).expect("valid").chunk(&[Page { number: Some(184), text: page.into() }]);
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(
+            chunks[0].text,
+            "スクリプトを定期的に実行できます。これらのスクリプトは /etc/cron.daily/ に置きます。スケジュール\n\
+             Debian システム\nThe next line\nstays apart.\n\n定期\n\n実行 ภาษา ไทย",
+            // Kept: spaces and breaks next to Latin text, paragraph breaks, and Thai spaces
+            // (which end phrases).
+        );
     }
 }

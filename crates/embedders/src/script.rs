@@ -21,6 +21,12 @@ pub fn is_bigram_script(c: char) -> bool {
     )
 }
 
+/// Whether `c` is Han or kana: the characters of Chinese and Japanese, which separate no words
+/// with spaces (unlike Thai, Lao, Myanmar and Khmer, whose spaces end phrases).
+pub fn is_han_or_kana(c: char) -> bool {
+    is_bigram_script(c) && !matches!(u32::from(c), 0x0E00..=0x0EFF | 0x1000..=0x109F | 0x1780..=0x17FF)
+}
+
 /// Whether `c` continues a word: letters, digits, and the combining marks of Indic and other
 /// scripts (a Devanagari virama is no letter, but splitting a word at it would break it).
 pub fn is_word_char(c: char) -> bool {

@@ -145,14 +145,15 @@ pub async fn retrieval(settings: &Settings, config: Option<&Path>, args: Retriev
     if !args.reuse {
         mailroom_db::drop_database(&db_url).await?;
     }
-    let work_dir = std::env::temp_dir().join(format!("mailroom-eval-{}", std::process::id()));
+    let work_dir = WorkDir(std::env::temp_dir().join(format!("mailroom-eval-{}", std::process::id())));
     let mut providers = vec![("Offline default", HASHING)];
     if openai_configured(settings)? {
         providers.push(("OpenAI-compatible embedder", OPENAI));
     }
     for (label, provider) in &providers {
         println!("Ingesting {} documents with the {} embedder…", set.documents.len(), provider.name);
-        let figures = evaluate_provider(config, &db_url, &work_dir, &extractor, &root, &set, *provider, args.k).await?;
+        let figures =
+            evaluate_provider(config, &db_url, &work_dir.0, &extractor, &root, &set, *provider, args.k).await?;
         print_figures(label, &figures, args.show_misses);
     }
     if providers.len() == 1 {
@@ -162,8 +163,18 @@ pub async fn retrieval(settings: &Settings, config: Option<&Path>, args: Retriev
         );
     }
     if !args.reuse {
-        let _ = std::fs::remove_dir_all(&work_dir);
         mailroom_db::drop_database(&db_url).await?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A run's upload storage directory, removed when the run ends, however it ends: it is named
+/// after the process, so no later run could use it (`--reuse` keeps the database, whose
+/// documents are ingested already, not the uploaded files).
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
