@@ -106,6 +106,23 @@ impl TestVhost {
         let q = mgmt().queue(&self.name, queue).await.expect("queue info");
         (q.messages_ready, q.messages_unacknowledged)
     }
+
+    /// Takes every message now in `queue` off it (no acknowledgement needed), each body parsed
+    /// as JSON.
+    pub async fn drain<T: serde::de::DeserializeOwned>(&self, queue: &str) -> Vec<T> {
+        let conn = lapin::Connection::connect(&self.amqp_url(), lapin::ConnectionProperties::default())
+            .await
+            .expect("connect");
+        let ch = conn.create_channel().await.expect("channel");
+        let mut out = Vec::new();
+        while let Some(m) =
+            ch.basic_get(queue.into(), lapin::options::BasicGetOptions { no_ack: true }).await.expect("basic.get")
+        {
+            out.push(serde_json::from_slice(&m.delivery.data).unwrap_or_else(|e| panic!("a {queue} body: {e}")));
+        }
+        let _ = conn.close(200, "drained".into()).await;
+        out
+    }
 }
 
 impl Drop for TestVhost {

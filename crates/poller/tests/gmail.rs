@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use gmail_fake::{
     ACCESS_TOKEN_PREFIX, CLIENT_ID, CLIENT_SECRET, FakeGmail, Method, NewMessage, REFRESH_TOKEN, Reply, scope,
 };
-use lapin::options::BasicGetOptions;
 use mailroom_tests::{TestDb, TestVhost};
 use pipeline_core::messages::EmailToClassify;
 use pipeline_core::worker_env::WorkerEnv;
@@ -130,18 +129,7 @@ impl Harness {
     }
     /// Everything in `emails.to_classify` now (taken off the queue).
     async fn drain(&self) -> Vec<EmailToClassify> {
-        let conn = lapin::Connection::connect(&self.vhost.amqp_url(), lapin::ConnectionProperties::default())
-            .await
-            .expect("connect");
-        let ch = conn.create_channel().await.expect("channel");
-        let mut out = Vec::new();
-        while let Some(m) =
-            ch.basic_get("emails.to_classify".into(), BasicGetOptions { no_ack: true }).await.expect("basic.get")
-        {
-            out.push(serde_json::from_slice(&m.delivery.data).expect("emails.to_classify body"));
-        }
-        let _ = conn.close(200, "done".into()).await;
-        out
+        self.vhost.drain("emails.to_classify").await
     }
 
     async fn cursor(&self) -> Option<String> {

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use lapin::options::BasicGetOptions;
 pub(crate) use mailroom_tests::dovecot::{Dovecot, PASSWORD, Session, client};
 use mailroom_tests::{TestDb, TestVhost};
 use pipeline_core::messages::EmailToClassify;
@@ -88,18 +87,7 @@ impl Harness {
     }
 
     pub(crate) async fn drain(&self) -> Vec<EmailToClassify> {
-        let conn = lapin::Connection::connect(&self.vhost.amqp_url(), lapin::ConnectionProperties::default())
-            .await
-            .expect("connect");
-        let ch = conn.create_channel().await.expect("channel");
-        let mut out = Vec::new();
-        while let Some(m) =
-            ch.basic_get("emails.to_classify".into(), BasicGetOptions { no_ack: true }).await.expect("basic.get")
-        {
-            out.push(serde_json::from_slice(&m.delivery.data).expect("emails.to_classify body"));
-        }
-        let _ = conn.close(200, "done".into()).await;
-        out
+        self.vhost.drain("emails.to_classify").await
     }
 
     pub(crate) async fn cursor(&self) -> Option<(String, Option<i64>)> {
