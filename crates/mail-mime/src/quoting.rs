@@ -5,8 +5,10 @@
 //! so both see the same email.
 //!
 //! [`request_text`] goes one step further for retrieval: without the greeting before the request
-//! and the closing and name after it. "Hello", "Thanks" and "Sam" are words no passage answers;
-//! counted as question terms they only dilute how much of the question a passage covers.
+//! and the closing and name after it. "Hello", "Thanks" and "Sam" are words no passage answers
+//! (nor ご担当者様, お世話になっております, よろしくお願いいたします and 山田 in Japanese mail, which
+//! would even find passages: manuals say お願いします too); counted as question terms they only
+//! dilute how much of the question a passage covers.
 
 /// The sender's own text of `body` (see [`own_lines`]), cut after `max_chars` characters: what a
 /// model is given of an email. Long pastes and old threads cost tokens and latency, and only
@@ -60,7 +62,17 @@ pub fn request_text(body: &str, max_chars: usize) -> String {
     while start < end && (lines[start].trim().is_empty() || is_greeting(lines[start])) {
         start += 1;
     }
-    while end > start && (lines[end - 1].trim().is_empty() || is_closing(lines[end - 1])) {
+    while end > start {
+        let line = lines[end - 1];
+        // A name in a script without capitals (山田太郎, 王伟) looks like a short request line;
+        // only the closing above it tells it apart.
+        let signed = || {
+            is_uncased_name(line)
+                && lines[start..end - 1].iter().rev().find(|l| !l.trim().is_empty()).is_some_and(|l| is_closing(l))
+        };
+        if !(line.trim().is_empty() || is_closing(line) || signed()) {
+            break;
+        }
         end -= 1;
     }
     if start == end {
@@ -78,7 +90,8 @@ const GREETINGS: &[&str] = &[
     "ciao", "buongiorno", "salve", "gentile", "olá", "ola", "bom dia", "boa tarde", "prezado", "prezada",
     "hej", "hei", "goedemorgen", "goedemiddag", "beste",
     "здравствуйте", "привет", "добрый день", "добрый вечер", "уважаемый", "уважаемая",
-    "こんにちは", "お世話になっております", "您好", "你好",
+    "こんにちは", "お世話になっております", "いつもお世話になっております", "お世話になります",
+    "いつもお世話になります", "您好", "你好", "尊敬的",
 ];
 
 /// Opening words of a closing line, lower case.
@@ -89,17 +102,23 @@ const CLOSINGS: &[&str] = &[
     "liebe grüße", "beste grüße", "mit freundlichen grüßen", "freundliche grüße", "merci", "cordialement", "bien à vous", "bonne journée", "gracias", "saludos",
     "un saludo", "atentamente", "grazie", "saluti", "cordiali saluti", "distinti saluti", "obrigado", "obrigada",
     "atenciosamente", "abraços", "tack", "mvh", "hilsen", "groeten", "met vriendelijke groet",
-    "спасибо", "с уважением", "заранее спасибо", "よろしくお願いします", "よろしくお願いいたします", "谢谢", "感谢", "此致",
+    "спасибо", "с уважением", "заранее спасибо",
+    // Japanese: "よろしくお願い" opens します, いたします and 致します alike (no word boundary needed).
+    "よろしくお願い", "宜しくお願い", "何卒よろしく", "何卒宜しく", "以上、よろしく", "以上よろしく",
+    "ありがとうございます", "ありがとうございました",
+    "谢谢", "多谢", "非常感谢", "感谢", "此致", "敬礼", "祝好",
 ];
 
-/// Whether `line` is a greeting: short, and opening with a greeting word or ending with a
-/// comma ("Hi team,", "Dear Ms Ito,").
+/// Whether `line` is a greeting: short, and opening with a greeting word, or naming whom it
+/// is addressed to: ending with a comma ("Hi team,", "Dear Ms Ito,"), a Chinese full-width
+/// colon (客服部：) or a Japanese honorific (ご担当者様, サポート御中).
 fn is_greeting(line: &str) -> bool {
     let line = line.trim();
     let lower = line.to_lowercase();
+    let addressee = line.ends_with([',', '，', '：']) || line.ends_with('様') || line.ends_with("御中");
     short_line(line, 6)
         && !line.ends_with('?')
-        && (GREETINGS.iter().any(|g| opens_with_word(&lower, g)) || (line.ends_with(',') && short_line(line, 4)))
+        && (GREETINGS.iter().any(|g| opens_with_word(&lower, g)) || (addressee && short_line(line, 4)))
 }
 
 /// Whether `line` is a closing ("Thanks in advance,", "Best regards") or the sender's name
@@ -119,6 +138,16 @@ fn is_closing(line: &str) -> bool {
             w.chars().next().is_some_and(char::is_uppercase)
                 && w.chars().all(|c| c.is_alphabetic() || matches!(c, '.' | '-' | '\''))
         })
+}
+
+/// Whether `line` could be a name in a script without capital letters (Chinese, Japanese, and
+/// likewise Arabic or Hebrew): one to three words of such letters, at most eight letters in all.
+fn is_uncased_name(line: &str) -> bool {
+    let line = line.trim();
+    let letters = line.chars().filter(|c| !c.is_whitespace()).count();
+    (1..=8).contains(&letters)
+        && line.split_whitespace().count() <= 3
+        && line.chars().all(|c| c.is_whitespace() || (c.is_alphabetic() && !c.is_uppercase() && !c.is_lowercase()))
 }
 
 /// At most `words` words and 60 characters.
@@ -222,6 +251,23 @@ mod tests {
             request_text("こんにちは。\n返品はできますか？\nよろしくお願いします。", 1000),
             "返品はできますか？"
         );
+    }
+
+    #[test]
+    fn chinese_and_japanese_letters_lose_their_addressee_greeting_closing_and_name() {
+        // As Japanese and Chinese business mail is written: the addressee, a set greeting, the
+        // request, a set closing, then the name alone on its line.
+        let japanese = "Northwind サポートご担当者様\n\nいつもお世話になっております。\n\n\
+                        Debian のタイムゾーンを変更したいのですが、どのコマンドを使えばよいでしょうか。\n\n\
+                        何卒よろしくお願い致します。\n山田太郎\n";
+        assert_eq!(
+            request_text(japanese, 1000),
+            "Debian のタイムゾーンを変更したいのですが、どのコマンドを使えばよいでしょうか。"
+        );
+        let chinese = "尊敬的客服：\n您好！\n怎样修改 Debian 系统的时区？\n非常感谢！\n此致\n敬礼\n王伟";
+        assert_eq!(request_text(chinese, 1000), "怎样修改 Debian 系统的时区？");
+        // A short last line without a closing above it may be the request itself: it stays.
+        assert_eq!(request_text("お世話になります。\n返品可能", 1000), "返品可能");
     }
 
     #[test]
