@@ -210,7 +210,7 @@ impl Classifier {
                         llm_provider: "local".into(),
                         needs_review: false,
                     },
-                    None,
+                    v.reason,
                 )
             }
         })

@@ -2,6 +2,7 @@
 //! inquiry and how sure it is; [`crate::topics`] names the topic of a support inquiry, because
 //! the generator's `rag.human_categories` (e.g. `billing`) is keyed by it.
 
+use embedders::script::{Script, dominant_script};
 use pipeline_core::messages::EmailToClassify;
 
 use crate::eval::{LabelledEmail, Outcome, Report};
@@ -17,6 +18,8 @@ pub struct LocalVerdict {
     pub category: String,
     /// The calibrated probability of the verdict given (0.5–1.0).
     pub confidence: f64,
+    /// Why, when the model did not decide (mail in a script it was not trained on).
+    pub reason: Option<String>,
 }
 
 /// The trained model plus the topic keywords.
@@ -48,13 +51,47 @@ impl OfflineClassifier {
 
     /// The verdict: support when `P(support) ≥ 0.5`; the confidence is the calibrated
     /// probability of the verdict given.
+    ///
+    /// Mail written in a script the model was not trained on ([`untrained_script`]) is not left
+    /// to it: its probabilities there are an extrapolation (P(support) 0.08–0.30 for 20 Chinese
+    /// and Russian support questions, so every one would have been ignored). Such mail is a
+    /// support verdict at [`crate::PERSON_FIRST_CONFIDENCE`], below any auto-answer threshold:
+    /// the generator drafts a reply and a person decides.
     pub fn classify(&self, from: &str, subject: &str, body: &str) -> LocalVerdict {
+        if let Some(script) = untrained_script(subject, body) {
+            return LocalVerdict {
+                is_support_inquiry: true,
+                category: topics::topic(subject, body).to_owned(),
+                confidence: crate::PERSON_FIRST_CONFIDENCE,
+                reason: Some(format!(
+                    "written in {} script, which the offline model was not trained on: a person decides",
+                    script.name()
+                )),
+            };
+        }
         let p = self.p_support(from, subject, body);
         let is_support_inquiry = p >= 0.5;
         let category = if is_support_inquiry { topics::topic(subject, body) } else { "other" }.to_owned();
-        LocalVerdict { is_support_inquiry, category, confidence: if is_support_inquiry { p } else { 1.0 - p } }
+        LocalVerdict {
+            is_support_inquiry,
+            category,
+            confidence: if is_support_inquiry { p } else { 1.0 - p },
+            reason: None,
+        }
     }
 }
+
+/// The script an email is mostly written in (subject and the sender's own text) when the
+/// offline model was not trained on it: it learnt Latin-script languages and Japanese
+/// (docs/CLASSIFICATION.md), so Chinese, Korean, Cyrillic, Greek, Arabic, Hebrew, Devanagari
+/// and Thai mail is beyond it. (A Latin-script language outside its nine is not told apart.)
+pub fn untrained_script(subject: &str, body: &str) -> Option<Script> {
+    let text = format!("{subject}\n{}", mail_mime::quoting::own_text(body, UNTRAINED_SCRIPT_SAMPLE));
+    dominant_script(&text).filter(|s| !matches!(s, Script::Latin | Script::Japanese))
+}
+
+/// Characters of the sender's own text [`untrained_script`] reads: enough to tell a script.
+const UNTRAINED_SCRIPT_SAMPLE: usize = 2000;
 
 /// The pipeline's message for a labelled email, addressed to a test mailbox.
 pub fn to_classify(email: &LabelledEmail) -> EmailToClassify {
@@ -81,7 +118,11 @@ pub fn evaluate(set: &[LabelledEmail], classifier: &OfflineClassifier, min_confi
     let outcomes: Vec<Outcome> = set
         .iter()
         .map(|email| {
-            let p = || classifier.p_support(&email.from, &email.subject, &email.body);
+            // P(support) as the worker's verdict states it (untrained scripts included).
+            let p = || {
+                let v = classifier.classify(&email.from, &email.subject, &email.body);
+                if v.is_support_inquiry { v.confidence } else { 1.0 - v.confidence }
+            };
             let (predicted, p_support, provider) = match rules::decide(&to_classify(email)) {
                 Some(rules::Decision::Automated(_)) => (false, 0.0, "rules"),
                 Some(rules::Decision::PersonFirst(_)) => {

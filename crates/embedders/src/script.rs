@@ -34,3 +34,126 @@ pub fn is_word_char(c: char) -> bool {
         || matches!(u32::from(c), 0x0300..=0x036F | 0x0483..=0x0489 | 0x0591..=0x05C7 | 0x0610..=0x061A
             | 0x064B..=0x065F | 0x0900..=0x0963 | 0x0966..=0x0DFF)
 }
+
+/// A writing system a text can be mostly written in (see [`dominant_script`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Script {
+    /// Latin letters (English, French, Polish, Vietnamese…).
+    Latin,
+    /// Kana, with or without Han characters.
+    Japanese,
+    /// Han characters without kana.
+    Chinese,
+    /// Hangul.
+    Korean,
+    /// Cyrillic (Russian, Ukrainian, Bulgarian…).
+    Cyrillic,
+    /// Greek.
+    Greek,
+    /// Arabic (Arabic, Persian, Urdu).
+    Arabic,
+    /// Hebrew.
+    Hebrew,
+    /// Devanagari (Hindi, Marathi, Nepali).
+    Devanagari,
+    /// Thai.
+    Thai,
+}
+
+impl Script {
+    /// The script's name in English, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Latin => "Latin",
+            Self::Japanese => "Japanese",
+            Self::Chinese => "Chinese",
+            Self::Korean => "Korean",
+            Self::Cyrillic => "Cyrillic",
+            Self::Greek => "Greek",
+            Self::Arabic => "Arabic",
+            Self::Hebrew => "Hebrew",
+            Self::Devanagari => "Devanagari",
+            Self::Thai => "Thai",
+        }
+    }
+}
+
+/// The writing system most of `text`'s letters are in, each letter counted once (Latin wins a
+/// tie); `None` without letters of any of them. Kana and Han count together as Japanese when
+/// any kana appear, since Japanese writes with both; Han alone is Chinese.
+pub fn dominant_script(text: &str) -> Option<Script> {
+    const ORDER: [Script; 10] = [
+        Script::Latin,
+        Script::Japanese,
+        Script::Chinese,
+        Script::Korean,
+        Script::Cyrillic,
+        Script::Greek,
+        Script::Arabic,
+        Script::Hebrew,
+        Script::Devanagari,
+        Script::Thai,
+    ];
+    let mut counts = [0usize; ORDER.len()];
+    let (mut kana, mut han) = (0usize, 0usize);
+    for c in text.chars() {
+        let script = match u32::from(c) {
+            0x41..=0x5A | 0x61..=0x7A | 0xC0..=0x24F | 0x1E00..=0x1EFF => Script::Latin,
+            0x3040..=0x30FF | 0x31F0..=0x31FF | 0xFF66..=0xFF9F => {
+                kana += 1;
+                continue;
+            }
+            0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FFFF => {
+                han += 1;
+                continue;
+            }
+            0x1100..=0x11FF | 0x3130..=0x318F | 0xAC00..=0xD7AF => Script::Korean,
+            0x0400..=0x052F => Script::Cyrillic,
+            0x0370..=0x03FF | 0x1F00..=0x1FFF => Script::Greek,
+            0x0600..=0x06FF | 0x0750..=0x077F => Script::Arabic,
+            0x0590..=0x05FF => Script::Hebrew,
+            0x0900..=0x097F => Script::Devanagari,
+            0x0E00..=0x0E7F => Script::Thai,
+            _ => continue,
+        };
+        counts[script as usize] += 1;
+    }
+    if kana > 0 {
+        counts[Script::Japanese as usize] = kana + han;
+    } else {
+        counts[Script::Chinese as usize] = han;
+    }
+    // The first of the largest counts, so Latin wins a tie.
+    let (best, &n) = counts.iter().enumerate().rev().max_by_key(|(_, n)| **n)?;
+    (n > 0).then_some(ORDER[best])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dominant_script_is_the_one_most_letters_are_in() {
+        let cases = [
+            ("How do I reset my password?", Some(Script::Latin)),
+            ("Wie setze ich mein Passwort zurück?", Some(Script::Latin)),
+            ("パスワードを再設定するにはどうすればいいですか？", Some(Script::Japanese)),
+            ("東京都港区", Some(Script::Chinese)),
+            ("怎样修改 Debian 系统的时区？", Some(Script::Chinese)),
+            ("Как настроить quilt?", Some(Script::Cyrillic)),
+            ("비밀번호를 재설정하려면 어떻게 해야 하나요?", Some(Script::Korean)),
+            ("Πώς αλλάζω τον κωδικό μου;", Some(Script::Greek)),
+            ("كيف أعيد تعيين كلمة المرور؟", Some(Script::Arabic)),
+            ("איך אני מאפס את הסיסמה?", Some(Script::Hebrew)),
+            ("मैं अपना पासवर्ड कैसे रीसेट करूं?", Some(Script::Devanagari)),
+            ("ฉันจะรีเซ็ตรหัสผ่านได้อย่างไร", Some(Script::Thai)),
+            // A Latin email signed in another script stays Latin; a tie goes to Latin.
+            ("My desk shows error E04, what can I do? 王伟", Some(Script::Latin)),
+            ("ab 中文", Some(Script::Latin)),
+            ("12345 !?", None),
+        ];
+        for (text, script) in cases {
+            assert_eq!(dominant_script(text), script, "{text}");
+        }
+    }
+}

@@ -15,6 +15,8 @@
 //! French, Spanish, Dutch, Portuguese, Italian, Polish, Japanese) and the two other scripts of
 //! the retrieval evaluation (Chinese, Russian). Any other language is answered in English.
 
+use embedders::script::{Script, dominant_script};
+
 /// One language's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Wording {
@@ -316,24 +318,11 @@ pub fn detected(text: &str) -> &'static Wording {
 /// Japanese (any kana), Chinese (Han without kana) or Russian (Cyrillic), when such letters
 /// outnumber Latin ones.
 fn by_script(text: &str) -> Option<&'static str> {
-    let (mut latin, mut kana, mut han, mut cyrillic) = (0usize, 0usize, 0usize, 0usize);
-    for c in text.chars() {
-        match c {
-            'a'..='z' | 'A'..='Z' | '\u{c0}'..='\u{24f}' => latin += 1,
-            '\u{3040}'..='\u{30ff}' => kana += 1,
-            '\u{4e00}'..='\u{9fff}' | '\u{3400}'..='\u{4dbf}' => han += 1,
-            '\u{400}'..='\u{4ff}' => cyrillic += 1,
-            _ => {}
-        }
-    }
-    if kana > 0 && kana + han > latin {
-        Some("ja")
-    } else if han > latin {
-        Some("zh")
-    } else if cyrillic > latin {
-        Some("ru")
-    } else {
-        None
+    match dominant_script(text)? {
+        Script::Japanese => Some("ja"),
+        Script::Chinese => Some("zh"),
+        Script::Cyrillic => Some("ru"),
+        _ => None,
     }
 }
 
