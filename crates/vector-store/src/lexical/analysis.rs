@@ -14,8 +14,9 @@ use embedders::script::is_word_char;
 ///
 /// 1: until 2026-12-05 (and rows the full-text migration indexed with plain `simple`); 2: runs
 /// of Han, Hiragana and Katakana are split where the script changes, Han characters are indexed
-/// alone as well as in bigrams, and Cyrillic words are cut to [`CYRILLIC_PREFIX`] letters.
-pub const ANALYSIS_VERSION: i16 = 2;
+/// alone as well as in bigrams, and Cyrillic words are cut to [`CYRILLIC_PREFIX`] letters;
+/// 3: a Katakana run of three or more characters is indexed whole as well as in bigrams.
+pub const ANALYSIS_VERSION: i16 = 3;
 
 /// Letters a Cyrillic word is cut to before PostgreSQL's `russian` stemmer sees it. Snowball
 /// removes inflections but not derivations: настроить "to set up" and Настройка "setting up",
@@ -52,8 +53,9 @@ fn is_cyrillic(c: char) -> bool {
 
 /// `text` as full-text search sees it (chunks when written, questions when searched):
 /// - every run of [`is_bigram_script`] characters in one writing system replaced by its
-///   overlapping character bigrams, separated by spaces, and Han characters also alone
-///   ("東京タワー" → "東 京 東京 タワ ワー"; a run of one character stays as it is);
+///   overlapping character bigrams, separated by spaces, Han characters also alone and
+///   Katakana runs of three or more also whole ("東京タワー" → "東 京 東京 タワー タワ ワー"; a
+///   run of one character stays as it is);
 /// - every Cyrillic word cut to its first [`CYRILLIC_PREFIX`] letters, lower-cased;
 /// - the parts of paths and file names added.
 ///
@@ -68,6 +70,12 @@ pub fn index_text(text: &str) -> String {
         out.push(' ');
         if run.len() == 1 {
             out.push(run[0]);
+        } else if writing(run[0]) == Writing::Katakana && run.len() > 2 {
+            // The whole word too: katakana spells loanwords, mostly one to a run, and their
+            // bigrams alone let one match another sharing a syllable pair — タイムゾーン (time
+            // zone) drew passages on タイムスタンプ (timestamp) above the one on time zones.
+            out.extend(run.iter());
+            out.push(' ');
         } else if writing(run[0]) == Writing::Han {
             // Each Han character alone too: a character is often a word (日 "day", 量
             // "amount"), and a question and its passage often share a character where they
@@ -265,13 +273,15 @@ mod tests {
     #[test]
     fn spaceless_scripts_become_bigrams() {
         let words = |text: &str| index_text(text).split_whitespace().map(str::to_owned).collect::<Vec<_>>();
-        // Bigrams stay within one writing system: no 京タ, no のパ, no 量を.
-        assert_eq!(words("東京タワー"), ["東", "京", "東京", "タワ", "ワー"]);
-        assert_eq!(words("Debianのパッケージ"), ["Debian", "の", "パッ", "ッケ", "ケー", "ージ"]);
+        // Bigrams stay within one writing system: no 京タ, no のパ, no 量を. Katakana words are
+        // also kept whole, so タイムゾーン and タイムスタンプ share more than タイ and イム.
+        assert_eq!(words("東京タワー"), ["東", "京", "東京", "タワー", "タワ", "ワー"]);
+        assert_eq!(words("Debianのパッケージ"), ["Debian", "の", "パッケージ", "パッ", "ッケ", "ケー", "ージ"]);
         assert_eq!(
             words("ディスク使用量を調べる"),
-            ["ディ", "ィス", "スク", "使", "用", "量", "使用", "用量", "を", "調", "べる"]
+            ["ディスク", "ディ", "ィス", "スク", "使", "用", "量", "使用", "用量", "を", "調", "べる"]
         );
+        assert_eq!(words("ログ"), ["ログ"]);
         assert_eq!(words("升级系统"), ["升", "级", "系", "统", "升级", "级系", "系统"]);
         assert_eq!(index_text("中").trim(), "中");
         // Greek and Devanagari are untouched.
