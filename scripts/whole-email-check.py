@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""The retrieval evaluation's Chinese and Japanese questions as whole emails, through the pipeline.
+"""The retrieval evaluation's Japanese, Chinese and Russian questions as whole emails, through the pipeline.
 
 `mailroom eval retrieval` asks the set's bare questions. Real mail wraps them: an addressee, a set
 greeting, the question, a set closing, a name, and a subject. This script writes each Japanese and
 Chinese question of tests/retrieval-eval/set.json as such an email, runs `mailroom demo` over the
-Japanese and Chinese Debian Reference (fetched by scripts/fetch-debian-docs.sh), and scores the
+Japanese and Chinese Debian Reference and the Russian New Maintainers' Guide (fetched by
+scripts/fetch-debian-docs.sh), and scores the
 drafts: is the page that answers quoted first, quoted at all, and does an off-topic email get no
 quotes (docs/RETRIEVAL.md, "Whole emails").
 
@@ -26,7 +27,7 @@ import sys
 MAILROOM = sys.argv[1] if len(sys.argv) > 1 else "target/debug/mailroom"
 WORK = pathlib.Path(sys.argv[2] if len(sys.argv) > 2 else "/tmp/mailroom-whole-email")
 SET = json.load(open("tests/retrieval-eval/set.json"))
-MANUALS = {"debian-reference-ja", "debian-reference-zh-cn"}
+MANUALS = {"debian-reference-ja", "debian-reference-zh-cn", "maint-guide-ru"}
 
 root = subprocess.run(
     ["scripts/fetch-debian-docs.sh", "tests/retrieval-eval/packages.txt"], check=True, capture_output=True, text=True
@@ -40,15 +41,18 @@ for doc in SET["documents"]:
         shutil.copy(pathlib.Path(root) / doc["path"], kb)
 
 questions = {}
-for n, q in enumerate((q for q in SET["questions"] if q.get("language") in ("ja", "zh")), start=1):
+for n, q in enumerate((q for q in SET["questions"] if q.get("language") in ("ja", "zh", "ru")), start=1):
     key = f"q{n:02d}"
     questions[key] = q
     if q["language"] == "ja":
         sender, subject = f"user{n}@example.jp", "お問い合わせ"
         body = f"ご担当者様\n\nいつもお世話になっております。\n\n{q['question']}\n\nよろしくお願いいたします。\n田中\n"
-    else:
+    elif q["language"] == "zh":
         sender, subject = f"user{n}@example.cn", "咨询"
         body = f"您好！\n\n{q['question']}\n\n谢谢！\n张伟\n"
+    else:
+        sender, subject = f"user{n}@example.ru", "Вопрос"
+        body = f"Здравствуйте!\n\n{q['question']}\n\nС уважением,\nИван Петров\n"
     domain = sender.split("@")[1]
     head = (
         f"Authentication-Results: mx.northwind.example;\r\n\tspf=pass smtp.mailfrom={sender};\r\n"

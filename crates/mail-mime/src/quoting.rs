@@ -81,6 +81,37 @@ pub fn request_text(body: &str, max_chars: usize) -> String {
     own_text(&lines[start..end].join("\n"), max_chars)
 }
 
+/// Whether a subject line names no topic: nothing but words saying that the email is a
+/// question or a request ("Question", "Help!", "Re: Anfrage", "Вопрос", "お問い合わせ", "咨询"),
+/// reply and forward prefixes, and punctuation. Searched with the question, such a word is
+/// rare in manuals and so weighs much: it drew passages about "questions" (a FAQ) above the
+/// answer. A subject with anything else — a product, an error code, an order number — is kept.
+pub fn is_generic_subject(subject: &str) -> bool {
+    subject
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .all(|w| GENERIC_SUBJECT_WORDS.contains(&w.to_lowercase().as_str()))
+}
+
+/// The words of [`is_generic_subject`], lower case: reply and forward prefixes, then "question",
+/// "help", "request", "urgent" and the like in the languages the classifier or retrieval knows.
+#[rustfmt::skip]
+const GENERIC_SUBJECT_WORDS: &[&str] = &[
+    "re", "fwd", "fw", "aw", "wg", "sv", "vs", "antw", "tr", "rif", "r",
+    "question", "questions", "help", "inquiry", "enquiry", "query", "request", "support", "urgent", "please",
+    "problem", "issue", "info", "information", "hello", "hi", "a", "quick", "small",
+    "frage", "fragen", "hilfe", "anfrage", "dringend", "kurze", "eine",
+    "demande", "aide", "renseignement", "renseignements", "une",
+    "pregunta", "consulta", "ayuda", "urgente", "problema", "una",
+    "vraag", "hulp", "verzoek", "een",
+    "domanda", "richiesta", "aiuto", "informazioni",
+    "pergunta", "dúvida", "duvida", "ajuda", "pedido",
+    "pytanie", "pomoc", "prośba", "zapytanie", "pilne",
+    "вопрос", "помощь", "помогите", "обращение", "запрос", "срочно", "проблема",
+    "お問い合わせ", "問い合わせ", "質問", "ご質問", "相談", "ご相談", "至急",
+    "咨询", "问题", "求助", "请教", "紧急",
+];
+
 /// Opening words of a greeting line, lower case.
 #[rustfmt::skip]
 const GREETINGS: &[&str] = &[
@@ -268,6 +299,19 @@ mod tests {
         assert_eq!(request_text(chinese, 1000), "怎样修改 Debian 系统的时区？");
         // A short last line without a closing above it may be the request itself: it stays.
         assert_eq!(request_text("お世話になります。\n返品可能", 1000), "返品可能");
+    }
+
+    #[test]
+    fn a_subject_that_only_says_question_names_no_topic() {
+        for generic in ["Question", "Help!", "Re: Anfrage", "Fwd: Quick question", "Вопрос", "お問い合わせ", "咨询", ""]
+        {
+            assert!(is_generic_subject(generic), "{generic:?}");
+        }
+        for topical in
+            ["Question about E04", "Order 48213", "Frage zur Rückgabe", "Вопрос о quilt", "返品について", "修改时区"]
+        {
+            assert!(!is_generic_subject(topical), "{topical:?}");
+        }
     }
 
     #[test]
