@@ -1,30 +1,79 @@
-//! Which characters make words, shared by everything that cuts text into terms: the hashing
-//! embedder and the full-text search (`vector_store::lexical`). Both must agree, or a question
-//! and a passage would be cut differently on the two sides of a hybrid search.
+//! Which characters make words and which writing system a character or a text is in, shared
+//! by everything that cuts or sorts text: the hashing embedder and the full-text search
+//! (`vector_store::lexical`), which must cut a question and a passage alike on the two sides of
+//! a hybrid search, and what tells a text's language by its script (the offline reply's
+//! wording, the offline classifier's reach).
+
+/// The writing system of a letter ([`letter_script`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Letters {
+    /// Latin, with its accented and Vietnamese letters.
+    Latin,
+    /// Hiragana and Katakana (half-width too).
+    Kana,
+    /// Han characters (and 々 〆 〇).
+    Han,
+    /// Hangul.
+    Hangul,
+    /// Cyrillic.
+    Cyrillic,
+    /// Greek.
+    Greek,
+    /// Arabic.
+    Arabic,
+    /// Hebrew.
+    Hebrew,
+    /// Devanagari.
+    Devanagari,
+    /// Thai.
+    Thai,
+    /// Lao.
+    Lao,
+    /// Myanmar.
+    Myanmar,
+    /// Khmer.
+    Khmer,
+}
+
+/// The writing system `c` is a letter (or sign) of, among those this project tells apart.
+pub fn letter_script(c: char) -> Option<Letters> {
+    Some(match u32::from(c) {
+        0x41..=0x5A | 0x61..=0x7A | 0xC0..=0x24F | 0x1E00..=0x1EFF => Letters::Latin,
+        0x3040..=0x30FF          // Hiragana, Katakana
+        | 0x31F0..=0x31FF        // Katakana phonetic extensions
+        | 0xFF66..=0xFF9F => Letters::Kana, // half-width Katakana
+        0x3005..=0x3007          // 々 〆 〇
+        | 0x3400..=0x4DBF        // CJK extension A
+        | 0x4E00..=0x9FFF        // CJK unified ideographs
+        | 0xF900..=0xFAFF        // CJK compatibility ideographs
+        | 0x20000..=0x2FFFF => Letters::Han, // CJK extensions B–F
+        0x1100..=0x11FF | 0x3130..=0x318F | 0xAC00..=0xD7AF => Letters::Hangul,
+        0x0400..=0x052F => Letters::Cyrillic,
+        0x0370..=0x03FF | 0x1F00..=0x1FFF => Letters::Greek,
+        0x0600..=0x06FF | 0x0750..=0x077F => Letters::Arabic,
+        0x0590..=0x05FF => Letters::Hebrew,
+        0x0900..=0x097F => Letters::Devanagari,
+        0x0E00..=0x0E7F => Letters::Thai,
+        0x0E80..=0x0EFF => Letters::Lao,
+        0x1000..=0x109F => Letters::Myanmar,
+        0x1780..=0x17FF => Letters::Khmer,
+        _ => return None,
+    })
+}
 
 /// Whether `c` belongs to a script written without spaces between words (Han and kana; Thai,
 /// Lao, Myanmar, Khmer), which is therefore cut into character bigrams.
 pub fn is_bigram_script(c: char) -> bool {
-    matches!(u32::from(c),
-        0x3005..=0x3007          // 々 〆 〇
-        | 0x3040..=0x30FF        // Hiragana, Katakana
-        | 0x31F0..=0x31FF        // Katakana phonetic extensions
-        | 0x3400..=0x4DBF        // CJK extension A
-        | 0x4E00..=0x9FFF        // CJK unified ideographs
-        | 0xF900..=0xFAFF        // CJK compatibility ideographs
-        | 0xFF66..=0xFF9F        // half-width Katakana
-        | 0x20000..=0x2FFFF      // CJK extensions B–F
-        | 0x0E00..=0x0E7F        // Thai
-        | 0x0E80..=0x0EFF        // Lao
-        | 0x1000..=0x109F        // Myanmar
-        | 0x1780..=0x17FF        // Khmer
+    matches!(
+        letter_script(c),
+        Some(Letters::Kana | Letters::Han | Letters::Thai | Letters::Lao | Letters::Myanmar | Letters::Khmer)
     )
 }
 
 /// Whether `c` is Han or kana: the characters of Chinese and Japanese, which separate no words
 /// with spaces (unlike Thai, Lao, Myanmar and Khmer, whose spaces end phrases).
 pub fn is_han_or_kana(c: char) -> bool {
-    is_bigram_script(c) && !matches!(u32::from(c), 0x0E00..=0x0EFF | 0x1000..=0x109F | 0x1780..=0x17FF)
+    matches!(letter_script(c), Some(Letters::Kana | Letters::Han))
 }
 
 /// Whether `c` continues a word: letters, digits, and the combining marks of Indic and other
@@ -58,6 +107,12 @@ pub enum Script {
     Devanagari,
     /// Thai.
     Thai,
+    /// Lao.
+    Lao,
+    /// Myanmar (Burmese).
+    Myanmar,
+    /// Khmer.
+    Khmer,
 }
 
 impl Script {
@@ -74,6 +129,9 @@ impl Script {
             Self::Hebrew => "Hebrew",
             Self::Devanagari => "Devanagari",
             Self::Thai => "Thai",
+            Self::Lao => "Lao",
+            Self::Myanmar => "Myanmar",
+            Self::Khmer => "Khmer",
         }
     }
 }
@@ -82,7 +140,7 @@ impl Script {
 /// tie); `None` without letters of any of them. Kana and Han count together as Japanese when
 /// any kana appear, since Japanese writes with both; Han alone is Chinese.
 pub fn dominant_script(text: &str) -> Option<Script> {
-    const ORDER: [Script; 10] = [
+    const ORDER: [Script; 13] = [
         Script::Latin,
         Script::Japanese,
         Script::Chinese,
@@ -93,28 +151,33 @@ pub fn dominant_script(text: &str) -> Option<Script> {
         Script::Hebrew,
         Script::Devanagari,
         Script::Thai,
+        Script::Lao,
+        Script::Myanmar,
+        Script::Khmer,
     ];
     let mut counts = [0usize; ORDER.len()];
     let (mut kana, mut han) = (0usize, 0usize);
-    for c in text.chars() {
-        let script = match u32::from(c) {
-            0x41..=0x5A | 0x61..=0x7A | 0xC0..=0x24F | 0x1E00..=0x1EFF => Script::Latin,
-            0x3040..=0x30FF | 0x31F0..=0x31FF | 0xFF66..=0xFF9F => {
+    for letters in text.chars().filter_map(letter_script) {
+        let script = match letters {
+            Letters::Kana => {
                 kana += 1;
                 continue;
             }
-            0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FFFF => {
+            Letters::Han => {
                 han += 1;
                 continue;
             }
-            0x1100..=0x11FF | 0x3130..=0x318F | 0xAC00..=0xD7AF => Script::Korean,
-            0x0400..=0x052F => Script::Cyrillic,
-            0x0370..=0x03FF | 0x1F00..=0x1FFF => Script::Greek,
-            0x0600..=0x06FF | 0x0750..=0x077F => Script::Arabic,
-            0x0590..=0x05FF => Script::Hebrew,
-            0x0900..=0x097F => Script::Devanagari,
-            0x0E00..=0x0E7F => Script::Thai,
-            _ => continue,
+            Letters::Latin => Script::Latin,
+            Letters::Hangul => Script::Korean,
+            Letters::Cyrillic => Script::Cyrillic,
+            Letters::Greek => Script::Greek,
+            Letters::Arabic => Script::Arabic,
+            Letters::Hebrew => Script::Hebrew,
+            Letters::Devanagari => Script::Devanagari,
+            Letters::Thai => Script::Thai,
+            Letters::Lao => Script::Lao,
+            Letters::Myanmar => Script::Myanmar,
+            Letters::Khmer => Script::Khmer,
         };
         counts[script as usize] += 1;
     }

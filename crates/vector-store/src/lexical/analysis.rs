@@ -5,7 +5,7 @@
 //! with the hashing embedder (`embedders::script`).
 
 pub use embedders::script::is_bigram_script;
-use embedders::script::is_word_char;
+use embedders::script::{Letters, is_word_char, letter_script};
 
 /// Which version of [`index_text`] a chunk's `tsv` was computed with (`chunks.text_analysis`).
 /// Raise it whenever `index_text` or [`search_config`] changes what a text becomes, so that
@@ -15,7 +15,9 @@ use embedders::script::is_word_char;
 /// 1: until 2026-12-05 (and rows the full-text migration indexed with plain `simple`); 2: runs
 /// of Han, Hiragana and Katakana are split where the script changes, Han characters are indexed
 /// alone as well as in bigrams, and Cyrillic words are cut to [`CYRILLIC_PREFIX`] letters;
-/// 3: a Katakana run of three or more characters is indexed whole as well as in bigrams.
+/// 3: a Katakana run of three or more characters is indexed whole as well as in bigrams (and
+/// Vietnamese letters and the Arabic supplement count toward their scripts when [`search_config`]
+/// weighs a text's scripts, now read from `embedders::script::letter_script`).
 pub const ANALYSIS_VERSION: i16 = 3;
 
 /// Letters a Cyrillic word is cut to before PostgreSQL's `russian` stemmer sees it. Snowball
@@ -204,14 +206,13 @@ const LATIN_MARKERS: [(&str, &[&str]); 7] = [
 fn dominant_script(text: &str) -> &'static str {
     let (mut latin, mut cyrillic, mut greek, mut devanagari, mut arabic, mut spaceless) = (0, 0, 0, 0, 0, 0);
     for c in text.chars() {
-        match u32::from(c) {
-            _ if is_bigram_script(c) => spaceless += 3,
-            _ if c.is_ascii_alphabetic() => latin += 1,
-            0x00C0..=0x024F => latin += 1,
-            0x0370..=0x03FF | 0x1F00..=0x1FFF => greek += 1,
-            0x0400..=0x052F => cyrillic += 1,
-            0x0600..=0x06FF => arabic += 1,
-            0x0900..=0x097F => devanagari += 1,
+        match letter_script(c) {
+            Some(_) if is_bigram_script(c) => spaceless += 3,
+            Some(Letters::Latin) => latin += 1,
+            Some(Letters::Greek) => greek += 1,
+            Some(Letters::Cyrillic) => cyrillic += 1,
+            Some(Letters::Arabic) => arabic += 1,
+            Some(Letters::Devanagari) => devanagari += 1,
             _ => {}
         }
     }
