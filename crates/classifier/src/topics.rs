@@ -13,6 +13,8 @@
 //! A keyword matches at the start of a word (so `bill` is not found in `billion`), except in
 //! Japanese, which has no spaces and is matched anywhere.
 
+use embedders::script::is_han_or_kana;
+
 /// The support topics, in tie-breaking order.
 pub const TOPICS: [&str; 7] =
     ["billing", "returns_refunds", "account_access", "warranty", "technical_issue", "order_status", "product_question"];
@@ -128,15 +130,10 @@ pub fn topic(subject: &str, body: &str) -> &'static str {
 
 /// Whether `word` occurs in `text` at the start of a word; anywhere for Japanese keywords.
 fn contains_word(text: &str, word: &str) -> bool {
-    if !word.is_ascii() && word.chars().any(is_japanese) {
+    if !word.is_ascii() && word.chars().any(is_han_or_kana) {
         return text.contains(word);
     }
     text.match_indices(word).any(|(at, _)| !text[..at].chars().next_back().is_some_and(char::is_alphanumeric))
-}
-
-/// Hiragana, katakana and CJK ideographs.
-fn is_japanese(c: char) -> bool {
-    matches!(c, '\u{3040}'..='\u{30ff}' | '\u{4e00}'..='\u{9fff}')
 }
 
 #[cfg(test)]

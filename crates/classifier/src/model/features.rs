@@ -61,6 +61,10 @@ pub fn normalise(text: &str) -> String {
 }
 
 /// Whether `c` belongs to a script written without spaces between words (kana, CJK).
+///
+/// Not `embedders::script::is_han_or_kana` on purpose: these ranges define the features the
+/// committed weights were trained on (that one also takes 々, the phonetic extensions and the
+/// rarer Han planes), so changing them means training again.
 fn is_unspaced(c: char) -> bool {
     matches!(c as u32, 0x3040..=0x30ff | 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0xf900..=0xfaff | 0xff66..=0xff9f)
 }

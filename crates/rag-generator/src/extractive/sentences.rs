@@ -9,6 +9,8 @@
 //! punctuation — and leaving out boilerplate (copyright and trademark lines, document numbers,
 //! tables of contents) that answers no question.
 
+use embedders::script::{Letters, is_han_or_kana, letter_script};
+
 /// A sentence of a passage, markup removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sentence {
@@ -255,8 +257,9 @@ fn is_abbreviation(sentence: &str, next_word: &str) -> bool {
         || (before_number && ABBREVIATIONS_BEFORE_NUMBERS.contains(&lower.as_str()))
 }
 
+/// Han, kana or Hangul: letters without capitals, so any of them may start a sentence.
 fn is_cjk(c: char) -> bool {
-    matches!(c, '\u{3040}'..='\u{30ff}' | '\u{3400}'..='\u{4dbf}' | '\u{4e00}'..='\u{9fff}' | '\u{ac00}'..='\u{d7af}')
+    is_han_or_kana(c) || letter_script(c) == Some(Letters::Hangul)
 }
 
 fn is_sentence_start(c: char) -> bool {
