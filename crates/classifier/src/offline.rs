@@ -87,7 +87,7 @@ impl OfflineClassifier {
 /// and Thai mail is beyond it. (A Latin-script language outside its nine is not told apart.)
 pub fn untrained_script(subject: &str, body: &str) -> Option<Script> {
     let text = format!("{subject}\n{}", mail_mime::quoting::own_text(body, UNTRAINED_SCRIPT_SAMPLE));
-    dominant_script(&text).filter(|s| !matches!(s, Script::Latin | Script::Japanese))
+    dominant_script(&text).filter(|s| !matches!(s, Script::Latin | Script::Kana))
 }
 
 /// Characters of the sender's own text [`untrained_script`] reads: enough to tell a script.

@@ -9,7 +9,7 @@
 //! punctuation — and leaving out boilerplate (copyright and trademark lines, document numbers,
 //! tables of contents) that answers no question.
 
-use embedders::script::{Letters, is_han_or_kana, letter_script};
+use embedders::script::{Script, is_han_or_kana, letter_script};
 
 /// A sentence of a passage, markup removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,7 +259,7 @@ fn is_abbreviation(sentence: &str, next_word: &str) -> bool {
 
 /// Han, kana or Hangul: letters without capitals, so any of them may start a sentence.
 fn is_cjk(c: char) -> bool {
-    is_han_or_kana(c) || letter_script(c) == Some(Letters::Hangul)
+    is_han_or_kana(c) || letter_script(c) == Some(Script::Hangul)
 }
 
 fn is_sentence_start(c: char) -> bool {

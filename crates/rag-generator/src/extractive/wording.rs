@@ -319,8 +319,8 @@ pub fn detected(text: &str) -> &'static Wording {
 /// outnumber Latin ones.
 fn by_script(text: &str) -> Option<&'static str> {
     match dominant_script(text)? {
-        Script::Japanese => Some("ja"),
-        Script::Chinese => Some("zh"),
+        Script::Kana => Some("ja"),
+        Script::Han => Some("zh"),
         Script::Cyrillic => Some("ru"),
         _ => None,
     }

@@ -5,7 +5,7 @@
 //! with the hashing embedder (`embedders::script`).
 
 pub use embedders::script::is_bigram_script;
-use embedders::script::{Letters, is_word_char, letter_script};
+use embedders::script::{Script, is_word_char, letter_script};
 
 /// Which version of [`index_text`] a chunk's `tsv` was computed with (`chunks.text_analysis`).
 /// Raise it whenever `index_text` or [`search_config`] changes what a text becomes, so that
@@ -208,11 +208,11 @@ fn dominant_script(text: &str) -> &'static str {
     for c in text.chars() {
         match letter_script(c) {
             Some(_) if is_bigram_script(c) => spaceless += 3,
-            Some(Letters::Latin) => latin += 1,
-            Some(Letters::Greek) => greek += 1,
-            Some(Letters::Cyrillic) => cyrillic += 1,
-            Some(Letters::Arabic) => arabic += 1,
-            Some(Letters::Devanagari) => devanagari += 1,
+            Some(Script::Latin) => latin += 1,
+            Some(Script::Greek) => greek += 1,
+            Some(Script::Cyrillic) => cyrillic += 1,
+            Some(Script::Arabic) => arabic += 1,
+            Some(Script::Devanagari) => devanagari += 1,
             _ => {}
         }
     }
