@@ -83,8 +83,9 @@ impl OfflineClassifier {
 
 /// The script an email is mostly written in (subject and the sender's own text) when the
 /// offline model was not trained on it: it learnt Latin-script languages and Japanese
-/// (docs/CLASSIFICATION.md), so Chinese, Korean, Cyrillic, Greek, Arabic, Hebrew, Devanagari
-/// and Thai mail is beyond it. (A Latin-script language outside its nine is not told apart.)
+/// (docs/CLASSIFICATION.md), so Chinese, Korean, Cyrillic, Greek, Arabic, Hebrew, Devanagari,
+/// Thai, Lao, Burmese and Khmer mail is beyond it. (A Latin-script language outside its nine is
+/// not told apart.)
 pub fn untrained_script(subject: &str, body: &str) -> Option<Script> {
     let text = format!("{subject}\n{}", mail_mime::quoting::own_text(body, UNTRAINED_SCRIPT_SAMPLE));
     dominant_script(&text).filter(|s| !matches!(s, Script::Latin | Script::Kana))
