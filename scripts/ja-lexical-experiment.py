@@ -16,9 +16,9 @@ same footing, and reproduces the product's lexical Japanese 6/10 and Chinese 8/1
     pip install --target /tmp/ja-exp fugashi unidic-lite tinysegmenter
     PYTHONPATH=/tmp/ja-exp python3 scripts/ja-lexical-experiment.py [database [set]]
 
-`set` defaults to tests/retrieval-eval/set.json; tests/retrieval-eval/heldout-ja.json holds
-Japanese questions written after the experiment's first run, by a writer who saw only the
-manual, to check what the first run found on questions it was not chosen on.
+`set` defaults to tests/retrieval-eval/set.json; tests/retrieval-eval/heldout.json holds
+questions written after the experiment's first run, by writers who saw only the manuals, to
+check what the first run found on questions it was not chosen on.
 """
 
 import collections

@@ -101,20 +101,44 @@ fn normalize_whitespace(text: &str) -> String {
         if !out.is_empty() {
             if blank_lines > 0 {
                 out.push_str("\n\n");
-            } else if !between_han_or_kana(&out, first) {
+            } else if !joins(&mut out, first) {
                 out.push('\n');
             }
         }
         blank_lines = 0;
         out.push_str(first);
         for word in words {
-            if !between_han_or_kana(&out, word) {
+            if !joins(&mut out, word) {
                 out.push(' ');
             }
             out.push_str(word);
         }
     }
     out
+}
+
+/// Whether `next` continues the word `out` ends with, with nothing between them: after a
+/// Chinese or Japanese character ([`between_han_or_kana`]), or after a word hyphenated at the
+/// end of a PDF line ("distri-" "bution", "зарезервирова-" "но"), whose hyphen is then removed
+/// from `out` — kept in a URL or path ("…/debian-" "stable"), where it is part of the name. A
+/// compound split at its own hyphen loses it too ("time-" "consuming" → "timeconsuming"):
+/// nothing in the extracted text tells the two apart.
+fn joins(out: &mut String, next: &str) -> bool {
+    if between_han_or_kana(out, next) {
+        return true;
+    }
+    let Some(stem) = out.strip_suffix('-') else { return false };
+    let last_word = stem.rsplit(char::is_whitespace).next().unwrap_or_default();
+    // "pre- and post-processing", "Ein- und Ausgang": a hyphen before a conjunction stands for
+    // the word's second half.
+    const CONJUNCTIONS: [&str; 11] = ["and", "or", "und", "oder", "et", "ou", "y", "o", "e", "и", "или"];
+    let hyphenated = next.chars().next().is_some_and(char::is_lowercase)
+        && last_word.chars().rev().take(2).filter(|c| c.is_alphabetic()).count() == 2
+        && !CONJUNCTIONS.contains(&next.trim_end_matches(|c: char| !c.is_alphabetic()));
+    if hyphenated && !last_word.contains(['/', '.']) {
+        out.pop();
+    }
+    hyphenated
 }
 
 /// Whether `before` ends and `after` starts with a Han or kana character, or with the
@@ -175,6 +199,21 @@ mod tests {
              Debian システム\nThe next line\nstays apart.\n\n定期\n\n実行 ภาษา ไทย",
             // Kept: spaces and breaks next to Latin text, paragraph breaks, and Thai spaces
             // (which end phrases).
+        );
+    }
+
+    #[test]
+    fn words_hyphenated_at_a_line_end_are_joined() {
+        // As the English Debian Reference and the Russian New Maintainers' Guide come out of
+        // pdf_oxide, which joins a paragraph's lines with spaces.
+        let page = "Debian distri- bution con-\nvention; В Debian это место зарезервирова- но.\n\
+                    See http://security.debian.org/debian- security and pre- and post-processing, \
+                    non- A or x - y.";
+        let chunks = Chunker::new(1000, 0).expect("valid").chunk(&[Page { number: Some(21), text: page.into() }]);
+        assert_eq!(
+            chunks[0].text,
+            "Debian distribution convention; В Debian это место зарезервировано.\n\
+             See http://security.debian.org/debian-security and pre- and post-processing, non- A or x - y."
         );
     }
 }

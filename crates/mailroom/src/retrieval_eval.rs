@@ -167,9 +167,11 @@ impl EmbedderFigures {
     }
 }
 
-/// Collapses whitespace, so phrases match across line breaks and extraction differences.
+/// Removes whitespace, so phrases match across line breaks and extraction differences: an
+/// evidence phrase copied from pdftotext may hold spaces the chunker removes (between Chinese
+/// or Japanese characters) or lack ones an engine inserts.
 fn squash(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    text.split_whitespace().collect()
 }
 
 /// Ingests the set's documents for `agent` through `ingester` and evaluates every mode.
