@@ -195,7 +195,8 @@ pub fn reply_subject(subject: &str) -> String {
     if rest.is_empty() { "Re:".to_owned() } else { format!("Re: {rest}") }
 }
 
-fn strip_reply_prefix(s: &str) -> Option<&str> {
+/// `s` after one leading `Re:`/`Aw:`/`Sv:` prefix (with an optional `[2]`/`(2)` counter).
+pub(crate) fn strip_reply_prefix(s: &str) -> Option<&str> {
     let word_len = s.bytes().take_while(u8::is_ascii_alphabetic).count();
     let word = &s[..word_len];
     if !["re", "aw", "sv"].iter().any(|p| word.eq_ignore_ascii_case(p)) {

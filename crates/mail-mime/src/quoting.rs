@@ -87,17 +87,22 @@ pub fn request_text(body: &str, max_chars: usize) -> String {
 /// rare in manuals and so weighs much: it drew passages about "questions" (a FAQ) above the
 /// answer. A subject with anything else — a product, an error code, an order number — is kept.
 pub fn is_generic_subject(subject: &str) -> bool {
-    subject
-        .split(|c: char| !c.is_alphanumeric())
+    let mut rest = subject.trim();
+    while let Some(stripped) = crate::build::strip_reply_prefix(rest) {
+        rest = stripped.trim_start();
+    }
+    rest.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .all(|w| GENERIC_SUBJECT_WORDS.contains(&w.to_lowercase().as_str()))
 }
 
-/// The words of [`is_generic_subject`], lower case: reply and forward prefixes, then "question",
-/// "help", "request", "urgent" and the like in the languages the classifier or retrieval knows.
+/// The words of [`is_generic_subject`], lower case: the forward prefixes and the other clients'
+/// reply prefixes that `reply_subject` leaves alone (it strips `Re:`, `Aw:`, `Sv:`), then
+/// "question", "help", "request", "urgent" and the like in the languages the classifier or
+/// retrieval knows.
 #[rustfmt::skip]
 const GENERIC_SUBJECT_WORDS: &[&str] = &[
-    "re", "fwd", "fw", "aw", "wg", "sv", "vs", "antw", "tr", "rif", "r",
+    "fwd", "fw", "wg", "vs", "antw", "tr", "rif", "r",
     "question", "questions", "help", "inquiry", "enquiry", "query", "request", "support", "urgent", "please",
     "problem", "issue", "info", "information", "hello", "hi", "a", "quick", "small",
     "frage", "fragen", "hilfe", "anfrage", "dringend", "kurze", "eine",
