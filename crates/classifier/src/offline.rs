@@ -22,6 +22,13 @@ pub struct LocalVerdict {
     pub reason: Option<String>,
 }
 
+impl LocalVerdict {
+    /// The probability of support the verdict states.
+    pub fn p_support(&self) -> f64 {
+        if self.is_support_inquiry { self.confidence } else { 1.0 - self.confidence }
+    }
+}
+
 /// The trained model plus the topic keywords.
 pub struct OfflineClassifier {
     model: Model,
@@ -120,10 +127,7 @@ pub fn evaluate(set: &[LabelledEmail], classifier: &OfflineClassifier, min_confi
         .iter()
         .map(|email| {
             // P(support) as the worker's verdict states it (untrained scripts included).
-            let p = || {
-                let v = classifier.classify(&email.from, &email.subject, &email.body);
-                if v.is_support_inquiry { v.confidence } else { 1.0 - v.confidence }
-            };
+            let p = || classifier.classify(&email.from, &email.subject, &email.body).p_support();
             let (predicted, p_support, provider) = match rules::decide(&to_classify(email)) {
                 Some(rules::Decision::Automated(_)) => (false, 0.0, "rules"),
                 Some(rules::Decision::PersonFirst(_)) => {
