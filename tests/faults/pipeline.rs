@@ -539,7 +539,7 @@ impl Drop for Pipeline {
         let cache_keys: Vec<String> = self
             .fed
             .iter()
-            .map(|f| rag_generator::cache::key(&model, &rag_generator::question_text(&f.subject, &f.body)))
+            .map(|f| rag_generator::cache::key(&model, &mail_mime::quoting::question_text(&f.subject, &f.body)))
             .collect();
         let _ = std::thread::spawn(move || {
             let Ok(client) =

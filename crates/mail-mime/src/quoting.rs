@@ -81,6 +81,21 @@ pub fn request_text(body: &str, max_chars: usize) -> String {
     own_text(&lines[start..end].join("\n"), max_chars)
 }
 
+/// The question an email asks, as retrieval searches for it (the generator for its passages,
+/// the classifier to see whether the agent's documents speak about it): the subject (unless it
+/// names no topic: "Question", "お問い合わせ", see [`is_generic_subject`]) and the
+/// [`request_text`] of the body, at most [`QUESTION_MAX_CHARS`] characters.
+pub fn question_text(subject: &str, body: &str) -> String {
+    // Retrieval needs the gist, not a 10 MiB paste: re-ranking compares every question word with
+    // every passage, so a huge email would cost seconds for nothing.
+    let subject = if is_generic_subject(subject) { "" } else { subject.trim() };
+    let text = format!("{subject}\n{}", request_text(body, QUESTION_MAX_CHARS));
+    own_text(&text, QUESTION_MAX_CHARS)
+}
+
+/// Longest question text used for retrieval and re-ranking.
+pub const QUESTION_MAX_CHARS: usize = 4000;
+
 /// Whether a subject line names no topic: nothing but words saying that the email is a
 /// question or a request ("Question", "Help!", "Re: Anfrage", "Вопрос", "お問い合わせ", "咨询"),
 /// reply and forward prefixes, and punctuation. Searched with the question, such a word is
@@ -252,6 +267,18 @@ pub fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_question_drops_quoted_history_greeting_and_name_and_is_capped() {
+        let q = question_text("Desk shows E04", "Hi,\nit beeps.\n> old quoted text\nOn Mon, Bob wrote:\nolder");
+        assert_eq!(q, "Desk shows E04\nit beeps.");
+        let q = question_text("Return policy", "Hello,\n\nhow do I start a return?\n\nSam");
+        assert_eq!(q, "Return policy\nhow do I start a return?");
+        let q = question_text("Вопрос", "Здравствуйте!\nКак собрать пакет в chroot?\nС уважением,\nИван Петров");
+        assert_eq!(q, "Как собрать пакет в chroot?");
+        let huge = "é".repeat(3 * QUESTION_MAX_CHARS);
+        assert_eq!(question_text("s", &huge).chars().count(), QUESTION_MAX_CHARS);
+    }
 
     #[test]
     fn quoted_history_in_several_languages_is_removed() {

@@ -85,7 +85,7 @@ pub fn term_weight(term: &str) -> usize {
 /// matching whole sentence the top passage's first whole sentences are quoted; fragments only
 /// when it has nothing else.
 pub fn pick<'a>(question: &str, hits: &'a [SearchHit]) -> Vec<(String, &'a SearchHit)> {
-    // The first line is the subject (see `question_text`): the gist, where the body adds detail.
+    // The first line is the subject (see `mail_mime::quoting::question_text`): the gist, where the body adds detail.
     // Without the phrases every Chinese or Japanese question is worded with ("how should I"),
     // as full-text search does: they name no topic.
     let question = strip_boilerplate(question);

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use sqlx::PgPool;
+use vector_store::lexical::supports;
 use vector_store::{LexicalSearch, SearchHit, StoreError, VectorStore};
 
 /// The rank offset of reciprocal rank fusion (60, as in Cormack et al. and most search engines):
@@ -112,73 +113,25 @@ impl Retriever {
             Mode::Lexical => {
                 let hits = self.lexical.search(agent_email, question, pool).await?;
                 // The same relevance rule as hybrid, on the lexical side alone.
-                if !hits.iter().any(|h| h.score >= s.min_lexical_score) {
+                if !supports(&hits, s.min_lexical_score) {
                     return Ok(Vec::new());
                 }
                 Ok(hits.into_iter().take(s.top_k).collect())
             }
             Mode::Hybrid => {
-                let (semantic, mut lexical) = tokio::try_join!(
+                let (semantic, lexical) = tokio::try_join!(
                     self.store.search(agent_email, vector, pool, s.min_similarity),
-                    self.lexical.search(agent_email, question, pool),
+                    self.lexical.search_with_support(agent_email, question, pool, s.min_lexical_score),
                 )?;
-                if !lexical.iter().any(|h| h.score >= s.min_lexical_score) {
-                    self.sentence_support(agent_email, question, &mut lexical).await?;
-                }
                 Ok(hybrid(semantic, lexical, s))
             }
         }
     }
 }
 
-/// Most sentences of one email searched on their own for lexical support.
-const MAX_SENTENCES: usize = 6;
-
-/// The sentences of a question worth searching on their own: at least three words long.
-fn sentences(question: &str) -> Vec<&str> {
-    question
-        .split(['.', '?', '!', '\n', '。', '？', '！'])
-        .map(str::trim)
-        .filter(|s| s.split_whitespace().count() >= 3 || s.chars().filter(|c| !c.is_ascii()).count() >= 6)
-        .take(MAX_SENTENCES)
-        .collect()
-}
-
-impl Retriever {
-    /// When the whole question has too little lexical support, each sentence gets a chance: an
-    /// email mixing languages ("Bonjour, je voudrais… Can I change my shipping address?") or
-    /// wrapping its question in greetings dilutes the share of its terms any passage contains.
-    /// A sentence's best passage with enough support raises that passage's score in `lexical`
-    /// (or joins it), so the relevance rule sees it.
-    async fn sentence_support(
-        &self,
-        agent_email: &str,
-        question: &str,
-        lexical: &mut Vec<SearchHit>,
-    ) -> Result<(), StoreError> {
-        let all = sentences(question);
-        if all.len() < 2 {
-            return Ok(());
-        }
-        for sentence in all {
-            let hits = self.lexical.search(agent_email, sentence, self.settings.candidates).await?;
-            let Some(best) = hits.into_iter().max_by(|a, b| a.score.total_cmp(&b.score)) else { continue };
-            if best.score < self.settings.min_lexical_score {
-                continue;
-            }
-            match lexical.iter_mut().find(|h| h.document_id == best.document_id && h.chunk_index == best.chunk_index) {
-                Some(hit) => hit.score = hit.score.max(best.score),
-                None => lexical.push(best),
-            }
-            return Ok(());
-        }
-        Ok(())
-    }
-}
-
 /// The hybrid relevance rule, then the fusion (see the module documentation).
 pub fn hybrid(semantic: Vec<SearchHit>, lexical: Vec<SearchHit>, settings: &RetrievalSettings) -> Vec<SearchHit> {
-    let supported = lexical.iter().any(|h| h.score >= settings.min_lexical_score)
+    let supported = supports(&lexical, settings.min_lexical_score)
         || semantic.iter().any(|h| h.score >= settings.vector_alone_similarity);
     if !supported {
         return Vec::new();
@@ -247,15 +200,6 @@ mod tests {
         candidates: 10,
         vector_weight: 1.0,
     };
-
-    #[test]
-    fn sentences_worth_a_search_of_their_own() {
-        assert_eq!(
-            sentences("Bonjour,\nje voudrais changer mon adresse. Can I change my address? Merci"),
-            ["je voudrais changer mon adresse", "Can I change my address"]
-        );
-        assert_eq!(sentences("怎样修改 Debian 系统的时区？谢谢"), ["怎样修改 Debian 系统的时区"]);
-    }
 
     #[test]
     fn a_passage_both_searches_find_wins() {

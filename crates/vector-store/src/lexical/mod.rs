@@ -27,9 +27,11 @@ use crate::postgres::db_error;
 use crate::{ChunkRecord, SearchHit, StoreError};
 
 mod analysis;
+mod support;
 
 use analysis::question_configs;
 pub use analysis::{ANALYSIS_VERSION, index_text, is_bigram_script, query_words, search_config, strip_boilerplate};
+pub use support::supports;
 
 /// The SQL that turns the configuration name `u.l` of a row being written into the `regconfig`
 /// `cfg.c`, falling back to `simple` when the database lacks that configuration.
