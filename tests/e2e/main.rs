@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod broker_security;
+mod classifier_documents;
 mod deletion;
 mod demo;
 mod dependencies;

@@ -76,6 +76,9 @@ pub struct Outcome {
     pub auto_answer: bool,
     /// The provider that decided (`rules`, `local`, `gemini`…).
     pub provider: String,
+    /// Why, when the verdict was not the provider's own (a rule, an untrained script, the
+    /// agent's documents).
+    pub reason: Option<String>,
 }
 
 /// Calibration bins.
@@ -200,13 +203,14 @@ impl Report {
         for e in &self.errors {
             let _ = writeln!(
                 s,
-                "  miss {} [{} {}] truth={} p(support)={:.2} by {}",
+                "  miss {} [{} {}] truth={} p(support)={:.2} by {}{}",
                 e.id,
                 e.lang,
                 e.kind,
                 if e.truth { "support" } else { "other" },
                 e.p_support,
-                e.provider
+                e.provider,
+                e.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
             );
         }
         s
@@ -227,6 +231,7 @@ mod tests {
             p_support: p,
             auto_answer: p >= threshold,
             provider: "local".into(),
+            reason: None,
         }
     }
 

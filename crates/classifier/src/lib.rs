@@ -7,12 +7,15 @@
 //! reaches `local` (the offline default) the trained [`model`] decides, with a calibrated
 //! confidence ([`topics`] names the support topic). A support verdict whose confidence is below the
 //! mailbox's auto-answer threshold ([`thresholds`]) is still passed on, flagged `needs_review`,
-//! so the generator's reply becomes a draft for a person. The verdict is recorded once per email;
+//! so the generator's reply becomes a draft for a person. Mail the offline model calls "not
+//! support" is looked up in the agent's documents ([`documents`]): when they speak about it, a
+//! person gets a draft after all. The verdict is recorded once per email;
 //! support inquiries are published to `email_exchange`/`respond`. A redelivered message finds its
 //! recorded verdict and re-publishes the same `emails.to_respond` message (same `message_id`)
 //! rather than classifying again.
 
 pub mod content_rules;
+pub mod documents;
 pub mod eval;
 pub mod model;
 pub mod offline;
@@ -22,6 +25,7 @@ pub mod topics;
 
 use std::sync::Arc;
 
+use llm::chain::LOCAL;
 use llm::metrics::SharedMetric;
 use llm::{ChainOutcome, GenerateRequest, LlmMetrics, ProviderChain};
 use mailroom_db::QueryFailed;
@@ -33,6 +37,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tracing::info;
 
+use crate::documents::DocumentCheck;
 use crate::offline::OfflineClassifier;
 pub use crate::thresholds::{ClassifierSettings, Thresholds};
 
@@ -103,6 +108,7 @@ pub struct Classifier {
     chain: ProviderChain,
     offline: OfflineClassifier,
     thresholds: Thresholds,
+    documents: Option<DocumentCheck>,
 }
 
 impl std::fmt::Debug for Classifier {
@@ -110,6 +116,7 @@ impl std::fmt::Debug for Classifier {
         f.debug_struct("Classifier")
             .field("providers", &self.chain.names())
             .field("thresholds", &self.thresholds)
+            .field("documents", &self.documents.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -131,7 +138,14 @@ impl Classifier {
     /// A classifier over a provider chain, the committed offline model and the threshold below
     /// which support verdicts need a person.
     pub fn new(chain: ProviderChain, thresholds: Thresholds) -> Result<Self, model::ModelError> {
-        Ok(Self { chain, offline: OfflineClassifier::embedded()?, thresholds })
+        Ok(Self { chain, offline: OfflineClassifier::embedded()?, thresholds, documents: None })
+    }
+
+    /// Looks mail the offline model calls "not support" up in the agent's documents
+    /// ([`documents`]).
+    pub fn with_documents(mut self, check: DocumentCheck) -> Self {
+        self.documents = Some(check);
+        self
     }
 
     /// The provider chain (for its counters).
@@ -167,7 +181,17 @@ impl Classifier {
             Some(rules::Decision::PersonFirst(reason)) => Some(reason),
             None => None,
         };
-        let (mut verdict, reason) = self.ask_models(email).await?;
+        let (mut verdict, mut reason) = self.ask_models(email).await?;
+        let second_look =
+            |_: &&DocumentCheck| !verdict.is_support_inquiry && verdict.llm_provider == LOCAL && documents::asks(email);
+        if let Some(check) = self.documents.as_ref().filter(second_look)
+            && let Some(passage) = check.covering_passage(&email.agent_email, &email.subject, &email.body).await?
+        {
+            reason = Some(documents::reason(1.0 - verdict.confidence, &passage));
+            verdict.is_support_inquiry = true;
+            verdict.category = topics::topic(&email.subject, &email.body).to_owned();
+            verdict.confidence = PERSON_FIRST_CONFIDENCE;
+        }
         if person_first.is_some() && verdict.is_support_inquiry {
             // Recorded this way, a redelivery (which recomputes `needs_review` from the stored
             // confidence) decides alike: never answered without a person.
@@ -207,7 +231,7 @@ impl Classifier {
                         is_support_inquiry: v.is_support_inquiry,
                         category: v.category,
                         confidence: v.confidence,
-                        llm_provider: "local".into(),
+                        llm_provider: LOCAL.into(),
                         needs_review: false,
                     },
                     v.reason,
@@ -301,7 +325,10 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
         &registry,
     )
     .await;
-    let classifier = Classifier::new(chain, thresholds)?;
+    let mut classifier = Classifier::new(chain, thresholds)?;
+    if classifier_settings.check_documents {
+        classifier = classifier.with_documents(DocumentCheck::new(pool.clone(), settings.section("rag")?));
+    }
     let handler = Arc::new(ClassifyHandler::new(pool, classifier));
     let served =
         pipeline_core::serve_worker_with(WORKER_NAME, &EMAILS_TO_CLASSIFY, handler, &settings, telemetry, shutdown)

@@ -148,6 +148,7 @@ pub fn evaluate(set: &[LabelledEmail], classifier: &OfflineClassifier, min_confi
                 p_support,
                 auto_answer: predicted && p_support >= min_confidence,
                 provider: provider.into(),
+                reason: None,
             }
         })
         .collect();

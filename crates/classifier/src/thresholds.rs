@@ -22,6 +22,9 @@ pub struct ClassifierSettings {
     /// Per-mailbox thresholds (`agent_email` → threshold) that replace the default one.
     #[serde(default)]
     pub auto_answer_min_confidence_by_mailbox: BTreeMap<String, f64>,
+    /// Whether mail the offline model calls "not support" is looked up in the agent's documents
+    /// and, when they speak about it, drafted for a person ([`crate::documents`]).
+    pub check_documents: bool,
 }
 
 /// `value` if it is a share (0..=1), else why not, naming `what`.
@@ -102,6 +105,7 @@ mod tests {
 
     fn settings(default: f64, per_mailbox: &[(&str, f64)]) -> ClassifierSettings {
         ClassifierSettings {
+            check_documents: true,
             auto_answer_min_confidence: default,
             auto_answer_min_confidence_by_mailbox: per_mailbox.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
         }

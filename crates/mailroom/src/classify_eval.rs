@@ -1,4 +1,4 @@
-//! `mailroom eval classify FILE.jsonl [--json] [--threshold X]`: runs a labelled set through the
+//! `mailroom eval classify FILE.jsonl [--json] [--threshold X] [--documents-of AGENT]`: runs a labelled set through the
 //! classifier exactly as the worker would with the configured `llm.providers` chain (the
 //! loop-safety rules, then each provider in turn, the offline model when the chain reaches
 //! `local`), and prints the confusion matrix, per-language accuracy, the precision of what would
@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use classifier::documents::DocumentCheck;
 use classifier::eval::{Outcome, Report, parse_set};
 use classifier::offline::to_classify;
 use classifier::{Classifier, ClassifierSettings, Thresholds};
@@ -30,6 +31,11 @@ pub struct ClassifyArgs {
     /// Auto-answer threshold (default: classifier.auto_answer_min_confidence).
     #[arg(long)]
     pub threshold: Option<f64>,
+    /// Send the set to this mailbox, whose documents are in the configured database, and give
+    /// "not support" verdicts the worker's second look in them (`classifier.check_documents`).
+    /// Without it the set goes to a mailbox with no documents and nothing is looked up.
+    #[arg(long, value_name = "AGENT_EMAIL")]
+    pub documents_of: Option<String>,
 }
 
 /// Runs the evaluation.
@@ -42,11 +48,19 @@ pub async fn classify(settings: &Settings, args: ClassifyArgs) -> anyhow::Result
     let threshold = args.threshold.unwrap_or(classifier_settings.auto_answer_min_confidence);
     let chain =
         ProviderChain::for_worker(&llm_settings, "classify", &LlmMetrics::default(), &ProviderHealth::default())?;
-    let classifier = Classifier::new(chain, Thresholds::uniform(threshold))?;
+    let mut classifier = Classifier::new(chain, Thresholds::uniform(threshold))?;
+    if args.documents_of.is_some() {
+        let pool = mailroom_db::connect_and_migrate(&settings.database.url, settings.database.max_connections).await?;
+        classifier = classifier.with_documents(DocumentCheck::new(pool, settings.section("rag")?));
+    }
     let mut outcomes = Vec::with_capacity(set.len());
     for email in &set {
-        let message = to_classify(email);
-        let (verdict, _) =
+        let mut message = to_classify(email);
+        if let Some(agent) = &args.documents_of {
+            message.agent_email = agent.trim().to_lowercase();
+            message.to = agent.clone();
+        }
+        let (verdict, reason) =
             classifier.classify(&message).await.map_err(|e| anyhow::anyhow!("classifying {}: {e}", email.id))?;
         let p_support = if verdict.is_support_inquiry { verdict.confidence } else { 1.0 - verdict.confidence };
         outcomes.push(Outcome {
@@ -58,6 +72,7 @@ pub async fn classify(settings: &Settings, args: ClassifyArgs) -> anyhow::Result
             p_support,
             auto_answer: classifier.auto_answer(&message.agent_email, &verdict),
             provider: verdict.llm_provider.clone(),
+            reason,
         });
     }
     let report = Report::new(&outcomes);
