@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mailroom_tests::{TestDb, TestDir, TestVhost, bin_path, free_port, repo_root, signal, spawn_logged, wait_for};
+use pipeline_core::consumer::MAIL_STAGES;
 use pipeline_core::worker_env::env_var;
 use sqlx::PgPool;
 use tokio::process::Child;
@@ -489,17 +490,26 @@ impl Pipeline {
         }
     }
 
-    /// SIGTERM to every worker (they drain what they hold), SIGKILL after 30 s.
+    /// SIGTERM to every worker (they drain what they hold), SIGKILL after 30 s; stage by stage
+    /// in the mail's order (poller, classifier, generator, sender), each stage gone before the
+    /// next is told. A stage draining what it holds may publish once more — a redelivered
+    /// duplicate's message, republished by design — and the stage after it is still there to
+    /// take it; stopped all at once, that message was left ready in `emails.to_send` after the
+    /// sender had gone (seen once in the broker scenario, 2026-12-05).
     pub(crate) async fn stop_all(&mut self) {
-        for p in &self.procs {
-            if p.child.id().is_some() {
+        let order = |stage: &str| MAIL_STAGES.iter().position(|b| b.name == stage).unwrap_or(MAIL_STAGES.len());
+        let mut stages: Vec<&'static str> = self.procs.iter().map(|p| p.stage).collect();
+        stages.sort_by_key(|s| order(s));
+        stages.dedup();
+        for stage in stages {
+            for p in self.procs.iter().filter(|p| p.stage == stage && p.child.id().is_some()) {
                 signal(&p.child, "TERM");
             }
-        }
-        for p in &mut self.procs {
-            if tokio::time::timeout(Duration::from_secs(30), p.child.wait()).await.is_err() {
-                eprintln!("[faults] {} ({}) did not stop within 30 s; killing it", p.stage, p.log.display());
-                let _ = p.child.kill().await;
+            for p in self.procs.iter_mut().filter(|p| p.stage == stage) {
+                if tokio::time::timeout(Duration::from_secs(30), p.child.wait()).await.is_err() {
+                    eprintln!("[faults] {} ({}) did not stop within 30 s; killing it", p.stage, p.log.display());
+                    let _ = p.child.kill().await;
+                }
             }
         }
     }
