@@ -121,6 +121,13 @@ fn assert_bundled_outcomes(code: i32, out: &str) {
     let drafted = emails.iter().filter(|e| e["outcome"] == "drafted").count();
     assert_eq!(summary["sent_files"].as_u64(), Some(answered as u64), "one outbox file per answer");
     assert_eq!(summary["draft_files"].as_u64(), Some(drafted as u64));
+    // The customs question the offline model misses is drafted because the shipping FAQ speaks
+    // about it, and the summary says so.
+    let customs = emails.iter().find(|e| e["file"] == "09-customs-duties.eml").expect("customs");
+    assert!(
+        customs["classification_reason"].as_str().is_some_and(|r| r.contains("mailbox's documents speak about it")),
+        "{customs}"
+    );
     // The prompt injection got an answer from the agent's own documents only.
     let injection = emails.iter().find(|e| e["file"] == "16-prompt-injection.eml").expect("injection");
     let own = ["lift-pro-user-manual.pdf", "warranty-and-returns.pdf", "shipping-faq.md", "app-troubleshooting.txt"];

@@ -117,6 +117,9 @@ pub struct EmailSummary {
     pub is_support: Option<bool>,
     /// The classifier's category.
     pub category: Option<String>,
+    /// Why the classifier decided as it did, when the model alone did not (a rule, a script
+    /// the offline model never learnt, the mailbox's documents).
+    pub classification_reason: Option<String>,
     /// Where it ended.
     pub outcome: Outcome,
     /// Why (draft reason, dead-letter error, category).
@@ -144,8 +147,17 @@ pub struct DemoSummary {
     pub pipeline_seconds: f64,
 }
 
-type Row =
-    (String, String, Option<String>, Option<bool>, Option<String>, Option<String>, Option<String>, Option<String>);
+type Row = (
+    String,
+    String,
+    Option<String>,
+    Option<bool>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 /// Reads where each fed email is: ledger, classification, send log, response, dead letters.
 async fn snapshot(
@@ -156,7 +168,7 @@ async fn snapshot(
 ) -> anyhow::Result<Vec<EmailSummary>> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT m.mailbox_id, m.state, m.reason, c.is_support_inquiry, c.category, r.state, r.draft_reason, \
-         resp.send_message::text FROM mailbox_messages m \
+         resp.send_message::text, c.reason FROM mailbox_messages m \
          LEFT JOIN classifications c ON c.agent_email = m.agent_email AND c.email_id = m.mailbox_id \
          LEFT JOIN replies r ON r.agent_email = m.agent_email AND r.email_id = m.mailbox_id \
          LEFT JOIN responses resp ON resp.agent_email = m.agent_email AND resp.email_id = m.mailbox_id \
@@ -185,6 +197,7 @@ async fn snapshot(
             subject: parsed.as_ref().map(|p| p.subject.clone()).unwrap_or_default(),
             is_support: None,
             category: None,
+            classification_reason: None,
             outcome: Outcome::Pending,
             reason: None,
             sources: Vec::new(),
@@ -194,9 +207,19 @@ async fn snapshot(
             .or_else(|| ledger_ids.get(mailbox_id).and_then(|message_id| dead.get(message_id)))
             .cloned();
         if let Some(row) = by_id.get(mailbox_id) {
-            let (_, ledger_state, ledger_reason, is_support, category, reply_state, draft_reason, send_message) =
-                row.clone();
+            let (
+                _,
+                ledger_state,
+                ledger_reason,
+                is_support,
+                category,
+                reply_state,
+                draft_reason,
+                send_message,
+                classification_reason,
+            ) = row.clone();
             summary.is_support = is_support;
+            summary.classification_reason = classification_reason;
             summary.category = category.clone();
             if let Some(message) = send_message.and_then(|m| serde_json::from_str::<Value>(&m).ok()) {
                 for source in
@@ -481,6 +504,9 @@ fn print_summary(summary: &DemoSummary, args: &DemoArgs, elapsed: Duration) {
             e.outcome.text(),
             e.sources.join(", ")
         );
+        if let (Some(reason), Outcome::Drafted) = (&e.classification_reason, &e.outcome) {
+            println!("{:<34} ↳ classified: {}", "", clip(reason, 100));
+        }
         if let (Some(reason), Outcome::Drafted | Outcome::DeadLettered | Outcome::Pending) = (&e.reason, &e.outcome) {
             println!("{:<34} ↳ {}", "", clip(reason, 100));
         }
