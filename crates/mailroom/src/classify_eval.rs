@@ -1,7 +1,8 @@
-//! `mailroom eval classify FILE.jsonl [--json] [--threshold X] [--documents-of AGENT]`: runs a labelled set through the
-//! classifier exactly as the worker would with the configured `llm.providers` chain (the
-//! loop-safety rules, then each provider in turn, the offline model when the chain reaches
-//! `local`), and prints the confusion matrix, per-language accuracy, the precision of what would
+//! `mailroom eval classify FILE.jsonl [--json] [--threshold X] [--documents-of AGENT]`: runs a
+//! labelled set through the classifier exactly as the worker would with the configured
+//! `llm.providers` chain (the loop-safety rules, then each provider in turn, the offline model
+//! when the chain reaches `local`; with `--documents-of`, the second look in that mailbox's
+//! documents), and prints the confusion matrix, per-language accuracy, the precision of what would
 //! be answered automatically, calibration, and the cost: per provider, the calls answered,
 //! failed and skipped and the input and output tokens the provider reported (`n/a` when its
 //! responses carried no usage; `local` is free).
