@@ -52,7 +52,7 @@ fn email(agent: &str, subject: &str, body: &str) -> EmailToClassify {
 
 fn offline_classifier() -> Classifier {
     let chain = ProviderChain::new(vec![Entry::Local], Duration::from_secs(60));
-    Classifier::new(chain, Thresholds::uniform(0.99)).expect("the committed model")
+    Classifier::new(chain, Thresholds::uniform(0.99).checking_documents(true)).expect("the committed model")
 }
 
 /// The generator's defaults (config/default.toml `[rag]`).
@@ -110,6 +110,15 @@ async fn a_question_the_documents_speak_about_is_drafted_for_a_person() {
         reason.contains("offline model took it for not support") && reason.contains("debian-reference.en.pdf, p. 238"),
         "{reason}"
     );
+
+    // Turned off (for the deployment here; a registry entry does it for one mailbox, see
+    // `mailbox_policies`), the look is not taken.
+    let chain = ProviderChain::new(vec![Entry::Local], Duration::from_secs(60));
+    let off = Classifier::new(chain, Thresholds::uniform(0.99).checking_documents(false))
+        .expect("model")
+        .with_documents(DocumentCheck::new(pool.clone(), RELEVANCE));
+    let (unlooked, _) = off.classify(&printing_question(HELPDESK)).await.expect("verdict");
+    assert!(!unlooked.is_support_inquiry, "{unlooked:?}");
 
     // Another mailbox of the deployment has no such documents: the helpdesk's never count.
     let (elsewhere, _) = classifier.classify(&printing_question(OTHER)).await.expect("verdict");

@@ -1,5 +1,6 @@
 //! What the classifier and the generator read of the mailbox registry: each mailbox's
-//! auto-answer threshold (`classifier.auto_answer_min_confidence`) and reply policy (`rag`),
+//! auto-answer threshold (`classifier.auto_answer_min_confidence`), second look in its documents
+//! (`classifier.check_documents`) and reply policy (`rag`),
 //! without the mailbox's secrets — those processes never hold the poller's and the sender's
 //! credentials, so an entry whose secret variables are unset in their environment must still
 //! give them its policy.
@@ -29,8 +30,9 @@ async fn the_classifier_and_the_generator_read_each_mailboxs_policy_without_its_
         "classifier": {"auto_answer_min_confidence": 0.97},
         "rag": {"reply_language": "German", "signature": "Das Billing-Team"}
     });
-    // Sales sets no threshold: its entry in the deployment's map applies.
-    let sales = json!({"sender": {"rate_limit": 5}});
+    // Sales sets no threshold (its entry in the deployment's map applies), but turns the second
+    // look in its documents off.
+    let sales = json!({"sender": {"rate_limit": 5}, "classifier": {"check_documents": false}});
     // Legal's threshold is out of range: the deployment's default applies, with a warning.
     let legal = json!({"classifier": {"auto_answer_min_confidence": 1.5}});
     for (address, entry, enabled) in [(BILLING, &billing, true), (SALES, &sales, true), (LEGAL, &legal, true)] {
@@ -52,6 +54,8 @@ async fn the_classifier_and_the_generator_read_each_mailboxs_policy_without_its_
     assert_eq!(shared.for_mailbox(SALES), 0.8, "no threshold of its own: the map");
     assert_eq!(shared.for_mailbox(LEGAL), default, "unreadable: the default");
     assert_eq!(shared.for_mailbox(SUPPORT), default, "disabled: the default");
+    assert!(!shared.checks_documents(SALES), "its own second look");
+    assert!(shared.checks_documents(BILLING) && shared.checks_documents(SUPPORT), "the deployment's");
 
     // Changed in the registry: read again.
     let lowered = json!({"classifier": {"auto_answer_min_confidence": 0.93}});

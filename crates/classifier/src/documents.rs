@@ -12,7 +12,7 @@
 //!
 //! Only the offline model's verdicts get this look: the loop-safety rules' are certain, and an
 //! LLM provider reads the email as a person would. `classifier.check_documents = false` turns
-//! it off.
+//! it off, for the deployment or for one registered mailbox ([`crate::thresholds`]).
 
 use serde::Deserialize;
 use sqlx::PgPool;

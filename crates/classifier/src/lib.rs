@@ -182,8 +182,12 @@ impl Classifier {
             None => None,
         };
         let (mut verdict, mut reason) = self.ask_models(email).await?;
-        let second_look =
-            |_: &&DocumentCheck| !verdict.is_support_inquiry && verdict.llm_provider == LOCAL && documents::asks(email);
+        let second_look = |_: &&DocumentCheck| {
+            !verdict.is_support_inquiry
+                && verdict.llm_provider == LOCAL
+                && self.thresholds.checks_documents(&email.agent_email)
+                && documents::asks(email)
+        };
         if let Some(check) = self.documents.as_ref().filter(second_look)
             && let Some(passage) = check.covering_passage(&email.agent_email, &email.subject, &email.body).await?
         {
@@ -325,10 +329,9 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
         &registry,
     )
     .await;
-    let mut classifier = Classifier::new(chain, thresholds)?;
-    if classifier_settings.check_documents {
-        classifier = classifier.with_documents(DocumentCheck::new(pool.clone(), settings.section("rag")?));
-    }
+    // Built whatever `classifier.check_documents` says: a registered mailbox may turn it on.
+    let classifier =
+        Classifier::new(chain, thresholds)?.with_documents(DocumentCheck::new(pool.clone(), settings.section("rag")?));
     let handler = Arc::new(ClassifyHandler::new(pool, classifier));
     let served =
         pipeline_core::serve_worker_with(WORKER_NAME, &EMAILS_TO_CLASSIFY, handler, &settings, telemetry, shutdown)

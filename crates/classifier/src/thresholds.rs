@@ -1,10 +1,14 @@
-//! The auto-answer threshold of each mailbox: the confidence below which a support verdict is
-//! passed on flagged `needs_review`, so its reply becomes a draft for a person.
+//! The classifier's policy for each mailbox: its auto-answer threshold — the confidence below
+//! which a support verdict is passed on flagged `needs_review`, so its reply becomes a draft for
+//! a person — and whether "not support" verdicts get a second look in its documents
+//! ([`crate::documents`]).
 //!
-//! In order: a registered mailbox's own (`classifier.auto_answer_min_confidence` in its registry
-//! entry, `mailroom mailbox add|update --set`, read again every `registry.refresh_secs`), then
-//! its entry in the deployment's `classifier.auto_answer_min_confidence_by_mailbox` (for
-//! deployments without the registry), then `classifier.auto_answer_min_confidence`.
+//! The threshold, in order: a registered mailbox's own (`classifier.auto_answer_min_confidence`
+//! in its registry entry, `mailroom mailbox add|update --set`, read again every
+//! `registry.refresh_secs`), then its entry in the deployment's
+//! `classifier.auto_answer_min_confidence_by_mailbox` (for deployments without the registry),
+//! then `classifier.auto_answer_min_confidence`. The second look: a registered mailbox's own
+//! `classifier.check_documents`, then the deployment's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -44,32 +48,57 @@ impl ClassifierSettings {
                     .map(|v| (mailbox.trim().to_lowercase(), v))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Thresholds { default, per_mailbox, registered: Arc::default() })
+        Ok(Thresholds { default, per_mailbox, check_documents: self.check_documents, registered: Arc::default() })
     }
 }
 
-/// The auto-answer threshold of each mailbox. Clones share what was read from the registry.
+/// The auto-answer threshold and the second look of each mailbox. Clones share what was read
+/// from the registry.
 #[derive(Debug, Clone, Default)]
 pub struct Thresholds {
     /// For mailboxes without their own.
     pub default: f64,
     /// Lower-case `agent_email` → threshold, from the deployment's settings.
     pub per_mailbox: HashMap<String, f64>,
-    /// Registered mailboxes that set their own, as last read from the registry.
-    registered: Arc<RwLock<HashMap<String, f64>>>,
+    /// The deployment's `classifier.check_documents`, for mailboxes without their own.
+    pub check_documents: bool,
+    /// What registered mailboxes set themselves, as last read from the registry.
+    registered: Arc<RwLock<HashMap<String, Registered>>>,
+}
+
+/// What a registry entry sets of `[classifier]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Registered {
+    threshold: Option<f64>,
+    check_documents: Option<bool>,
 }
 
 impl Thresholds {
-    /// One threshold for every mailbox.
+    /// One threshold for every mailbox, and no second look in documents.
     pub fn uniform(default: f64) -> Self {
         Self { default, ..Self::default() }
+    }
+
+    /// With the deployment's second look in documents on or off.
+    pub fn checking_documents(mut self, on: bool) -> Self {
+        self.check_documents = on;
+        self
     }
 
     /// The threshold for mail received by `agent_email`.
     pub fn for_mailbox(&self, agent_email: &str) -> f64 {
         let agent = agent_email.trim().to_lowercase();
-        let registered = self.registered.read().unwrap_or_else(PoisonError::into_inner).get(&agent).copied();
-        registered.or_else(|| self.per_mailbox.get(&agent).copied()).unwrap_or(self.default)
+        self.registered(&agent).threshold.or_else(|| self.per_mailbox.get(&agent).copied()).unwrap_or(self.default)
+    }
+
+    /// Whether mail received by `agent_email` that the offline model calls "not support" gets
+    /// a second look in that mailbox's documents.
+    pub fn checks_documents(&self, agent_email: &str) -> bool {
+        self.registered(&agent_email.trim().to_lowercase()).check_documents.unwrap_or(self.check_documents)
+    }
+
+    fn registered(&self, agent: &str) -> Registered {
+        self.registered.read().unwrap_or_else(PoisonError::into_inner).get(agent).copied().unwrap_or_default()
     }
 }
 
@@ -77,21 +106,31 @@ impl mailroom_db::mailboxes::ReadsRegistry for Thresholds {
     type Error = sqlx::Error;
     const WHAT: &'static str = "auto-answer thresholds";
 
-    /// Reads the thresholds the registry's enabled mailboxes set (their `classifier` table over
-    /// `settings`, secrets left out: the classifier never holds a mailbox's credentials). An
-    /// entry that cannot be read keeps the deployment's threshold, with a warning.
+    /// Reads the thresholds and second looks the registry's enabled mailboxes set (their
+    /// `classifier` table over `settings`, secrets left out: the classifier never holds a
+    /// mailbox's credentials). An entry that cannot be read keeps the deployment's, with a
+    /// warning.
     async fn read(&self, settings: &Settings, pool: &PgPool) -> Result<(), sqlx::Error> {
         let mut next = HashMap::new();
         for (row, own) in mailroom_db::mailboxes::policies::<ClassifierSettings>(pool, settings, "classifier").await? {
-            if row.settings.pointer("/classifier/auto_answer_min_confidence").is_none() {
+            let sets = |key: &str| row.settings.pointer(&format!("/classifier/{key}")).is_some();
+            let (sets_threshold, sets_check) = (sets("auto_answer_min_confidence"), sets("check_documents"));
+            if !sets_threshold && !sets_check {
                 continue;
             }
-            match own.and_then(|c| share("classifier.auto_answer_min_confidence", c.auto_answer_min_confidence)) {
-                Ok(threshold) => {
-                    next.insert(row.address.trim().to_lowercase(), threshold);
+            let read = own.and_then(|c| {
+                let threshold = share("classifier.auto_answer_min_confidence", c.auto_answer_min_confidence)?;
+                Ok(Registered {
+                    threshold: sets_threshold.then_some(threshold),
+                    check_documents: sets_check.then_some(c.check_documents),
+                })
+            });
+            match read {
+                Ok(registered) => {
+                    next.insert(row.address.trim().to_lowercase(), registered);
                 }
                 Err(e) => warn!(mailbox = %row.address, error = %e,
-                    "Cannot read the mailbox's auto-answer threshold; it gets the deployment's."),
+                    "Cannot read the mailbox's classifier policy; it gets the deployment's."),
             }
         }
         *self.registered.write().unwrap_or_else(PoisonError::into_inner) = next;

@@ -49,7 +49,8 @@ pub async fn classify(settings: &Settings, args: ClassifyArgs) -> anyhow::Result
     let threshold = args.threshold.unwrap_or(classifier_settings.auto_answer_min_confidence);
     let chain =
         ProviderChain::for_worker(&llm_settings, "classify", &LlmMetrics::default(), &ProviderHealth::default())?;
-    let mut classifier = Classifier::new(chain, Thresholds::uniform(threshold))?;
+    let thresholds = Thresholds::uniform(threshold).checking_documents(args.documents_of.is_some());
+    let mut classifier = Classifier::new(chain, thresholds)?;
     if args.documents_of.is_some() {
         let pool = mailroom_db::connect_and_migrate(&settings.database.url, settings.database.max_connections).await?;
         classifier = classifier.with_documents(DocumentCheck::new(pool, settings.section("rag")?));

@@ -5,7 +5,7 @@
 //! rollout `sample_rate`, …), its `outbox` table (the sink) and its `sender` table (`mode`,
 //! quota and burst, reply throttle, `from_name`), and its `rag` table (the reply policy:
 //! `signature`, `human_categories`, `no_context`, `reply_language`), and in `classifier` its
-//! `auto_answer_min_confidence`. They come from a TOML file with those tables (`--file`), or
+//! `auto_answer_min_confidence` and `check_documents`. They come from a TOML file with those tables (`--file`), or
 //! from `--set key=value` (a dotted key of `config/default.toml`); secrets only as references,
 //! `--secret key=env:VAR` or `--secret key=file:/path` (in a file: `password = { env = "VAR" }`).
 //! The poller, the classifier, the generator and the sender pick changes up within

@@ -19,7 +19,7 @@ use crate::settings_check::Schema;
 
 /// The tables a registry entry may set: where the mailbox's mail comes from, where its replies
 /// go, its sending policy (mode, quota, throttle, `from_name`), its reply policy (the keys of
-/// [`RAG_KEYS`] only) and its auto-answer threshold ([`CLASSIFIER_KEYS`]).
+/// [`RAG_KEYS`] only) and its classifier policy ([`CLASSIFIER_KEYS`]).
 pub const SECTIONS: [&str; 5] = ["mailbox", "outbox", "sender", "rag", "classifier"];
 
 /// The keys of `[rag]` a mailbox may set: its reply policy. Retrieval and prompt limits are the
@@ -27,8 +27,9 @@ pub const SECTIONS: [&str; 5] = ["mailbox", "outbox", "sender", "rag", "classifi
 pub const RAG_KEYS: [&str; 4] = ["signature", "human_categories", "no_context", "reply_language"];
 
 /// The keys of `[classifier]` a mailbox may set: the confidence below which its support mail
-/// is drafted for a person rather than answered automatically.
-pub const CLASSIFIER_KEYS: [&str; 1] = ["auto_answer_min_confidence"];
+/// is drafted for a person rather than answered automatically, and whether "not support"
+/// verdicts get a second look in its documents.
+pub const CLASSIFIER_KEYS: [&str; 2] = ["auto_answer_min_confidence", "check_documents"];
 
 /// The sections of which a mailbox may set only some keys, and those keys.
 const POLICY_KEYS: [(&str, &[&str]); 2] = [("rag", &RAG_KEYS), ("classifier", &CLASSIFIER_KEYS)];
