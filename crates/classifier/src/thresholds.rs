@@ -104,7 +104,7 @@ impl Thresholds {
 
 impl mailroom_db::mailboxes::ReadsRegistry for Thresholds {
     type Error = sqlx::Error;
-    const WHAT: &'static str = "auto-answer thresholds";
+    const WHAT: &'static str = "classifier policies (auto-answer thresholds, second looks in documents)";
 
     /// Reads the thresholds and second looks the registry's enabled mailboxes set (their
     /// `classifier` table over `settings`, secrets left out: the classifier never holds a
