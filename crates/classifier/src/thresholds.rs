@@ -60,8 +60,9 @@ pub struct Thresholds {
     pub default: f64,
     /// Lower-case `agent_email` → threshold, from the deployment's settings.
     pub per_mailbox: HashMap<String, f64>,
-    /// The deployment's `classifier.check_documents`, for mailboxes without their own.
-    pub check_documents: bool,
+    /// The deployment's `classifier.check_documents`, for mailboxes without their own (set by
+    /// [`ClassifierSettings::thresholds`] or [`Thresholds::checking_documents`]).
+    check_documents: bool,
     /// What registered mailboxes set themselves, as last read from the registry.
     registered: Arc<RwLock<HashMap<String, Registered>>>,
 }
